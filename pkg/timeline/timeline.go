@@ -1,0 +1,87 @@
+// Package timeline records when each boot step starts and ends, on the
+// monotonic clock, so that a wall-clock jump (PID 1 sets the time during
+// boot) never distorts the figures.
+package timeline
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Step is one finished or running step. Times are milliseconds since the
+// timeline started (PID 1's start). EndMS is 0 while the step runs.
+type Step struct {
+	Name    string  `json:"name"`
+	StartMS float64 `json:"start_ms"`
+	EndMS   float64 `json:"end_ms"`
+	Error   string  `json:"error,omitempty"`
+}
+
+// Duration of a finished step.
+func (s Step) Duration() time.Duration {
+	return time.Duration((s.EndMS - s.StartMS) * float64(time.Millisecond))
+}
+
+// Timeline is safe for concurrent use.
+type Timeline struct {
+	start time.Time
+	// Now is the clock; tests swap it. It must carry a monotonic reading.
+	Now   func() time.Time
+	mu    sync.Mutex
+	steps []Step
+}
+
+// New starts a timeline at start (time.Now() at PID 1's entry).
+func New(start time.Time) *Timeline { return &Timeline{start: start, Now: time.Now} }
+
+func (t *Timeline) since() float64 {
+	return float64(t.Now().Sub(t.start).Microseconds()) / 1000
+}
+
+// Begin records the start of a step and returns the function that ends it.
+// Ending with a non-nil error records the error; ending twice keeps the
+// first end.
+func (t *Timeline) Begin(name string) (end func(err error)) {
+	t.mu.Lock()
+	i := len(t.steps)
+	t.steps = append(t.steps, Step{Name: name, StartMS: t.since()})
+	t.mu.Unlock()
+	return func(err error) {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.steps[i].EndMS != 0 {
+			return
+		}
+		t.steps[i].EndMS = t.since()
+		if err != nil {
+			t.steps[i].Error = err.Error()
+		}
+	}
+}
+
+// Steps returns a copy of the steps so far, in start order.
+func (t *Timeline) Steps() []Step {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]Step(nil), t.steps...)
+}
+
+// Table renders steps as a fixed-width console table.
+func Table(steps []Step) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-14s %10s %10s %10s  %s\n", "STEP", "START ms", "END ms", "TOOK ms", "RESULT")
+	for _, s := range steps {
+		result := "ok"
+		end, took := fmt.Sprintf("%10.1f", s.EndMS), fmt.Sprintf("%10.1f", s.EndMS-s.StartMS)
+		switch {
+		case s.EndMS == 0:
+			result, end, took = "running", fmt.Sprintf("%10s", "-"), fmt.Sprintf("%10s", "-")
+		case s.Error != "":
+			result = "failed: " + s.Error
+		}
+		fmt.Fprintf(&b, "%-14s %10.1f %s %s  %s\n", s.Name, s.StartMS, end, took, result)
+	}
+	return b.String()
+}
