@@ -1,0 +1,219 @@
+// Package flist describes a component's file tree (paths, types, modes,
+// owners, times, and the content-addressed chunks of every file), encodes it
+// in a small canonical binary form, builds it from a directory or a tar
+// stream, and extracts it safely into a directory. docs/flist.md is the
+// normative description of the format.
+package flist
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+)
+
+// Type is the kind of an entry.
+type Type uint8
+
+// Entry types. Zero is not a type, so a forgotten field is refused.
+const (
+	TypeFile Type = iota + 1
+	TypeDir
+	TypeSymlink
+	TypeCharDev
+	TypeBlockDev
+	TypeFIFO
+)
+
+func (t Type) String() string {
+	switch t {
+	case TypeFile:
+		return "file"
+	case TypeDir:
+		return "dir"
+	case TypeSymlink:
+		return "symlink"
+	case TypeCharDev:
+		return "chardev"
+	case TypeBlockDev:
+		return "blockdev"
+	case TypeFIFO:
+		return "fifo"
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+func (t Type) valid() bool { return t >= TypeFile && t <= TypeFIFO }
+
+// Format limits. They bound what a reader allocates for a hostile blob and
+// are part of the format: an flist outside them is invalid.
+const (
+	Magic           = "ZBFL"
+	Version         = 1
+	MaxMetadataSize = 64 << 20
+	MaxEntries      = 1_000_000
+	MaxPathLen      = 4096
+	MaxNameLen      = 255
+	MaxTargetLen    = 4096
+	// ModeMask is the permission bits plus setuid, setgid and sticky.
+	ModeMask = 0o7777
+)
+
+// Entry is one node of the tree. Path is relative to the component root,
+// which is not itself an entry.
+type Entry struct {
+	Path   string
+	Type   Type
+	Mode   uint32 // ModeMask bits only
+	UID    uint32
+	GID    uint32
+	MTime  int64  // unix seconds
+	Size   uint64 // files only: sum of chunk sizes
+	Target string // symlinks only
+	Rdev   uint64 // device nodes only
+	Chunks []ChunkRef
+}
+
+// Flist is a component's tree, entries sorted by path.
+type Flist struct {
+	Entries []Entry
+}
+
+// EntryError names the entry an error is about.
+type EntryError struct {
+	Index int
+	Path  string
+	Err   error
+}
+
+func (e *EntryError) Error() string {
+	return fmt.Sprintf("flist entry %d (%q): %v", e.Index, e.Path, e.Err)
+}
+
+func (e *EntryError) Unwrap() error { return e.Err }
+
+func entryErr(i int, p string, format string, args ...any) error {
+	return &EntryError{Index: i, Path: p, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate checks every rule of docs/flist.md: limits, path rules, order,
+// parents, and per-type fields. Encode and Decode call it; Extract calls it
+// again because a Flist may have been built in memory.
+func (f *Flist) Validate() error {
+	if f == nil {
+		return errors.New("flist: nil")
+	}
+	if len(f.Entries) > MaxEntries {
+		return fmt.Errorf("flist: %d entries, limit %d", len(f.Entries), MaxEntries)
+	}
+	dirs := make(map[string]struct{})
+	for i := range f.Entries {
+		e := &f.Entries[i]
+		if err := CheckPath(e.Path); err != nil {
+			return &EntryError{Index: i, Path: e.Path, Err: err}
+		}
+		if i > 0 {
+			prev := f.Entries[i-1].Path
+			if prev == e.Path {
+				return entryErr(i, e.Path, "duplicate path")
+			}
+			if prev > e.Path {
+				return entryErr(i, e.Path, "not sorted: comes after %q", prev)
+			}
+		}
+		if parent := path.Dir(e.Path); parent != "." {
+			if _, ok := dirs[parent]; !ok {
+				return entryErr(i, e.Path, "parent %q is not a directory listed before it", parent)
+			}
+		}
+		if err := e.check(); err != nil {
+			return &EntryError{Index: i, Path: e.Path, Err: err}
+		}
+		if e.Type == TypeDir {
+			dirs[e.Path] = struct{}{}
+		}
+	}
+	return nil
+}
+
+// CheckPath applies the path rules: relative, slash-separated, clean, no "."
+// or ".." component, no NUL, bounded lengths.
+func CheckPath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("empty path")
+	case len(p) > MaxPathLen:
+		return fmt.Errorf("path is %d bytes, limit %d", len(p), MaxPathLen)
+	case strings.IndexByte(p, 0) >= 0:
+		return errors.New("path contains NUL")
+	case p[0] == '/':
+		return errors.New("absolute path")
+	}
+	for _, c := range strings.Split(p, "/") {
+		switch {
+		case c == "..":
+			return errors.New("path has a \"..\" component")
+		case c == ".":
+			return errors.New("path has a \".\" component")
+		case len(c) > MaxNameLen:
+			return fmt.Errorf("path component is %d bytes, limit %d", len(c), MaxNameLen)
+		}
+	}
+	if path.Clean(p) != p {
+		return fmt.Errorf("path is not clean (want %q)", path.Clean(p))
+	}
+	return nil
+}
+
+func (e *Entry) check() error {
+	if !e.Type.valid() {
+		return fmt.Errorf("unknown type %d", uint8(e.Type))
+	}
+	if e.Mode&^ModeMask != 0 {
+		return fmt.Errorf("mode %#o has bits outside %#o", e.Mode, ModeMask)
+	}
+	if e.Type != TypeSymlink && e.Target != "" {
+		return fmt.Errorf("%s has a link target", e.Type)
+	}
+	if e.Type != TypeCharDev && e.Type != TypeBlockDev && e.Rdev != 0 {
+		return fmt.Errorf("%s has a device number", e.Type)
+	}
+	if e.Type != TypeFile && (e.Size != 0 || len(e.Chunks) != 0) {
+		return fmt.Errorf("%s has size %d and %d chunks; only files have content", e.Type, e.Size, len(e.Chunks))
+	}
+	switch e.Type {
+	case TypeSymlink:
+		switch {
+		case e.Target == "":
+			return errors.New("symlink has an empty target")
+		case len(e.Target) > MaxTargetLen:
+			return fmt.Errorf("symlink target is %d bytes, limit %d", len(e.Target), MaxTargetLen)
+		case strings.IndexByte(e.Target, 0) >= 0:
+			return errors.New("symlink target contains NUL")
+		}
+	case TypeFile:
+		return checkChunks(e.Size, e.Chunks)
+	}
+	return nil
+}
+
+func checkChunks(size uint64, chunks []ChunkRef) error {
+	// Every chunk holds at least one byte, so a file has at most Size chunks.
+	if uint64(len(chunks)) > size {
+		return fmt.Errorf("%d chunks for %d bytes", len(chunks), size)
+	}
+	var sum uint64
+	for j, c := range chunks {
+		if c.Size == 0 || c.Size > MaxChunkSize {
+			return fmt.Errorf("chunk %d (%s): size %d outside 1..%d", j, c.ID, c.Size, MaxChunkSize)
+		}
+		if c.CSize == 0 || c.CSize > MaxCompressedSize {
+			return fmt.Errorf("chunk %d (%s): compressed size %d outside 1..%d", j, c.ID, c.CSize, MaxCompressedSize)
+		}
+		sum += uint64(c.Size)
+	}
+	if sum != size {
+		return fmt.Errorf("file size %d but chunks hold %d bytes", size, sum)
+	}
+	return nil
+}
