@@ -36,6 +36,9 @@ type Timeline struct {
 // New starts a timeline at start (time.Now() at PID 1's entry).
 func New(start time.Time) *Timeline { return &Timeline{start: start, Now: time.Now} }
 
+// Start is the instant the timeline counts from.
+func (t *Timeline) Start() time.Time { return t.start }
+
 func (t *Timeline) since() float64 {
 	return float64(t.Now().Sub(t.start).Microseconds()) / 1000
 }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need on a Debian 12 machine.
+# Idempotent: it only calls apt when a command or file is missing.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have qemu-system-x86_64 || need+=(qemu-system-x86)
+have swtpm || need+=(swtpm swtpm-tools)
+have dnsmasq || need+=(dnsmasq)
+have zstd || need+=(zstd)
+have ip || need+=(iproute2)
+have tar || need+=(tar)
+have xorriso || need+=(xorriso)
+[ -e /usr/share/OVMF/OVMF_CODE.fd ] || need+=(ovmf)
+ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
+
+if [ ${#need[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: missing ${need[*]}; run as root (or install them) first" >&2
+		exit 1
+	fi
+	echo "deps: installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >/dev/null
+	apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The dnsmasq package starts a system service; our tests run their own
+# instances in network namespaces and must not race it for port 53 or DHCP.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet dnsmasq 2>/dev/null; then
+	systemctl disable --now dnsmasq >/dev/null 2>&1 || true
+fi
+echo "deps: ok (kernel $(ls /boot/vmlinuz-* | sort -V | tail -1))"
