@@ -1,0 +1,272 @@
+// Package cmdline reads zeroboot's parameters from the kernel command line.
+//
+// The command line is the only configuration a node has before the network
+// is up, and it is typed by hand into boot loaders: every mistake must come
+// back as a Problem that names the parameter, never as a crash or a silent
+// default.
+package cmdline
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// Severity of a Problem. Any Error means the boot must not go on.
+type Severity int
+
+const (
+	Warning Severity = iota
+	Error
+)
+
+func (s Severity) String() string {
+	if s == Error {
+		return "error"
+	}
+	return "warning"
+}
+
+// Problem is one thing wrong with the command line.
+type Problem struct {
+	Param    string // canonical name, e.g. zeroboot.farm
+	Value    string // value as given ("" when absent)
+	Severity Severity
+	Msg      string
+}
+
+func (p Problem) String() string {
+	if p.Value == "" {
+		return fmt.Sprintf("%s: %s: %s", p.Severity, p.Param, p.Msg)
+	}
+	return fmt.Sprintf("%s: %s=%q: %s", p.Severity, p.Param, p.Value, p.Msg)
+}
+
+// HasErrors reports whether any problem is an Error.
+func HasErrors(ps []Problem) bool {
+	for _, p := range ps {
+		if p.Severity == Error {
+			return true
+		}
+	}
+	return false
+}
+
+// Config is what zeroboot takes from the command line.
+type Config struct {
+	Registries []*url.URL // zeroboot.registry, https only, in failover order
+	Farm       string     // zeroboot.farm
+	Channel    string     // zeroboot.channel; "" lets the registry choose
+	Debug      bool       // zeroboot.debug
+	Consoles   []string   // console=, in command-line order
+	IP         string     // ip=; only "dhcp" for now
+	Rescue     bool       // zeroboot.rescue
+}
+
+// ParamDoc documents one parameter; docs/kernel-cmdline.md must mention
+// every Name (a test checks it).
+type ParamDoc struct {
+	Name    string
+	Value   string
+	Default string
+	Doc     string
+}
+
+// Params lists every parameter zeroboot reads.
+var Params = []ParamDoc{
+	{"zeroboot.registry", "https://HOST[:PORT][/PATH][,https://...]", "(none: required unless zeroboot.rescue)",
+		"Registry URLs, tried in order with failover. Only https; http is refused."},
+	{"zeroboot.farm", "[a-z0-9-]{1,63}", `"" (the registry decides)`,
+		"Farm the node asks to join."},
+	{"zeroboot.channel", "[a-z0-9][a-z0-9._-]{0,62}", `"" (the registry decides)`,
+		"Release channel the node asks for."},
+	{"zeroboot.debug", "bare, or 1|0|true|false|yes|no|on|off", "off",
+		"Log at debug level on the console and /dev/kmsg."},
+	{"zeroboot.rescue", "bare, or 1|0|true|false|yes|no|on|off", "off",
+		"Stop before fetching anything and stay in the rescue state."},
+	{"console", "kernel console spec, e.g. ttyS0,115200 (repeatable)", "/dev/console",
+		"Consoles PID 1 writes its log to, as the kernel reads them."},
+	{"ip", "dhcp", "dhcp",
+		"Network configuration. Only DHCPv4 on every link for now."},
+}
+
+const prefix = "zeroboot."
+
+var (
+	farmRE    = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
+	channelRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+)
+
+// Parse reads a kernel command line (the contents of /proc/cmdline). It
+// always returns a Config; problems say what was ignored or wrong.
+func Parse(cmdline string) (Config, []Problem) {
+	p := parser{seen: map[string]string{}}
+	p.cfg.IP = "dhcp"
+	for _, a := range split(cmdline) {
+		p.arg(a)
+	}
+	if len(p.cfg.Registries) == 0 && !p.cfg.Rescue && !p.registryGiven {
+		p.errorf("zeroboot.registry", "", "no registry: add zeroboot.registry=https://...")
+	}
+	return p.cfg, p.problems
+}
+
+type parser struct {
+	cfg           Config
+	problems      []Problem
+	seen          map[string]string // zeroboot.* name -> first value
+	ipSeen        bool
+	registryGiven bool
+}
+
+func (p *parser) errorf(param, value, format string, args ...any) {
+	p.problems = append(p.problems, Problem{param, value, Error, fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) warnf(param, value, format string, args ...any) {
+	p.problems = append(p.problems, Problem{param, value, Warning, fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) arg(a arg) {
+	// The kernel treats '-' and '_' in parameter names as the same.
+	name := strings.ReplaceAll(a.key, "-", "_")
+	switch {
+	case name == "console":
+		if a.val != "" {
+			p.cfg.Consoles = append(p.cfg.Consoles, a.val)
+		}
+		return
+	case name == "ip":
+		p.ip(a)
+		return
+	case !strings.HasPrefix(name, prefix):
+		if strings.HasPrefix(strings.ToLower(name), prefix) {
+			p.warnf(a.key, a.val, "ignored: parameter names are case-sensitive, write %s", strings.ToLower(name))
+		}
+		return // the kernel's or another program's
+	}
+	if first, dup := p.seen[name]; dup {
+		p.errorf(name, a.val, "given twice (%q and %q): ambiguous, keep one", first, a.val)
+		return
+	}
+	p.seen[name] = a.val
+	switch name {
+	case "zeroboot.registry":
+		p.registry(a)
+	case "zeroboot.farm":
+		if p.need(name, a) && p.match(name, a.val, farmRE, "[a-z0-9-]{1,63}") {
+			p.cfg.Farm = a.val
+		}
+	case "zeroboot.channel":
+		if p.need(name, a) && p.match(name, a.val, channelRE, "[a-z0-9][a-z0-9._-]{0,62}") {
+			p.cfg.Channel = a.val
+		}
+	case "zeroboot.debug":
+		p.cfg.Debug = p.boolean(name, a)
+	case "zeroboot.rescue":
+		p.cfg.Rescue = p.boolean(name, a)
+	default:
+		p.warnf(name, a.val, "unknown zeroboot parameter, ignored (known: %s)", strings.Join(knownNames(), ", "))
+	}
+}
+
+func knownNames() []string {
+	var ns []string
+	for _, d := range Params {
+		if strings.HasPrefix(d.Name, prefix) {
+			ns = append(ns, d.Name)
+		}
+	}
+	return ns
+}
+
+func (p *parser) need(name string, a arg) bool {
+	if a.val == "" {
+		p.errorf(name, "", "needs a value: %s=...", name)
+		return false
+	}
+	return true
+}
+
+func (p *parser) match(name, val string, re *regexp.Regexp, pattern string) bool {
+	if !re.MatchString(val) {
+		p.errorf(name, val, "must match %s", pattern)
+		return false
+	}
+	return true
+}
+
+func (p *parser) boolean(name string, a arg) bool {
+	if !a.hasVal {
+		return true
+	}
+	switch strings.ToLower(a.val) {
+	case "1", "true", "yes", "on", "y":
+		return true
+	case "0", "false", "no", "off", "n":
+		return false
+	}
+	p.errorf(name, a.val, "not a boolean: use %s, %s=1 or %s=0", name, name, name)
+	return false
+}
+
+func (p *parser) registry(a arg) {
+	p.registryGiven = true
+	if !p.need("zeroboot.registry", a) {
+		return
+	}
+	seen := map[string]bool{}
+	for _, s := range strings.Split(a.val, ",") {
+		u, err := registryURL(s)
+		if err != nil {
+			p.errorf("zeroboot.registry", s, "%v", err)
+			continue
+		}
+		if seen[u.String()] {
+			p.warnf("zeroboot.registry", s, "listed twice, using it once")
+			continue
+		}
+		seen[u.String()] = true
+		p.cfg.Registries = append(p.cfg.Registries, u)
+	}
+}
+
+func registryURL(s string) (*url.URL, error) {
+	if s == "" {
+		return nil, fmt.Errorf("empty URL in the list (stray comma?)")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("not a URL: %v", err)
+	}
+	switch {
+	case u.Scheme == "http":
+		return nil, fmt.Errorf("http refused: the registry must be reached over https (no insecure fallback)")
+	case u.Scheme != "https":
+		return nil, fmt.Errorf("scheme %q refused: use https://HOST", u.Scheme)
+	case u.Host == "" || u.Hostname() == "":
+		return nil, fmt.Errorf("no host: use https://HOST[:PORT]")
+	case u.User != nil:
+		return nil, fmt.Errorf("credentials in the URL refused: the command line is world-readable")
+	case u.Fragment != "" || u.RawQuery != "":
+		return nil, fmt.Errorf("query or fragment not allowed in a registry URL")
+	}
+	return u, nil
+}
+
+func (p *parser) ip(a arg) {
+	v := strings.ToLower(a.val)
+	if p.ipSeen {
+		if v != p.cfg.IP {
+			p.errorf("ip", a.val, "given twice (%q and %q): ambiguous, keep one", p.cfg.IP, a.val)
+		}
+		return
+	}
+	p.ipSeen = true
+	if v != "dhcp" {
+		p.errorf("ip", a.val, "not supported yet: use ip=dhcp")
+		return
+	}
+	p.cfg.IP = v
+}
