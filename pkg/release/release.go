@@ -1,0 +1,222 @@
+// Package release defines signed release manifests: which flists a node
+// mounts where, and what it runs. A release is JSON, signed by a threshold of
+// ed25519 keys (TUF-style); a node accepts one only through (*Trust).Verify
+// against keys built into its initramfs.
+package release
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/zeroboot/zeroboot/pkg/digest"
+)
+
+// Format is the only release format this code understands.
+const Format = "zeroboot-release/1"
+
+const formatPrefix = "zeroboot-release/"
+
+// Release is the signed payload: what a node of a channel boots.
+type Release struct {
+	Format     string      `json:"format"`
+	Channel    string      `json:"channel"`
+	Version    uint64      `json:"version"`
+	Expires    time.Time   `json:"expires"`
+	Created    time.Time   `json:"created"`
+	Components []Component `json:"components"`
+	Entrypoint Entrypoint  `json:"entrypoint"`
+}
+
+// Component is one flist mounted at Mount in the assembled root.
+type Component struct {
+	Name  string        `json:"name"`
+	Flist digest.Digest `json:"flist"`
+	Mount string        `json:"mount"`
+}
+
+// Entrypoint is what PID 1 hands off to once the root is assembled.
+type Entrypoint struct {
+	Path string   `json:"path"`
+	Args []string `json:"args"`
+	Env  []string `json:"env"`
+}
+
+// Limits keep a signed but careless release from becoming a resource
+// problem on the node.
+const (
+	MaxComponents = 256
+	MaxArgs       = 256
+	MaxEnv        = 256
+	maxNameLen    = 64
+	maxPathLen    = 4096
+	maxStringLen  = 64 << 10
+)
+
+// Validate checks everything about r that does not depend on time, trust or
+// policy: format, names, paths, digests. Verify calls it after the
+// signatures pass; Sign calls it before signing.
+func (r *Release) Validate() error {
+	if err := checkFormat(r.Format); err != nil {
+		return err
+	}
+	if err := checkName("channel", r.Channel); err != nil {
+		return err
+	}
+	if r.Version < 1 {
+		return errors.New("release: version 0: versions start at 1")
+	}
+	if r.Expires.IsZero() {
+		return errors.New("release: no expiry time")
+	}
+	if r.Created.IsZero() {
+		return errors.New("release: no creation time")
+	}
+	if !r.Created.Before(r.Expires) {
+		return fmt.Errorf("release: created %s is not before expires %s",
+			r.Created.UTC().Format(time.RFC3339), r.Expires.UTC().Format(time.RFC3339))
+	}
+	if err := checkComponents(r.Components); err != nil {
+		return err
+	}
+	return r.Entrypoint.validate()
+}
+
+func checkFormat(f string) error {
+	switch {
+	case f == Format:
+		return nil
+	case strings.HasPrefix(f, formatPrefix):
+		return fmt.Errorf("release: format %q is a version this node does not understand (want %q)", clip(f), Format)
+	default:
+		return fmt.Errorf("release: format %q is not a zeroboot release (want %q)", clip(f), Format)
+	}
+}
+
+func checkComponents(cs []Component) error {
+	if len(cs) == 0 {
+		return errors.New("release: no components")
+	}
+	if len(cs) > MaxComponents {
+		return fmt.Errorf("release: %d components, at most %d", len(cs), MaxComponents)
+	}
+	names := make(map[string]bool, len(cs))
+	mounts := make(map[string]string, len(cs))
+	for i, c := range cs {
+		if err := checkName(fmt.Sprintf("component %d name", i), c.Name); err != nil {
+			return err
+		}
+		if names[c.Name] {
+			return fmt.Errorf("release: component name %q appears twice", c.Name)
+		}
+		names[c.Name] = true
+		if c.Flist.IsZero() {
+			return fmt.Errorf("release: component %q: no flist digest", c.Name)
+		}
+		if err := checkPath(fmt.Sprintf("component %q mount", c.Name), c.Mount); err != nil {
+			return err
+		}
+		if other, ok := mounts[c.Mount]; ok {
+			return fmt.Errorf("release: components %q and %q both mount at %s", other, c.Name, c.Mount)
+		}
+		mounts[c.Mount] = c.Name
+	}
+	return nil
+}
+
+func (e *Entrypoint) validate() error {
+	if err := checkPath("entrypoint path", e.Path); err != nil {
+		return err
+	}
+	if len(e.Args) > MaxArgs {
+		return fmt.Errorf("release: entrypoint has %d args, at most %d", len(e.Args), MaxArgs)
+	}
+	for i, a := range e.Args {
+		if err := checkString(fmt.Sprintf("entrypoint arg %d", i), a); err != nil {
+			return err
+		}
+	}
+	if len(e.Env) > MaxEnv {
+		return fmt.Errorf("release: entrypoint has %d env entries, at most %d", len(e.Env), MaxEnv)
+	}
+	keys := make(map[string]bool, len(e.Env))
+	for i, kv := range e.Env {
+		if err := checkString(fmt.Sprintf("entrypoint env %d", i), kv); err != nil {
+			return err
+		}
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || !envKey(k) {
+			return fmt.Errorf("release: entrypoint env %d %q: want KEY=VALUE with KEY of [A-Za-z_][A-Za-z0-9_]*", i, clip(kv))
+		}
+		if keys[k] {
+			return fmt.Errorf("release: entrypoint env sets %s twice", k)
+		}
+		keys[k] = true
+	}
+	return nil
+}
+
+// checkName accepts [a-z0-9._-]{1,64}, except "." and "..": names end up as
+// directory and file names on the node.
+func checkName(what, s string) error {
+	if len(s) == 0 || len(s) > maxNameLen {
+		return fmt.Errorf("release: %s %q: want 1 to %d characters", what, clip(s), maxNameLen)
+	}
+	if s == "." || s == ".." {
+		return fmt.Errorf("release: %s %q: not a name", what, s)
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("release: %s %q: character %q outside [a-z0-9._-]", what, clip(s), c)
+		}
+	}
+	return nil
+}
+
+func checkPath(what, p string) error {
+	if err := checkString(what, p); err != nil {
+		return err
+	}
+	if len(p) > maxPathLen {
+		return fmt.Errorf("release: %s: %d bytes, at most %d", what, len(p), maxPathLen)
+	}
+	if !path.IsAbs(p) {
+		return fmt.Errorf("release: %s %q: not an absolute path", what, clip(p))
+	}
+	if path.Clean(p) != p {
+		return fmt.Errorf("release: %s %q: not clean (want %q)", what, clip(p), path.Clean(p))
+	}
+	return nil
+}
+
+func checkString(what, s string) error {
+	if len(s) > maxStringLen {
+		return fmt.Errorf("release: %s: %d bytes, at most %d", what, len(s), maxStringLen)
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("release: %s %q: contains a NUL byte", what, clip(s))
+	}
+	return nil
+}
+
+func envKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i, c := range []byte(k) {
+		if !(c == '_' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || i > 0 && '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// clip shortens attacker-supplied strings before they reach a console.
+func clip(s string) string {
+	if len(s) <= 80 {
+		return s
+	}
+	return s[:80] + "..."
+}
