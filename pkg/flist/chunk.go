@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -56,8 +57,11 @@ func CompressChunk(raw []byte) (ChunkRef, []byte, error) {
 	encOnce.Do(func() {
 		var err error
 		// No checksum in the frame: the SHA-256 of the content is the check.
+		// EncodeAll runs one call per internal encoder, so the concurrency
+		// is what lets the builder's workers compress in parallel; the
+		// output does not depend on it.
 		encoder, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
-			zstd.WithEncoderCRC(false), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(MaxChunkSize))
+			zstd.WithEncoderCRC(false), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithWindowSize(MaxChunkSize))
 		if err != nil {
 			panic(err)
 		}

@@ -1,0 +1,501 @@
+package flist
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// Sink receives every chunk the builder produces. The same chunk may be put
+// more than once (identical content in two files); a sink must be idempotent.
+// compressed is not reused after PutChunk returns.
+type Sink interface {
+	PutChunk(ref ChunkRef, compressed []byte) error
+}
+
+// Progress is a snapshot of a build. Bytes and Chunks count content that
+// reached the sink.
+type Progress struct {
+	Files, Bytes, Chunks int64
+	Elapsed              time.Duration
+}
+
+// Builder turns a tree into an Flist, pushing its chunks to Sink. Memory is
+// bounded by about Workers×ChunkSize×2 whatever the file sizes.
+type Builder struct {
+	ChunkSize int // default DefaultChunkSize, at most MaxChunkSize
+	Sink      Sink
+	Workers   int            // default runtime.NumCPU()
+	Progress  func(Progress) // at most ~10 calls a second, and once at the end
+}
+
+const progressEvery = 100 * time.Millisecond
+
+// pending is an entry whose chunk list is still being filled by workers.
+type pending struct {
+	e  Entry
+	fr *fileRefs
+}
+
+// fileRefs collects a file's chunk references, written by workers in any
+// order. It grows as chunks arrive so that nothing is allocated from a
+// declared (possibly lying) size.
+type fileRefs struct {
+	mu   sync.Mutex
+	refs []ChunkRef
+	n    int // chunks dispatched, set by the producer when the file is read
+}
+
+func (f *fileRefs) set(i int, r ChunkRef) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for len(f.refs) <= i {
+		f.refs = append(f.refs, ChunkRef{})
+	}
+	f.refs[i] = r
+}
+
+type job struct {
+	path string
+	off  uint64
+	buf  []byte
+	n    int
+	fr   *fileRefs
+	idx  int
+}
+
+// build is one run of the chunking pipeline: a producer reads files in
+// order and fills buffers, workers compress and sink them.
+type build struct {
+	ctx       context.Context
+	chunkSize int
+	jobs      chan job
+	free      chan []byte
+	allocated int // buffers made so far; producer only
+	files     atomic.Int64
+	bytes     atomic.Int64
+	chunks    atomic.Int64
+}
+
+func (b *Builder) config() (chunkSize, workers int, err error) {
+	chunkSize, workers = b.ChunkSize, b.Workers
+	if chunkSize == 0 {
+		chunkSize = DefaultChunkSize
+	}
+	if chunkSize < 0 || chunkSize > MaxChunkSize {
+		return 0, 0, fmt.Errorf("build: chunk size %d outside 1..%d", chunkSize, MaxChunkSize)
+	}
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	if b.Sink == nil {
+		return 0, 0, errors.New("build: no sink")
+	}
+	return chunkSize, workers, nil
+}
+
+// run drives produce (which reads the tree and dispatches content) against
+// the worker pool, then assembles and validates the sorted Flist.
+func (b *Builder) run(ctx context.Context, produce func(*build) ([]pending, error)) (*Flist, error) {
+	chunkSize, workers, err := b.config()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	bd := &build{
+		ctx:       gctx,
+		chunkSize: chunkSize,
+		jobs:      make(chan job),
+		free:      make(chan []byte, workers+1),
+	}
+	for range workers {
+		g.Go(func() error { return bd.work(b.Sink) })
+	}
+	var out []pending
+	g.Go(func() error {
+		defer close(bd.jobs)
+		var err error
+		out, err = produce(bd)
+		return err
+	})
+	stop := b.report(bd, start)
+	err = g.Wait()
+	stop()
+	if err != nil {
+		return nil, err
+	}
+	return assemble(out)
+}
+
+// report calls Progress on a ticker until the returned stop is called, then
+// once more with the final figures.
+func (b *Builder) report(bd *build, start time.Time) (stop func()) {
+	if b.Progress == nil {
+		return func() {}
+	}
+	snap := func() Progress {
+		return Progress{Files: bd.files.Load(), Bytes: bd.bytes.Load(), Chunks: bd.chunks.Load(), Elapsed: time.Since(start)}
+	}
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				b.Progress(snap())
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-exited
+		b.Progress(snap())
+	}
+}
+
+func assemble(ps []pending) (*Flist, error) {
+	sort.Slice(ps, func(i, j int) bool { return ps[i].e.Path < ps[j].e.Path })
+	f := &Flist{Entries: make([]Entry, len(ps))}
+	for i, p := range ps {
+		if p.fr != nil {
+			if len(p.fr.refs) != p.fr.n {
+				return nil, fmt.Errorf("build %s: %d of %d chunks came back", p.e.Path, len(p.fr.refs), p.fr.n)
+			}
+			p.e.Chunks = p.fr.refs
+		}
+		f.Entries[i] = p.e
+	}
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	return f, nil
+}
+
+func (bd *build) work(sink Sink) error {
+	for j := range bd.jobs {
+		ref, c, err := CompressChunk(j.buf[:j.n])
+		bd.free <- j.buf
+		if err != nil {
+			return fmt.Errorf("build %s at offset %d: %w", j.path, j.off, err)
+		}
+		if err := sink.PutChunk(ref, c); err != nil {
+			return fmt.Errorf("build %s at offset %d: put %s: %w", j.path, j.off, ref, err)
+		}
+		j.fr.set(j.idx, ref)
+		bd.bytes.Add(int64(j.n))
+		bd.chunks.Add(1)
+	}
+	return nil
+}
+
+// buffer hands out one of at most cap(free) chunk buffers.
+func (bd *build) buffer() ([]byte, error) {
+	select {
+	case b := <-bd.free:
+		return b, nil
+	default:
+	}
+	if bd.allocated < cap(bd.free) {
+		bd.allocated++
+		return make([]byte, bd.chunkSize), nil
+	}
+	select {
+	case b := <-bd.free:
+		return b, nil
+	case <-bd.ctx.Done():
+		return nil, bd.ctx.Err()
+	}
+}
+
+// chunkFile reads exactly size bytes from r and dispatches them as chunks.
+func (bd *build) chunkFile(name string, r io.Reader, size uint64) (*fileRefs, error) {
+	fr := &fileRefs{}
+	var off uint64
+	for ; off < size; fr.n++ {
+		n := int(min(size-off, uint64(bd.chunkSize)))
+		buf, err := bd.buffer()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := io.ReadFull(r, buf[:n]); err != nil {
+			bd.free <- buf
+			return nil, fmt.Errorf("build %s: read at offset %d: %w", name, off, err)
+		}
+		select {
+		case bd.jobs <- job{path: name, off: off, buf: buf, n: n, fr: fr, idx: fr.n}:
+		case <-bd.ctx.Done():
+			bd.free <- buf
+			return nil, bd.ctx.Err()
+		}
+		off += uint64(n)
+	}
+	bd.files.Add(1)
+	return fr, nil
+}
+
+// BuildDir builds an Flist of the tree under dir (dir itself is not an
+// entry). Symlinks are stored, never followed; hard links become independent
+// files (their chunks are shared anyway); sockets are refused.
+func (b *Builder) BuildDir(ctx context.Context, dir string) (*Flist, error) {
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("build %s: not a directory", dir)
+	}
+	return b.run(ctx, func(bd *build) ([]pending, error) {
+		var out []pending
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return fmt.Errorf("build: %w", err)
+			}
+			if err := bd.ctx.Err(); err != nil {
+				return err
+			}
+			rel, err := filepath.Rel(dir, p)
+			if err != nil || rel == "." {
+				return err
+			}
+			pe, err := bd.dirEntry(p, filepath.ToSlash(rel))
+			if err != nil {
+				return err
+			}
+			out = append(out, pe)
+			return nil
+		})
+		return out, err
+	})
+}
+
+func (bd *build) dirEntry(full, rel string) (pending, error) {
+	st, err := lstat(full)
+	if err != nil {
+		return pending{}, fmt.Errorf("build %s: %w", rel, err)
+	}
+	e := Entry{Path: rel, Mode: st.Mode & ModeMask, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Sec}
+	switch st.Mode & syscall.S_IFMT {
+	case syscall.S_IFDIR:
+		e.Type = TypeDir
+	case syscall.S_IFLNK:
+		e.Type = TypeSymlink
+		if e.Target, err = os.Readlink(full); err != nil {
+			return pending{}, fmt.Errorf("build %s: %w", rel, err)
+		}
+	case syscall.S_IFCHR:
+		e.Type, e.Rdev = TypeCharDev, st.Rdev
+	case syscall.S_IFBLK:
+		e.Type, e.Rdev = TypeBlockDev, st.Rdev
+	case syscall.S_IFIFO:
+		e.Type = TypeFIFO
+	case syscall.S_IFSOCK:
+		return pending{}, fmt.Errorf("build %s: is a socket; sockets cannot be stored in an flist", rel)
+	case syscall.S_IFREG:
+		e.Type, e.Size = TypeFile, uint64(st.Size)
+		fr, err := bd.regular(full, rel, st)
+		return pending{e: e, fr: fr}, err
+	default:
+		return pending{}, fmt.Errorf("build %s: unsupported file type %#o", rel, st.Mode&syscall.S_IFMT)
+	}
+	return pending{e: e}, nil
+}
+
+func lstat(p string) (*syscall.Stat_t, error) {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil {
+		return nil, &os.PathError{Op: "lstat", Path: p, Err: err}
+	}
+	return &st, nil
+}
+
+// regular chunks a file, refusing one that was swapped or changed size
+// between the lstat and the end of the read.
+func (bd *build) regular(full, rel string, st *syscall.Stat_t) (*fileRefs, error) {
+	f, err := os.OpenFile(full, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", rel, err)
+	}
+	defer f.Close()
+	var fst syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &fst); err != nil {
+		return nil, fmt.Errorf("build %s: fstat: %w", rel, err)
+	}
+	if fst.Ino != st.Ino || fst.Dev != st.Dev {
+		return nil, fmt.Errorf("build %s: replaced while building", rel)
+	}
+	fr, err := bd.chunkFile(rel, f, uint64(st.Size))
+	if err != nil {
+		return nil, err
+	}
+	if n, _ := f.Read(make([]byte, 1)); n != 0 {
+		return nil, fmt.Errorf("build %s: grew past %d bytes while building", rel, st.Size)
+	}
+	return fr, nil
+}
+
+// BuildTar builds an Flist from a tar stream. Names are normalized ("./x",
+// "x/"), names with ".." or a leading "/" are refused, missing parent
+// directories are made up (0755, root, mtime 0), and a hard link becomes a
+// file sharing its target's chunks. The target must come earlier in the
+// stream, as tar requires.
+func (b *Builder) BuildTar(ctx context.Context, r io.Reader) (*Flist, error) {
+	return b.run(ctx, func(bd *build) ([]pending, error) {
+		tr := tar.NewReader(r)
+		var out []pending
+		index := make(map[string]int)
+		for {
+			if err := bd.ctx.Err(); err != nil {
+				return nil, err
+			}
+			hdr, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("build: read tar: %w", err)
+			}
+			if hdr.Typeflag == tar.TypeXGlobalHeader {
+				continue // defaults for later headers, already applied by the reader
+			}
+			p, err := bd.tarEntry(tr, hdr, out, index)
+			if err != nil {
+				return nil, err
+			}
+			if p.e.Path == "" {
+				continue // the root itself
+			}
+			if i, ok := index[p.e.Path]; ok {
+				// A directory listed again updates its metadata, as tar
+				// would; anything else twice is ambiguous.
+				if out[i].e.Type != TypeDir || p.e.Type != TypeDir {
+					return nil, fmt.Errorf("build: tar entry %q: duplicate name", hdr.Name)
+				}
+				out[i] = p
+				continue
+			}
+			index[p.e.Path] = len(out)
+			out = append(out, p)
+		}
+		return addParents(out, index)
+	})
+}
+
+func (bd *build) tarEntry(tr *tar.Reader, hdr *tar.Header, out []pending, index map[string]int) (pending, error) {
+	bad := func(format string, args ...any) (pending, error) {
+		return pending{}, fmt.Errorf("build: tar entry %q: %s", hdr.Name, fmt.Sprintf(format, args...))
+	}
+	name, err := tarName(hdr.Name)
+	if err != nil {
+		return bad("%v", err)
+	}
+	if name == "" {
+		if hdr.Typeflag != tar.TypeDir {
+			return bad("names the root but is not a directory")
+		}
+		return pending{}, nil
+	}
+	if hdr.Uid < 0 || hdr.Uid > math.MaxUint32 || hdr.Gid < 0 || hdr.Gid > math.MaxUint32 {
+		return bad("uid/gid %d/%d out of range", hdr.Uid, hdr.Gid)
+	}
+	e := Entry{Path: name, Mode: uint32(hdr.Mode) & ModeMask, UID: uint32(hdr.Uid), GID: uint32(hdr.Gid), MTime: hdr.ModTime.Unix()}
+	switch hdr.Typeflag {
+	case tar.TypeReg:
+		if hdr.Size < 0 {
+			return bad("negative size")
+		}
+		e.Type, e.Size = TypeFile, uint64(hdr.Size)
+		fr, err := bd.chunkFile(name, tr, e.Size)
+		return pending{e: e, fr: fr}, err
+	case tar.TypeLink:
+		target, err := tarName(hdr.Linkname)
+		if err != nil {
+			return bad("hard link target %q: %v", hdr.Linkname, err)
+		}
+		i, ok := index[target]
+		if !ok || out[i].e.Type != TypeFile {
+			return bad("hard link target %q is not a regular file earlier in the archive", hdr.Linkname)
+		}
+		// A hard link shares the inode, so metadata and content are the
+		// target's: the same tree read from disk gives the same entry.
+		p := out[i]
+		p.e.Path = name
+		return p, nil
+	case tar.TypeSymlink:
+		e.Type, e.Target = TypeSymlink, hdr.Linkname
+	case tar.TypeChar, tar.TypeBlock:
+		if hdr.Devmajor < 0 || hdr.Devmajor > math.MaxUint32 || hdr.Devminor < 0 || hdr.Devminor > math.MaxUint32 {
+			return bad("device %d:%d out of range", hdr.Devmajor, hdr.Devminor)
+		}
+		e.Type, e.Rdev = TypeCharDev, unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
+		if hdr.Typeflag == tar.TypeBlock {
+			e.Type = TypeBlockDev
+		}
+	case tar.TypeFifo:
+		e.Type = TypeFIFO
+	case tar.TypeDir:
+		e.Type = TypeDir
+	default:
+		return bad("unsupported type %q", hdr.Typeflag)
+	}
+	return pending{e: e}, nil
+}
+
+// tarName normalizes a tar member name to an flist path; "" is the root.
+func tarName(raw string) (string, error) {
+	if strings.HasPrefix(raw, "/") {
+		return "", errors.New("absolute name")
+	}
+	for _, c := range strings.Split(raw, "/") {
+		if c == ".." {
+			return "", errors.New(`name has a ".." component`)
+		}
+	}
+	n := path.Clean(raw)
+	if n == "." {
+		return "", nil
+	}
+	if err := CheckPath(n); err != nil {
+		return "", err
+	}
+	return n, nil
+}
+
+// addParents makes up directories a tar stream implies but does not list,
+// with fixed metadata so the result does not depend on anything else.
+func addParents(out []pending, index map[string]int) ([]pending, error) {
+	for i := 0; i < len(out); i++ {
+		p := out[i].e.Path
+		for parent := path.Dir(p); parent != "."; parent = path.Dir(parent) {
+			j, ok := index[parent]
+			if ok {
+				if out[j].e.Type != TypeDir {
+					return nil, fmt.Errorf("build: tar entry %q: parent %q is a %s", p, parent, out[j].e.Type)
+				}
+				break
+			}
+			index[parent] = len(out)
+			out = append(out, pending{e: Entry{Path: parent, Type: TypeDir, Mode: 0o755}})
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,431 @@
+package flist
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/zeroboot/zeroboot/pkg/digest"
+)
+
+// memStore is a Sink and a ChunkSource backed by a map.
+type memStore struct {
+	mu    sync.Mutex
+	blobs map[digest.Digest][]byte
+	puts  int
+}
+
+func newMemStore() *memStore { return &memStore{blobs: make(map[digest.Digest][]byte)} }
+
+func (m *memStore) PutChunk(ref ChunkRef, c []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.puts++
+	m.blobs[ref.ID] = c
+	return nil
+}
+
+func (m *memStore) Chunk(ctx context.Context, ref ChunkRef) ([]byte, error) {
+	m.mu.Lock()
+	c, ok := m.blobs[ref.ID]
+	m.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%s: not in store", ref)
+	}
+	return OpenChunk(ref, c)
+}
+
+func (m *memStore) content(t *testing.T, e Entry) []byte {
+	t.Helper()
+	var b []byte
+	for _, r := range e.Chunks {
+		raw, err := m.Chunk(context.Background(), r)
+		if err != nil {
+			t.Fatalf("%s: %v", e.Path, err)
+		}
+		b = append(b, raw...)
+	}
+	return b
+}
+
+const testChunk = 4096
+
+// makeTree writes a tree with every kind of entry and file sizes around the
+// chunk boundaries, all times fixed so two trees compare equal.
+func makeTree(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	rnd := rand.New(rand.NewPCG(1, 2))
+	files := map[string][]byte{}
+	for i, n := range []int{0, 1, testChunk - 1, testChunk, testChunk + 1, 3*testChunk + 100} {
+		b := make([]byte, n)
+		for j := range b {
+			b[j] = byte(rnd.IntN(256))
+		}
+		files[fmt.Sprintf("data/f%d", i)] = b
+	}
+	files["etc/motd"] = bytes.Repeat([]byte("welcome to zeroboot\n"), 1000)
+	files["usr/bin/su"] = []byte("#!/bin/sh\n")
+	files["a-b"] = []byte("sorts before a/")
+	for _, d := range []string{"data", "etc", "usr/bin", "a", "empty"} {
+		must(t, os.MkdirAll(filepath.Join(dir, d), 0o755))
+	}
+	for p, b := range files {
+		must(t, os.WriteFile(filepath.Join(dir, p), b, 0o644))
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "a/x"), []byte("x"), 0o600))
+	files["a/x"] = []byte("x")
+	// syscall.Chmod: os.Chmod would drop 04000 and 02000, which os spells
+	// as ModeSetuid and ModeSetgid.
+	must(t, syscall.Chmod(filepath.Join(dir, "usr/bin/su"), 0o4755))
+	must(t, syscall.Chmod(filepath.Join(dir, "empty"), 0o2750))
+	must(t, os.Symlink("../etc/motd", filepath.Join(dir, "usr/motd")))
+	must(t, os.Symlink("/nonexistent/abs", filepath.Join(dir, "abs")))
+	must(t, os.Link(filepath.Join(dir, "etc/motd"), filepath.Join(dir, "etc/motd.link")))
+	files["etc/motd.link"] = files["etc/motd"]
+	must(t, syscall.Mkfifo(filepath.Join(dir, "a/fifo"), 0o640))
+	must(t, syscall.Mknod(filepath.Join(dir, "a/null"), syscall.S_IFCHR|0o666, 0x103))
+	must(t, syscall.Chmod(filepath.Join(dir, "a/null"), 0o666)) // undo the umask
+	when := time.Unix(1700000000, 0)
+	must(t, filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		ts := []unix.Timespec{unix.NsecToTimespec(when.UnixNano()), unix.NsecToTimespec(when.UnixNano())}
+		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+	}))
+	return files
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBuildDirContent(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to create a device node")
+	}
+	dir := t.TempDir()
+	files := makeTree(t, dir)
+	st := newMemStore()
+	var last Progress
+	calls := 0
+	b := &Builder{ChunkSize: testChunk, Sink: st, Workers: 3, Progress: func(p Progress) { last = p; calls++ }}
+	f, err := b.BuildDir(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPath := map[string]Entry{}
+	var total int64
+	for _, e := range f.Entries {
+		byPath[e.Path] = e
+		total += int64(e.Size)
+	}
+	for p, want := range files {
+		e, ok := byPath[p]
+		if !ok || e.Type != TypeFile || e.Size != uint64(len(want)) {
+			t.Fatalf("%s: %+v", p, e)
+		}
+		if got := st.content(t, e); !bytes.Equal(got, want) {
+			t.Errorf("%s: content differs", p)
+		}
+		for i, c := range e.Chunks {
+			if i < len(e.Chunks)-1 && c.Size != testChunk {
+				t.Errorf("%s chunk %d: size %d, want %d", p, i, c.Size, testChunk)
+			}
+		}
+	}
+	checks := []struct {
+		path string
+		want Entry
+	}{
+		{"usr/motd", Entry{Type: TypeSymlink, Target: "../etc/motd"}},
+		{"abs", Entry{Type: TypeSymlink, Target: "/nonexistent/abs"}},
+		{"a/fifo", Entry{Type: TypeFIFO, Mode: 0o640}},
+		{"a/null", Entry{Type: TypeCharDev, Mode: 0o666, Rdev: 0x103}},
+		{"empty", Entry{Type: TypeDir, Mode: 0o2750}},
+		{"usr/bin/su", Entry{Type: TypeFile, Mode: 0o4755}},
+	}
+	for _, c := range checks {
+		e := byPath[c.path]
+		if e.Type != c.want.Type || e.Target != c.want.Target || e.Rdev != c.want.Rdev || (c.want.Mode != 0 && e.Mode != c.want.Mode) {
+			t.Errorf("%s: got %+v, want %+v", c.path, e, c.want)
+		}
+	}
+	if byPath["data"].MTime != 1700000000 {
+		t.Errorf("data mtime %d", byPath["data"].MTime)
+	}
+	if _, ok := byPath["."]; ok {
+		t.Error("root listed as an entry")
+	}
+	if calls == 0 || last.Bytes != total || last.Files != int64(len(files)) || last.Chunks != int64(st.puts) {
+		t.Errorf("final progress %+v after %d calls; want %d bytes, %d files, %d chunks", last, calls, total, len(files), st.puts)
+	}
+}
+
+func TestBuildDeterministic(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to create a device node")
+	}
+	dir := t.TempDir()
+	makeTree(t, dir)
+	var out [][]byte
+	for _, workers := range []int{1, 4} {
+		f, err := (&Builder{ChunkSize: testChunk, Sink: newMemStore(), Workers: workers}).BuildDir(context.Background(), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := f.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	if !bytes.Equal(out[0], out[1]) {
+		t.Fatal("two builds of the same tree differ")
+	}
+}
+
+// goTar writes dir as a tar the way a build pipeline might, hard links as
+// TypeLink to the first name seen for an inode.
+func goTar(t *testing.T, dir string) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	seen := map[uint64]string{}
+	must(t, filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		target, _ := os.Readlink(p)
+		hdr, err := tar.FileInfoHeader(fi, target)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		hdr.Name = "./" + filepath.ToSlash(rel)
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().IsRegular() {
+			if first, ok := seen[st.Ino]; ok {
+				hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
+			} else {
+				seen[st.Ino] = hdr.Name
+			}
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			_, err = tw.Write(b)
+			return err
+		}
+		return nil
+	}))
+	must(t, tw.Close())
+	return buf.Bytes()
+}
+
+func TestBuildDirEqualsBuildTar(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to create a device node")
+	}
+	dir := t.TempDir()
+	makeTree(t, dir)
+	b := &Builder{ChunkSize: testChunk, Sink: newMemStore()}
+	want, err := b.BuildDir(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tars := map[string][]byte{"archive/tar": goTar(t, dir)}
+	if _, err := exec.LookPath("tar"); err == nil {
+		out, err := exec.Command("tar", "-C", dir, "-cf", "-", ".").Output()
+		if err != nil {
+			t.Fatalf("tar: %v", err)
+		}
+		tars["tar(1)"] = out
+	} else {
+		t.Log("tar(1) not installed: comparing with archive/tar output only")
+	}
+	for name, tb := range tars {
+		got, err := b.BuildTar(context.Background(), bytes.NewReader(tb))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !reflect.DeepEqual(got.Entries, want.Entries) {
+			for i := range min(len(got.Entries), len(want.Entries)) {
+				if !reflect.DeepEqual(got.Entries[i], want.Entries[i]) {
+					t.Errorf("%s: entry %d: tar %+v, dir %+v", name, i, got.Entries[i], want.Entries[i])
+					break
+				}
+			}
+			t.Fatalf("%s: %d entries from tar, %d from dir", name, len(got.Entries), len(want.Entries))
+		}
+	}
+}
+
+type tarMember struct {
+	hdr  tar.Header
+	body string
+}
+
+func mkTar(t *testing.T, members ...tarMember) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, m := range members {
+		h := m.hdr
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(m.body))
+		}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		must(t, tw.WriteHeader(&h))
+		_, err := io.WriteString(tw, m.body)
+		must(t, err)
+	}
+	must(t, tw.Close())
+	return buf.Bytes()
+}
+
+func file(name, body string) tarMember { return tarMember{tar.Header{Name: name}, body} }
+
+func TestBuildTarNormalizes(t *testing.T) {
+	st := newMemStore()
+	in := mkTar(t,
+		tarMember{tar.Header{Name: "./", Typeflag: tar.TypeDir}, ""},
+		file("./usr/lib/x.so", "elf"),
+		tarMember{tar.Header{Name: "usr/", Typeflag: tar.TypeDir, Mode: 0o700, Uid: 5, ModTime: time.Unix(99, 0)}, ""},
+		tarMember{tar.Header{Name: "usr/", Typeflag: tar.TypeDir, Mode: 0o750, Uid: 5, ModTime: time.Unix(99, 0)}, ""},
+		tarMember{tar.Header{Name: "usr/lib/y.so", Typeflag: tar.TypeLink, Linkname: "./usr/lib/x.so"}, ""},
+		tarMember{tar.Header{Name: "a//b/./c/", Typeflag: tar.TypeDir, Mode: 0o711}, ""},
+	)
+	f, err := (&Builder{Sink: st}).BuildTar(context.Background(), bytes.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range f.Entries {
+		got = append(got, fmt.Sprintf("%s %s %o %d/%d %d", e.Path, e.Type, e.Mode, e.UID, e.GID, e.MTime))
+	}
+	want := []string{
+		"a dir 755 0/0 0",
+		"a/b dir 755 0/0 0",
+		"a/b/c dir 711 0/0 0",
+		"usr dir 750 5/0 99",
+		"usr/lib dir 755 0/0 0",
+		"usr/lib/x.so file 644 0/0 0",
+		"usr/lib/y.so file 644 0/0 0",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("entries:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if !reflect.DeepEqual(f.Entries[5].Chunks, f.Entries[6].Chunks) || string(st.content(t, f.Entries[6])) != "elf" {
+		t.Fatal("hard link does not carry its target's content")
+	}
+}
+
+func TestBuildTarRefuses(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []tarMember
+		want string
+	}{
+		{"dotdot", []tarMember{file("../evil", "x")}, `"../evil": name has a ".." component`},
+		{"inner dotdot", []tarMember{file("a/../../evil", "x")}, `".." component`},
+		{"absolute", []tarMember{file("/etc/passwd", "x")}, `"/etc/passwd": absolute name`},
+		{"duplicate file", []tarMember{file("a", "x"), file("./a", "y")}, `"./a": duplicate name`},
+		{"link to nothing", []tarMember{{tar.Header{Name: "b", Typeflag: tar.TypeLink, Linkname: "a"}, ""}}, "not a regular file earlier"},
+		{"link to dir", []tarMember{{tar.Header{Name: "d", Typeflag: tar.TypeDir}, ""}, {tar.Header{Name: "b", Typeflag: tar.TypeLink, Linkname: "d"}, ""}}, "not a regular file earlier"},
+		{"link escaping", []tarMember{{tar.Header{Name: "b", Typeflag: tar.TypeLink, Linkname: "../a"}, ""}}, `hard link target "../a"`},
+		{"parent is a file", []tarMember{file("a", "x"), file("a/b", "y")}, `parent "a" is a file`},
+		{"parent is a symlink", []tarMember{{tar.Header{Name: "a", Typeflag: tar.TypeSymlink, Linkname: "/etc"}, ""}, file("a/passwd", "y")}, `parent "a" is a symlink`},
+		{"root as file", []tarMember{file(".", "")}, "names the root"},
+		{"unsupported type", []tarMember{{tar.Header{Name: "c", Typeflag: tar.TypeCont}, ""}}, "unsupported type"},
+		{"long name", []tarMember{file(strings.Repeat("n", 300), "x")}, "component is 300 bytes"},
+	}
+	for _, tt := range tests {
+		_, err := (&Builder{Sink: newMemStore()}).BuildTar(context.Background(), bytes.NewReader(mkTar(t, tt.in...)))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	trunc := mkTar(t, file("a", strings.Repeat("x", 10000)))
+	if _, err := (&Builder{Sink: newMemStore()}).BuildTar(context.Background(), bytes.NewReader(trunc[:5000])); err == nil || !strings.Contains(err.Error(), "build a: read at offset 0") {
+		t.Errorf("truncated tar: %v", err)
+	}
+}
+
+func TestBuildDirRefusesSocket(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.Listen("unix", filepath.Join(dir, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, err = (&Builder{Sink: newMemStore()}).BuildDir(context.Background(), dir)
+	if err == nil || !strings.Contains(err.Error(), "build sock: is a socket") {
+		t.Fatalf("BuildDir = %v", err)
+	}
+}
+
+type failSink struct{ after int }
+
+func (s *failSink) PutChunk(ChunkRef, []byte) error {
+	if s.after == 0 {
+		return errors.New("disk full")
+	}
+	s.after--
+	return nil
+}
+
+func TestBuildErrors(t *testing.T) {
+	in := mkTar(t, file("big", strings.Repeat("z", 10*testChunk)))
+	_, err := (&Builder{ChunkSize: testChunk, Sink: &failSink{after: 3}, Workers: 1}).BuildTar(context.Background(), bytes.NewReader(in))
+	if err == nil || !strings.Contains(err.Error(), "build big at offset 12288: put chunk sha256:") || !strings.Contains(err.Error(), "disk full") {
+		t.Errorf("sink failure: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := (&Builder{Sink: newMemStore()}).BuildTar(ctx, bytes.NewReader(in)); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+	for _, b := range []*Builder{{ChunkSize: MaxChunkSize + 1, Sink: newMemStore()}, {ChunkSize: -1, Sink: newMemStore()}, {}} {
+		if _, err := b.BuildTar(context.Background(), bytes.NewReader(in)); err == nil {
+			t.Errorf("builder %+v accepted", b)
+		}
+	}
+	if _, err := (&Builder{Sink: newMemStore()}).BuildDir(context.Background(), filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Error("missing dir accepted")
+	}
+}
