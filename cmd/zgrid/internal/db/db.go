@@ -1,0 +1,258 @@
+// Package db is the registry's embedded database (bbolt): farms, releases
+// per channel and version, and nodes. Every change is one transaction, so
+// two publishes at once cannot both claim a version.
+package db
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/zeroboot/zeroboot/pkg/registry"
+)
+
+var (
+	bFarms    = []byte("farms")
+	bReleases = []byte("releases")  // channel \x00 version(8 bytes BE) -> ReleaseInfo JSON
+	bHigh     = []byte("highwater") // channel -> highest version ever published (8 bytes BE)
+	bNodes    = []byte("nodes")
+)
+
+// Errors callers map to HTTP status codes.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrVersion  = errors.New("version does not grow")
+)
+
+// DB is safe for concurrent use.
+type DB struct{ b *bolt.DB }
+
+// Open opens (creating if needed) the database at path. It waits at most
+// timeout for another process holding the file (a running server).
+func Open(path string, timeout time.Duration) (*DB, error) {
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open database %s: locked by another process (is zgrid serve running? use --server)", path)
+		}
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	err = b.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bFarms, bReleases, bHigh, bNodes} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("create buckets in %s: %w", path, err)
+	}
+	return &DB{b: b}, nil
+}
+
+// Close closes the database.
+func (d *DB) Close() error { return d.b.Close() }
+
+// CreateFarm adds a farm; an existing name is ErrExists.
+func (d *DB) CreateFarm(f registry.Farm) error {
+	return d.b.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bFarms)
+		if b.Get([]byte(f.Name)) != nil {
+			return fmt.Errorf("farm %s: %w", f.Name, ErrExists)
+		}
+		return put(b, []byte(f.Name), f)
+	})
+}
+
+// Farm returns one farm or ErrNotFound.
+func (d *DB) Farm(name string) (registry.Farm, error) {
+	var f registry.Farm
+	err := d.b.View(func(tx *bolt.Tx) error {
+		return get(tx.Bucket(bFarms), []byte(name), &f, "farm "+name)
+	})
+	return f, err
+}
+
+// Farms lists all farms by name.
+func (d *DB) Farms() ([]registry.Farm, error) {
+	return list[registry.Farm](d, bFarms, nil)
+}
+
+func releaseKey(channel string, version uint64) []byte {
+	k := append([]byte(channel), 0)
+	return binary.BigEndian.AppendUint64(k, version)
+}
+
+// AddRelease stores a release. Its version must be higher than every
+// version ever published on its channel, else ErrVersion: a registry that
+// re-issued an old version number could hand nodes a different release
+// under a number they already accepted.
+func (d *DB) AddRelease(r registry.ReleaseInfo) error {
+	if r.Channel == "" || bytes.IndexByte([]byte(r.Channel), 0) >= 0 {
+		return fmt.Errorf("release: invalid channel %q", r.Channel)
+	}
+	return d.b.Update(func(tx *bolt.Tx) error {
+		h := tx.Bucket(bHigh)
+		if v := h.Get([]byte(r.Channel)); v != nil {
+			if high := binary.BigEndian.Uint64(v); r.Version <= high {
+				return fmt.Errorf("release %s/%d: %w: channel %s is at version %d", r.Channel, r.Version, ErrVersion, r.Channel, high)
+			}
+		}
+		if err := h.Put([]byte(r.Channel), binary.BigEndian.AppendUint64(nil, r.Version)); err != nil {
+			return err
+		}
+		return put(tx.Bucket(bReleases), releaseKey(r.Channel, r.Version), r)
+	})
+}
+
+// LatestRelease returns the highest version on channel, or ErrNotFound.
+func (d *DB) LatestRelease(channel string) (registry.ReleaseInfo, error) {
+	var r registry.ReleaseInfo
+	err := d.b.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bReleases).Cursor()
+		prefix := append([]byte(channel), 0)
+		// Seek past the last possible key of the channel, then step back.
+		last := releaseKey(channel, ^uint64(0))
+		k, v := c.Seek(last)
+		switch {
+		case k == nil:
+			k, v = c.Last()
+		case !bytes.Equal(k, last):
+			k, v = c.Prev()
+		}
+		if k == nil || !bytes.HasPrefix(k, prefix) || len(k) != len(prefix)+8 {
+			return fmt.Errorf("no release on channel %s: %w", channel, ErrNotFound)
+		}
+		return json.Unmarshal(v, &r)
+	})
+	return r, err
+}
+
+// Releases lists releases, optionally of one channel, by channel and version.
+func (d *DB) Releases(channel string) ([]registry.ReleaseInfo, error) {
+	var prefix []byte
+	if channel != "" {
+		prefix = append([]byte(channel), 0)
+	}
+	return list[registry.ReleaseInfo](d, bReleases, prefix)
+}
+
+// RecordBoot notes that node asked to boot on farm and was served version.
+func (d *DB) RecordBoot(req registry.BootRequest, served uint64, now time.Time) error {
+	return d.updateNode(req.NodeID, now, func(n *registry.Node) {
+		n.Farm = req.Farm
+		n.Agent = req.Agent
+		if len(req.Profile) > 0 {
+			n.Profile = req.Profile
+		}
+		n.ReleaseServed = served
+		n.State, n.Source, n.Reason, n.Timeline = registry.StateBooting, "", "", nil
+	})
+}
+
+// RecordStatus stores a node's report. A report from an unknown node is
+// ErrNotFound: nodes must boot through the registry first.
+func (d *DB) RecordStatus(rep registry.StatusReport, now time.Time) error {
+	return d.b.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bNodes)
+		var n registry.Node
+		if err := get(b, []byte(rep.NodeID), &n, "node "+rep.NodeID); err != nil {
+			return err
+		}
+		n.LastSeen = now
+		n.State, n.Source, n.Reason = rep.State, rep.Source, rep.Reason
+		if rep.ReleaseVersion != 0 {
+			n.ReleaseReported = rep.ReleaseVersion
+		}
+		if len(rep.Timeline) > 0 {
+			n.Timeline = rep.Timeline
+		}
+		return put(b, []byte(n.ID), n)
+	})
+}
+
+func (d *DB) updateNode(id string, now time.Time, f func(*registry.Node)) error {
+	return d.b.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bNodes)
+		n := registry.Node{ID: id, FirstSeen: now}
+		if v := b.Get([]byte(id)); v != nil {
+			if err := json.Unmarshal(v, &n); err != nil {
+				return fmt.Errorf("node %s: %w", id, err)
+			}
+		}
+		n.LastSeen = now
+		f(&n)
+		return put(b, []byte(id), n)
+	})
+}
+
+// Node returns one node or ErrNotFound.
+func (d *DB) Node(id string) (registry.Node, error) {
+	var n registry.Node
+	err := d.b.View(func(tx *bolt.Tx) error {
+		return get(tx.Bucket(bNodes), []byte(id), &n, "node "+id)
+	})
+	return n, err
+}
+
+// Nodes lists all nodes by ID.
+func (d *DB) Nodes() ([]registry.Node, error) {
+	return list[registry.Node](d, bNodes, nil)
+}
+
+// CountNodes counts nodes by state, for metrics.
+func (d *DB) CountNodes() (map[string]int, error) {
+	ns, err := d.Nodes()
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]int{}
+	for _, n := range ns {
+		m[n.State]++
+	}
+	return m, nil
+}
+
+func put(b *bolt.Bucket, k []byte, v any) error {
+	j, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", k, err)
+	}
+	return b.Put(k, j)
+}
+
+func get(b *bolt.Bucket, k []byte, v any, what string) error {
+	j := b.Get(k)
+	if j == nil {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	if err := json.Unmarshal(j, v); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+func list[T any](d *DB, bucket, prefix []byte) ([]T, error) {
+	var out []T
+	err := d.b.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var t T
+			if err := json.Unmarshal(v, &t); err != nil {
+				return fmt.Errorf("decode %s %q: %w", bucket, k, err)
+			}
+			out = append(out, t)
+		}
+		return nil
+	})
+	return slices.Clip(out), err
+}

@@ -1,0 +1,178 @@
+package db
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/timeline"
+)
+
+func open(t *testing.T) *DB {
+	t.Helper()
+	d, err := Open(filepath.Join(t.TempDir(), "zgrid.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestFarms(t *testing.T) {
+	d := open(t)
+	for _, n := range []string{"zeta", "alpha"} {
+		if err := d.CreateFarm(registry.Farm{Name: n, Channel: "stable"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.CreateFarm(registry.Farm{Name: "alpha", Channel: "beta"}); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate farm: err=%v, want ErrExists", err)
+	}
+	f, err := d.Farm("alpha")
+	if err != nil || f.Channel != "stable" {
+		t.Fatalf("Farm(alpha) = %+v, %v", f, err)
+	}
+	if _, err := d.Farm("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Farm(nope): err=%v, want ErrNotFound", err)
+	}
+	fs, err := d.Farms()
+	if err != nil || len(fs) != 2 || fs[0].Name != "alpha" || fs[1].Name != "zeta" {
+		t.Fatalf("Farms() = %+v, %v", fs, err)
+	}
+}
+
+func TestReleaseVersionsGrow(t *testing.T) {
+	d := open(t)
+	add := func(ch string, v uint64) error { return d.AddRelease(registry.ReleaseInfo{Channel: ch, Version: v}) }
+	for _, tc := range []struct {
+		ch   string
+		v    uint64
+		want error
+	}{
+		{"stable", 5, nil},
+		{"stable", 5, ErrVersion},
+		{"stable", 4, ErrVersion},
+		{"stable", 300, nil},
+		{"stable", 256, ErrVersion}, // lower than 300 though it sorts after 5 as text
+		{"stable-x", 1, nil},        // a channel whose name extends another
+		{"beta", 1, nil},
+		{"beta", 2, nil},
+	} {
+		if err := add(tc.ch, tc.v); !errors.Is(err, tc.want) {
+			t.Errorf("add %s/%d: err=%v, want %v", tc.ch, tc.v, err, tc.want)
+		}
+	}
+	for ch, want := range map[string]uint64{"stable": 300, "beta": 2, "stable-x": 1} {
+		r, err := d.LatestRelease(ch)
+		if err != nil || r.Version != want {
+			t.Errorf("LatestRelease(%s) = %d, %v; want %d", ch, r.Version, err, want)
+		}
+	}
+	for _, ch := range []string{"nope", "stabl", "zzz"} {
+		if _, err := d.LatestRelease(ch); !errors.Is(err, ErrNotFound) {
+			t.Errorf("LatestRelease(%s): err=%v, want ErrNotFound", ch, err)
+		}
+	}
+	rs, err := d.Releases("stable")
+	if err != nil || len(rs) != 2 || rs[0].Version != 5 || rs[1].Version != 300 {
+		t.Fatalf("Releases(stable) = %+v, %v", rs, err)
+	}
+	if all, _ := d.Releases(""); len(all) != 5 {
+		t.Fatalf("Releases(\"\") has %d, want 5", len(all))
+	}
+	if err := add("", 1); err == nil {
+		t.Error("empty channel accepted")
+	}
+	if err := add("a\x00b", 1); err == nil {
+		t.Error("channel with NUL accepted")
+	}
+}
+
+// Two publishers racing for the same version: exactly one wins.
+func TestConcurrentPublish(t *testing.T) {
+	d := open(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = d.AddRelease(registry.ReleaseInfo{Channel: "c", Version: 7})
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, ErrVersion):
+			t.Errorf("unexpected error %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d publishes of version 7 succeeded, want 1", ok)
+	}
+}
+
+func TestNodes(t *testing.T) {
+	d := open(t)
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	rep := registry.StatusReport{NodeID: "n1", Source: "pid1", State: "ready"}
+	if err := d.RecordStatus(rep, t0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("status before boot: err=%v, want ErrNotFound", err)
+	}
+	req := registry.BootRequest{NodeID: "n1", Farm: "f", Agent: "test/1", Profile: []byte(`{"cpus":2}`)}
+	if err := d.RecordBoot(req, 3, t0); err != nil {
+		t.Fatal(err)
+	}
+	rep.ReleaseVersion = 3
+	rep.Timeline = []timeline.Step{{Name: "net", StartMS: 1, EndMS: 2}}
+	if err := d.RecordStatus(rep, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.RecordBoot(registry.BootRequest{NodeID: "n0", Farm: "f"}, 3, t0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := d.Node("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%v %v ready pid1 3 3 net %s", t0, t0.Add(time.Minute), `{"cpus":2}`)
+	got := fmt.Sprintf("%v %v %s %s %d %d %s %s", n.FirstSeen, n.LastSeen, n.State, n.Source, n.ReleaseServed, n.ReleaseReported, n.Timeline[0].Name, n.Profile)
+	if got != want {
+		t.Fatalf("node = %s\nwant   %s", got, want)
+	}
+	// A new boot keeps first-seen and resets the state.
+	if err := d.RecordBoot(req, 4, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	n, _ = d.Node("n1")
+	if !n.FirstSeen.Equal(t0) || n.State != registry.StateBooting || n.ReleaseServed != 4 || n.Timeline != nil {
+		t.Fatalf("after reboot: %+v", n)
+	}
+	ns, _ := d.Nodes()
+	if len(ns) != 2 || ns[0].ID != "n0" {
+		t.Fatalf("Nodes() = %+v", ns)
+	}
+	c, _ := d.CountNodes()
+	if c[registry.StateBooting] != 2 {
+		t.Fatalf("CountNodes() = %v", c)
+	}
+}
+
+func TestOpenLocked(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "zgrid.db")
+	d, err := Open(p, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := Open(p, 50*time.Millisecond); err == nil {
+		t.Fatal("second Open of a locked database succeeded")
+	}
+}

@@ -1,0 +1,140 @@
+package server
+
+import (
+	"errors"
+	"io/fs"
+	"net/http"
+	"os"
+
+	"github.com/zeroboot/zeroboot/pkg/registry"
+)
+
+func (s *Server) postRelease(w http.ResponseWriter, r *http.Request) {
+	info, err := s.acceptRelease(w, r)
+	if err != nil {
+		s.replyError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, info)
+}
+
+func (s *Server) acceptRelease(w http.ResponseWriter, r *http.Request) (registry.ReleaseInfo, error) {
+	var info registry.ReleaseInfo
+	body, err := readBody(w, r, registry.MaxBodySize)
+	if err != nil {
+		return info, err
+	}
+	now := s.now()
+	info, err = s.OpenRelease(body, now)
+	if err != nil {
+		return info, fail(http.StatusBadRequest, "release refused: %v", err)
+	}
+	if err := checkName("channel", info.Channel); err != nil {
+		return info, err
+	}
+	if !info.Expires.After(now) {
+		return info, fail(http.StatusBadRequest, "release %s/%d expired at %s", info.Channel, info.Version, info.Expires)
+	}
+	// A release whose components are missing would make every node fail
+	// its boot; refuse it while the publisher can still fix it.
+	for _, c := range info.Components {
+		if _, err := os.Stat(s.Store.FlistPath(c.Flist)); errors.Is(err, fs.ErrNotExist) {
+			return info, fail(http.StatusUnprocessableEntity, "component %s: flist %s not in the store: upload it first", c.Name, c.Flist)
+		} else if err != nil {
+			return info, err
+		}
+	}
+	info.Published = now
+	info.Envelope = body
+	if err := s.DB.AddRelease(info); err != nil {
+		return info, fail(dbStatus(err), "%v", err)
+	}
+	s.log().Info("release published", "channel", info.Channel, "version", info.Version, "keys", len(info.KeyIDs))
+	info.Envelope = nil
+	return info, nil
+}
+
+func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) {
+	ch := r.URL.Query().Get("channel")
+	if ch != "" {
+		if err := checkName("channel", ch); err != nil {
+			s.replyError(w, r, err)
+			return
+		}
+	}
+	rs, err := s.DB.Releases(ch)
+	if err != nil {
+		s.replyError(w, r, err)
+		return
+	}
+	for i := range rs {
+		if r.URL.Query().Get("envelopes") != "1" {
+			rs[i].Envelope = nil
+		}
+	}
+	writeJSON(w, http.StatusOK, nonNil(rs))
+}
+
+func (s *Server) postFarm(w http.ResponseWriter, r *http.Request) {
+	var f registry.Farm
+	err := decodeJSON(w, r, &f)
+	if err == nil {
+		err = checkName("farm name", f.Name)
+	}
+	if err == nil {
+		err = checkName("channel", f.Channel)
+	}
+	if err == nil {
+		f.Created = s.now()
+		if err = s.DB.CreateFarm(f); err != nil {
+			err = fail(dbStatus(err), "%v", err)
+		}
+	}
+	if err != nil {
+		s.replyError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, f)
+}
+
+func (s *Server) listFarms(w http.ResponseWriter, r *http.Request) {
+	fs, err := s.DB.Farms()
+	if err != nil {
+		s.replyError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(fs))
+}
+
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
+	ns, err := s.DB.Nodes()
+	if err != nil {
+		s.replyError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(ns))
+}
+
+func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	err := checkNodeID(id)
+	var n registry.Node
+	if err == nil {
+		if n, err = s.DB.Node(id); err != nil {
+			err = fail(dbStatus(err), "%v", err)
+		}
+	}
+	if err != nil {
+		s.replyError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, n)
+}
+
+// nonNil makes an empty list encode as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,113 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"regexp"
+
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/pkg/registry"
+)
+
+// Names of nodes, farms and channels: printable, no separators that would
+// confuse a path, a log line or a database key.
+var (
+	nodeIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	nameRe   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+)
+
+func checkNodeID(id string) error {
+	if !nodeIDRe.MatchString(id) {
+		return fail(http.StatusBadRequest, "node_id %q: want 1-128 characters of A-Z a-z 0-9 . _ : -", id)
+	}
+	return nil
+}
+
+func checkName(what, n string) error {
+	if !nameRe.MatchString(n) {
+		return fail(http.StatusBadRequest, "%s %q: want 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit", what, n)
+	}
+	return nil
+}
+
+func (s *Server) boot(w http.ResponseWriter, r *http.Request) {
+	resp, err := s.bootAnswer(w, r)
+	if err != nil {
+		s.replyError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.BootResponse, error) {
+	var req registry.BootRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return nil, err
+	}
+	if err := checkNodeID(req.NodeID); err != nil {
+		return nil, err
+	}
+	if err := checkName("farm", req.Farm); err != nil {
+		return nil, err
+	}
+	farm, err := s.DB.Farm(req.Farm)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, fail(http.StatusNotFound, "farm %s not found", req.Farm)
+	} else if err != nil {
+		return nil, err
+	}
+	rel, err := s.DB.LatestRelease(farm.Channel)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, fail(http.StatusNotFound, "no release on channel %s", farm.Channel)
+	} else if err != nil {
+		return nil, err
+	}
+	if err := s.DB.RecordBoot(req, rel.Version, s.now()); err != nil {
+		return nil, err
+	}
+	s.metrics.boot()
+	s.log().Info("boot", "node", req.NodeID, "farm", req.Farm, "channel", farm.Channel, "version", rel.Version, "agent", req.Agent)
+	return &registry.BootResponse{
+		NodeID:  req.NodeID,
+		Release: rel.Envelope,
+		Stores:  append([]string{s.ownStore(r)}, s.Mirrors...),
+	}, nil
+}
+
+// ownStore is our store's URL as the node reached us, so that it works
+// through whatever address or name the node used (NAT, QEMU user net).
+func (s *Server) ownStore(r *http.Request) string {
+	u := url.URL{Scheme: "https", Host: r.Host, Path: "/store"}
+	if r.TLS == nil {
+		u.Scheme = "http"
+	}
+	return u.String()
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	if err := s.recordStatus(w, r); err != nil {
+		s.replyError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) recordStatus(w http.ResponseWriter, r *http.Request) error {
+	var rep registry.StatusReport
+	if err := decodeJSON(w, r, &rep); err != nil {
+		return err
+	}
+	if err := rep.Validate(); err != nil {
+		return fail(http.StatusBadRequest, "%v", err)
+	}
+	err := s.DB.RecordStatus(rep, s.now())
+	if errors.Is(err, db.ErrNotFound) {
+		return fail(http.StatusNotFound, "node %s unknown: it must boot through this registry first", rep.NodeID)
+	}
+	if err != nil {
+		return err
+	}
+	s.log().Info("status", "node", rep.NodeID, "source", rep.Source, "state", rep.State, "reason", rep.Reason)
+	return nil
+}

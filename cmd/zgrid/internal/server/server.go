@@ -1,0 +1,236 @@
+// Package server is the registry's HTTPS API: boot and status for nodes,
+// the content store for anyone, and the admin API behind a bearer token.
+// See docs/api.md.
+package server
+
+import (
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/flist"
+	"github.com/zeroboot/zeroboot/pkg/registry"
+)
+
+// MaxFlistSize bounds an uploaded flist metadata blob.
+const MaxFlistSize = 64 << 20
+
+// Store is the content store the server writes uploads to and serves from
+// (store.Dir in production).
+type Store interface {
+	PutChunk(ref flist.ChunkRef, compressed []byte) error
+	PutFlist(encoded []byte) (digest.Digest, error)
+	ChunkPath(id digest.Digest) string
+	FlistPath(id digest.Digest) string
+}
+
+// Server holds the registry's state and dependencies. Fill the fields, then
+// use Handler (or HTTPServer).
+type Server struct {
+	DB      *db.DB
+	Store   Store
+	Token   string   // admin bearer token
+	Mirrors []string // store base URLs offered to nodes after our own
+	// OpenRelease checks an uploaded release envelope (its structure, and
+	// its signatures when the server has a trust file) and summarises it.
+	// The server never signs and never alters an envelope.
+	OpenRelease func(envelope []byte, now time.Time) (registry.ReleaseInfo, error)
+	// CheckFlist decodes uploaded flist metadata and reports why it is bad.
+	CheckFlist func(encoded []byte) error
+	Now        func() time.Time
+	Log        *slog.Logger
+
+	metrics metrics
+}
+
+// HTTPServer wraps Handler in an http.Server that speaks only TLS 1.3 with
+// cert, with timeouts so that a slow or stalled client cannot hold
+// resources for long.
+func (s *Server) HTTPServer(addr string, cert tls.Certificate) *http.Server {
+	return &http.Server{
+		Addr:    addr,
+		Handler: s.Handler(),
+		TLSConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS13,
+			Certificates: []tls.Certificate{cert},
+		},
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log().Handler(), slog.LevelDebug),
+	}
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.Default()
+	}
+	return s.Log
+}
+
+func (s *Server) now() time.Time {
+	if s.Now == nil {
+		return time.Now()
+	}
+	return s.Now()
+}
+
+// Handler returns the API's routes wrapped in panic recovery, metrics and
+// JSON errors for unknown routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/boot", s.boot)
+	mux.HandleFunc("POST /v1/status", s.status)
+	mux.HandleFunc("GET /store/chunks/{prefix}/{name}", s.getChunk)
+	mux.HandleFunc("GET /store/flists/{name}", s.getFlist)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /metrics", s.serveMetrics)
+
+	admin := map[string]http.HandlerFunc{
+		"PUT /v1/admin/store/chunks/{name}": s.putChunk,
+		"PUT /v1/admin/store/flists/{name}": s.putFlist,
+		"POST /v1/admin/releases":           s.postRelease,
+		"GET /v1/admin/releases":            s.listReleases,
+		"POST /v1/admin/farms":              s.postFarm,
+		"GET /v1/admin/farms":               s.listFarms,
+		"GET /v1/admin/nodes":               s.listNodes,
+		"GET /v1/admin/nodes/{id}":          s.getNode,
+	}
+	for pattern, h := range admin {
+		mux.Handle(pattern, s.requireToken(h))
+	}
+	return s.wrap(mux)
+}
+
+// wrap adds recovery, metrics, and JSON bodies for the mux's own 404 and 405.
+func (s *Server) wrap(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rw := &recorder{ResponseWriter: w}
+		h, pattern := mux.Handler(r)
+		if pattern == "" {
+			pattern = "unmatched"
+		}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log().Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				if rw.code == 0 {
+					writeError(rw, http.StatusInternalServerError, "internal error")
+				}
+			}
+			s.metrics.request(pattern, rw.status(), rw.bytes, strings.HasPrefix(pattern, "GET /store/"))
+		}()
+		if pattern == "unmatched" {
+			s.unmatched(rw, r, h)
+			return
+		}
+		mux.ServeHTTP(rw, r)
+	})
+}
+
+// unmatched answers like the mux would (404, or 405 with Allow), but in JSON.
+func (s *Server) unmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	probe := &headerProbe{h: http.Header{}}
+	h.ServeHTTP(probe, r)
+	if probe.code == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", probe.h.Get("Allow"))
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, probe.h.Get("Allow")))
+		return
+	}
+	writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
+}
+
+// headerProbe captures the status and headers a handler would send.
+type headerProbe struct {
+	h    http.Header
+	code int
+}
+
+func (p *headerProbe) Header() http.Header { return p.h }
+func (p *headerProbe) Write(b []byte) (int, error) {
+	if p.code == 0 {
+		p.code = http.StatusOK
+	}
+	return len(b), nil
+}
+func (p *headerProbe) WriteHeader(code int) { p.code = code }
+
+// recorder remembers the status and counts the body bytes for metrics.
+type recorder struct {
+	http.ResponseWriter
+	code  int
+	bytes int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) status() int {
+	if r.code == 0 {
+		return http.StatusOK
+	}
+	return r.code
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (s *Server) requireToken(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || s.Token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="zgrid"`)
+			reason := "admin token missing: send Authorization: Bearer <token>"
+			if ok {
+				reason = "admin token wrong"
+			}
+			writeError(w, http.StatusUnauthorized, reason)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.DB.Farms(); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "database: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// dbStatus maps database errors to HTTP status codes.
+func dbStatus(err error) int {
+	switch {
+	case errors.Is(err, db.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, db.ErrExists), errors.Is(err, db.ErrVersion):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}

@@ -1,0 +1,84 @@
+package tlsgen
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestGenerateVerifies(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	files, err := Generate(dir, Options{SANs: []string{"registry.example", "192.0.2.2", "::1"}, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{CAKey, ServerKey} {
+		st, err := os.Stat(files[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v, want 0600", name, st.Mode().Perm())
+		}
+	}
+	caPEM, err := os.ReadFile(files[CACert])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		t.Fatal("ca.pem holds no certificate")
+	}
+	pair, err := tls.LoadX509KeyPair(LoadServer(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		at   time.Time
+		ok   bool
+	}{
+		{"registry.example", now, true},
+		{"192.0.2.2", now, true},
+		{"::1", now, true},
+		{"registry.example", now.Add(9 * 365 * 24 * time.Hour), true},
+		{"registry.example", now.Add(-2 * time.Hour), true}, // back-dated for skew
+		{"other.example", now, false},
+		{"198.51.100.1", now, false},
+		{"registry.example", now.Add(11 * 365 * 24 * time.Hour), false},
+		{"registry.example", now.Add(-48 * time.Hour), false},
+	} {
+		_, err := leaf.Verify(x509.VerifyOptions{DNSName: tc.name, Roots: pool, CurrentTime: tc.at})
+		if (err == nil) != tc.ok {
+			t.Errorf("verify %s at %v: err=%v, want ok=%v", tc.name, tc.at, err, tc.ok)
+		}
+	}
+}
+
+func TestGenerateRefusesOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, CACert), []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Generate(dir, Options{SANs: []string{"localhost"}}); err == nil {
+		t.Fatal("Generate overwrote an existing ca.pem")
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, CACert))
+	if string(b) != "precious" {
+		t.Fatalf("ca.pem changed to %q", b)
+	}
+}
+
+func TestGenerateNeedsSANs(t *testing.T) {
+	if _, err := Generate(t.TempDir(), Options{}); err == nil {
+		t.Fatal("Generate without SANs succeeded")
+	}
+}

@@ -1,0 +1,227 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/zeroboot/zeroboot/pkg/backoff"
+)
+
+// MaxStores bounds the store list in a boot answer.
+const MaxStores = 16
+
+// attemptTimeout bounds one request, so a registry that accepts the
+// connection and then stalls costs one attempt, not the boot.
+const attemptTimeout = 30 * time.Second
+
+// Client talks to one or more registries (the same grid behind several
+// addresses, or replicas). Fill the fields; the zero Backoff means
+// backoff.Default.
+type Client struct {
+	URLs    []string // registry base URLs, e.g. https://192.0.2.2:8443
+	HTTP    *http.Client
+	Backoff backoff.Policy
+	// Report, if set, is told of every failed attempt, the URL it went to
+	// and the wait before the next one.
+	Report func(attempt int, url string, err error, wait time.Duration)
+	// OnDate, if set, gets the Date header of every successful answer; a
+	// node without a battery-backed clock sets its time from it.
+	OnDate func(time.Time)
+}
+
+// NewHTTPClient returns an HTTP client that speaks TLS 1.3 only and trusts
+// only the CA certificates in caPEM. now is the clock certificates are
+// judged by (a node's corrected clock; nil means time.Now).
+func NewHTTPClient(caPEM []byte, now func() time.Time) (*http.Client, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("registry CA: no PEM certificate found")
+	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		Proxy:                 nil, // a node has no proxy; an admin's env must not redirect the CA-pinned client
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Time: now},
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   8,
+		ForceAttemptHTTP2:     true,
+	}
+	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}, nil
+}
+
+func (c *Client) policy() backoff.Policy {
+	if c.Backoff.Base <= 0 || c.Backoff.Cap <= 0 {
+		return backoff.Default
+	}
+	return c.Backoff
+}
+
+// Boot asks the registries in turn for the node's release until one answers
+// well or ctx ends. Each failure is reported and followed by a backoff wait
+// that grows with every full round over the URLs.
+func (c *Client) Boot(ctx context.Context, req BootRequest) (*BootResponse, error) {
+	if len(c.URLs) == 0 {
+		return nil, errors.New("boot: no registry URLs")
+	}
+	p := c.policy()
+	for n := 0; ; n++ {
+		u := c.URLs[n%len(c.URLs)]
+		resp, err := c.boot(ctx, u, req)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("boot: %w (last error: %v)", ctx.Err(), err)
+		}
+		wait := p.Delay(n / len(c.URLs))
+		if c.Report != nil {
+			c.Report(n+1, u, err, wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("boot: %w (last error: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) boot(ctx context.Context, base string, req BootRequest) (*BootResponse, error) {
+	var resp BootResponse
+	if err := c.do(ctx, base, "/v1/boot", req, http.StatusOK, &resp); err != nil {
+		return nil, err
+	}
+	if err := resp.check(req.NodeID); err != nil {
+		return nil, fmt.Errorf("registry %s: %w", base, err)
+	}
+	return &resp, nil
+}
+
+func (r *BootResponse) check(nodeID string) error {
+	if r.NodeID != nodeID {
+		return fmt.Errorf("registry answered for node %q, we are %q", r.NodeID, nodeID)
+	}
+	if len(r.Release) == 0 || string(r.Release) == "null" {
+		return errors.New("answer carries no release")
+	}
+	if len(r.Stores) == 0 || len(r.Stores) > MaxStores {
+		return fmt.Errorf("answer names %d store URLs, want 1..%d", len(r.Stores), MaxStores)
+	}
+	for _, s := range r.Stores {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("store URL %q: want an absolute http(s) URL", s)
+		}
+	}
+	return nil
+}
+
+// Status sends rep to each registry once, stopping at the first that takes
+// it. It returns every URL's error when none did.
+func (c *Client) Status(ctx context.Context, rep StatusReport) error {
+	if err := rep.Validate(); err != nil {
+		return err
+	}
+	if len(c.URLs) == 0 {
+		return errors.New("status: no registry URLs")
+	}
+	var errs []error
+	for _, u := range c.URLs {
+		err := c.do(ctx, u, "/v1/status", rep, http.StatusNoContent, nil)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return fmt.Errorf("status: %w", errors.Join(errs...))
+}
+
+// do POSTs in as JSON to base+path and decodes a want-status answer into out
+// (nil: no body expected).
+func (c *Client) do(ctx context.Context, base, path string, in any, want int, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("encode request: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	u := strings.TrimRight(base, "/") + path
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("registry %s: %w", base, err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Accept", "application/json")
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(hreq)
+	if err != nil {
+		return fmt.Errorf("registry %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodySize+1))
+	if err != nil {
+		return fmt.Errorf("registry %s: read answer: %w", base, err)
+	}
+	if len(b) > MaxBodySize {
+		return fmt.Errorf("registry %s: answer exceeds %d bytes", base, MaxBodySize)
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("registry %s: HTTP %d: %s", base, resp.StatusCode, reason(resp, b))
+	}
+	if out != nil {
+		ct, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+		if err != nil || ct != "application/json" {
+			return fmt.Errorf("registry %s: answer content type %q, want application/json", base, resp.Header.Get("Content-Type"))
+		}
+		if err := DecodeStrict(b, out); err != nil {
+			return fmt.Errorf("registry %s: %w", base, err)
+		}
+	}
+	if c.OnDate != nil {
+		if t, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+			c.OnDate(t)
+		}
+	}
+	return nil
+}
+
+// reason extracts the registry's error message, or a clipped body.
+func reason(resp *http.Response, b []byte) string {
+	var e Error
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		return clip(e.Error)
+	}
+	if len(b) == 0 {
+		return http.StatusText(resp.StatusCode)
+	}
+	return clip(string(b))
+}
+
+func clip(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}

@@ -1,0 +1,140 @@
+// Package registry holds the HTTP API spoken between nodes, admins and the
+// grid registry (cmd/zgrid), and the client a node uses to ask for its
+// release. The types are the wire format: JSON with snake_case names,
+// documented in docs/api.md.
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/timeline"
+)
+
+// MaxBodySize bounds every JSON body in the API, request or response. A
+// release envelope or a hardware profile is a few KiB; anything near this
+// is an attack or a bug.
+const MaxBodySize = 1 << 20
+
+// Sources of a status report.
+const (
+	SourcePID1  = "pid1"
+	SourceCore0 = "core0"
+)
+
+// Node states. A node is "booting" from its boot request until it reports
+// "ready" or "failed".
+const (
+	StateBooting = "booting"
+	StateFailed  = "failed"
+	StateReady   = "ready"
+)
+
+// BootRequest is what a node sends to POST /v1/boot.
+type BootRequest struct {
+	NodeID  string          `json:"node_id"`
+	Farm    string          `json:"farm"`
+	Profile json.RawMessage `json:"profile,omitempty"`
+	Agent   string          `json:"agent,omitempty"` // e.g. "zeroboot-init/0.1"
+}
+
+// BootResponse is the registry's answer: the signed release envelope for the
+// node's farm and the store base URLs to fetch its components from, in order
+// of preference. The node verifies Release itself; the registry is not
+// trusted for anything but availability.
+type BootResponse struct {
+	NodeID  string          `json:"node_id"`
+	Release json.RawMessage `json:"release"`
+	Stores  []string        `json:"stores"`
+}
+
+// StatusReport is what PID 1 and Core-0 send to POST /v1/status.
+type StatusReport struct {
+	NodeID         string          `json:"node_id"`
+	Source         string          `json:"source"`
+	State          string          `json:"state"`
+	Reason         string          `json:"reason,omitempty"`
+	ReleaseVersion uint64          `json:"release_version,omitempty"`
+	Timeline       []timeline.Step `json:"timeline,omitempty"`
+}
+
+// Error is the body of every 4xx and 5xx answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Farm groups nodes that follow one release channel.
+type Farm struct {
+	Name    string    `json:"name"`
+	Channel string    `json:"channel"`
+	Created time.Time `json:"created,omitzero"`
+}
+
+// Node is the registry's record of a node, as returned by the admin API.
+type Node struct {
+	ID              string          `json:"id"`
+	Farm            string          `json:"farm"`
+	Agent           string          `json:"agent,omitempty"`
+	Profile         json.RawMessage `json:"profile,omitempty"`
+	FirstSeen       time.Time       `json:"first_seen"`
+	LastSeen        time.Time       `json:"last_seen"`
+	ReleaseServed   uint64          `json:"release_served,omitempty"`   // version in the last boot answer
+	ReleaseReported uint64          `json:"release_reported,omitempty"` // version the node says it runs
+	State           string          `json:"state"`
+	Source          string          `json:"source,omitempty"` // who reported State
+	Reason          string          `json:"reason,omitempty"`
+	Timeline        []timeline.Step `json:"timeline,omitempty"`
+}
+
+// Component is one flist of a release, as listed by the admin API.
+type Component struct {
+	Name  string        `json:"name"`
+	Flist digest.Digest `json:"flist"`
+	Mount string        `json:"mount"`
+}
+
+// ReleaseInfo summarises a stored release for the admin API; the envelope
+// itself is in Envelope.
+type ReleaseInfo struct {
+	Channel    string          `json:"channel"`
+	Version    uint64          `json:"version"`
+	Expires    time.Time       `json:"expires"`
+	Published  time.Time       `json:"published"`
+	Components []Component     `json:"components"`
+	KeyIDs     []string        `json:"key_ids"`
+	Envelope   json.RawMessage `json:"envelope,omitempty"`
+}
+
+// Limits on a status report, so that a node cannot grow its record without
+// bound.
+const (
+	MaxReasonLen     = 4096
+	MaxTimelineSteps = 256
+)
+
+// Validate reports what is wrong with a status report.
+func (r *StatusReport) Validate() error {
+	switch {
+	case r.NodeID == "":
+		return errors.New("status: node_id missing")
+	case r.Source != SourcePID1 && r.Source != SourceCore0:
+		return fmt.Errorf("status: source %q: want %q or %q", r.Source, SourcePID1, SourceCore0)
+	case r.State != StateBooting && r.State != StateFailed && r.State != StateReady:
+		return fmt.Errorf("status: state %q: want %q, %q or %q", r.State, StateBooting, StateFailed, StateReady)
+	case r.State == StateFailed && r.Reason == "":
+		return errors.New("status: state failed needs a reason")
+	case len(r.Reason) > MaxReasonLen:
+		return fmt.Errorf("status: reason is %d bytes, limit %d", len(r.Reason), MaxReasonLen)
+	case len(r.Timeline) > MaxTimelineSteps:
+		return fmt.Errorf("status: %d timeline steps, limit %d", len(r.Timeline), MaxTimelineSteps)
+	}
+	for i, st := range r.Timeline {
+		if st.Name == "" || len(st.Name) > 64 || len(st.Error) > MaxReasonLen {
+			return fmt.Errorf("status: timeline step %d: name must be 1-64 bytes and error at most %d", i, MaxReasonLen)
+		}
+	}
+	return nil
+}
