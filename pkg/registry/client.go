@@ -103,12 +103,14 @@ func (c *Client) Boot(ctx context.Context, req BootRequest) (*BootResponse, erro
 
 func (c *Client) boot(ctx context.Context, base string, req BootRequest) (*BootResponse, error) {
 	var resp BootResponse
-	if err := c.do(ctx, base, "/v1/boot", req, http.StatusOK, &resp); err != nil {
+	date, err := c.do(ctx, base, "/v1/boot", req, http.StatusOK, &resp)
+	if err != nil {
 		return nil, err
 	}
 	if err := resp.check(req.NodeID); err != nil {
 		return nil, fmt.Errorf("registry %s: %w", base, err)
 	}
+	c.onDate(date)
 	return &resp, nil
 }
 
@@ -142,8 +144,9 @@ func (c *Client) Status(ctx context.Context, rep StatusReport) error {
 	}
 	var errs []error
 	for _, u := range c.URLs {
-		err := c.do(ctx, u, "/v1/status", rep, http.StatusNoContent, nil)
+		date, err := c.do(ctx, u, "/v1/status", rep, http.StatusNoContent, nil)
 		if err == nil {
+			c.onDate(date)
 			return nil
 		}
 		errs = append(errs, err)
@@ -154,19 +157,27 @@ func (c *Client) Status(ctx context.Context, rep StatusReport) error {
 	return fmt.Errorf("status: %w", errors.Join(errs...))
 }
 
-// do POSTs in as JSON to base+path and decodes a want-status answer into out
-// (nil: no body expected).
-func (c *Client) do(ctx context.Context, base, path string, in any, want int, out any) error {
+// onDate passes an accepted answer's Date on; answers that were refused
+// tell the clock nothing.
+func (c *Client) onDate(t time.Time) {
+	if c.OnDate != nil && !t.IsZero() {
+		c.OnDate(t)
+	}
+}
+
+// do POSTs in as JSON to base+path, decodes a want-status answer into out
+// (nil: no body expected) and returns the answer's Date (zero if absent).
+func (c *Client) do(ctx context.Context, base, path string, in any, want int, out any) (time.Time, error) {
 	body, err := json.Marshal(in)
 	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
+		return time.Time{}, fmt.Errorf("encode request: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 	defer cancel()
 	u := strings.TrimRight(base, "/") + path
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("registry %s: %w", base, err)
+		return time.Time{}, fmt.Errorf("registry %s: %w", base, err)
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("Accept", "application/json")
@@ -176,34 +187,30 @@ func (c *Client) do(ctx context.Context, base, path string, in any, want int, ou
 	}
 	resp, err := hc.Do(hreq)
 	if err != nil {
-		return fmt.Errorf("registry %s: %w", base, err)
+		return time.Time{}, fmt.Errorf("registry %s: %w", base, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodySize+1))
 	if err != nil {
-		return fmt.Errorf("registry %s: read answer: %w", base, err)
+		return time.Time{}, fmt.Errorf("registry %s: read answer: %w", base, err)
 	}
 	if len(b) > MaxBodySize {
-		return fmt.Errorf("registry %s: answer exceeds %d bytes", base, MaxBodySize)
+		return time.Time{}, fmt.Errorf("registry %s: answer exceeds %d bytes", base, MaxBodySize)
 	}
 	if resp.StatusCode != want {
-		return fmt.Errorf("registry %s: HTTP %d: %s", base, resp.StatusCode, reason(resp, b))
+		return time.Time{}, fmt.Errorf("registry %s: HTTP %d: %s", base, resp.StatusCode, reason(resp, b))
 	}
 	if out != nil {
 		ct, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 		if err != nil || ct != "application/json" {
-			return fmt.Errorf("registry %s: answer content type %q, want application/json", base, resp.Header.Get("Content-Type"))
+			return time.Time{}, fmt.Errorf("registry %s: answer content type %q, want application/json", base, resp.Header.Get("Content-Type"))
 		}
 		if err := DecodeStrict(b, out); err != nil {
-			return fmt.Errorf("registry %s: %w", base, err)
+			return time.Time{}, fmt.Errorf("registry %s: %w", base, err)
 		}
 	}
-	if c.OnDate != nil {
-		if t, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
-			c.OnDate(t)
-		}
-	}
-	return nil
+	date, _ := http.ParseTime(resp.Header.Get("Date"))
+	return date, nil
 }
 
 // reason extracts the registry's error message, or a clipped body.
