@@ -1,0 +1,136 @@
+// Package handoff assembles the root Core-0 runs in, records what was booted
+// in /run/zeroboot/boot.json, and builds the command that starts Core-0.
+//
+// PID 1 does not switch_root or exec into Core-0: it stays in the initramfs
+// as Core-0's parent, because it must restart Core-0 when it exits and reap
+// every orphan the new root produces. Core-0 is confined to the new root with
+// chroot instead, and sees /dev, /proc, /sys and /run through bind mounts, so
+// PID 1 keeps its own view of them.
+package handoff
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/timeline"
+)
+
+// Paths shared by PID 1 and Core-0. /run is bind-mounted into the new root,
+// so PID 1 writes them at the same path Core-0 reads them.
+const (
+	BootInfoPath = "/run/zeroboot/boot.json"
+	// CAPath is where PID 1 copies the registry CA it trusts, so Core-0
+	// talks to the registry with the same trust anchor.
+	CAPath = "/run/zeroboot/ca.pem"
+	// EnvBootInfo names the environment variable that tells Core-0 where
+	// boot.json is.
+	EnvBootInfo = "ZEROBOOT_BOOT_INFO"
+)
+
+// maxBootInfo bounds what ReadBootInfo accepts; a real one is a few KiB.
+const maxBootInfo = 4 << 20
+
+// ComponentInfo is one component of the booted release.
+type ComponentInfo struct {
+	Name  string `json:"name"`
+	Flist string `json:"flist"` // digest of the flist metadata, sha256:...
+	Mount string `json:"mount"` // absolute path in the new root
+}
+
+// BootInfo is what PID 1 tells Core-0 about the boot.
+type BootInfo struct {
+	NodeID           string          `json:"node_id"`
+	Farm             string          `json:"farm"`
+	Registry         string          `json:"registry"` // the URL that answered
+	ReleaseChannel   string          `json:"release_channel"`
+	ReleaseVersion   uint64          `json:"release_version"`
+	Components       []ComponentInfo `json:"components"`
+	Entrypoint       string          `json:"entrypoint"`        // path in the new root
+	EntrypointDigest string          `json:"entrypoint_digest"` // sha256:... of the file as written
+	Timeline         []timeline.Step `json:"timeline"`
+	BootedAt         time.Time       `json:"booted_at"`
+}
+
+// WriteBootInfo writes bi to path atomically (temporary file, fsync,
+// rename), mode 0644, creating the parent directory.
+func WriteBootInfo(path string, bi BootInfo) error {
+	b, err := json.MarshalIndent(bi, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode boot info: %w", err)
+	}
+	b = append(b, '\n')
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("write boot info %s: %w", path, err)
+	}
+	f, err := os.CreateTemp(dir, ".boot.json-*")
+	if err != nil {
+		return fmt.Errorf("write boot info %s: %w", path, err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write boot info %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadBootInfo reads what WriteBootInfo wrote. Unknown fields are accepted
+// so that an older Core-0 still starts under a newer PID 1.
+func ReadBootInfo(path string) (BootInfo, error) {
+	var bi BootInfo
+	f, err := os.Open(path)
+	if err != nil {
+		return bi, fmt.Errorf("read boot info: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxBootInfo+1))
+	if err != nil {
+		return bi, fmt.Errorf("read boot info %s: %w", path, err)
+	}
+	if len(b) > maxBootInfo {
+		return bi, fmt.Errorf("read boot info %s: larger than %d bytes", path, maxBootInfo)
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	if err := d.Decode(&bi); err != nil {
+		return bi, fmt.Errorf("decode boot info %s: %w", path, err)
+	}
+	if d.More() {
+		return bi, fmt.Errorf("decode boot info %s: trailing data after the JSON object", path)
+	}
+	return bi, nil
+}
+
+// FileDigest hashes a file without holding it in memory.
+func FileDigest(path string) (digest.Digest, error) {
+	var d digest.Digest
+	f, err := os.Open(path)
+	if err != nil {
+		return d, fmt.Errorf("digest: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return d, fmt.Errorf("digest %s: %w", path, err)
+	}
+	copy(d[:], h.Sum(nil))
+	return d, nil
+}
