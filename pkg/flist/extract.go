@@ -1,0 +1,389 @@
+package flist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/zeroboot/zeroboot/pkg/digest"
+)
+
+// ChunkSource returns a chunk's uncompressed bytes, already checked with
+// OpenChunk.
+type ChunkSource interface {
+	Chunk(ctx context.Context, ref ChunkRef) ([]byte, error)
+}
+
+// Policy says which dangerous entries Extract accepts. The zero value
+// refuses device nodes and setuid/setgid files.
+type Policy struct {
+	AllowDevices bool
+	AllowSetuid  bool
+}
+
+// Extractor writes Flists into directories.
+type Extractor struct {
+	Source   ChunkSource
+	Parallel int    // chunks in flight across the whole flist; default 4
+	Policy   Policy // what may be created
+	Chown    bool   // apply UID/GID (needs root); otherwise the caller owns everything
+	// Progress is called with content bytes written so far and the total,
+	// never concurrently.
+	Progress func(done, total int64)
+}
+
+// DefaultParallel is the number of chunks fetched at once when
+// Extractor.Parallel is not set.
+const DefaultParallel = 4
+
+// Extract validates f, checks it against the policy, and writes it under
+// dir, which may already hold other components: paths that collide with an
+// existing non-directory are an error, existing directories are entered and
+// left as they are. Everything is written through an os.Root on dir, so no
+// symlink (from f or already in dir) can make a write land outside dir.
+// Memory is bounded by Parallel chunks whatever the sizes in f. On the first
+// error everything in flight is cancelled and the error returned; what was
+// written stays.
+func (x *Extractor) Extract(ctx context.Context, f *Flist, dir string) error {
+	if err := f.Validate(); err != nil {
+		return fmt.Errorf("extract: %w", err)
+	}
+	if err := x.Policy.check(f); err != nil {
+		return err
+	}
+	return x.extract(ctx, f, dir)
+}
+
+func (p Policy) check(f *Flist) error {
+	for _, e := range f.Entries {
+		switch {
+		case (e.Type == TypeCharDev || e.Type == TypeBlockDev) && !p.AllowDevices:
+			return fmt.Errorf("extract %s: %s refused by policy (device nodes not allowed)", e.Path, e.Type)
+		case e.Type == TypeFile && e.Mode&0o6000 != 0 && !p.AllowSetuid:
+			return fmt.Errorf("extract %s: mode %#o refused by policy (setuid/setgid files not allowed)", e.Path, e.Mode)
+		}
+	}
+	return nil
+}
+
+// run is one extraction; extract skips validation so tests can show that
+// the os.Root layer holds on its own.
+type run struct {
+	x     *Extractor
+	root  *os.Root
+	g     *errgroup.Group
+	ctx   context.Context
+	sem   chan struct{}
+	total int64
+	mu    sync.Mutex // serializes Progress
+	done  int64
+}
+
+func (x *Extractor) extract(ctx context.Context, f *Flist, dir string) error {
+	if x.Source == nil {
+		return errors.New("extract: no chunk source")
+	}
+	parallel := x.Parallel
+	if parallel <= 0 {
+		parallel = DefaultParallel
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("extract: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("extract: %w", err)
+	}
+	defer root.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	r := &run{x: x, root: root, g: g, ctx: gctx, sem: make(chan struct{}, parallel)}
+	for _, e := range f.Entries {
+		r.total += int64(e.Size)
+	}
+	r.progress(0)
+	var made []*Entry // directories we created, finished after their contents
+	g.Go(func() error {
+		for i := range f.Entries {
+			e := &f.Entries[i]
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			var err error
+			switch e.Type {
+			case TypeDir:
+				var created bool
+				if created, err = r.mkdir(e); created {
+					made = append(made, e)
+				}
+			case TypeFile:
+				err = r.file(e)
+			default:
+				err = r.special(e)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// Deepest first: a parent's mode may forbid writing into it.
+	for i := len(made) - 1; i >= 0; i-- {
+		if err := r.finishDir(made[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *run) progress(n int64) {
+	if r.x.Progress == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.done += n
+	r.x.Progress(r.done, r.total)
+}
+
+// mkdir creates e (owner-only until finishDir) or accepts an existing
+// directory from an earlier component.
+func (r *run) mkdir(e *Entry) (created bool, err error) {
+	err = r.root.Mkdir(e.Path, 0o700)
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return false, fmt.Errorf("extract %s: %w", e.Path, err)
+	}
+	fi, lerr := r.root.Lstat(e.Path)
+	if lerr != nil {
+		return false, fmt.Errorf("extract %s: %w", e.Path, lerr)
+	}
+	if !fi.IsDir() {
+		return false, fmt.Errorf("extract %s: exists and is not a directory (%s)", e.Path, fi.Mode().Type())
+	}
+	return false, nil
+}
+
+func (r *run) finishDir(e *Entry) error {
+	d, err := r.root.OpenFile(e.Path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("extract %s: %w", e.Path, err)
+	}
+	defer d.Close()
+	if err := r.setMeta(d, e); err != nil {
+		return fmt.Errorf("extract %s: %w", e.Path, err)
+	}
+	return nil
+}
+
+// setMeta applies owner, mode and mtime through the open descriptor, so a
+// path swapped under us cannot redirect them. Owner first: chown clears
+// setuid bits.
+func (r *run) setMeta(f *os.File, e *Entry) error {
+	if r.x.Chown {
+		if err := f.Chown(int(e.UID), int(e.GID)); err != nil {
+			return err
+		}
+	}
+	if err := f.Chmod(fileMode(e.Mode)); err != nil {
+		return err
+	}
+	c, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var uerr error
+	if err := c.Control(func(fd uintptr) { uerr = futimens(fd, e.MTime) }); err != nil {
+		return err
+	}
+	if uerr != nil {
+		return fmt.Errorf("set mtime: %w", uerr)
+	}
+	return nil
+}
+
+// futimens sets a descriptor's times: utimensat(fd, NULL, ...), which
+// x/sys/unix does not wrap (its Futimes goes through /proc).
+func futimens(fd uintptr, sec int64) error {
+	ts := [2]unix.Timespec{{Sec: sec}, {Sec: sec}}
+	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, fd, 0, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func fileMode(m uint32) os.FileMode {
+	fm := os.FileMode(m & 0o777)
+	if m&0o4000 != 0 {
+		fm |= os.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		fm |= os.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		fm |= os.ModeSticky
+	}
+	return fm
+}
+
+// openFile is a file being filled by chunk goroutines; the last one to
+// finish (the producer holds one share) sets metadata and closes it.
+type openFile struct {
+	f       *os.File
+	e       *Entry
+	pending atomic.Int64
+	failed  atomic.Bool
+}
+
+func (r *run) release(of *openFile, failed bool) error {
+	if failed {
+		of.failed.Store(true)
+	}
+	if of.pending.Add(-1) != 0 {
+		return nil
+	}
+	var err error
+	if !of.failed.Load() {
+		err = r.setMeta(of.f, of.e)
+	}
+	if cerr := of.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("extract %s: %w", of.e.Path, err)
+	}
+	return nil
+}
+
+// file creates e exclusively (never through an existing name or symlink)
+// and dispatches its chunks.
+func (r *run) file(e *Entry) error {
+	f, err := r.root.OpenFile(e.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("extract %s: %w", e.Path, err)
+	}
+	of := &openFile{f: f, e: e}
+	of.pending.Store(int64(len(e.Chunks)) + 1)
+	if err := f.Truncate(int64(e.Size)); err != nil {
+		of.pending.Store(1) // no chunk started: only our share
+		r.release(of, true)
+		return fmt.Errorf("extract %s: %w", e.Path, err)
+	}
+	var off uint64
+	for j, c := range e.Chunks {
+		select {
+		case r.sem <- struct{}{}:
+		case <-r.ctx.Done():
+			// Give back the shares of chunks never started.
+			of.pending.Add(-int64(len(e.Chunks) - j))
+			r.release(of, true)
+			return r.ctx.Err()
+		}
+		at := off
+		r.g.Go(func() error {
+			defer func() { <-r.sem }()
+			err := r.chunk(f, e, c, at)
+			if rerr := r.release(of, err != nil); err == nil {
+				err = rerr
+			}
+			return err
+		})
+		off += uint64(c.Size)
+	}
+	return r.release(of, false)
+}
+
+func (r *run) chunk(f *os.File, e *Entry, c ChunkRef, off uint64) error {
+	data, err := r.x.Source.Chunk(r.ctx, c)
+	if err != nil {
+		return fmt.Errorf("extract %s at offset %d: %w", e.Path, off, err)
+	}
+	// The source promises checked bytes; checking again costs a hash and
+	// makes a faulty source harmless.
+	if len(data) != int(c.Size) || digest.Of(data) != c.ID {
+		return fmt.Errorf("extract %s at offset %d: %s: source returned %d bytes that do not match", e.Path, off, c, len(data))
+	}
+	if _, err := f.WriteAt(data, int64(off)); err != nil {
+		return fmt.Errorf("extract %s at offset %d: %w", e.Path, off, err)
+	}
+	r.progress(int64(len(data)))
+	return nil
+}
+
+// special creates a symlink, device node or FIFO with *at calls on its
+// parent, opened through the root: the parent cannot resolve outside dir,
+// and the final name is never followed.
+func (r *run) special(e *Entry) error {
+	parent, base := path.Split(e.Path)
+	if parent == "" {
+		parent = "."
+	}
+	d, err := r.root.OpenFile(parent, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return fmt.Errorf("extract %s: %w", e.Path, err)
+	}
+	defer d.Close()
+	c, err := d.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("extract %s: %w", e.Path, err)
+	}
+	var serr error
+	if err := c.Control(func(fd uintptr) { serr = r.specialAt(int(fd), base, e) }); err != nil {
+		return fmt.Errorf("extract %s: %w", e.Path, err)
+	}
+	if serr != nil {
+		return fmt.Errorf("extract %s: %w", e.Path, serr)
+	}
+	return nil
+}
+
+func (r *run) specialAt(dfd int, base string, e *Entry) error {
+	var err error
+	switch e.Type {
+	case TypeSymlink:
+		err = unix.Symlinkat(e.Target, dfd, base)
+	case TypeCharDev:
+		err = unix.Mknodat(dfd, base, unix.S_IFCHR|0o600, int(e.Rdev))
+	case TypeBlockDev:
+		err = unix.Mknodat(dfd, base, unix.S_IFBLK|0o600, int(e.Rdev))
+	case TypeFIFO:
+		err = unix.Mknodat(dfd, base, unix.S_IFIFO|0o600, 0)
+	default:
+		err = fmt.Errorf("unknown type %d", e.Type)
+	}
+	if err != nil {
+		return fmt.Errorf("create %s: %w", e.Type, err)
+	}
+	if r.x.Chown {
+		if err := unix.Fchownat(dfd, base, int(e.UID), int(e.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("chown: %w", err)
+		}
+	}
+	// A symlink's mode means nothing on Linux; a node just made by us is
+	// not a symlink, so following is moot.
+	if e.Type != TypeSymlink {
+		if err := unix.Fchmodat(dfd, base, e.Mode, 0); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
+	}
+	ts := []unix.Timespec{{Sec: e.MTime}, {Sec: e.MTime}}
+	if err := unix.UtimesNanoAt(dfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set mtime: %w", err)
+	}
+	return nil
+}

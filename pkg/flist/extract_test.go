@@ -1,0 +1,332 @@
+package flist
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func buildTree(t *testing.T) (dir string, files map[string][]byte, f *Flist, st *memStore) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to create device nodes and chown")
+	}
+	dir = t.TempDir()
+	files = makeTree(t, dir)
+	st = newMemStore()
+	f, err := (&Builder{ChunkSize: testChunk, Sink: st}).BuildDir(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, files, f, st
+}
+
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	must(t, filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && p != dir {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, rel)
+		}
+		return err
+	}))
+	return out
+}
+
+func TestExtractRoundTrip(t *testing.T) {
+	_, files, f, st := buildTree(t)
+	out := filepath.Join(t.TempDir(), "root")
+	var done, total int64
+	x := &Extractor{Source: st, Parallel: 2, Policy: Policy{AllowDevices: true, AllowSetuid: true}, Chown: true,
+		Progress: func(d, tot int64) { done, total = d, tot }}
+	if err := x.Extract(context.Background(), f, out); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range files {
+		got, err := os.ReadFile(filepath.Join(out, p))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes, %v; want %d bytes", p, len(got), err, len(want))
+		}
+	}
+	if target, err := os.Readlink(filepath.Join(out, "usr/motd")); err != nil || target != "../etc/motd" {
+		t.Errorf("symlink: %q %v", target, err)
+	}
+	// Reading the result back must give the same flist: every mode, owner,
+	// time, type, target, device number and chunk.
+	again, err := (&Builder{ChunkSize: testChunk, Sink: newMemStore()}).BuildDir(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(again.Entries, f.Entries) {
+		for i := range min(len(again.Entries), len(f.Entries)) {
+			if !reflect.DeepEqual(again.Entries[i], f.Entries[i]) {
+				t.Fatalf("entry %d: extracted %+v, flist %+v", i, again.Entries[i], f.Entries[i])
+			}
+		}
+		t.Fatalf("%d entries extracted, %d in flist", len(again.Entries), len(f.Entries))
+	}
+	if done != total || total == 0 {
+		t.Errorf("progress ended at %d/%d", done, total)
+	}
+}
+
+func TestExtractPolicy(t *testing.T) {
+	_, _, f, st := buildTree(t)
+	tests := []struct {
+		policy Policy
+		want   string
+	}{
+		{Policy{}, "extract a/null: chardev refused by policy"},
+		{Policy{AllowSetuid: true}, "extract a/null: chardev refused by policy"},
+		{Policy{AllowDevices: true}, "extract usr/bin/su: mode 04755 refused by policy"},
+	}
+	for _, tt := range tests {
+		out := t.TempDir()
+		err := (&Extractor{Source: st, Policy: tt.policy}).Extract(context.Background(), f, out)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: %v, want %q", tt.policy, err, tt.want)
+		}
+		if l := listDir(t, out); len(l) != 0 {
+			t.Errorf("%+v: refused flist still wrote %v", tt.policy, l)
+		}
+	}
+	setgid := &Flist{Entries: []Entry{{Path: "g", Type: TypeFile, Mode: 0o2755}}}
+	if err := (&Extractor{Source: st}).Extract(context.Background(), setgid, t.TempDir()); err == nil || !strings.Contains(err.Error(), "setuid/setgid") {
+		t.Errorf("setgid file: %v", err)
+	}
+	dirs := &Flist{Entries: []Entry{{Path: "g", Type: TypeDir, Mode: 0o2775}, {Path: "tmp", Type: TypeDir, Mode: 0o1777}, {Path: "tmp/p", Type: TypeFIFO, Mode: 0o600}}}
+	out := t.TempDir()
+	if err := (&Extractor{Source: st}).Extract(context.Background(), dirs, out); err != nil {
+		t.Fatalf("setgid dir, sticky dir, fifo: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(out, "g")); err != nil || fi.Mode()&os.ModeSetgid == 0 {
+		t.Errorf("setgid dir mode lost: %v %v", fi.Mode(), err)
+	}
+}
+
+func TestExtractTamperedChunk(t *testing.T) {
+	_, _, f, st := buildTree(t)
+	var e Entry
+	for _, e = range f.Entries {
+		if e.Path == "data/f5" {
+			break
+		}
+	}
+	// Random content is stored as a raw zstd block, so flipping its last
+	// byte still decompresses and only the hash can tell.
+	c := e.Chunks[1]
+	blob := append([]byte(nil), st.blobs[c.ID]...)
+	blob[len(blob)-1] ^= 0xff
+	st.blobs[c.ID] = blob
+	err := (&Extractor{Source: st, Policy: Policy{AllowDevices: true, AllowSetuid: true}}).Extract(context.Background(), f, t.TempDir())
+	want := "extract data/f5 at offset 4096: chunk " + c.ID.String() + ": content hash mismatch: got sha256:"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Extract = %v\nwant %q", err, want)
+	}
+}
+
+// lyingSource skips OpenChunk and hands back whatever it has.
+type lyingSource struct{}
+
+func (lyingSource) Chunk(_ context.Context, ref ChunkRef) ([]byte, error) {
+	return bytes.Repeat([]byte{'x'}, int(ref.Size)), nil
+}
+
+func TestExtractChecksSourceBytes(t *testing.T) {
+	c := ref(t, "hello")
+	f := &Flist{Entries: []Entry{{Path: "f", Type: TypeFile, Mode: 0o644, Size: 5, Chunks: []ChunkRef{c}}}}
+	err := (&Extractor{Source: lyingSource{}}).Extract(context.Background(), f, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "extract f at offset 0: "+c.String()+": source returned 5 bytes that do not match") {
+		t.Fatalf("Extract = %v", err)
+	}
+}
+
+func TestExtractRefusesOversizedFile(t *testing.T) {
+	c := ref(t, "hello")
+	f := &Flist{Entries: []Entry{{Path: "f", Type: TypeFile, Mode: 0o644, Size: 1 << 30, Chunks: []ChunkRef{c}}}}
+	out := t.TempDir()
+	err := (&Extractor{Source: newMemStore()}).Extract(context.Background(), f, out)
+	if err == nil || !strings.Contains(err.Error(), `flist entry 0 ("f"): file size 1073741824 but chunks hold 5 bytes`) {
+		t.Fatalf("Extract = %v", err)
+	}
+	if l := listDir(t, out); len(l) != 0 {
+		t.Fatalf("wrote %v", l)
+	}
+}
+
+func TestExtractHostile(t *testing.T) {
+	st := newMemStore()
+	body := []byte("pwned")
+	c, blob, err := CompressChunk(body)
+	must(t, err)
+	must(t, st.PutChunk(c, blob))
+	pwn := func(p string) Entry {
+		return Entry{Path: p, Type: TypeFile, Mode: 0o644, Size: 5, Chunks: []ChunkRef{c}}
+	}
+
+	outside := t.TempDir()
+	tests := []struct {
+		name    string
+		entries []Entry
+	}{
+		{"absolute symlink then file", []Entry{{Path: "evil", Type: TypeSymlink, Target: outside}, pwn("evil/pwned")}},
+		{"relative escape then file", []Entry{{Path: "evil", Type: TypeSymlink, Target: "../../../../../../../../" + outside}, pwn("evil/pwned")}},
+		{"root symlink then dir", []Entry{{Path: "evil", Type: TypeSymlink, Target: "/"}, {Path: "evil/tmp", Type: TypeDir, Mode: 0o755}}},
+		{"escape then fifo", []Entry{{Path: "evil", Type: TypeSymlink, Target: outside}, {Path: "evil/p", Type: TypeFIFO}}},
+		{"escape then symlink", []Entry{{Path: "evil", Type: TypeSymlink, Target: outside}, {Path: "evil/l", Type: TypeSymlink, Target: "x"}}},
+		{"dotdot path", []Entry{pwn("../pwned")}},
+	}
+	for _, tt := range tests {
+		f := &Flist{Entries: tt.entries}
+		// The validated path refuses these outright...
+		if err := (&Extractor{Source: st}).Extract(context.Background(), f, t.TempDir()); err == nil {
+			t.Errorf("%s: Extract accepted", tt.name)
+		}
+		// ...and the os.Root layer holds even without validation.
+		dir := filepath.Join(t.TempDir(), "a", "b", "c")
+		err := (&Extractor{Source: st}).extract(context.Background(), f, dir)
+		if err == nil {
+			t.Errorf("%s: unvalidated extract accepted", tt.name)
+		}
+		if l := listDir(t, outside); len(l) != 0 {
+			t.Fatalf("%s: wrote outside the root: %v", tt.name, l)
+		}
+	}
+	if _, err := os.Stat("/pwned"); err == nil {
+		t.Fatal("/pwned exists")
+	}
+}
+
+func TestExtractThroughExistingSymlinks(t *testing.T) {
+	st := newMemStore()
+	body := []byte("pwned")
+	c, blob, err := CompressChunk(body)
+	must(t, err)
+	must(t, st.PutChunk(c, blob))
+	outside := t.TempDir()
+	tests := []struct {
+		name, link, target string
+		f                  *Flist
+		want               string
+	}{
+		{"dir over symlink", "etc", outside, &Flist{Entries: []Entry{{Path: "etc", Type: TypeDir, Mode: 0o755}, {Path: "etc/passwd", Type: TypeFile, Size: 5, Chunks: []ChunkRef{c}}}}, "extract etc: exists and is not a directory"},
+		{"file over symlink", "passwd", filepath.Join(outside, "passwd"), &Flist{Entries: []Entry{{Path: "passwd", Type: TypeFile, Size: 5, Chunks: []ChunkRef{c}}}}, "extract passwd:"},
+		{"fifo over symlink", "p", filepath.Join(outside, "p"), &Flist{Entries: []Entry{{Path: "p", Type: TypeFIFO}}}, "extract p: create fifo:"},
+		{"symlink over symlink", "l", filepath.Join(outside, "l"), &Flist{Entries: []Entry{{Path: "l", Type: TypeSymlink, Target: "x"}}}, "extract l: create symlink:"},
+	}
+	for _, tt := range tests {
+		dir := t.TempDir()
+		must(t, os.Symlink(tt.target, filepath.Join(dir, tt.link)))
+		err := (&Extractor{Source: st}).Extract(context.Background(), tt.f, dir)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+		if l := listDir(t, outside); len(l) != 0 {
+			t.Fatalf("%s: wrote outside the root: %v", tt.name, l)
+		}
+	}
+}
+
+func TestExtractSecondComponent(t *testing.T) {
+	st := newMemStore()
+	mk := func(paths ...string) *Flist {
+		f := &Flist{}
+		for _, p := range paths {
+			if strings.HasSuffix(p, "/") {
+				f.Entries = append(f.Entries, Entry{Path: strings.TrimSuffix(p, "/"), Type: TypeDir, Mode: 0o755})
+				continue
+			}
+			c, blob, err := CompressChunk([]byte(p))
+			must(t, err)
+			must(t, st.PutChunk(c, blob))
+			f.Entries = append(f.Entries, Entry{Path: p, Type: TypeFile, Mode: 0o644, Size: uint64(c.Size), Chunks: []ChunkRef{c}})
+		}
+		return f
+	}
+	dir := t.TempDir()
+	x := &Extractor{Source: st}
+	must(t, x.Extract(context.Background(), mk("usr/", "usr/bin/", "usr/bin/core0"), dir))
+	must(t, x.Extract(context.Background(), mk("etc/", "etc/x", "usr/", "usr/lib/", "usr/lib/libc.so"), dir))
+	for _, p := range []string{"usr/bin/core0", "usr/lib/libc.so", "etc/x"} {
+		if b, err := os.ReadFile(filepath.Join(dir, p)); err != nil || string(b) != p {
+			t.Errorf("%s: %q %v", p, b, err)
+		}
+	}
+	err := x.Extract(context.Background(), mk("usr/", "usr/bin/", "usr/bin/core0"), dir)
+	if err == nil || !strings.Contains(err.Error(), "extract usr/bin/core0:") || !errors.Is(err, os.ErrExist) {
+		t.Errorf("colliding file: %v", err)
+	}
+	err = x.Extract(context.Background(), mk("etc/", "etc/x/"), dir)
+	if err == nil || !strings.Contains(err.Error(), "extract etc/x: exists and is not a directory") {
+		t.Errorf("dir over file: %v", err)
+	}
+}
+
+// slowSource counts chunks in flight, fails one chunk and holds the others
+// until cancelled.
+type slowSource struct {
+	st       *memStore
+	fail     ChunkRef
+	inflight atomic.Int32
+	max      atomic.Int32
+	mu       sync.Mutex
+}
+
+func (s *slowSource) Chunk(ctx context.Context, ref ChunkRef) ([]byte, error) {
+	n := s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	s.mu.Lock()
+	if n > s.max.Load() {
+		s.max.Store(n)
+	}
+	s.mu.Unlock()
+	if ref == s.fail {
+		time.Sleep(20 * time.Millisecond)
+		return nil, errors.New("mirror down")
+	}
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(5 * time.Millisecond):
+	}
+	return s.st.Chunk(ctx, ref)
+}
+
+func TestExtractBoundedAndCancels(t *testing.T) {
+	st := newMemStore()
+	var raw []byte
+	for i := range 64 * testChunk {
+		raw = append(raw, byte(i*7/testChunk))
+	}
+	f, err := (&Builder{ChunkSize: testChunk, Sink: st}).BuildTar(context.Background(), bytes.NewReader(mkTar(t, file("big", string(raw)))))
+	must(t, err)
+	src := &slowSource{st: st, fail: ChunkRef{Size: 1}}
+	out := t.TempDir()
+	must(t, (&Extractor{Source: src, Parallel: 3}).Extract(context.Background(), f, out))
+	if got, _ := os.ReadFile(filepath.Join(out, "big")); !bytes.Equal(got, raw) {
+		t.Fatal("content differs")
+	}
+	if m := src.max.Load(); m > 3 || m < 2 {
+		t.Errorf("max chunks in flight %d, want 2..3", m)
+	}
+	src = &slowSource{st: st, fail: f.Entries[0].Chunks[10]}
+	start := time.Now()
+	err = (&Extractor{Source: src, Parallel: 3}).Extract(context.Background(), f, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "extract big at offset 40960: mirror down") {
+		t.Fatalf("Extract = %v", err)
+	}
+	// 64 chunks at 5 ms, 3 at a time, would take ~110 ms; stopping at the
+	// tenth takes about half.
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %v after the first error", d)
+	}
+}
