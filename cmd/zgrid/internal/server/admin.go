@@ -19,13 +19,20 @@ func (s *Server) postRelease(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) acceptRelease(w http.ResponseWriter, r *http.Request) (registry.ReleaseInfo, error) {
-	var info registry.ReleaseInfo
 	body, err := readBody(w, r, registry.MaxBodySize)
 	if err != nil {
-		return info, err
+		return registry.ReleaseInfo{}, err
 	}
+	return s.Publish(body)
+}
+
+// Publish checks and stores a signed release envelope: it must open (and
+// verify, with a trust file), not be expired, name only flists in the store,
+// and carry a version higher than any before on its channel. The CLI calls
+// it directly when it owns the database.
+func (s *Server) Publish(body []byte) (registry.ReleaseInfo, error) {
 	now := s.now()
-	info, err = s.OpenRelease(body, now)
+	info, err := s.OpenRelease(body, now)
 	if err != nil {
 		return info, fail(http.StatusBadRequest, "release refused: %v", err)
 	}
@@ -79,16 +86,7 @@ func (s *Server) postFarm(w http.ResponseWriter, r *http.Request) {
 	var f registry.Farm
 	err := decodeJSON(w, r, &f)
 	if err == nil {
-		err = checkName("farm name", f.Name)
-	}
-	if err == nil {
-		err = checkName("channel", f.Channel)
-	}
-	if err == nil {
-		f.Created = s.now()
-		if err = s.DB.CreateFarm(f); err != nil {
-			err = fail(dbStatus(err), "%v", err)
-		}
+		f, err = s.CreateFarm(f.Name, f.Channel)
 	}
 	if err != nil {
 		s.replyError(w, r, err)
@@ -137,4 +135,19 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// CreateFarm adds a farm following channel.
+func (s *Server) CreateFarm(name, channel string) (registry.Farm, error) {
+	f := registry.Farm{Name: name, Channel: channel, Created: s.now()}
+	if err := checkName("farm name", name); err != nil {
+		return f, err
+	}
+	if err := checkName("channel", channel); err != nil {
+		return f, err
+	}
+	if err := s.DB.CreateFarm(f); err != nil {
+		return f, fail(dbStatus(err), "%v", err)
+	}
+	return f, nil
 }

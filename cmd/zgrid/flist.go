@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/term"
+
+	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/flist"
+	"github.com/zeroboot/zeroboot/pkg/store"
+)
+
+func cmdFlist(args []string) error {
+	return subcommand("flist", map[string]func([]string) error{"build": cmdFlistBuild}, args)
+}
+
+// flistSink is where a build goes: a local store directory or a server.
+type flistSink interface {
+	flist.Sink
+	PutFlist(encoded []byte) (digest.Digest, error)
+}
+
+func cmdFlistBuild(args []string) error {
+	fs := newFlags("flist build", "zgrid flist build [--data DIR | --server URL --token-file F --ca FILE] [--chunk-size N] [--workers N] DIR_OR_TAR",
+		`Pack a directory tree, or a tar archive (plain, gzip or zstd; "-" reads
+stdin), into an flist: metadata plus content-addressed zstd chunks, stored in
+DIR/store with --data, or uploaded to a running server with --server. The
+same tree always gives the same digest. The flist digest (sha256:...) is the
+last line on stdout; progress goes to stderr (live on a terminal, one
+summary line otherwise).`,
+		`  zgrid flist build --data ./grid ./rootfs
+  zgrid flist build --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem rootfs.tar.zst
+  tar -C rootfs -c . | zgrid flist build --data ./grid -`)
+	var c conn
+	c.register(fs)
+	chunk := fs.Int("chunk-size", flist.DefaultChunkSize, fmt.Sprintf("chunk size in bytes (at most %d)", flist.MaxChunkSize))
+	workers := fs.Int("workers", 0, "parallel compressors (default: number of CPUs)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr(fs, "need one DIR_OR_TAR")
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	var sink flistSink
+	if c.server == "" {
+		sink = &store.Dir{Root: filepath.Join(c.data, storeDir)}
+		if _, err := os.Stat(filepath.Join(c.data, dbFile)); err != nil {
+			return fmt.Errorf("data directory %s: %w (run zgrid init first)", c.data, err)
+		}
+	} else {
+		a, err := c.admin()
+		if err != nil {
+			return err
+		}
+		sink = &store.Uploader{URL: a.url, Token: a.token, Client: a.http}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	id, err := buildFlist(ctx, pos[0], sink, *chunk, *workers, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Println(id)
+	return nil
+}
+
+func buildFlist(ctx context.Context, src string, sink flistSink, chunk, workers int, errw *os.File) (digest.Digest, error) {
+	var last flist.Progress
+	var mu sync.Mutex
+	live := term.IsTerminal(int(errw.Fd()))
+	b := &flist.Builder{ChunkSize: chunk, Sink: sink, Workers: workers, Progress: func(p flist.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		last = p
+		if live {
+			fmt.Fprintf(errw, "\r%s", progressLine(p))
+		}
+	}}
+	var f *flist.Flist
+	var err error
+	if st, serr := os.Stat(src); serr == nil && st.IsDir() {
+		f, err = b.BuildDir(ctx, src)
+	} else {
+		var r io.ReadCloser
+		if r, err = openTar(src); err == nil {
+			f, err = b.BuildTar(ctx, r)
+			r.Close()
+		}
+	}
+	if err != nil {
+		if live {
+			fmt.Fprintln(errw)
+		}
+		return digest.Digest{}, fmt.Errorf("build %s: %w", src, err)
+	}
+	enc, err := f.Encode()
+	if err != nil {
+		return digest.Digest{}, fmt.Errorf("encode flist of %s: %w", src, err)
+	}
+	id, err := sink.PutFlist(enc)
+	if err != nil {
+		return id, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if live {
+		fmt.Fprint(errw, "\r")
+	}
+	fmt.Fprintf(errw, "%s, %d entries, metadata %d bytes\n", progressLine(last), len(f.Entries), len(enc))
+	return id, nil
+}
+
+func progressLine(p flist.Progress) string {
+	rate := 0.0
+	if s := p.Elapsed.Seconds(); s > 0 {
+		rate = float64(p.Bytes) / 1e6 / s
+	}
+	return fmt.Sprintf("%d files, %.1f MB in %d chunks, %.1f MB/s", p.Files, float64(p.Bytes)/1e6, p.Chunks, rate)
+}
+
+// openTar opens a tar archive, undoing gzip or zstd compression found by
+// magic bytes. "-" is stdin.
+func openTar(src string) (io.ReadCloser, error) {
+	var f *os.File
+	if src == "-" {
+		f = os.Stdin
+	} else {
+		var err error
+		if f, err = os.Open(src); err != nil {
+			return nil, err
+		}
+	}
+	br := bufio.NewReaderSize(f, 1<<16)
+	magic, _ := br.Peek(4)
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: gzip: %w", src, err)
+		}
+		return readCloser{gz, f}, nil
+	case bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: zstd: %w", src, err)
+		}
+		return readCloser{zr.IOReadCloser(), f}, nil
+	}
+	return readCloser{br, f}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	f io.Closer
+}
+
+func (r readCloser) Close() error {
+	if c, ok := r.Reader.(io.Closer); ok {
+		c.Close()
+	}
+	return r.f.Close()
+}

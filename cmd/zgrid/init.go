@@ -1,0 +1,93 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/tlsgen"
+)
+
+func cmdInit(args []string) error {
+	fs := newFlags("init", "zgrid init --data DIR [--san NAME_OR_IP]...",
+		`Create a registry data directory: the database (zgrid.db), the content
+store (store/), a private TLS CA and a TLS 1.3 server certificate (tls/), and
+the admin token (admin.token, mode 0600). The server certificate names
+localhost, 127.0.0.1, ::1, 192.0.2.2 (the host as seen from QEMU's user
+network), this host's name, and every --san. An existing non-empty DIR is
+never overwritten.`,
+		`  zgrid init --data /var/lib/zgrid
+  zgrid init --data ./grid --san registry.example.net --san 203.0.113.7`)
+	data := fs.String("data", "", "data directory to create (required)")
+	var sans listFlag
+	fs.Var(&sans, "san", "extra DNS name or IP address for the server certificate (repeatable)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *data == "" || len(pos) > 0 {
+		return usageErr(fs, "need --data DIR and no arguments")
+	}
+	return initData(*data, append(tlsgen.DefaultSANs(), sans...))
+}
+
+func initData(dir string, sans []string) error {
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+		return fmt.Errorf("data directory %s exists and is not empty; refusing to overwrite it", dir)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	for _, d := range []string{dir, filepath.Join(dir, storeDir), filepath.Join(dir, tlsDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	slices.Sort(sans)
+	files, err := tlsgen.Generate(filepath.Join(dir, tlsDir), tlsgen.Options{SANs: slices.Compact(sans), Now: time.Now()})
+	if err != nil {
+		return err
+	}
+	tok := make([]byte, 32)
+	if _, err := rand.Read(tok); err != nil {
+		return err
+	}
+	tokPath := filepath.Join(dir, tokenFile)
+	if err := os.WriteFile(tokPath, []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", tokPath, err)
+	}
+	dbPath := filepath.Join(dir, dbFile)
+	d, err := db.Open(dbPath, time.Second)
+	if err != nil {
+		return err
+	}
+	if err := d.Close(); err != nil {
+		return err
+	}
+	fmt.Printf(`initialised registry data directory %s
+  database         %s
+  content store    %s
+  TLS CA cert      %s
+  TLS CA key       %s   (keep private; signs server certificates)
+  server cert      %s   (names: %v)
+  server key       %s
+  admin token      %s   (mode 0600; for --token-file)
+
+Put into every node's initramfs:
+  %s   -> /etc/zeroboot/ca.pem      (the only TLS trust anchor of the node)
+  a trust file     -> /etc/zeroboot/trust.json  (zgrid key new; zgrid trust)
+
+Next: zgrid key new --out release.key
+      zgrid trust --threshold 1 --out trust.json release.key.pub
+      zgrid serve --data %s --listen :8443 --trust trust.json
+`, dir, dbPath, filepath.Join(dir, storeDir), files[tlsgen.CACert], files[tlsgen.CAKey],
+		files[tlsgen.ServerCert], slices.Compact(sans), files[tlsgen.ServerKey], tokPath,
+		files[tlsgen.CACert], dir)
+	return nil
+}

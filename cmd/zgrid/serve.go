@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/server"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/tlsgen"
+	"github.com/zeroboot/zeroboot/pkg/flist"
+	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/release"
+	"github.com/zeroboot/zeroboot/pkg/store"
+)
+
+func cmdServe(args []string) error {
+	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--trust FILE] [--mirror URL]...",
+		`Run the registry: boot and status endpoints for nodes, the content store
+under /store/ for anyone, and the admin API (bearer token) over HTTPS with
+TLS 1.3 only, using the certificate in DIR/tls. With --trust, uploaded
+releases must verify against the trust file nodes carry (recommended).
+Mirrors are extra store base URLs handed to nodes after this server's own.
+Stops cleanly on SIGINT or SIGTERM.`,
+		`  zgrid serve --data /var/lib/zgrid --listen :8443 --trust trust.json
+  zgrid serve --data ./grid --listen 127.0.0.1:8443 --mirror https://cdn.example.net/zeroboot/store`)
+	data := fs.String("data", "", "data directory (required)")
+	listen := fs.String("listen", ":8443", "address to listen on")
+	trustFile := fs.String("trust", "", "trust file: refuse releases that do not verify against it")
+	verbose := fs.Bool("v", false, "log every request")
+	var mirrors listFlag
+	fs.Var(&mirrors, "mirror", "store base URL of a mirror offered to nodes (repeatable)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *data == "" || len(pos) > 0 {
+		return usageErr(fs, "need --data DIR and no arguments")
+	}
+	for _, m := range mirrors {
+		if u, err := url.Parse(m); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("--mirror %q: want an absolute http(s) URL", m)
+		}
+	}
+	var trust *release.Trust
+	if *trustFile != "" {
+		b, err := os.ReadFile(*trustFile)
+		if err != nil {
+			return err
+		}
+		if trust, err = release.ParseTrust(b); err != nil {
+			return fmt.Errorf("%s: %w", *trustFile, err)
+		}
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	token, err := readToken(filepath.Join(*data, tokenFile))
+	if err != nil {
+		return err
+	}
+	cert, err := tls.LoadX509KeyPair(tlsgen.LoadServer(filepath.Join(*data, tlsDir)))
+	if err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	d, err := db.Open(filepath.Join(*data, dbFile), time.Second)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	s := &server.Server{
+		DB:          d,
+		Store:       &store.Dir{Root: filepath.Join(*data, storeDir)},
+		Token:       token,
+		Mirrors:     mirrors,
+		OpenRelease: openRelease(trust),
+		CheckFlist:  func(b []byte) error { _, err := flist.Decode(b); return err },
+		Log:         log,
+	}
+	if trust != nil {
+		warnUnverified(s, log)
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	hs := s.HTTPServer(*listen, cert)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	log.Info("zgrid serving", "url", "https://"+ln.Addr().String(), "data", *data, "trust", *trustFile != "", "mirrors", len(mirrors))
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// warnUnverified logs each channel's current release that the trust file
+// would refuse (published offline before the server had --trust): nodes
+// following it will refuse it too.
+func warnUnverified(s *server.Server, log *slog.Logger) {
+	farms, err := s.DB.Farms()
+	if err != nil {
+		return
+	}
+	for _, f := range farms {
+		r, err := s.DB.LatestRelease(f.Channel)
+		if err != nil {
+			continue
+		}
+		if _, err := s.OpenRelease(r.Envelope, time.Now()); err != nil {
+			log.Warn("current release does not verify against the trust file; nodes will refuse it",
+				"farm", f.Name, "channel", f.Channel, "version", r.Version, "err", err)
+		}
+	}
+}
+
+// openRelease parses a release envelope and, with a trust, verifies its
+// signatures; without one it checks only the structure (nodes still verify
+// everything themselves).
+func openRelease(trust *release.Trust) func([]byte, time.Time) (registry.ReleaseInfo, error) {
+	return func(b []byte, now time.Time) (registry.ReleaseInfo, error) {
+		var info registry.ReleaseInfo
+		env, err := release.ParseEnvelope(b)
+		if err != nil {
+			return info, err
+		}
+		var r *release.Release
+		if trust != nil {
+			if r, err = trust.Verify(env, release.Options{Now: now}); err != nil {
+				return info, err
+			}
+		} else if r, err = decodePayload(env.Payload); err != nil {
+			return info, err
+		}
+		info = registry.ReleaseInfo{Channel: r.Channel, Version: r.Version, Expires: r.Expires}
+		for _, c := range r.Components {
+			info.Components = append(info.Components, registry.Component{Name: c.Name, Flist: c.Flist, Mount: c.Mount})
+		}
+		for _, s := range env.Signatures {
+			info.KeyIDs = append(info.KeyIDs, s.KeyID)
+		}
+		return info, nil
+	}
+}
+
+// decodePayload reads a release without verifying its signatures: format
+// first (so a newer format is named as such), then strictly, then Validate.
+func decodePayload(p []byte) (*release.Release, error) {
+	var head struct {
+		Format string `json:"format"`
+	}
+	if err := json.NewDecoder(bytes.NewReader(p)).Decode(&head); err != nil {
+		return nil, fmt.Errorf("release payload: %w", err)
+	}
+	if head.Format != release.Format {
+		return nil, fmt.Errorf("release payload: format %q, want %q", head.Format, release.Format)
+	}
+	var r release.Release
+	if err := registry.DecodeStrict(p, &r); err != nil {
+		return nil, fmt.Errorf("release payload: %w", err)
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
