@@ -1,0 +1,197 @@
+package netup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+)
+
+// lease is what a DHCP ACK says, checked and reduced to what we apply.
+type lease struct {
+	raw     *nclient4.Lease
+	addr    net.IPNet
+	router  net.IP
+	dns     []net.IP
+	search  []string
+	server  net.IP
+	life    time.Duration // 0: infinite
+	renew   time.Duration // T1; 0 when life is infinite
+	rapid   bool
+	granted time.Time
+}
+
+// infinite is the DHCP lease time that never expires (RFC 2131 3.3).
+const infinite = time.Duration(0xffffffff) * time.Second
+
+// parseLease checks an ACK and extracts the configuration. A lease without
+// a usable address is an error rather than something to apply.
+func parseLease(raw *nclient4.Lease, rapid bool, now time.Time) (*lease, error) {
+	ack := raw.ACK
+	ip := ack.YourIPAddr.To4()
+	if ip == nil || ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() || ip.Equal(net.IPv4bcast) {
+		return nil, fmt.Errorf("lease from %v: unusable address %v", ack.ServerIdentifier(), ack.YourIPAddr)
+	}
+	mask := ack.SubnetMask()
+	if ones, bits := mask.Size(); bits != 32 || ones == 0 {
+		mask = ip.DefaultMask() // RFC 2132 3.3: absent mask means the class default
+	}
+	l := &lease{
+		raw:     raw,
+		addr:    net.IPNet{IP: ip, Mask: mask},
+		server:  ack.ServerIdentifier(),
+		rapid:   rapid,
+		granted: now,
+	}
+	for _, r := range ack.Router() {
+		if r4 := r.To4(); r4 != nil && !r4.IsUnspecified() {
+			l.router = r4
+			break
+		}
+	}
+	for _, d := range ack.DNS() {
+		if d4 := d.To4(); d4 != nil && !d4.IsUnspecified() {
+			l.dns = append(l.dns, d4)
+		}
+	}
+	if s := ack.DomainSearch(); s != nil {
+		l.search = append(l.search, s.Labels...)
+	} else if dn := strings.TrimSpace(ack.DomainName()); dn != "" {
+		l.search = []string{dn}
+	}
+	life := ack.IPAddressLeaseTime(infinite)
+	if life < infinite && life > 0 {
+		l.life = life
+		l.renew = ack.IPAddressRenewalTime(life / 2)
+		if l.renew <= 0 || l.renew >= life {
+			l.renew = life / 2
+		}
+	}
+	return l, nil
+}
+
+func (l *lease) result(link string) *Result {
+	return &Result{
+		Link: link, Addr: l.addr, Router: l.router, DNS: l.dns,
+		Server: l.server, Lease: l.life, RapidCommit: l.rapid,
+	}
+}
+
+// dhcpClient runs DHCP on one link with its own raw socket, kept open for
+// renewals.
+type dhcpClient struct {
+	link    string
+	mac     net.HardwareAddr
+	c       *nclient4.Client
+	rapid   bool
+	timeout time.Duration
+	tries   int
+}
+
+func (s *state) newDHCP(link string, mac net.HardwareAddr) (*dhcpClient, error) {
+	conn, err := s.cfg.Socket(link)
+	if err != nil {
+		return nil, fmt.Errorf("open DHCP socket: %w", err)
+	}
+	// Resend after 1 s, doubling, within the attempt's deadline: a lost
+	// packet must not cost a whole attempt. No random start delay (RFC 2131
+	// 4.4.1 suggests 1-10 s); a booting node has nothing else to do.
+	c, err := nclient4.NewWithConn(conn, mac,
+		nclient4.WithTimeout(packetResend), nclient4.WithRetry(-1))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("start DHCP client: %w", err)
+	}
+	return &dhcpClient{
+		link: link, mac: mac, c: c,
+		rapid:   !s.cfg.DisableRapidCommit,
+		timeout: s.cfg.DHCPTimeout,
+		tries:   s.cfg.Retries + 1,
+	}, nil
+}
+
+func (d *dhcpClient) close() { d.c.Close() }
+
+// obtain runs up to tries attempts, each bounded by timeout.
+func (d *dhcpClient) obtain(ctx context.Context) (*lease, error) {
+	var errs []string
+	for i := 0; i < d.tries; i++ {
+		actx, cancel := context.WithTimeout(ctx, d.timeout)
+		l, err := d.exchange(actx)
+		cancel()
+		if err == nil {
+			return l, nil
+		}
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nclient4.ErrNoResponse) {
+			err = fmt.Errorf("no answer within %v", d.timeout)
+		}
+		errs = append(errs, err.Error())
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("DHCP failed after %d attempt(s): %s", len(errs), strings.Join(errs, "; "))
+}
+
+var requested = dhcpv4.WithRequestedOptions(
+	dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter, dhcpv4.OptionDomainNameServer,
+	dhcpv4.OptionDomainName, dhcpv4.OptionDNSDomainSearchList,
+	dhcpv4.OptionIPAddressLeaseTime, dhcpv4.OptionRenewTimeValue, dhcpv4.OptionRebindingTimeValue,
+)
+
+// exchange does DISCOVER/OFFER/REQUEST/ACK, or DISCOVER/ACK when the
+// server honours Rapid Commit. nclient4 has no Rapid Commit support, so the
+// DISCOVER is built here and either answer is accepted.
+func (d *dhcpClient) exchange(ctx context.Context) (*lease, error) {
+	mods := []dhcpv4.Modifier{requested, dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(nclient4.MaxMessageSize))}
+	disc := mods
+	if d.rapid {
+		disc = append(disc[:len(disc):len(disc)], dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionRapidCommit, nil)))
+	}
+	discover, err := dhcpv4.NewDiscovery(d.mac, disc...)
+	if err != nil {
+		return nil, fmt.Errorf("build DISCOVER: %w", err)
+	}
+	answer, err := d.c.SendAndRead(ctx, d.c.RemoteAddr(), discover, offerOrRapidAck(d.rapid))
+	if err != nil {
+		return nil, fmt.Errorf("DISCOVER: %w", err)
+	}
+	if answer.MessageType() == dhcpv4.MessageTypeAck {
+		return parseLease(&nclient4.Lease{Offer: answer, ACK: answer, CreationTime: time.Now()}, true, time.Now())
+	}
+	raw, err := d.c.RequestFromOffer(ctx, answer, mods...)
+	if err != nil {
+		return nil, fmt.Errorf("REQUEST %v from %v: %w", answer.YourIPAddr, answer.ServerIdentifier(), err)
+	}
+	return parseLease(raw, false, time.Now())
+}
+
+// offerOrRapidAck accepts an OFFER, or an ACK carrying Rapid Commit when we
+// asked for it (RFC 4039 4.1: any other ACK to a DISCOVER is discarded).
+func offerOrRapidAck(rapid bool) nclient4.Matcher {
+	return func(m *dhcpv4.DHCPv4) bool {
+		switch m.MessageType() {
+		case dhcpv4.MessageTypeOffer:
+			return true
+		case dhcpv4.MessageTypeAck:
+			return rapid && m.Options.Has(dhcpv4.OptionRapidCommit)
+		}
+		return false
+	}
+}
+
+// renew asks the server that granted l to extend it.
+func (d *dhcpClient) renew(ctx context.Context, l *lease) (*lease, error) {
+	actx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	raw, err := d.c.Renew(actx, l.raw, requested)
+	if err != nil {
+		return nil, fmt.Errorf("renew %v: %w", l.addr.IP, err)
+	}
+	return parseLease(raw, l.rapid, time.Now())
+}

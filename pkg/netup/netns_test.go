@@ -1,0 +1,417 @@
+package netup
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// testNet is a pair of network namespaces: the client where Up runs and a
+// server holding the far ends of the veths and dnsmasq.
+type testNet struct {
+	t              *testing.T
+	server, client string
+	clientNS       netns.NsHandle
+	h              *netlink.Handle
+	dir            string
+}
+
+var nsCounter atomic.Int32
+
+func newTestNet(t *testing.T) *testNet {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: network namespace tests need root")
+	}
+	for _, tool := range []string{"ip", "dnsmasq"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("SKIP: %s not installed (apt-get install iproute2 dnsmasq): %v", tool, err)
+		}
+	}
+	id := fmt.Sprintf("zbnet%d-%d", os.Getpid(), nsCounter.Add(1))
+	n := &testNet{t: t, server: id + "-s", client: id + "-c", dir: t.TempDir()}
+	for _, ns := range []string{n.server, n.client} {
+		n.ip("netns", "add", ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		n.ip("-n", ns, "link", "set", "lo", "up")
+	}
+	var err error
+	if n.clientNS, err = netns.GetFromName(n.client); err != nil {
+		t.Fatalf("open namespace %s: %v", n.client, err)
+	}
+	t.Cleanup(func() { n.clientNS.Close() })
+	if n.h, err = netlink.NewHandleAt(n.clientNS); err != nil {
+		t.Fatalf("netlink handle in %s: %v", n.client, err)
+	}
+	t.Cleanup(n.h.Close)
+	return n
+}
+
+func (n *testNet) ip(args ...string) {
+	n.t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		n.t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// veth links client-side clientIf to server-side serverIf, which gets
+// serverAddr if not empty and is up unless serverDown.
+func (n *testNet) veth(clientIf, serverIf, serverAddr string, serverDown bool) {
+	n.ip("link", "add", clientIf, "netns", n.client, "type", "veth", "peer", "name", serverIf, "netns", n.server)
+	if serverAddr != "" {
+		n.ip("-n", n.server, "addr", "add", serverAddr, "dev", serverIf)
+	}
+	if !serverDown {
+		n.ip("-n", n.server, "link", "set", serverIf, "up")
+	}
+}
+
+// dnsmasq serves 192.0.2.0/24 on serverIf until the test ends.
+func (n *testNet) dnsmasq(serverIf string, rapid bool) {
+	n.t.Helper()
+	args := []string{"netns", "exec", n.server, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+		"--interface=" + serverIf, "--bind-interfaces", "--except-interface=lo",
+		"--dhcp-range=192.0.2.50,192.0.2.99,255.255.255.0,1h",
+		"--dhcp-option=option:router,192.0.2.1", "--dhcp-option=option:dns-server,192.0.2.53",
+		// --no-ping: dnsmasq otherwise pings each new address for up to 3 s
+		// before offering it, which would hide our own timing.
+		"--port=0", "--no-ping", "--log-dhcp", "--log-facility=-",
+		"--dhcp-leasefile=" + filepath.Join(n.dir, serverIf+".leases"),
+		"--pid-file=" + filepath.Join(n.dir, serverIf+".pid")}
+	if rapid {
+		args = append(args, "--dhcp-rapid-commit")
+	}
+	cmd := exec.Command("ip", args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		n.t.Fatalf("start dnsmasq: %v", err)
+	}
+	var log bytes.Buffer
+	var mu sync.Mutex
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			mu.Lock()
+			log.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+			if !once && strings.Contains(sc.Text(), "DHCP, IP range") {
+				once = true
+				close(ready)
+			}
+		}
+	}()
+	n.t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if n.t.Failed() || testing.Verbose() {
+			mu.Lock()
+			n.t.Logf("dnsmasq on %s:\n%s", serverIf, log.String())
+			mu.Unlock()
+		}
+	})
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		n.t.Fatalf("dnsmasq did not start on %s", serverIf)
+	}
+}
+
+// socketIn opens DHCP sockets inside ns: a raw socket belongs to the
+// namespace of the thread that creates it, so the thread is moved there
+// for the call only.
+func socketIn(ns netns.NsHandle) func(string) (net.PacketConn, error) {
+	return func(link string) (net.PacketConn, error) {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			return nil, err
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
+			return nil, err
+		}
+		conn, cerr := nclient4.NewRawUDPConn(link, nclient4.ClientPort)
+		if err := netns.Set(orig); err != nil {
+			// Leave the thread locked: Go discards it with the goroutine
+			// rather than reuse a thread in the wrong namespace.
+			return nil, fmt.Errorf("return to original namespace: %w", err)
+		}
+		runtime.UnlockOSThread()
+		return conn, cerr
+	}
+}
+
+func (n *testNet) config() Config {
+	return Config{
+		Log:         slog.New(slog.NewTextHandler(testWriter{n.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		LinkTimeout: 5 * time.Second,
+		DHCPTimeout: 3 * time.Second,
+		ResolvConf:  filepath.Join(n.dir, "etc", "resolv.conf"),
+		Handle:      n.h,
+		Socket:      socketIn(n.clientNS),
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func (n *testNet) link(name string) netlink.Link {
+	n.t.Helper()
+	l, err := n.h.LinkByName(name)
+	if err != nil {
+		n.t.Fatalf("link %s: %v", name, err)
+	}
+	return l
+}
+
+// checkConfigured asserts that link carries exactly res.Addr and one
+// default route via 192.0.2.1 with the given metric.
+func (n *testNet) checkConfigured(res *Result, metric int) {
+	n.t.Helper()
+	l := n.link(res.Link)
+	addrs, err := n.h.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if len(addrs) != 1 || addrs[0].IPNet.String() != res.Addr.String() {
+		n.t.Errorf("addresses on %s = %v, want only %v", res.Link, addrs, res.Addr.String())
+	}
+	if len(addrs) == 1 && (addrs[0].ValidLft <= 0 || addrs[0].ValidLft > 3600) {
+		n.t.Errorf("address valid lifetime %d s, want the lease's (<= 3600 s)", addrs[0].ValidLft)
+	}
+	routes, err := n.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: l.Attrs().Index}, netlink.RT_FILTER_OIF)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var defaults []netlink.Route
+	for _, r := range routes {
+		if isDefault(r.Dst) {
+			defaults = append(defaults, r)
+		}
+	}
+	if len(defaults) != 1 || !defaults[0].Gw.Equal(net.IPv4(192, 0, 2, 1)) || defaults[0].Priority != metric {
+		n.t.Errorf("default routes on %s = %v, want one via 192.0.2.1 metric %d", res.Link, defaults, metric)
+	}
+}
+
+func checkResult(t *testing.T, res *Result, link string, rapid bool) {
+	t.Helper()
+	lo, hi := net.IPv4(192, 0, 2, 50).To4(), net.IPv4(192, 0, 2, 99).To4()
+	ip := res.Addr.IP.To4()
+	if res.Link != link || ip == nil || bytes.Compare(ip, lo) < 0 || bytes.Compare(ip, hi) > 0 {
+		t.Errorf("lease on %s addr %v, want %s in 192.0.2.50-99", res.Link, res.Addr.String(), link)
+	}
+	if ones, _ := res.Addr.Mask.Size(); ones != 24 {
+		t.Errorf("prefix /%d, want /24", ones)
+	}
+	if !res.Router.Equal(net.IPv4(192, 0, 2, 1)) {
+		t.Errorf("router %v, want 192.0.2.1", res.Router)
+	}
+	if len(res.DNS) != 1 || !res.DNS[0].Equal(net.IPv4(192, 0, 2, 53)) {
+		t.Errorf("DNS %v, want [192.0.2.53]", res.DNS)
+	}
+	if res.Lease != time.Hour {
+		t.Errorf("lease time %v, want 1h", res.Lease)
+	}
+	if res.RapidCommit != rapid {
+		t.Errorf("rapid commit = %v, want %v", res.RapidCommit, rapid)
+	}
+}
+
+func TestUpOneLink(t *testing.T) {
+	tests := []struct {
+		name          string
+		serverRapid   bool
+		disableClient bool
+		wantRapid     bool
+	}{
+		{"rapid commit", true, false, true},
+		{"server without rapid commit", false, false, false},
+		{"client without rapid commit", true, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newTestNet(t)
+			n.veth("eth0", "srv0", "192.0.2.1/24", false)
+			n.dnsmasq("srv0", tc.serverRapid)
+			cfg := n.config()
+			cfg.DisableRapidCommit = tc.disableClient
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			res, err := Up(ctx, cfg)
+			if err != nil {
+				t.Fatalf("Up: %v", err)
+			}
+			checkResult(t, res, "eth0", tc.wantRapid)
+			n.checkConfigured(res, baseMetric)
+			rc, err := os.ReadFile(cfg.ResolvConf)
+			if err != nil || !strings.Contains(string(rc), "nameserver 192.0.2.53\n") {
+				t.Errorf("resolv.conf = %q, %v; want nameserver 192.0.2.53", rc, err)
+			}
+			lo := n.link("lo")
+			if lo.Attrs().Flags&net.FlagUp == 0 {
+				t.Errorf("lo is not up")
+			}
+
+			// Up again over the configured link: replaces, never duplicates.
+			res2, err := Up(ctx, cfg)
+			if err != nil {
+				t.Fatalf("second Up: %v", err)
+			}
+			n.checkConfigured(res2, baseMetric)
+		})
+	}
+}
+
+func TestUpSecondLinkHasServer(t *testing.T) {
+	n := newTestNet(t)
+	n.veth("eth0", "dead0", "", false)
+	n.veth("eth1", "srv1", "192.0.2.1/24", false)
+	n.dnsmasq("srv1", true)
+	cfg := n.config()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res, err := Up(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	checkResult(t, res, "eth1", true)
+	n.checkConfigured(res, baseMetric)
+	if l := n.link("eth0"); l.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("eth0 was not set up")
+	}
+}
+
+func TestUpNoServer(t *testing.T) {
+	n := newTestNet(t)
+	n.veth("eth0", "dead0", "", false)
+	cfg := n.config()
+	cfg.DHCPTimeout = time.Second
+	cfg.Retries = 1
+	start := time.Now()
+	_, err := Up(context.Background(), cfg)
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("Up without a DHCP server succeeded")
+	}
+	t.Logf("error: %v", err)
+	msg := err.Error()
+	if !strings.Contains(msg, "no DHCPv4 lease on any link") || !strings.Contains(msg, "eth0: DHCP failed after 2 attempt(s)") {
+		t.Errorf("error %q does not name eth0 and the DHCP failure", msg)
+	}
+	var le *LinkError
+	if !errors.As(err, &le) || le.Link != "eth0" {
+		t.Errorf("error does not unwrap to eth0's LinkError: %v", err)
+	}
+	// Two attempts of 1 s plus link setup: it must not hang for long.
+	if budget := cfg.LinkTimeout + 2*cfg.DHCPTimeout; took > budget {
+		t.Errorf("Up took %v, beyond its budget %v", took, budget)
+	}
+}
+
+func TestUpNoCarrier(t *testing.T) {
+	n := newTestNet(t)
+	n.veth("eth0", "dead0", "", true)
+	n.veth("eth1", "dead1", "", true)
+	cfg := n.config()
+	cfg.LinkTimeout = 300 * time.Millisecond
+	_, err := Up(context.Background(), cfg)
+	if err == nil {
+		t.Fatal("Up with no carrier succeeded")
+	}
+	t.Logf("error: %v", err)
+	msg := err.Error()
+	for _, want := range []string{"no link with carrier", "eth0: no carrier after 300ms", "eth1: no carrier", "operstate"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q lacks %q", msg, want)
+		}
+	}
+	if !errors.Is(err, ErrNoCarrier) {
+		t.Errorf("error does not wrap ErrNoCarrier")
+	}
+}
+
+func TestUpFilter(t *testing.T) {
+	n := newTestNet(t)
+	n.veth("eth0", "srv0", "192.0.2.1/24", false)
+	n.dnsmasq("srv0", true)
+	cfg := n.config()
+	cfg.Filter = func(name string) bool { return name != "eth0" }
+	_, err := Up(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "no Ethernet link to configure") || !strings.Contains(err.Error(), "eth0(veth)") {
+		t.Fatalf("Up with eth0 filtered out: %v, want an error listing the links seen", err)
+	}
+}
+
+// logCatcher passes records to a channel so a test can wait for one.
+type logCatcher struct{ msgs chan string }
+
+func (c logCatcher) Enabled(context.Context, slog.Level) bool { return true }
+func (c logCatcher) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case c.msgs <- r.Message:
+	default:
+	}
+	return nil
+}
+func (c logCatcher) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c logCatcher) WithGroup(string) slog.Handler      { return c }
+
+func TestLeaseRenewed(t *testing.T) {
+	n := newTestNet(t)
+	n.veth("eth0", "srv0", "192.0.2.1/24", false)
+	n.dnsmasq("srv0", true)
+	cfg := n.config()
+	msgs := make(chan string, 100)
+	cfg.Log = slog.New(logCatcher{msgs})
+	cfg.renewAfter = func(*lease) time.Duration { return 200 * time.Millisecond }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res, err := Up(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	deadline := time.After(10 * time.Second)
+	for renewed := 0; renewed < 2; {
+		select {
+		case m := <-msgs:
+			if m == "lease renewal failed" {
+				t.Fatalf("renewal failed")
+			}
+			if m == "lease renewed" {
+				renewed++
+			}
+		case <-deadline:
+			t.Fatalf("lease not renewed twice within 10 s")
+		}
+	}
+	n.checkConfigured(res, baseMetric)
+}
