@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
 
@@ -35,10 +36,10 @@ const (
 
 // BootRequest is what a node sends to POST /v1/boot.
 type BootRequest struct {
-	NodeID  string          `json:"node_id"`
-	Farm    string          `json:"farm"`
-	Profile json.RawMessage `json:"profile,omitempty"`
-	Agent   string          `json:"agent,omitempty"` // e.g. "zeroboot-init/0.1"
+	NodeID  string           `json:"node_id"`
+	Farm    string           `json:"farm"`
+	Profile identity.Profile `json:"profile"`
+	Agent   string           `json:"agent,omitempty"` // e.g. "zeroboot-init"
 }
 
 // BootResponse is the registry's answer: the signed release envelope for the
@@ -75,18 +76,18 @@ type Farm struct {
 
 // Node is the registry's record of a node, as returned by the admin API.
 type Node struct {
-	ID              string          `json:"id"`
-	Farm            string          `json:"farm"`
-	Agent           string          `json:"agent,omitempty"`
-	Profile         json.RawMessage `json:"profile,omitempty"`
-	FirstSeen       time.Time       `json:"first_seen"`
-	LastSeen        time.Time       `json:"last_seen"`
-	ReleaseServed   uint64          `json:"release_served,omitempty"`   // version in the last boot answer
-	ReleaseReported uint64          `json:"release_reported,omitempty"` // version the node says it runs
-	State           string          `json:"state"`
-	Source          string          `json:"source,omitempty"` // who reported State
-	Reason          string          `json:"reason,omitempty"`
-	Timeline        []timeline.Step `json:"timeline,omitempty"`
+	ID              string           `json:"id"`
+	Farm            string           `json:"farm"`
+	Agent           string           `json:"agent,omitempty"`
+	Profile         identity.Profile `json:"profile,omitzero"`
+	FirstSeen       time.Time        `json:"first_seen"`
+	LastSeen        time.Time        `json:"last_seen"`
+	ReleaseServed   uint64           `json:"release_served,omitempty"`   // version in the last boot answer
+	ReleaseReported uint64           `json:"release_reported,omitempty"` // version the node says it runs
+	State           string           `json:"state"`
+	Source          string           `json:"source,omitempty"` // who reported State
+	Reason          string           `json:"reason,omitempty"`
+	Timeline        []timeline.Step  `json:"timeline,omitempty"`
 }
 
 // Component is one flist of a release, as listed by the admin API.

@@ -151,9 +151,7 @@ func (d *DB) RecordBoot(req registry.BootRequest, served uint64, now time.Time) 
 	return d.updateNode(req.NodeID, now, func(n *registry.Node) {
 		n.Farm = req.Farm
 		n.Agent = req.Agent
-		if len(req.Profile) > 0 {
-			n.Profile = req.Profile
-		}
+		n.Profile = req.Profile
 		n.ReleaseServed = served
 		n.State, n.Source, n.Reason, n.Timeline = registry.StateBooting, "", "", nil
 	})

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
@@ -126,7 +127,7 @@ func TestNodes(t *testing.T) {
 	if err := d.RecordStatus(rep, t0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("status before boot: err=%v, want ErrNotFound", err)
 	}
-	req := registry.BootRequest{NodeID: "n1", Farm: "f", Agent: "test/1", Profile: []byte(`{"cpus":2}`)}
+	req := registry.BootRequest{NodeID: "n1", Farm: "f", Agent: "test/1", Profile: identity.Profile{CPUs: 2}}
 	if err := d.RecordBoot(req, 3, t0); err != nil {
 		t.Fatal(err)
 	}
@@ -142,8 +143,8 @@ func TestNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf("%v %v ready pid1 3 3 net %s", t0, t0.Add(time.Minute), `{"cpus":2}`)
-	got := fmt.Sprintf("%v %v %s %s %d %d %s %s", n.FirstSeen, n.LastSeen, n.State, n.Source, n.ReleaseServed, n.ReleaseReported, n.Timeline[0].Name, n.Profile)
+	want := fmt.Sprintf("%v %v ready pid1 3 3 net 2", t0, t0.Add(time.Minute))
+	got := fmt.Sprintf("%v %v %s %s %d %d %s %d", n.FirstSeen, n.LastSeen, n.State, n.Source, n.ReleaseServed, n.ReleaseReported, n.Timeline[0].Name, n.Profile.CPUs)
 	if got != want {
 		t.Fatalf("node = %s\nwant   %s", got, want)
 	}
