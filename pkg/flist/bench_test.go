@@ -1,0 +1,209 @@
+package flist
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countSink drops chunks, counting what would have been stored.
+type countSink struct{ raw, compressed, chunks atomic.Int64 }
+
+func (s *countSink) PutChunk(ref ChunkRef, c []byte) error {
+	s.raw.Add(int64(ref.Size))
+	s.compressed.Add(int64(len(c)))
+	s.chunks.Add(1)
+	return nil
+}
+
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
+
+// BenchmarkBuildTree builds a generated tree (ZEROBOOT_BENCH_MB, default
+// 200 MB) and compares with `tar -cf - | zstd -3 -T0` on the same tree. The
+// tree is cached under the system temp dir (zeroboot-flist-bench-*) so
+// repeated runs do not regenerate it; delete it to reclaim the space.
+func BenchmarkBuildTree(b *testing.B) {
+	mb := 200
+	if s := os.Getenv("ZEROBOOT_BENCH_MB"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			b.Fatalf("ZEROBOOT_BENCH_MB=%q: want a positive integer", s)
+		}
+		mb = n
+	}
+	dir, total := benchTree(b, int64(mb)<<20)
+	ctx := context.Background()
+
+	var sink countSink
+	runs := 0
+	start := time.Now()
+	for b.Loop() {
+		if _, err := (&Builder{Sink: &sink}).BuildDir(ctx, dir); err != nil {
+			b.Fatal(err)
+		}
+		runs++
+	}
+	elapsed := time.Since(start)
+	flistRate := float64(total) * float64(runs) / elapsed.Seconds() / 1e6
+	ratio := float64(sink.raw.Load()) / float64(sink.compressed.Load())
+	b.ReportMetric(flistRate, "MB/s")
+	b.ReportMetric(ratio, "ratio")
+	b.Logf("flist: %d MB in %d files, %.1f MB/s, compression %.2fx, %d chunks per build",
+		total>>20, countFiles(b, dir), flistRate, ratio, sink.chunks.Load()/int64(runs))
+
+	tarRate, tarRatio, err := tarZstd(dir, total)
+	if err != nil {
+		b.Logf("tar | zstd comparison skipped: %v", err)
+		return
+	}
+	b.ReportMetric(flistRate/tarRate, "flist/tar-zstd")
+	b.Logf("tar -cf - | zstd -3 -T0: %.1f MB/s, compression %.2fx; flist/tar-zstd throughput %.2f",
+		tarRate, tarRatio, flistRate/tarRate)
+}
+
+func tarZstd(dir string, total int64) (rate, ratio float64, err error) {
+	for _, tool := range []string{"tar", "zstd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return 0, 0, fmt.Errorf("%s not installed", tool)
+		}
+	}
+	tar := exec.Command("tar", "-cf", "-", "-C", dir, ".")
+	zstd := exec.Command("zstd", "-3", "-T0", "-q", "-c")
+	pipe, err := tar.StdoutPipe()
+	if err != nil {
+		return 0, 0, err
+	}
+	var out countWriter
+	zstd.Stdin, zstd.Stdout = pipe, &out
+	start := time.Now()
+	if err := zstd.Start(); err != nil {
+		return 0, 0, err
+	}
+	if err := tar.Run(); err != nil {
+		zstd.Wait()
+		return 0, 0, fmt.Errorf("tar: %w", err)
+	}
+	if err := zstd.Wait(); err != nil {
+		return 0, 0, fmt.Errorf("zstd: %w", err)
+	}
+	secs := time.Since(start).Seconds()
+	return float64(total) / secs / 1e6, float64(total) / float64(out.n), nil
+}
+
+func countFiles(b *testing.B, dir string) int {
+	n := 0
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			n++
+		}
+		return err
+	})
+	return n
+}
+
+// benchTree makes (or reuses) a deterministic tree of about size bytes:
+// 40% small files (1-64 KiB, half text-like, half random), 60% large files
+// (4-24 MiB alternating text-like and random stretches).
+func benchTree(b *testing.B, size int64) (string, int64) {
+	b.Helper()
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("zeroboot-flist-bench-v1-%d", size))
+	done := dir + ".done"
+	if s, err := os.ReadFile(done); err == nil {
+		if n, err := strconv.ParseInt(string(s), 10, 64); err == nil {
+			return dir, n
+		}
+	}
+	os.RemoveAll(dir)
+	b.Logf("generating %d MB benchmark tree in %s", size>>20, dir)
+	choose := rand.New(rand.NewPCG(2026, 1))
+	noise := rand.NewChaCha8([32]byte{'z', 'e', 'r', 'o', 'b', 'o', 'o', 't'})
+	words := make([]string, 512)
+	for i := range words {
+		w := make([]byte, 2+choose.IntN(9))
+		for j := range w {
+			w[j] = 'a' + byte(choose.IntN(26))
+		}
+		words[i] = string(w)
+	}
+	text := func(n int) []byte {
+		var buf bytes.Buffer
+		for buf.Len() < n {
+			buf.WriteString(words[choose.IntN(len(words))])
+			if choose.IntN(12) == 0 {
+				buf.WriteByte('\n')
+			} else {
+				buf.WriteByte(' ')
+			}
+		}
+		return buf.Bytes()[:n]
+	}
+	random := func(n int) []byte {
+		p := make([]byte, n)
+		noise.Read(p)
+		return p
+	}
+	write := func(name string, content func(w io.Writer) int64) int64 {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		f, err := os.Create(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := content(f)
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	var total int64
+	for i := 0; total < size*4/10; i++ {
+		n := 1<<10 + choose.IntN(63<<10)
+		gen := text
+		if i%2 == 1 {
+			gen = random
+		}
+		total += write(fmt.Sprintf("small/d%03d/f%05d", i/100, i), func(w io.Writer) int64 {
+			k, err := w.Write(gen(n))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return int64(k)
+		})
+	}
+	for i := 0; total < size; i++ {
+		n := min(int64(4<<20+choose.IntN(20<<20)), size-total+1)
+		total += write(fmt.Sprintf("large/blob%02d", i), func(w io.Writer) int64 {
+			var k int64
+			for k < n {
+				part := int(min(n-k, 256<<10))
+				gen := text
+				if choose.IntN(2) == 0 {
+					gen = random
+				}
+				m, err := w.Write(gen(part))
+				if err != nil {
+					b.Fatal(err)
+				}
+				k += int64(m)
+			}
+			return k
+		})
+	}
+	if err := os.WriteFile(done, []byte(strconv.FormatInt(total, 10)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return dir, total
+}
