@@ -78,7 +78,7 @@ func (c *conn) localServer(d *db.DB) *server.Server {
 	return &server.Server{
 		DB:          d,
 		Store:       &store.Dir{Root: filepath.Join(c.data, storeDir)},
-		OpenRelease: openRelease(nil),
+		OpenRelease: server.ReleaseOpener(nil),
 		CheckFlist:  func(b []byte) error { _, err := flist.Decode(b); return err },
 	}
 }

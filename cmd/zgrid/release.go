@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/server"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
@@ -207,7 +208,7 @@ func pushEnvelope(c *conn, b []byte, trustFile string) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", trustFile, err)
 			}
-			s.OpenRelease = openRelease(t)
+			s.OpenRelease = server.ReleaseOpener(t)
 		}
 		info, err = s.Publish(b)
 	} else {

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,7 +19,6 @@ import (
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/server"
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/tlsgen"
 	"github.com/zeroboot/zeroboot/pkg/flist"
-	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/store"
 )
@@ -87,7 +84,7 @@ Stops cleanly on SIGINT or SIGTERM.`,
 		Store:       &store.Dir{Root: filepath.Join(*data, storeDir)},
 		Token:       token,
 		Mirrors:     mirrors,
-		OpenRelease: openRelease(trust),
+		OpenRelease: server.ReleaseOpener(trust),
 		CheckFlist:  func(b []byte) error { _, err := flist.Decode(b); return err },
 		Log:         log,
 	}
@@ -139,55 +136,4 @@ func warnUnverified(s *server.Server, log *slog.Logger) {
 				"farm", f.Name, "channel", f.Channel, "version", r.Version, "err", err)
 		}
 	}
-}
-
-// openRelease parses a release envelope and, with a trust, verifies its
-// signatures; without one it checks only the structure (nodes still verify
-// everything themselves).
-func openRelease(trust *release.Trust) func([]byte, time.Time) (registry.ReleaseInfo, error) {
-	return func(b []byte, now time.Time) (registry.ReleaseInfo, error) {
-		var info registry.ReleaseInfo
-		env, err := release.ParseEnvelope(b)
-		if err != nil {
-			return info, err
-		}
-		var r *release.Release
-		if trust != nil {
-			if r, err = trust.Verify(env, release.Options{Now: now}); err != nil {
-				return info, err
-			}
-		} else if r, err = decodePayload(env.Payload); err != nil {
-			return info, err
-		}
-		info = registry.ReleaseInfo{Channel: r.Channel, Version: r.Version, Expires: r.Expires}
-		for _, c := range r.Components {
-			info.Components = append(info.Components, registry.Component{Name: c.Name, Flist: c.Flist, Mount: c.Mount})
-		}
-		for _, s := range env.Signatures {
-			info.KeyIDs = append(info.KeyIDs, s.KeyID)
-		}
-		return info, nil
-	}
-}
-
-// decodePayload reads a release without verifying its signatures: format
-// first (so a newer format is named as such), then strictly, then Validate.
-func decodePayload(p []byte) (*release.Release, error) {
-	var head struct {
-		Format string `json:"format"`
-	}
-	if err := json.NewDecoder(bytes.NewReader(p)).Decode(&head); err != nil {
-		return nil, fmt.Errorf("release payload: %w", err)
-	}
-	if head.Format != release.Format {
-		return nil, fmt.Errorf("release payload: format %q, want %q", head.Format, release.Format)
-	}
-	var r release.Release
-	if err := registry.DecodeStrict(p, &r); err != nil {
-		return nil, fmt.Errorf("release payload: %w", err)
-	}
-	if err := r.Validate(); err != nil {
-		return nil, err
-	}
-	return &r, nil
 }

@@ -1,0 +1,400 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/flist"
+	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/release"
+	"github.com/zeroboot/zeroboot/pkg/store"
+	"github.com/zeroboot/zeroboot/pkg/timeline"
+)
+
+const token = "0123456789abcdef"
+
+// env is a server over HTTPS (TLS 1.3) with a temp data dir, a trust of
+// one key, and an admin client.
+type env struct {
+	t     *testing.T
+	srv   *Server
+	ts    *httptest.Server
+	store *store.Dir
+	hc    *http.Client
+	key   ed25519.PrivateKey
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	d, err := db.Open(filepath.Join(dir, "zgrid.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	_, key, _ := release.GenerateKey()
+	trust := &release.Trust{Format: release.TrustFormat, Threshold: 1, Keys: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}}
+	st := &store.Dir{Root: filepath.Join(dir, "store")}
+	s := &Server{
+		DB:          d,
+		Store:       st,
+		Token:       token,
+		Mirrors:     []string{"https://mirror.example/store"},
+		OpenRelease: ReleaseOpener(trust),
+		CheckFlist:  func(b []byte) error { _, err := flist.Decode(b); return err },
+	}
+	ts := httptest.NewUnstartedServer(s.Handler())
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})
+	hc, err := registry.NewHTTPClient(ca, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, srv: s, ts: ts, store: st, hc: hc, key: key}
+}
+
+type answer struct {
+	code int
+	body string
+	hdr  http.Header
+}
+
+func (e *env) do(method, path string, hdr map[string]string, body []byte) answer {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.ts.URL+path, bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := e.hc.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, string(b), resp.Header}
+}
+
+var (
+	asAdmin = map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+	asJSON  = map[string]string{"Content-Type": "application/json"}
+)
+
+func (e *env) must(a answer, code int) answer {
+	e.t.Helper()
+	if a.code != code {
+		e.t.Fatalf("HTTP %d %s, want %d", a.code, a.body, code)
+	}
+	return a
+}
+
+// build packs a small tree and uploads it through the admin store API.
+func (e *env) build() (*flist.Flist, digest.Digest) {
+	e.t.Helper()
+	dir := e.t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+	big := make([]byte, 300_000)
+	for i := range big {
+		big[i] = byte(i * 7 / 13)
+	}
+	os.WriteFile(filepath.Join(dir, "bin", "core0"), big, 0o755)
+	os.WriteFile(filepath.Join(dir, "motd"), []byte("hello\n"), 0o644)
+	os.Symlink("bin/core0", filepath.Join(dir, "init"))
+	up := &store.Uploader{URL: e.ts.URL, Token: token, Client: e.hc}
+	f, err := (&flist.Builder{ChunkSize: 64 << 10, Sink: up}).BuildDir(context.Background(), dir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	enc, err := f.Encode()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	id, err := up.PutFlist(enc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return f, id
+}
+
+func (e *env) envelope(v uint64, id digest.Digest, expires time.Duration, keys ...ed25519.PrivateKey) []byte {
+	e.t.Helper()
+	now := time.Now()
+	r := &release.Release{Channel: "stable", Version: v, Created: now.Add(-time.Minute), Expires: now.Add(expires),
+		Components: []release.Component{{Name: "core0", Flist: id, Mount: "/"}},
+		Entrypoint: release.Entrypoint{Path: "/bin/core0", Args: []string{}, Env: []string{}}}
+	if len(keys) == 0 {
+		keys = []ed25519.PrivateKey{e.key}
+	}
+	env, err := release.Sign(r, keys...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b, err := env.Marshal()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+// TestBootEndToEnd: build, upload, publish, boot, fetch every chunk over
+// HTTPS through store.HTTP and verify it, report status.
+func TestBootEndToEnd(t *testing.T) {
+	e := newEnv(t)
+	f, id := e.build()
+	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable"}`)), 201)
+	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(1, id, time.Hour)), 201)
+
+	a := e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"demo","agent":"test","profile":{"cpus":4}}`)), 200)
+	var resp registry.BootResponse
+	if err := registry.DecodeStrict([]byte(a.body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	wantStore := e.ts.URL + "/store"
+	if resp.NodeID != "n1" || len(resp.Stores) != 2 || resp.Stores[0] != wantStore || resp.Stores[1] != "https://mirror.example/store" {
+		t.Fatalf("boot answer %+v, want stores [%s, mirror]", resp, wantStore)
+	}
+	renv, err := release.ParseEnvelope(resp.Release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := &release.Trust{Format: release.TrustFormat, Threshold: 1, Keys: []ed25519.PublicKey{e.key.Public().(ed25519.PublicKey)}}
+	rel, err := trust.Verify(renv, release.Options{Now: time.Now(), Channel: "stable"})
+	if err != nil || rel.Components[0].Flist != id {
+		t.Fatalf("served release: %v, %+v", err, rel)
+	}
+
+	remote := &store.HTTP{URLs: resp.Stores[:1], Client: e.hc}
+	got, err := remote.Flist(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, ent := range got.Entries {
+		var content []byte
+		for _, ref := range ent.Chunks {
+			raw, err := remote.Chunk(context.Background(), ref)
+			if err != nil {
+				t.Fatalf("%s: %v", ent.Path, err)
+			}
+			content = append(content, raw...)
+			n++
+		}
+		if uint64(len(content)) != ent.Size && ent.Type == flist.TypeFile {
+			t.Fatalf("%s: %d bytes, want %d", ent.Path, len(content), ent.Size)
+		}
+	}
+	if want := countChunks(f); n != want || n < 5 {
+		t.Fatalf("fetched %d chunks, flist has %d", n, want)
+	}
+
+	rep := registry.StatusReport{NodeID: "n1", Source: "pid1", State: "failed", Reason: "mount: no space", ReleaseVersion: 1,
+		Timeline: []timeline.Step{{Name: "net", StartMS: 1, EndMS: 9}}}
+	b, _ := json.Marshal(rep)
+	e.must(e.do("POST", "/v1/status", asJSON, b), 204)
+	var node registry.Node
+	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/n1", asAdmin, nil), 200).body), &node)
+	if node.State != "failed" || node.Reason != "mount: no space" || node.Profile.CPUs != 4 || node.ReleaseServed != 1 || len(node.Timeline) != 1 || node.FirstSeen.IsZero() {
+		t.Fatalf("node record %+v", node)
+	}
+	m := e.must(e.do("GET", "/metrics", nil, nil), 200).body
+	for _, want := range []string{"zgrid_boots_total 1\n", `zgrid_nodes{state="failed"} 1`, `zgrid_http_requests_total{endpoint="POST /v1/boot",code="200"} 1`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q:\n%s", want, m)
+		}
+	}
+	if strings.Contains(m, "zgrid_store_bytes_served_total 0\n") {
+		t.Errorf("store bytes not counted:\n%s", m)
+	}
+}
+
+func countChunks(f *flist.Flist) int {
+	n := 0
+	for _, e := range f.Entries {
+		n += len(e.Chunks)
+	}
+	return n
+}
+
+func TestTamperedChunkDetected(t *testing.T) {
+	e := newEnv(t)
+	f, _ := e.build()
+	var ref flist.ChunkRef
+	for _, ent := range f.Entries {
+		if len(ent.Chunks) > 0 {
+			ref = ent.Chunks[0]
+		}
+	}
+	p := e.store.ChunkPath(ref.ID)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	remote := &store.HTTP{URLs: []string{e.ts.URL + "/store"}, Client: e.hc}
+	if _, err := remote.Chunk(context.Background(), ref); err == nil {
+		t.Fatal("tampered chunk accepted")
+	}
+}
+
+func TestReleaseRules(t *testing.T) {
+	e := newEnv(t)
+	_, id := e.build()
+	_, other, _ := release.GenerateKey()
+	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(5, id, time.Hour)), 201)
+	for _, tc := range []struct {
+		name string
+		body []byte
+		code int
+		want string
+	}{
+		{"wrong key", e.envelope(6, id, time.Hour, other), 400, "release refused"},
+		{"same version", e.envelope(5, id, time.Hour), 409, "version does not grow"},
+		{"lower version", e.envelope(4, id, time.Hour), 409, "channel stable is at version 5"},
+		{"expired", e.envelope(6, id, -time.Second), 400, "expired"},
+		{"missing flist", e.envelope(6, digest.Of([]byte("nothing")), time.Hour), 422, "not in the store"},
+		{"garbage", []byte(`{"payload":"x"`), 400, "release refused"},
+		{"unknown field", []byte(`{"payload":"eA==","signatures":[],"extra":1}`), 400, "unknown field"},
+	} {
+		a := e.do("POST", "/v1/admin/releases", asAdmin, tc.body)
+		if a.code != tc.code || !strings.Contains(a.body, tc.want) || a.hdr.Get("Content-Type") != "application/json" {
+			t.Errorf("%s: HTTP %d %s, want %d mentioning %q", tc.name, a.code, a.body, tc.code, tc.want)
+		}
+	}
+	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(6, id, time.Hour)), 201)
+	var rs []registry.ReleaseInfo
+	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/releases?channel=stable", asAdmin, nil), 200).body), &rs)
+	if len(rs) != 2 || rs[1].Version != 6 || rs[1].Envelope != nil || len(rs[1].KeyIDs) != 1 {
+		t.Fatalf("releases %+v", rs)
+	}
+}
+
+func TestAdminNeedsToken(t *testing.T) {
+	e := newEnv(t)
+	for _, p := range []string{"/v1/admin/nodes", "/v1/admin/farms", "/v1/admin/releases", "/v1/admin/nodes/n1"} {
+		for _, h := range []map[string]string{nil, {"Authorization": "Bearer wrong"}, {"Authorization": token}} {
+			if a := e.do("GET", p, h, nil); a.code != 401 || !strings.Contains(a.body, "admin token") {
+				t.Errorf("GET %s with %v: HTTP %d %s, want 401", p, h, a.code, a.body)
+			}
+		}
+	}
+	if a := e.do("PUT", "/v1/admin/store/flists/"+strings.Repeat("0", 64), nil, []byte("x")); a.code != 401 {
+		t.Errorf("upload without token: HTTP %d", a.code)
+	}
+}
+
+func TestMalformedRequests(t *testing.T) {
+	e := newEnv(t)
+	_, fid := e.build()
+	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable"}`)), 201)
+	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"empty","channel":"nothing"}`)), 201)
+	raw := []byte("some chunk content")
+	cref, comp, _ := flist.CompressChunk(raw)
+	hexID := cref.ID.Hex()
+	zero := strings.Repeat("0", 64)
+	for _, tc := range []struct {
+		name, method, path string
+		hdr                map[string]string
+		body               []byte
+		code               int
+		want               string
+	}{
+		{"boot text", "POST", "/v1/boot", map[string]string{"Content-Type": "text/plain"}, []byte(`{}`), 415, "application/json"},
+		{"boot unknown field", "POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"demo","root":true}`), 400, "unknown field"},
+		{"boot trailing", "POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"demo"}{}`), 400, "trailing"},
+		{"boot huge", "POST", "/v1/boot", asJSON, bytes.Repeat([]byte(" "), registry.MaxBodySize+1), 413, "limit"},
+		{"boot deep", "POST", "/v1/boot", asJSON, []byte(strings.Repeat("[", 20000)), 400, "decode JSON"},
+		{"boot bad id", "POST", "/v1/boot", asJSON, []byte(`{"node_id":"../x","farm":"demo"}`), 400, "node_id"},
+		{"boot no farm", "POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"nope"}`), 404, "farm nope not found"},
+		{"boot no release", "POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"empty"}`), 404, "no release on channel nothing"},
+		{"status unknown node", "POST", "/v1/status", asJSON, []byte(`{"node_id":"n9","source":"pid1","state":"ready"}`), 404, "unknown"},
+		{"status bad state", "POST", "/v1/status", asJSON, []byte(`{"node_id":"n9","source":"pid1","state":"happy"}`), 400, "state"},
+		{"chunk short name", "GET", "/store/chunks/ab/abc", nil, nil, 400, "64 lower-case hex"},
+		{"chunk upper", "GET", "/store/chunks/AB/" + strings.ToUpper(hexID), nil, nil, 400, "lower case"},
+		{"chunk wrong dir", "GET", "/store/chunks/00/" + hexID, nil, nil, 400, "not under 00/"},
+		{"chunk absent", "GET", "/store/chunks/00/" + zero, nil, nil, 404, "not in the store"},
+		{"flist absent", "GET", "/store/flists/" + zero, nil, nil, 404, "not in the store"},
+		{"flist traversal", "GET", "/store/flists/..%2f..%2fzgrid.db", nil, nil, 400, "64 lower-case hex"},
+		{"put chunk no size", "PUT", "/v1/admin/store/chunks/" + hexID, asAdmin, comp, 400, "X-Zeroboot-Size"},
+		{"put chunk wrong size", "PUT", "/v1/admin/store/chunks/" + hexID, with(asAdmin, "X-Zeroboot-Size", "5"), comp, 400, "inflates"},
+		{"put chunk wrong id", "PUT", "/v1/admin/store/chunks/" + zero, with(asAdmin, "X-Zeroboot-Size", fmt.Sprint(len(raw))), comp, 400, "hash mismatch"},
+		{"put chunk huge", "PUT", "/v1/admin/store/chunks/" + hexID, with(asAdmin, "X-Zeroboot-Size", "1"), make([]byte, flist.MaxCompressedSize+1), 413, "limit"},
+		{"put flist wrong digest", "PUT", "/v1/admin/store/flists/" + zero, asAdmin, []byte("ZBFL"), 400, "hashes to"},
+		{"put flist garbage", "PUT", "/v1/admin/store/flists/" + digest.Of([]byte("ZBFLjunk")).Hex(), asAdmin, []byte("ZBFLjunk"), 400, "flist"},
+		{"farm bad name", "POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"A B","channel":"stable"}`), 400, "farm name"},
+		{"farm exists", "POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable"}`), 409, "already exists"},
+		{"node absent", "GET", "/v1/admin/nodes/n404", asAdmin, nil, 404, "not found"},
+		{"wrong method", "DELETE", "/v1/boot", nil, nil, 405, "not allowed"},
+		{"no route", "GET", "/v2/boot", nil, nil, 404, "no endpoint"},
+	} {
+		a := e.do(tc.method, tc.path, tc.hdr, tc.body)
+		var msg registry.Error
+		if a.code != tc.code || json.Unmarshal([]byte(a.body), &msg) != nil || !strings.Contains(msg.Error, tc.want) {
+			t.Errorf("%s: HTTP %d %q, want %d with JSON error mentioning %q", tc.name, a.code, a.body, tc.code, tc.want)
+		}
+	}
+	// A good upload still works after all that.
+	e.must(e.do("PUT", "/v1/admin/store/chunks/"+hexID, with(asAdmin, "X-Zeroboot-Size", fmt.Sprint(len(raw))), comp), 204)
+	if !e.store.HasChunk(cref.ID) {
+		t.Fatal("chunk not stored")
+	}
+	e.must(e.do("GET", "/store/flists/"+fid.Hex(), nil, nil), 200)
+}
+
+func with(h map[string]string, k, v string) map[string]string {
+	m := map[string]string{k: v}
+	for a, b := range h {
+		m[a] = b
+	}
+	return m
+}
+
+func TestBlobHeadersAndRange(t *testing.T) {
+	e := newEnv(t)
+	_, id := e.build()
+	full := e.must(e.do("GET", "/store/flists/"+id.Hex(), nil, nil), 200)
+	if digest.Of([]byte(full.body)) != id {
+		t.Fatal("served flist does not hash to its name")
+	}
+	if cc := full.hdr.Get("Cache-Control"); cc != "public, max-age=31536000, immutable" {
+		t.Errorf("Cache-Control %q", cc)
+	}
+	if et := full.hdr.Get("ETag"); et != `"`+id.Hex()+`"` {
+		t.Errorf("ETag %q", et)
+	}
+	part := e.must(e.do("GET", "/store/flists/"+id.Hex(), map[string]string{"Range": "bytes=2-5"}, nil), 206)
+	if part.body != full.body[2:6] {
+		t.Errorf("range body %q, want %q", part.body, full.body[2:6])
+	}
+	e.must(e.do("GET", "/store/flists/"+id.Hex(), map[string]string{"If-None-Match": `"` + id.Hex() + `"`}, nil), 304)
+}
+
+func TestPanicIsRecovered(t *testing.T) {
+	e := newEnv(t)
+	e.srv.CheckFlist = func([]byte) error { panic("decoder bug") }
+	b := []byte("ZBFL")
+	a := e.do("PUT", "/v1/admin/store/flists/"+digest.Of(b).Hex(), asAdmin, b)
+	if a.code != 500 || !strings.Contains(a.body, "internal error") {
+		t.Fatalf("HTTP %d %s, want 500 internal error", a.code, a.body)
+	}
+	e.must(e.do("GET", "/healthz", nil, nil), 200)
+}
