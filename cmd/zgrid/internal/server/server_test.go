@@ -30,7 +30,7 @@ const token = "0123456789abcdef"
 // env is a server over HTTPS (TLS 1.3) with a temp data dir, a trust of
 // one key, and an admin client.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *Server
 	ts    *httptest.Server
 	store *store.Dir
@@ -38,7 +38,7 @@ type env struct {
 	key   ed25519.PrivateKey
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
 	d, err := db.Open(filepath.Join(dir, "zgrid.db"), time.Second)
