@@ -332,7 +332,7 @@ func nics(dir string) ([]NIC, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []NIC
+	out := []NIC{} // "nics": [] rather than null in JSON
 	for _, n := range names {
 		if !exists(filepath.Join(dir, n, "device")) {
 			continue
@@ -353,7 +353,7 @@ func disks(dir string) ([]Disk, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Disk
+	out := []Disk{}
 	for _, n := range names {
 		if slices.ContainsFunc(virtualDisks, func(p string) bool { return strings.HasPrefix(n, p) }) {
 			continue
