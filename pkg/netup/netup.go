@@ -127,7 +127,8 @@ func (c Config) withDefaults() Config {
 // lease is renewed, in the background until ctx ends: pass a context that
 // lives as long as the node should keep its addresses. Up may be called
 // again after a failure or a partial success: addresses and routes are
-// replaced, not added twice.
+// replaced, not added twice. After a success, cancel the previous ctx
+// before calling Up again, or two loops renew the same lease.
 func Up(ctx context.Context, cfg Config) (*Result, error) {
 	c := cfg.withDefaults()
 	start := time.Now()
@@ -227,7 +228,10 @@ type linkDNS struct {
 // then keeps the lease renewed until ctx ends.
 func (s *state) runLink(ctx context.Context, l netlink.Link, out chan<- outcome) {
 	name := l.Attrs().Name
-	fail := func(err error) { out <- outcome{err: &LinkError{Link: name, Err: err}} }
+	fail := func(err error) {
+		s.cfg.Log.Warn("link not configured", "link", name, "err", err)
+		out <- outcome{err: &LinkError{Link: name, Err: err}}
+	}
 	if err := s.cfg.Handle.LinkSetUp(l); err != nil {
 		fail(fmt.Errorf("set up: %w", err))
 		return
