@@ -1,0 +1,281 @@
+// Package store keeps and fetches content-addressed blobs: zstd chunks named
+// by the SHA-256 of their uncompressed bytes, and flist metadata named by the
+// SHA-256 of the stored bytes. The same tree (docs/design.md) lives on disk
+// (Dir), behind any HTTP mirror (HTTP) and on the server (Uploader writes to
+// it). Every read is verified before its bytes are returned; Dir never stores
+// bytes it has not verified.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/flist"
+)
+
+// MaxFlistSize bounds a metadata blob read from any store.
+const MaxFlistSize = flist.MaxMetadataSize
+
+const tempPrefix = ".tmp-"
+
+// Dir is a store tree on local disk rooted at Root.
+type Dir struct {
+	Root string
+}
+
+// ChunkPath is where chunk id lives: Root/chunks/<2 hex>/<64 hex>.
+func (d *Dir) ChunkPath(id digest.Digest) string {
+	h := id.Hex()
+	return filepath.Join(d.Root, "chunks", h[:2], h)
+}
+
+// FlistPath is where flist metadata id lives: Root/flists/<64 hex>.
+func (d *Dir) FlistPath(id digest.Digest) string {
+	return filepath.Join(d.Root, "flists", id.Hex())
+}
+
+// PutChunk verifies compressed against ref and stores it. Storing the same
+// chunk again is a no-op when the stored bytes are identical, and replaces a
+// stored file that differs (damaged, or compressed differently). It
+// implements flist.Sink and is safe for concurrent use.
+func (d *Dir) PutChunk(ref flist.ChunkRef, compressed []byte) error {
+	if _, err := flist.OpenChunk(ref, compressed); err != nil {
+		return fmt.Errorf("store %s: refusing unverified bytes: %w", ref, err)
+	}
+	p := d.ChunkPath(ref.ID)
+	if same, err := sameFile(p, compressed); err != nil {
+		return fmt.Errorf("store %s: %w", ref, err)
+	} else if same {
+		return nil
+	}
+	if err := writeAtomic(p, compressed); err != nil {
+		return fmt.Errorf("store %s: %w", ref, err)
+	}
+	return nil
+}
+
+// PutFlist stores encoded flist metadata under its digest. The bytes must
+// decode as an flist: a store holds only what a node could use.
+func (d *Dir) PutFlist(encoded []byte) (digest.Digest, error) {
+	id := digest.Of(encoded)
+	if len(encoded) > MaxFlistSize {
+		return id, fmt.Errorf("store flist %s: %d bytes, at most %d", id.Short(), len(encoded), MaxFlistSize)
+	}
+	if _, err := flist.Decode(encoded); err != nil {
+		return id, fmt.Errorf("store flist %s: %w", id.Short(), err)
+	}
+	p := d.FlistPath(id)
+	if same, err := sameFile(p, encoded); err != nil {
+		return id, fmt.Errorf("store flist %s: %w", id.Short(), err)
+	} else if same {
+		return id, nil
+	}
+	if err := writeAtomic(p, encoded); err != nil {
+		return id, fmt.Errorf("store flist %s: %w", id.Short(), err)
+	}
+	return id, nil
+}
+
+// HasChunk reports whether a file for chunk id exists. It says nothing about
+// its content; Chunk verifies.
+func (d *Dir) HasChunk(id digest.Digest) bool {
+	fi, err := os.Stat(d.ChunkPath(id))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// Chunk reads chunk ref and returns its verified uncompressed bytes. It
+// implements flist.ChunkSource.
+func (d *Dir) Chunk(ctx context.Context, ref flist.ChunkRef) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if ref.CSize == 0 || ref.CSize > flist.MaxCompressedSize {
+		return nil, fmt.Errorf("read %s: declared compressed size %d outside 1..%d", ref, ref.CSize, flist.MaxCompressedSize)
+	}
+	b, err := readBounded(d.ChunkPath(ref.ID), int64(ref.CSize))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", ref, err)
+	}
+	raw, err := flist.OpenChunk(ref, b)
+	if err != nil {
+		return nil, fmt.Errorf("read %s from %s: %w", ref, d.Root, err)
+	}
+	return raw, nil
+}
+
+// FlistBytes reads flist metadata id and returns it once its digest matches.
+func (d *Dir) FlistBytes(ctx context.Context, id digest.Digest) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b, err := readBounded(d.FlistPath(id), MaxFlistSize)
+	if err != nil {
+		return nil, fmt.Errorf("read flist %s: %w", id.Short(), err)
+	}
+	if got := digest.Of(b); got != id {
+		return nil, fmt.Errorf("read flist %s from %s: content hash is %s", id.Short(), d.Root, got)
+	}
+	return b, nil
+}
+
+// Flist reads, verifies and decodes flist metadata id.
+func (d *Dir) Flist(ctx context.Context, id digest.Digest) (*flist.Flist, error) {
+	return decodeFlist(d.FlistBytes(ctx, id))
+}
+
+func decodeFlist(b []byte, err error) (*flist.Flist, error) {
+	if err != nil {
+		return nil, err
+	}
+	return flist.Decode(b)
+}
+
+// WalkChunks calls fn with the id of every stored chunk, in name order.
+// Temporary files of interrupted writes are skipped; any other stray file is
+// an error naming it.
+func (d *Dir) WalkChunks(fn func(id digest.Digest) error) error {
+	top := filepath.Join(d.Root, "chunks")
+	prefixes, err := os.ReadDir(top)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("walk chunks: %w", err)
+	}
+	for _, p := range prefixes {
+		names, err := os.ReadDir(filepath.Join(top, p.Name()))
+		if err != nil {
+			return fmt.Errorf("walk chunks: %w", err)
+		}
+		for _, n := range names {
+			if strings.HasPrefix(n.Name(), tempPrefix) {
+				continue
+			}
+			id, err := digest.Parse(n.Name())
+			if err != nil || !n.Type().IsRegular() || id.Hex()[:2] != p.Name() {
+				return fmt.Errorf("walk chunks: unexpected %s in the store", filepath.Join(top, p.Name(), n.Name()))
+			}
+			if err := fn(id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readBounded reads a regular file of at most max bytes.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	if fi.Size() > max {
+		return nil, fmt.Errorf("%s: %d bytes, at most %d", path, fi.Size(), max)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s: grew past %d bytes while read", path, max)
+	}
+	return b, nil
+}
+
+// sameFile reports whether path already holds exactly b.
+func sameFile(path string, b []byte) (bool, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() != int64(len(b)) {
+		return false, nil
+	}
+	have, err := readBounded(path, int64(len(b)))
+	if err != nil {
+		return false, nil
+	}
+	return string(have) == string(b), nil
+}
+
+// writeAtomic makes path hold b or leaves it as it was: write a temporary
+// file in the same directory, fsync it, rename it over path, fsync the
+// directory so the rename survives a crash.
+func writeAtomic(path string, b []byte) (err error) {
+	dir := filepath.Dir(path)
+	if err := mkdirDurable(dir); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, tempPrefix+"*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(b); err != nil {
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// mkdirDurable creates dir and its parents, syncing the parent of each new
+// directory so a chunk renamed into it is not lost with the directory.
+func mkdirDurable(dir string) error {
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		return nil
+	}
+	if err := mkdirDurable(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return syncDir(filepath.Dir(dir))
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,227 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/flist"
+)
+
+// HTTP defaults.
+const (
+	DefaultIdleTimeout    = 15 * time.Second
+	DefaultRequestTimeout = 2 * time.Minute
+)
+
+// HTTP fetches from store trees served over HTTP. Every URL is a store base
+// (the tree of docs/design.md lives under it); they are tried in order, and a
+// mirror that fails in any way (transport, status, length, content) is
+// skipped for the next one. Safe for concurrent use.
+type HTTP struct {
+	URLs   []string
+	Client *http.Client // nil: http.DefaultClient
+	// Log, if set, is told about each mirror that failed.
+	Log func(msg string, args ...any)
+	// IdleTimeout fails a request when no bytes arrive for this long
+	// (headers or body), so a server trickling one byte a minute is dropped
+	// quickly. Zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// RequestTimeout bounds one request from start to last byte. Zero means
+	// DefaultRequestTimeout.
+	RequestTimeout time.Duration
+}
+
+// Chunk fetches chunk ref and returns its verified uncompressed bytes. It
+// implements flist.ChunkSource.
+func (h *HTTP) Chunk(ctx context.Context, ref flist.ChunkRef) ([]byte, error) {
+	if ref.CSize == 0 || ref.CSize > flist.MaxCompressedSize {
+		return nil, fmt.Errorf("fetch %s: declared compressed size %d outside 1..%d", ref, ref.CSize, flist.MaxCompressedSize)
+	}
+	hx := ref.ID.Hex()
+	var raw []byte
+	err := h.each(ctx, ref.String(), "/chunks/"+hx[:2]+"/"+hx, func(ctx context.Context, url string) error {
+		b, err := h.get(ctx, url, int64(ref.CSize), true)
+		if err != nil {
+			return err
+		}
+		raw, err = flist.OpenChunk(ref, b)
+		return err
+	})
+	return raw, err
+}
+
+// FlistBytes fetches flist metadata id and returns it once its digest
+// matches.
+func (h *HTTP) FlistBytes(ctx context.Context, id digest.Digest) ([]byte, error) {
+	var out []byte
+	err := h.each(ctx, "flist "+id.String(), "/flists/"+id.Hex(), func(ctx context.Context, url string) error {
+		b, err := h.get(ctx, url, MaxFlistSize, false)
+		if err != nil {
+			return err
+		}
+		if got := digest.Of(b); got != id {
+			return fmt.Errorf("content hash is %s", got)
+		}
+		out = b
+		return nil
+	})
+	return out, err
+}
+
+// Flist fetches, verifies and decodes flist metadata id.
+func (h *HTTP) Flist(ctx context.Context, id digest.Digest) (*flist.Flist, error) {
+	return decodeFlist(h.FlistBytes(ctx, id))
+}
+
+// each runs try against every base URL in turn until one succeeds, and
+// otherwise returns an error naming every URL's reason.
+func (h *HTTP) each(ctx context.Context, what, suffix string, try func(ctx context.Context, url string) error) error {
+	if len(h.URLs) == 0 {
+		return fmt.Errorf("fetch %s: no store URLs", what)
+	}
+	var reasons []string
+	for _, base := range h.URLs {
+		url := strings.TrimRight(base, "/") + suffix
+		err := try(ctx, url)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("fetch %s: %w (last: %s: %v)", what, context.Cause(ctx), url, err)
+		}
+		if h.Log != nil {
+			h.Log("store: mirror failed, trying the next", "object", what, "url", url, "err", err)
+		}
+		reasons = append(reasons, url+": "+err.Error())
+	}
+	return fmt.Errorf("fetch %s: all %d stores failed: %s", what, len(h.URLs), strings.Join(reasons, "; "))
+}
+
+var errIdle = errors.New("no data")
+
+// get fetches url and returns its body of at most max bytes (exactly max if
+// exact), under the request timeout and the idle watchdog.
+func (h *HTTP) get(ctx context.Context, url string, max int64, exact bool) ([]byte, error) {
+	idle := h.IdleTimeout
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	total := h.RequestTimeout
+	if total <= 0 {
+		total = DefaultRequestTimeout
+	}
+	ctx, cancelTotal := context.WithTimeoutCause(ctx, total, fmt.Errorf("request took longer than %s", total))
+	defer cancelTotal()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	w := newWatchdog(idle, func() { cancel(fmt.Errorf("%w for %s", errIdle, idle)) })
+	defer w.stop()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	// Setting it ourselves stops the transport from transparently inflating
+	// a gzip body, which would escape the length checks below.
+	req.Header.Set("Accept-Encoding", "identity")
+	resp, err := h.client().Do(req)
+	if err != nil {
+		return nil, causeOr(ctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %s", resp.Status)
+	}
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
+		return nil, fmt.Errorf("unexpected Content-Encoding %q", clip(ce))
+	}
+	if cl := resp.ContentLength; cl >= 0 && (exact && cl != max || cl > max) {
+		return nil, fmt.Errorf("Content-Length %d, want %s%d", cl, map[bool]string{true: "", false: "at most "}[exact], max)
+	}
+	w.kick()
+	b, err := io.ReadAll(io.LimitReader(progressReader{resp.Body, w}, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("body after %d bytes: %w", len(b), causeOr(ctx, err))
+	}
+	switch {
+	case int64(len(b)) > max:
+		return nil, fmt.Errorf("body longer than the %d bytes expected", max)
+	case exact && int64(len(b)) != max:
+		return nil, fmt.Errorf("body is %d bytes, want %d", len(b), max)
+	}
+	return b, nil
+}
+
+func (h *HTTP) client() *http.Client {
+	if h.Client != nil {
+		return h.Client
+	}
+	return http.DefaultClient
+}
+
+// causeOr prefers the reason a context was cancelled (idle, timeout) over the
+// transport's generic "context canceled".
+func causeOr(ctx context.Context, err error) error {
+	if c := context.Cause(ctx); c != nil {
+		return c
+	}
+	return err
+}
+
+// watchdog calls fire when kick has not been called for idle.
+type watchdog struct {
+	mu   sync.Mutex
+	t    *time.Timer
+	idle time.Duration
+}
+
+func newWatchdog(idle time.Duration, fire func()) *watchdog {
+	return &watchdog{t: time.AfterFunc(idle, fire), idle: idle}
+}
+
+func (w *watchdog) kick() {
+	w.mu.Lock()
+	w.t.Reset(w.idle)
+	w.mu.Unlock()
+}
+
+func (w *watchdog) stop() {
+	w.mu.Lock()
+	w.t.Stop()
+	w.mu.Unlock()
+}
+
+// progressReader kicks the watchdog whenever bytes arrive.
+type progressReader struct {
+	r io.Reader
+	w *watchdog
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.w.kick()
+	}
+	return n, err
+}
+
+// clip shortens server-supplied strings before they reach a console.
+func clip(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) <= 200 {
+		return s
+	}
+	return s[:200] + "..."
+}
