@@ -1,0 +1,304 @@
+package store
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/flist"
+)
+
+// serve starts a server answering every request with h, closed at test end.
+func serve(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s.URL
+}
+
+// blobs serves a store tree from memory; anything else is 404.
+func blobs(m map[string][]byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		b, ok := m[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(b)
+	}
+}
+
+func chunkPath(ref flist.ChunkRef) string {
+	h := ref.ID.Hex()
+	return "/chunks/" + h[:2] + "/" + h
+}
+
+// logger records what HTTP.Log was told.
+type logger struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logger) log(msg string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, fmt.Sprint(append([]any{msg}, args...)...))
+}
+
+func (l *logger) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.msgs, "\n")
+}
+
+func TestHTTPChunk(t *testing.T) {
+	ref, c, raw := chunk(t, "content ")
+	good := serve(t, blobs(map[string][]byte{chunkPath(ref): c}))
+	h := &HTTP{URLs: []string{good + "/"}}
+	got, err := h.Chunk(context.Background(), ref)
+	if err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("Chunk = %d bytes, %v", len(got), err)
+	}
+}
+
+func TestHTTPChunkFailover(t *testing.T) {
+	ref, c, raw := chunk(t, "content ")
+	tampered := bytes.Clone(c)
+	tampered[len(tampered)/2] ^= 1
+	bad := serve(t, blobs(map[string][]byte{chunkPath(ref): tampered}))
+	missing := serve(t, blobs(nil))
+	good := serve(t, blobs(map[string][]byte{chunkPath(ref): c}))
+	var l logger
+	h := &HTTP{URLs: []string{bad, missing, good}, Log: l.log}
+	got, err := h.Chunk(context.Background(), ref)
+	if err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("Chunk = %d bytes, %v", len(got), err)
+	}
+	logged := l.String()
+	if !strings.Contains(logged, bad) || !strings.Contains(logged, missing) || strings.Contains(logged, good) {
+		t.Fatalf("log should name the two failed mirrors only:\n%s", logged)
+	}
+
+	h.URLs = []string{bad, missing}
+	_, err = h.Chunk(context.Background(), ref)
+	if err == nil {
+		t.Fatal("Chunk succeeded with no good mirror")
+	}
+	for _, want := range []string{"all 2 stores failed", bad + chunkPath(ref) + ": ", missing + chunkPath(ref) + ": status 404"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+}
+
+func TestHTTPChunkRefuses(t *testing.T) {
+	ref, c, _ := chunk(t, "content ")
+	enc, _ := zstd.NewWriter(nil, zstd.WithWindowSize(1<<20))
+	bomb := enc.EncodeAll(make([]byte, 256<<20), nil)
+	bombRef := flist.ChunkRef{ID: ref.ID, Size: ref.Size, CSize: uint32(len(bomb))}
+	garbage := make([]byte, ref.CSize)
+	rand.Read(garbage)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(make([]byte, 64<<20))
+	zw.Close()
+
+	for _, tc := range []struct {
+		name string
+		ref  flist.ChunkRef
+		h    http.HandlerFunc
+		want string
+	}{
+		{"truncated", ref, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(c)))
+			w.Write(c[:len(c)/2])
+		}, "body after"},
+		{"truncated without length", ref, func(w http.ResponseWriter, r *http.Request) {
+			w.Write(c[:len(c)/2])
+			w.(http.Flusher).Flush()
+		}, fmt.Sprintf("body is %d bytes, want %d", len(c)/2, len(c))},
+		{"longer than declared", ref, func(w http.ResponseWriter, r *http.Request) {
+			w.Write(c)
+			w.(http.Flusher).Flush()
+			w.Write(make([]byte, 1<<20))
+		}, fmt.Sprintf("body longer than the %d bytes expected", len(c))},
+		{"lying Content-Length", ref, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(c)+100))
+			w.Write(c)
+			w.Write(make([]byte, 100))
+		}, fmt.Sprintf("Content-Length %d, want %d", len(c)+100, len(c))},
+		{"404", ref, blobs(nil), "status 404 Not Found"},
+		{"500", ref, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }, "status 500"},
+		{"garbage", ref, blobs(map[string][]byte{chunkPath(ref): garbage}), "zstd"},
+		{"decompression bomb", bombRef, blobs(map[string][]byte{chunkPath(ref): bomb}), "inflates past its declared"},
+		{"gzip bomb", ref, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write(gz.Bytes())
+		}, `unexpected Content-Encoding "gzip"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &HTTP{URLs: []string{serve(t, tc.h)}}
+			got, err := h.Chunk(context.Background(), tc.ref)
+			if err == nil {
+				t.Fatalf("Chunk accepted %d bytes", len(got))
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Chunk error %q, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// trickle sends one byte and then waits a minute per byte, as a hostile or
+// broken server might; it stops when the client goes away.
+func trickle(headersFirst bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if headersFirst {
+			w.Write([]byte{0x28})
+			w.(http.Flusher).Flush()
+		}
+		select {
+		case <-r.Context().Done():
+		case <-time.After(time.Minute):
+			w.Write([]byte{0xb5})
+		}
+	}
+}
+
+func TestHTTPTrickle(t *testing.T) {
+	ref, c, raw := chunk(t, "content ")
+	good := serve(t, blobs(map[string][]byte{chunkPath(ref): c}))
+	for _, tc := range []struct {
+		name string
+		h    http.HandlerFunc
+	}{
+		{"one byte a minute", trickle(true)},
+		{"no headers", trickle(false)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			slow := serve(t, tc.h)
+			var l logger
+			h := &HTTP{URLs: []string{slow, good}, IdleTimeout: 200 * time.Millisecond, Log: l.log}
+			got, err := h.Chunk(context.Background(), ref)
+			if err != nil || !bytes.Equal(got, raw) {
+				t.Fatalf("Chunk = %d bytes, %v", len(got), err)
+			}
+			if !strings.Contains(l.String(), "no data for 200ms") {
+				t.Fatalf("the slow mirror was not dropped by the idle watchdog; log:\n%s", l.String())
+			}
+		})
+	}
+}
+
+// A server that keeps sending, but too slowly to ever finish, is cut by the
+// request timeout even though it never goes idle.
+func TestHTTPRequestTimeout(t *testing.T) {
+	ref, c, _ := chunk(t, "content ")
+	slow := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		for i := range c {
+			w.Write(c[i : i+1])
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	})
+	h := &HTTP{URLs: []string{slow}, IdleTimeout: time.Second, RequestTimeout: 300 * time.Millisecond}
+	_, err := h.Chunk(context.Background(), ref)
+	if err == nil || !strings.Contains(err.Error(), "request took longer than 300ms") {
+		t.Fatalf("Chunk error %v, want the request timeout", err)
+	}
+}
+
+func TestHTTPCallerCancelStopsFailover(t *testing.T) {
+	ref, c, _ := chunk(t, "content ")
+	good := serve(t, blobs(map[string][]byte{chunkPath(ref): c}))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var l logger
+	h := &HTTP{URLs: []string{good, good}, Log: l.log}
+	_, err := h.Chunk(ctx, ref)
+	if err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("Chunk with a cancelled context: %v", err)
+	}
+	if l.String() != "" {
+		t.Fatalf("a cancelled fetch blamed the mirrors:\n%s", l.String())
+	}
+}
+
+func TestHTTPRefusesBadRef(t *testing.T) {
+	h := &HTTP{URLs: []string{"http://192.0.2.1"}}
+	_, err := h.Chunk(context.Background(), flist.ChunkRef{ID: digest.Of(nil), Size: 1, CSize: flist.MaxCompressedSize + 1})
+	if err == nil || !strings.Contains(err.Error(), "outside 1..") {
+		t.Fatalf("Chunk with an oversized ref: %v", err)
+	}
+	if _, err := (&HTTP{}).FlistBytes(context.Background(), digest.Of(nil)); err == nil || !strings.Contains(err.Error(), "no store URLs") {
+		t.Fatalf("FlistBytes without URLs: %v", err)
+	}
+}
+
+func TestHTTPFlist(t *testing.T) {
+	enc := encodedFlist(t, "etc")
+	id := digest.Of(enc)
+	path := "/flists/" + id.Hex()
+	tampered := bytes.Clone(enc)
+	tampered[len(tampered)-1] ^= 1
+	bad := serve(t, blobs(map[string][]byte{path: tampered}))
+	huge := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(MaxFlistSize+1))
+		w.Write(enc)
+	})
+	good := serve(t, blobs(map[string][]byte{path: enc}))
+
+	h := &HTTP{URLs: []string{bad, huge, good}}
+	b, err := h.FlistBytes(context.Background(), id)
+	if err != nil || !bytes.Equal(b, enc) {
+		t.Fatalf("FlistBytes: %v", err)
+	}
+	f, err := h.Flist(context.Background(), id)
+	if err != nil || len(f.Entries) != 1 || f.Entries[0].Path != "etc" {
+		t.Fatalf("Flist = %+v, %v", f, err)
+	}
+	h.URLs = []string{bad, huge}
+	_, err = h.FlistBytes(context.Background(), id)
+	if err == nil {
+		t.Fatal("FlistBytes succeeded with no good mirror")
+	}
+	for _, want := range []string{"content hash is", fmt.Sprintf("Content-Length %d, want at most %d", MaxFlistSize+1, MaxFlistSize)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+}
+
+func BenchmarkHTTPChunk(b *testing.B) {
+	raw := make([]byte, flist.DefaultChunkSize)
+	rand.Read(raw)
+	ref, c, err := flist.CompressChunk(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := httptest.NewServer(blobs(map[string][]byte{chunkPath(ref): c}))
+	defer s.Close()
+	h := &HTTP{URLs: []string{s.URL}}
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := h.Chunk(context.Background(), ref); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/flist"
+)
+
+// adminServer is a minimal server side of the upload contract backed by a
+// Dir: it checks the token, verifies through Dir and serves the tree under
+// /store/, as cmd/zgrid does.
+func adminServer(t *testing.T, d *Dir, token string) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	auth := func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			http.Error(w, "bad token", http.StatusUnauthorized)
+			return false
+		}
+		return true
+	}
+	mux.HandleFunc("PUT /v1/admin/store/chunks/{hex}", func(w http.ResponseWriter, r *http.Request) {
+		if !auth(w, r) {
+			return
+		}
+		id, err := digest.Parse(r.PathValue("hex"))
+		size, serr := strconv.ParseUint(r.Header.Get("X-Zeroboot-Size"), 10, 32)
+		body, _ := io.ReadAll(io.LimitReader(r.Body, flist.MaxCompressedSize+1))
+		if err != nil || serr != nil {
+			http.Error(w, "bad chunk name or size", http.StatusBadRequest)
+			return
+		}
+		if err := d.PutChunk(flist.ChunkRef{ID: id, Size: uint32(size), CSize: uint32(len(body))}, body); err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	})
+	mux.HandleFunc("PUT /v1/admin/store/flists/{hex}", func(w http.ResponseWriter, r *http.Request) {
+		if !auth(w, r) {
+			return
+		}
+		body, _ := io.ReadAll(io.LimitReader(r.Body, MaxFlistSize+1))
+		id, err := d.PutFlist(body)
+		if err != nil || id.Hex() != r.PathValue("hex") {
+			http.Error(w, "flist refused", http.StatusUnprocessableEntity)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	})
+	mux.Handle("GET /store/", http.StripPrefix("/store", http.FileServer(http.Dir(d.Root))))
+	s := httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s.URL
+}
+
+func TestUploadThenFetch(t *testing.T) {
+	d := &Dir{Root: t.TempDir()}
+	url := adminServer(t, d, "s3cret")
+	u := &Uploader{URL: url, Token: "s3cret"}
+	ref, c, raw := chunk(t, "uploaded ")
+	if err := u.PutChunk(ref, c); err != nil {
+		t.Fatal(err)
+	}
+	enc := encodedFlist(t, "usr")
+	id, err := u.PutFlist(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id != digest.Of(enc) {
+		t.Fatalf("PutFlist id %s, want %s", id, digest.Of(enc))
+	}
+	h := &HTTP{URLs: []string{url + "/store"}}
+	got, err := h.Chunk(context.Background(), ref)
+	if err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("fetch uploaded chunk: %d bytes, %v", len(got), err)
+	}
+	f, err := h.Flist(context.Background(), id)
+	if err != nil || f.Entries[0].Path != "usr" {
+		t.Fatalf("fetch uploaded flist: %+v, %v", f, err)
+	}
+}
+
+func TestUploadErrors(t *testing.T) {
+	d := &Dir{Root: t.TempDir()}
+	url := adminServer(t, d, "s3cret")
+	ref, c, _ := chunk(t, "uploaded ")
+	tampered := bytes.Clone(c)
+	tampered[len(tampered)/2] ^= 1
+	loud := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInsufficientStorage)
+		w.Write([]byte("disk full\n" + strings.Repeat("x", 1<<20)))
+	})
+	for _, tc := range []struct {
+		name string
+		u    *Uploader
+		c    []byte
+		want string
+	}{
+		{"wrong token", &Uploader{URL: url, Token: "guess"}, c, "401 Unauthorized: bad token"},
+		{"no token", &Uploader{URL: url}, c, "no admin token"},
+		{"no url", &Uploader{Token: "s3cret"}, c, "no server URL"},
+		{"server refuses tampered bytes", &Uploader{URL: url, Token: "s3cret"}, tampered, "422 Unprocessable Entity: store " + ref.String() + ": refusing unverified bytes"},
+		{"size mismatch", &Uploader{URL: url, Token: "s3cret"}, c[1:], "declared"},
+		{"huge reason", &Uploader{URL: loud, Token: "t"}, c, "507 Insufficient Storage: disk full"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.u.PutChunk(ref, tc.c)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("PutChunk error %v, want %q", err, tc.want)
+			}
+			if len(err.Error()) > 1024 {
+				t.Fatalf("error is %d bytes: the server's reason was not bounded", len(err.Error()))
+			}
+		})
+	}
+	if d.HasChunk(ref.ID) {
+		t.Fatal("a refused upload was stored")
+	}
+}
+
+func TestUploadRequest(t *testing.T) {
+	ref, c, _ := chunk(t, "uploaded ")
+	var got *http.Request
+	var body []byte
+	url := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		got = r
+		body, _ = io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	if err := (&Uploader{URL: url + "/", Token: "tok"}).PutChunk(ref, c); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ what, got, want string }{
+		{"method", got.Method, http.MethodPut},
+		{"path", got.URL.Path, "/v1/admin/store/chunks/" + ref.ID.Hex()},
+		{"size header", got.Header.Get("X-Zeroboot-Size"), strconv.Itoa(int(ref.Size))},
+		{"authorization", got.Header.Get("Authorization"), "Bearer tok"},
+		{"content length", strconv.FormatInt(got.ContentLength, 10), strconv.Itoa(len(c))},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %q, want %q", tc.what, tc.got, tc.want)
+		}
+	}
+	if !bytes.Equal(body, c) {
+		t.Error("body is not the compressed chunk")
+	}
+}
