@@ -142,8 +142,12 @@ func (h *HTTP) get(ctx context.Context, url string, max int64, exact bool) ([]by
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
 		return nil, fmt.Errorf("unexpected Content-Encoding %q", clip(ce))
 	}
-	if cl := resp.ContentLength; cl >= 0 && (exact && cl != max || cl > max) {
-		return nil, fmt.Errorf("Content-Length %d, want %s%d", cl, map[bool]string{true: "", false: "at most "}[exact], max)
+	switch cl := resp.ContentLength; {
+	case cl < 0: // not declared; the read below is bounded anyway
+	case exact && cl != max:
+		return nil, fmt.Errorf("Content-Length %d, want %d", cl, max)
+	case cl > max:
+		return nil, fmt.Errorf("Content-Length %d, want at most %d", cl, max)
 	}
 	w.kick()
 	b, err := io.ReadAll(io.LimitReader(progressReader{resp.Body, w}, max+1))

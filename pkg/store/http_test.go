@@ -213,11 +213,11 @@ func TestHTTPRequestTimeout(t *testing.T) {
 			select {
 			case <-r.Context().Done():
 				return
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(50 * time.Millisecond):
 			}
 		}
 	})
-	h := &HTTP{URLs: []string{slow}, IdleTimeout: time.Second, RequestTimeout: 300 * time.Millisecond}
+	h := &HTTP{URLs: []string{slow}, IdleTimeout: 2 * time.Second, RequestTimeout: 300 * time.Millisecond}
 	_, err := h.Chunk(context.Background(), ref)
 	if err == nil || !strings.Contains(err.Error(), "request took longer than 300ms") {
 		t.Fatalf("Chunk error %v, want the request timeout", err)
