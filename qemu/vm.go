@@ -82,9 +82,12 @@ func (v *VM) Args() []string {
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-serial", "stdio",
 		"-kernel", v.Kernel, "-initrd", v.Initrd,
-		"-append", strings.TrimSpace("console=ttyS0 panic=-1 " + v.Append),
+		"-append", strings.TrimSpace("console=ttyS0 panic=-1 printk.devkmsg=on " + v.Append),
 		"-netdev", "user,id=n0,net=" + UserNet,
 		"-device", nic + ",netdev=n0",
+		// A hardware RNG, as servers have: without one the kernel's CRNG
+		// can take minutes to seed under TCG and TLS waits for it.
+		"-device", "virtio-rng-pci",
 	}
 	if v.UUID != "" {
 		args = append(args, "-uuid", v.UUID)

@@ -65,6 +65,34 @@ type outputs struct {
 	start   time.Time
 	console *sink
 	kmsg    *sink // nil without kmsg
+	// echoBelow is the kernel's console_loglevel: kmsg records with a
+	// priority below it are printed on the console by the kernel itself,
+	// so writing them there too would show every line twice.
+	echoBelow atomic.Int32
+}
+
+// KernelEchoesBelow tells the handler that the kernel prints kmsg records
+// with a syslog priority below level on the console (console_loglevel, the
+// first field of /proc/sys/kernel/printk); those go to the console only
+// through kmsg.
+func (h *Handler) KernelEchoesBelow(level int) { h.out.echoBelow.Store(int32(level)) }
+
+// KernelConsoleLevel reads console_loglevel from printk (a path so tests
+// can use a file; PID 1 passes /proc/sys/kernel/printk).
+func KernelConsoleLevel(printk string) (int, error) {
+	b, err := os.ReadFile(printk)
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("%s: empty", printk)
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0, fmt.Errorf("%s: console level %q: %w", printk, f[0], err)
+	}
+	return n, nil
 }
 
 // NewHandler is New without the slog.Logger wrapper; its Flush lets PID 1
@@ -128,11 +156,14 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 		body += step + ": "
 	}
 	body += r.Message + attrs.String()
-	h.out.console.put(fmt.Sprintf("[%8.3f] %s\n", since, body))
+	pri := priority(r.Level)
+	if h.out.kmsg == nil || int32(pri) >= h.out.echoBelow.Load() {
+		h.out.console.put(fmt.Sprintf("[%8.3f] %s\n", since, body))
+	}
 	if h.out.kmsg != nil {
 		// One record per line: the kernel takes one record per write.
 		for _, line := range strings.Split(body, "\n") {
-			rec := fmt.Sprintf("<%d>zeroboot: %s", priority(r.Level), line)
+			rec := fmt.Sprintf("<%d>zeroboot: %s", pri, line)
 			if len(rec) > kmsgMax {
 				rec = rec[:kmsgMax]
 			}

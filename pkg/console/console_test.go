@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -247,5 +249,44 @@ func TestConcurrent(t *testing.T) {
 	}
 	if n := len(km.Writes()); n != 400 {
 		t.Errorf("%d kmsg records, want 400", n)
+	}
+}
+
+func TestKernelEchoNotDuplicated(t *testing.T) {
+	var con, kmsg buffer
+	h := NewHandler(&con, &kmsg, time.Now(), slog.LevelDebug)
+	h.KernelEchoesBelow(4) // like "quiet": the kernel prints err and worse
+	log := slog.New(h)
+	log.Info("lease applied")
+	log.Error("registry unreachable")
+	if err := h.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(con.String(), "lease applied") {
+		t.Errorf("info line missing on the console:\n%s", con.String())
+	}
+	if strings.Contains(con.String(), "registry unreachable") {
+		t.Errorf("error line written to the console although the kernel echoes it:\n%s", con.String())
+	}
+	for _, want := range []string{"<6>zeroboot: INFO  lease applied", "<3>zeroboot: ERROR registry unreachable"} {
+		if !strings.Contains(kmsg.String(), want) {
+			t.Errorf("kmsg lacks %q:\n%s", want, kmsg.String())
+		}
+	}
+}
+
+func TestKernelConsoleLevel(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		content string
+		want    int
+		ok      bool
+	}{{"7\t4\t1\t7\n", 7, true}, {"4 4 1 7", 4, true}, {"", 0, false}, {"x 4 1 7", 0, false}} {
+		p := filepath.Join(dir, "printk")
+		os.WriteFile(p, []byte(tc.content), 0o644)
+		got, err := KernelConsoleLevel(p)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("KernelConsoleLevel(%q) = %d, %v; want %d ok=%v", tc.content, got, err, tc.want, tc.ok)
+		}
 	}
 }

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/zeroboot/zeroboot/pkg/console"
+	"github.com/zeroboot/zeroboot/pkg/flist"
+	"github.com/zeroboot/zeroboot/pkg/handoff"
+	"github.com/zeroboot/zeroboot/pkg/store"
+	"github.com/zeroboot/zeroboot/pkg/supervise"
+	"github.com/zeroboot/zeroboot/pkg/timeline"
+)
+
+// components fetches every component of the verified release into a fresh
+// tmpfs root. Each attempt starts from an empty root, so a half-written
+// component from a failed attempt is never used.
+func (n *node) components(ctx context.Context) error {
+	root := n.root()
+	if n.rootMounted {
+		if err := root.Release(); err != nil {
+			return err
+		}
+		n.rootMounted = false
+	}
+	if err := root.Prepare(); err != nil {
+		return err
+	}
+	n.rootMounted = true
+	src := &store.HTTP{URLs: n.boot.Stores, Client: n.client.HTTP}
+	for _, c := range n.rel.Components {
+		dir, err := root.ComponentDir(c.Mount)
+		if err != nil {
+			return fmt.Errorf("component %s: %w", c.Name, err)
+		}
+		meta, err := src.FlistBytes(ctx, c.Flist)
+		if err != nil {
+			return fmt.Errorf("component %s: %w", c.Name, err)
+		}
+		fl, err := flist.Decode(meta)
+		if err != nil {
+			return fmt.Errorf("component %s: flist %s: %w", c.Name, c.Flist, err)
+		}
+		x := &flist.Extractor{Source: src, Chown: true, Progress: n.progress(c.Name)}
+		if err := x.Extract(ctx, fl, dir); err != nil {
+			return fmt.Errorf("component %s: %w", c.Name, err)
+		}
+		n.log.Info(fmt.Sprintf("component %s: %s verified and written to %s", c.Name, c.Flist.Short(), c.Mount))
+	}
+	return nil
+}
+
+func (n *node) root() *handoff.Root { return &handoff.Root{Dir: newRoot} }
+
+// progress prints at most one line a second per component.
+func (n *node) progress(name string) func(done, total int64) {
+	var last time.Time
+	return func(done, total int64) {
+		if time.Since(last) < time.Second && done != total {
+			return
+		}
+		last = time.Now()
+		n.log.Info(fmt.Sprintf("component %s: %d/%d bytes", name, done, total))
+	}
+}
+
+// handoff binds the kernel filesystems into the new root and writes
+// boot.json, the record Core-0 checks itself against.
+func (n *node) handoff(context.Context) error {
+	root := n.root()
+	if err := root.Bind(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return err
+	}
+	ca, err := os.ReadFile(caPath)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path.Join(runDir, "ca.pem"), ca, 0o644); err != nil {
+		return fmt.Errorf("write %s/ca.pem: %w", runDir, err)
+	}
+	entry := n.rel.Entrypoint.Path
+	sum, err := handoff.FileDigest(path.Join(newRoot, entry))
+	if err != nil {
+		return fmt.Errorf("entrypoint %s: %w", entry, err)
+	}
+	n.info = handoff.BootInfo{
+		NodeID:           n.ident.NodeID,
+		Farm:             n.cfg.Farm,
+		Registry:         n.client.URLs[0],
+		ReleaseChannel:   n.rel.Channel,
+		ReleaseVersion:   n.rel.Version,
+		Entrypoint:       entry,
+		EntrypointDigest: sum.String(),
+		BootedAt:         n.clock.Now().UTC(),
+	}
+	for _, c := range n.rel.Components {
+		n.info.Components = append(n.info.Components, handoff.ComponentInfo{Name: c.Name, Flist: c.Flist.String(), Mount: c.Mount})
+	}
+	return nil
+}
+
+// announce shows the boot timeline and sends it to the registry before
+// Core-0 starts, so the registry never sees PID 1's report after Core-0's.
+func (n *node) announce() {
+	steps := n.tl.Steps()
+	fmt.Fprintf(os.Stdout, "\nzeroboot: boot timeline (ms since PID 1 started)\n%s\n", timeline.Table(steps))
+	n.report("booting", "")
+}
+
+// core0Command is called by the supervisor for every start: boot.json is
+// rewritten with the timeline so far, so a restarted Core-0 sees it too.
+func (n *node) core0Command() *exec.Cmd {
+	n.info.Timeline = n.tl.Steps()
+	if err := handoff.WriteBootInfo(bootInfo, n.info); err != nil {
+		n.log.Error("write boot.json", "err", err)
+	}
+	e := n.rel.Entrypoint
+	return handoff.Command(newRoot, e.Path, e.Args, e.Env)
+}
+
+// flush writes out queued console lines and syncs before a reboot, so the
+// last words of a node reach the console.
+func (n *node) flush() {
+	if h, ok := n.log.Handler().(*console.Handler); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		h.Flush(ctx)
+		cancel()
+	}
+	unix.Sync()
+}
+
+// handleSignals turns Ctrl-Alt-Del and SIGTERM into an orderly reboot and
+// SIGUSR2 into a power-off.
+func (n *node) handleSignals(sup *supervise.Supervisor) {
+	if err := supervise.EnableCtrlAltDelSignal(); err != nil {
+		n.log.Warn("Ctrl-Alt-Del stays an immediate reboot", "err", err)
+	}
+	sd := &supervise.Shutdown{Stop: sup.Stop, Log: n.log, Sync: n.flush}
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, supervise.Signals()...)
+	go func() {
+		for sig := range ch {
+			if err := sd.Handle(sig); err != nil {
+				n.log.Error("shutdown failed; still running", "signal", sig.String(), "err", err)
+			}
+		}
+	}()
+}

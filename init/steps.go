@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/zeroboot/zeroboot/pkg/cmdline"
+	"github.com/zeroboot/zeroboot/pkg/coldplug"
+	"github.com/zeroboot/zeroboot/pkg/console"
+	"github.com/zeroboot/zeroboot/pkg/identity"
+	"github.com/zeroboot/zeroboot/pkg/mounts"
+	"github.com/zeroboot/zeroboot/pkg/netup"
+	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/release"
+	"github.com/zeroboot/zeroboot/pkg/supervise"
+)
+
+func (n *node) mount(context.Context) error {
+	skipped, err := mounts.DefaultMounter().All(mounts.Early())
+	if len(skipped) > 0 {
+		n.log.Debug("optional mounts skipped", "mounts", strings.Join(skipped, " "))
+	}
+	if err != nil {
+		return err
+	}
+	if kmsg, kerr := console.OpenKmsg(); kerr == nil {
+		h := console.NewHandler(os.Stdout, kmsg, n.tl.Start(), n.level)
+		if lvl, err := console.KernelConsoleLevel("/proc/sys/kernel/printk"); err == nil {
+			h.KernelEchoesBelow(lvl)
+		}
+		n.log = slog.New(h)
+		n.clock.Log = n.log
+	}
+	// The reaper must exist before the first child: module loading and
+	// Core-0 are children of PID 1, and so is every orphan of the node.
+	n.reaper = supervise.NewReaper(n.log)
+	return nil
+}
+
+func (n *node) cmdline(context.Context) error {
+	raw, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return fmt.Errorf("read /proc/cmdline: %w", err)
+	}
+	cfg, problems := cmdline.Parse(string(raw))
+	var errs []string
+	for _, p := range problems {
+		if p.Severity == cmdline.Error {
+			n.log.Error("kernel command line", "problem", p.String())
+			errs = append(errs, p.String())
+		} else {
+			n.log.Warn("kernel command line", "problem", p.String())
+		}
+	}
+	if cfg.Debug {
+		n.level.Set(-4) // slog.LevelDebug
+	}
+	n.cfg = cfg
+	if len(errs) > 0 {
+		return permanent{fmt.Errorf("kernel command line: %s", strings.Join(errs, "; "))}
+	}
+	return nil
+}
+
+func (n *node) modules(ctx context.Context) error {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return fmt.Errorf("uname: %w", err)
+	}
+	dir := filepath.Join(modulesBase, unix.ByteSliceToString(uts.Release[:]))
+	f, err := os.Open(filepath.Join(dir, "modules.alias"))
+	if err != nil {
+		return fmt.Errorf("modules for kernel %s: %w", unix.ByteSliceToString(uts.Release[:]), err)
+	}
+	aliases, err := coldplug.ParseAliases(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	cp := coldplug.Coldplug{Aliases: aliases, Load: coldplug.KmoduleLoader("/"), Log: n.log}
+	res, err := cp.Run(ctx)
+	if err != nil {
+		return err
+	}
+	n.log.Info(fmt.Sprintf("modules: %d devices, loaded %s in %d rounds", res.Modaliases, strings.Join(res.Loaded, " "), res.Rounds))
+	for m, e := range res.Failed {
+		n.log.Warn("module failed to load", "module", m, "err", e)
+	}
+	return nil
+}
+
+// entropy waits for the kernel's random number generator. DHCP transaction
+// IDs, TLS and everything in crypto/rand block until it is seeded; on a
+// machine without a hardware RNG that can take minutes, so say why the boot
+// stalls instead of hanging silently.
+func (n *node) entropy(context.Context) error {
+	buf := make([]byte, 1)
+	if _, err := unix.Getrandom(buf, unix.GRND_NONBLOCK); err == nil {
+		return nil
+	}
+	n.log.Warn("waiting for the kernel's random number generator to be seeded; a hardware RNG (RDRAND, virtio-rng, TPM) makes this instant")
+	start := time.Now()
+	if _, err := unix.Getrandom(buf, 0); err != nil {
+		return fmt.Errorf("getrandom: %w", err)
+	}
+	n.log.Info("random number generator seeded", "waited", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (n *node) network(ctx context.Context) error {
+	res, err := netup.Up(ctx, netup.Config{Log: n.log})
+	if err != nil {
+		return err
+	}
+	n.log.Info(fmt.Sprintf("network: %s on %s via %s in %s", res.Addr.String(), res.Link, res.Router, res.Took.Round(time.Millisecond)))
+	return nil
+}
+
+func (n *node) time(context.Context) error {
+	changed, err := n.clock.EnsureNotBefore()
+	if err != nil {
+		return err
+	}
+	if changed {
+		n.log.Warn("clock was earlier than the image build time; set to build time", "now", n.clock.Now().UTC())
+	}
+	return nil
+}
+
+func (n *node) identity(context.Context) error {
+	id, err := identity.Reader{}.Read()
+	if err != nil {
+		return err
+	}
+	n.ident = id
+	n.log.Info(fmt.Sprintf("identity: node %s (from %s; not proven: no TPM attestation yet)", id.NodeID, id.Source))
+	return nil
+}
+
+func (n *node) registry(ctx context.Context) error {
+	if err := n.connect(); err != nil {
+		return permanent{err}
+	}
+	trust, err := loadTrust()
+	if err != nil {
+		return permanent{err}
+	}
+	resp, err := n.client.Boot(ctx, registry.BootRequest{
+		NodeID:  n.ident.NodeID,
+		Farm:    n.cfg.Farm,
+		Profile: n.ident.Profile,
+		Agent:   "zeroboot-init",
+	})
+	if err != nil {
+		return err
+	}
+	env, err := release.ParseEnvelope(resp.Release)
+	if err != nil {
+		return err
+	}
+	rel, err := trust.Verify(env, release.Options{Now: n.clock.Trusted(), Channel: n.cfg.Channel})
+	if err != nil {
+		return fmt.Errorf("release from registry refused: %w", err)
+	}
+	if len(resp.Stores) == 0 {
+		return errors.New("registry named no store URLs")
+	}
+	n.boot, n.rel = resp, rel
+	n.log.Info(fmt.Sprintf("release: %s v%d, %d components, expires %s", rel.Channel, rel.Version, len(rel.Components), rel.Expires.UTC().Format(time.RFC3339)))
+	n.report("booting", "")
+	return nil
+}
+
+// connect builds the registry client once; its TLS trusts only the CA in
+// the initramfs and judges certificates by the corrected clock.
+func (n *node) connect() error {
+	if n.client != nil {
+		return nil
+	}
+	ca, err := os.ReadFile(caPath)
+	if err != nil {
+		return fmt.Errorf("registry CA: %w", err)
+	}
+	hc, err := registry.NewHTTPClient(ca, n.clock.Trusted)
+	if err != nil {
+		return err
+	}
+	urls := make([]string, len(n.cfg.Registries))
+	for i, u := range n.cfg.Registries {
+		urls[i] = u.String()
+	}
+	n.client = &registry.Client{
+		URLs:    urls,
+		HTTP:    hc,
+		Backoff: n.retry,
+		Report: func(attempt int, url string, err error, wait time.Duration) {
+			n.log.Warn(fmt.Sprintf("registry %s unreachable (attempt %d); retrying in %s", url, attempt, wait.Round(100*time.Millisecond)), "err", err)
+		},
+		OnDate: func(t time.Time) {
+			if changed, err := n.clock.FromServer(t); err != nil {
+				n.log.Warn("setting the clock from the registry", "err", err)
+			} else if changed {
+				n.log.Info("clock set from the registry", "now", t.UTC())
+			}
+		},
+	}
+	return nil
+}
+
+func loadTrust() (*release.Trust, error) {
+	b, err := os.ReadFile(trustPath)
+	if err != nil {
+		return nil, fmt.Errorf("release trust root: %w", err)
+	}
+	return release.ParseTrust(b)
+}
+
+func (n *node) supervise(ctx context.Context) {
+	first := true
+	sup := &supervise.Supervisor{
+		Name:    "core0",
+		Command: n.core0Command,
+		Reaper:  n.reaper,
+		Log:     n.log,
+		OnStart: func(pid int) {
+			if first {
+				first = false
+				n.tl.Begin("core0-exec")(nil)
+				n.log.Info(fmt.Sprintf("core0 started (pid %d) %.0f ms after PID 1 started", pid, float64(time.Since(n.tl.Start()).Microseconds())/1000))
+			}
+		},
+		OnExit: func(st supervise.ExitStatus, ran, next time.Duration) {
+			n.log.Warn(fmt.Sprintf("core0 exited: %s after %s; restarting in %s", st, ran.Round(time.Millisecond), next.Round(time.Millisecond)))
+		},
+	}
+	n.handleSignals(sup)
+	for {
+		err := sup.Run(ctx)
+		n.log.Error("supervisor stopped; restarting it", "err", err)
+		time.Sleep(time.Second)
+	}
+}

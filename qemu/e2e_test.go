@@ -1,0 +1,239 @@
+package qemu
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The end-to-end tests boot Debian's kernel with our initramfs under QEMU
+// (TCG unless ZEROBOOT_QEMU_ACCEL says otherwise) against a zgrid server on
+// the host's loopback. They need root only for nothing; they need QEMU and a
+// kernel, which `make deps` installs.
+
+var kernel, kver string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if testing.Short() {
+		fmt.Println("qemu: -short given; end-to-end boots skipped")
+		return m.Run()
+	}
+	var err error
+	if _, lerr := exec.LookPath("qemu-system-x86_64"); lerr != nil {
+		fmt.Println("qemu: SKIPPING END-TO-END BOOTS: qemu-system-x86_64 not installed (run make deps)")
+		return m.Run()
+	}
+	if kernel, kver, err = Kernel(); err != nil {
+		fmt.Println("qemu: SKIPPING END-TO-END BOOTS:", err)
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "zeroboot-e2e-")
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := buildBins(dir); err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	return m.Run()
+}
+
+func needVM(t *testing.T) {
+	t.Helper()
+	if bins.init == "" {
+		t.Skip("SKIPPED: QEMU, a kernel or -short missing; see TestMain's message")
+	}
+}
+
+var (
+	reReady    = regexp.MustCompile(`core0: ready`)
+	reIdentity = regexp.MustCompile(`identity: node (n[0-9a-f]{32})`)
+)
+
+// boot starts a VM for g and returns it with the node ID it announced.
+func boot(t *testing.T, ctx context.Context, g *grid, uuid string) (*VM, string) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(g.dir, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := &VM{
+		Kernel:  kernel,
+		Initrd:  g.initramfs(kver),
+		Append:  fmt.Sprintf("zeroboot.registry=%s zeroboot.farm=demo", g.registry()),
+		UUID:    uuid,
+		Console: logf,
+	}
+	if err := vm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		vm.Stop()
+		logf.Close()
+		if t.Failed() {
+			t.Logf("console:\n%s\nserver log:\n%s", vm.Tail(200), g.log.String())
+		}
+	})
+	line, err := vm.WaitFor(ctx, reIdentity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vm, reIdentity.FindStringSubmatch(line)[1]
+}
+
+func TestBootToReady(t *testing.T) {
+	needVM(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	g := newGrid(t)
+	g.publish(core0Tree(t), 1, "--heartbeat", "2s")
+	g.serve()
+	vm, id := boot(t, ctx, g, "5a1c0b0e-0000-4000-8000-000000000001")
+
+	if _, err := vm.WaitFor(ctx, reReady); err != nil {
+		t.Fatal(err)
+	}
+	n, err := g.waitNode(ctx, id, "ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`core0: heartbeat`)); err != nil {
+		t.Fatal(err)
+	}
+	tl, _ := n["timeline"].([]any)
+	steps := map[string]bool{}
+	for _, s := range tl {
+		if m, ok := s.(map[string]any); ok {
+			steps[fmt.Sprint(m["name"])] = true
+		}
+	}
+	for _, want := range []string{"mount", "modules", "network", "identity", "registry", "components", "handoff"} {
+		if !steps[want] {
+			t.Errorf("registry timeline lacks step %q: %v", want, tl)
+		}
+	}
+	for _, want := range []string{`virtio_net`, `network: 192\.0\.2\.`, `release: stable v1`} {
+		if vm.Count(regexp.MustCompile(want)) == 0 {
+			t.Errorf("console never showed %q", want)
+		}
+	}
+}
+
+func TestTamperedChunkRefused(t *testing.T) {
+	needVM(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	g := newGrid(t)
+	g.publish(core0Tree(t), 1)
+	chunk := tamperLargestChunk(t, filepath.Join(g.data, "store", "chunks"))
+	g.serve()
+	vm, id := boot(t, ctx, g, "5a1c0b0e-0000-4000-8000-000000000002")
+
+	line, err := vm.WaitFor(ctx, regexp.MustCompile(regexp.QuoteMeta("sha256:"+chunk)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("node refused the chunk: %s", line)
+	n, err := g.waitNode(ctx, id, "failed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reason := fmt.Sprint(n["reason"]); !strings.Contains(reason, chunk) {
+		t.Errorf("registry failure reason %q does not name chunk %s", reason, chunk)
+	}
+	// Give it a retry round: still refused, and Core-0 never started.
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`components failed \(attempt 2\)`)); err != nil {
+		t.Fatal(err)
+	}
+	if c := vm.Count(regexp.MustCompile(`core0:`)); c != 0 {
+		t.Fatalf("Core-0 printed %d lines from a tampered release", c)
+	}
+}
+
+func TestCore0RestartedWithBackoff(t *testing.T) {
+	needVM(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	g := newGrid(t)
+	g.publish(core0Tree(t), 1, "--crash-after", "1s")
+	g.serve()
+	vm, _ := boot(t, ctx, g, "5a1c0b0e-0000-4000-8000-000000000003")
+
+	reExit := regexp.MustCompile(`core0 exited: killed by signal 9.*restarting in ([0-9.]+m?s)`)
+	var delays []time.Duration
+	for len(delays) < 4 {
+		if _, err := vm.WaitFor(ctx, regexp.MustCompile(fmt.Sprintf(`core0: ready`))); err != nil {
+			t.Fatal(err)
+		}
+		lines := matching(vm, reExit)
+		for len(lines) <= len(delays) {
+			if _, err := vm.WaitFor(ctx, reExit); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond)
+			lines = matching(vm, reExit)
+		}
+		d, err := time.ParseDuration(reExit.FindStringSubmatch(lines[len(delays)])[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		delays = append(delays, d)
+	}
+	t.Logf("restart delays: %v", delays)
+	// Backoff with jitter in [d/2, d] and doubling d: the delay after the
+	// fourth crash must exceed the one after the first.
+	if !(delays[3] > delays[0]) {
+		t.Fatalf("restart delays did not grow: %v", delays)
+	}
+	if n := vm.Count(reReady); n < 4 {
+		t.Fatalf("Core-0 reported ready %d times, want 4 restarts", n)
+	}
+}
+
+func matching(vm *VM, re *regexp.Regexp) []string {
+	var out []string
+	for _, l := range vm.Lines() {
+		if re.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// tamperLargestChunk flips one byte in the middle of the largest stored
+// chunk (a piece of the Core-0 binary) and returns its hex ID.
+func tamperLargestChunk(t *testing.T, dir string) string {
+	t.Helper()
+	var best string
+	var size int64
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && fi.Size() > size {
+			best, size = p, fi.Size()
+		}
+		return nil
+	})
+	if best == "" {
+		t.Fatal("no chunk in the store")
+	}
+	b, err := os.ReadFile(best)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x01
+	if err := os.WriteFile(best, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Base(best)
+}
