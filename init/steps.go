@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -223,6 +224,21 @@ func loadTrust() (*release.Trust, error) {
 	return release.ParseTrust(b)
 }
 
+// logMemory returns the boot's buffers to the kernel and shows what PID 1
+// keeps for the life of the node.
+func (n *node) logMemory() {
+	debug.FreeOSMemory()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			n.log.Info("PID 1 memory after hand-off: " + strings.Join(strings.Fields(l)[1:], " ") + " resident")
+		}
+	}
+}
+
 func (n *node) supervise(ctx context.Context) {
 	first := true
 	sup := &supervise.Supervisor{
@@ -235,6 +251,7 @@ func (n *node) supervise(ctx context.Context) {
 				first = false
 				n.tl.Begin("core0-exec")(nil)
 				n.log.Info(fmt.Sprintf("core0 started (pid %d) %.0f ms after PID 1 started", pid, float64(time.Since(n.tl.Start()).Microseconds())/1000))
+				n.logMemory()
 			}
 		},
 		OnExit: func(st supervise.ExitStatus, ran, next time.Duration) {
