@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,6 +25,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
 	if testing.Short() {
 		fmt.Println("qemu: -short given; end-to-end boots skipped")
 		return m.Run()
@@ -157,7 +159,7 @@ func TestTamperedChunkRefused(t *testing.T) {
 	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`components failed \(attempt 2\)`)); err != nil {
 		t.Fatal(err)
 	}
-	if c := vm.Count(regexp.MustCompile(`core0:`)); c != 0 {
+	if c := vm.Count(regexp.MustCompile(`^core0: `)); c != 0 {
 		t.Fatalf("Core-0 printed %d lines from a tampered release", c)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/zeroboot/zeroboot/pkg/backoff"
 )
@@ -111,6 +112,7 @@ func (c *Client) boot(ctx context.Context, base string, req BootRequest) (*BootR
 		return nil, fmt.Errorf("registry %s: %w", base, err)
 	}
 	c.onDate(date)
+	resp.Registry = base
 	return &resp, nil
 }
 
@@ -225,8 +227,15 @@ func reason(resp *http.Response, b []byte) string {
 	return clip(string(b))
 }
 
+// clip makes a server's text safe for the console: valid UTF-8, no control
+// characters (a hostile registry must not drive the terminal), bounded.
 func clip(s string) string {
-	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
 	if len(s) > 200 {
 		return s[:200] + "..."
 	}

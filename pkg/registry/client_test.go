@@ -75,8 +75,8 @@ func TestBootFailsOverAndPassesDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.NodeID != "n1" || resp.Stores[0] != "https://192.0.2.2:8443/store" {
-		t.Fatalf("resp = %+v", resp)
+	if resp.NodeID != "n1" || resp.Stores[0] != "https://192.0.2.2:8443/store" || resp.Registry != good.URL {
+		t.Fatalf("resp = %+v, want the answer of %s", resp, good.URL)
 	}
 	if len(reports) != 2 || reports[0].url != "https://127.0.0.1:1" || reports[1].url != bad.URL ||
 		!strings.Contains(reports[1].err.Error(), "HTTP 503: database on fire") {
@@ -94,7 +94,7 @@ func TestBootReportsServerReason(t *testing.T) {
 		if calls < 3 {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(404)
-			w.Write([]byte(`{"error":"farm f not found"}`))
+			w.Write([]byte(`{"error":"farm f not found\u001b[2J"}`))
 			return
 		}
 		bootOK(time.Now())(w, r)
@@ -105,8 +105,8 @@ func TestBootReportsServerReason(t *testing.T) {
 	if _, err := c.Boot(context.Background(), BootRequest{NodeID: "n1", Farm: "f"}); err != nil {
 		t.Fatal(err)
 	}
-	if len(errs) != 2 || !strings.Contains(errs[0], "HTTP 404: farm f not found") {
-		t.Fatalf("errors = %q", errs)
+	if len(errs) != 2 || !strings.Contains(errs[0], "HTTP 404: farm f not found?[2J") {
+		t.Fatalf("errors = %q, want the reason with its escape character neutralised", errs)
 	}
 }
 

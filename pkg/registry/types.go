@@ -50,6 +50,10 @@ type BootResponse struct {
 	NodeID  string          `json:"node_id"`
 	Release json.RawMessage `json:"release"`
 	Stores  []string        `json:"stores"`
+	// Registry is the base URL that gave this answer, set by Client.Boot
+	// (not sent on the wire): later calls and Core-0 go to a registry known
+	// to be up.
+	Registry string `json:"-"`
 }
 
 // StatusReport is what PID 1 and Core-0 send to POST /v1/status.
