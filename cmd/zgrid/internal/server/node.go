@@ -40,6 +40,9 @@ func (s *Server) boot(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// DefaultFarm is the farm of nodes that name none.
+const DefaultFarm = "default"
+
 func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.BootResponse, error) {
 	var req registry.BootRequest
 	if err := decodeJSON(w, r, &req); err != nil {
@@ -47,6 +50,11 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 	}
 	if err := checkNodeID(req.NodeID); err != nil {
 		return nil, err
+	}
+	if req.Farm == "" {
+		// A node booted without zeroboot.farm lets the registry decide:
+		// it joins the farm named "default", if the operator made one.
+		req.Farm = DefaultFarm
 	}
 	if err := checkName("farm", req.Farm); err != nil {
 		return nil, err

@@ -398,3 +398,23 @@ func TestPanicIsRecovered(t *testing.T) {
 	}
 	e.must(e.do("GET", "/healthz", nil, nil), 200)
 }
+
+func TestBootWithoutFarmUsesDefault(t *testing.T) {
+	e := newEnv(t)
+	_, id := e.build()
+	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(1, id, time.Hour)), 201)
+	req := []byte(`{"node_id":"n2","farm":"","agent":"test","profile":{}}`)
+	if r := e.must(e.do("POST", "/v1/boot", asJSON, req), 404); !strings.Contains(r.body, "farm default not found") {
+		t.Fatalf("without a default farm: %s", r.body)
+	}
+	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"default","channel":"stable"}`)), 201)
+	var resp registry.BootResponse
+	if err := registry.DecodeStrict([]byte(e.must(e.do("POST", "/v1/boot", asJSON, req), 200).body), &resp); err != nil || resp.NodeID != "n2" {
+		t.Fatalf("boot answer %+v, %v", resp, err)
+	}
+	var node registry.Node
+	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/n2", asAdmin, nil), 200).body), &node)
+	if node.Farm != DefaultFarm {
+		t.Fatalf("node recorded in farm %q, want %q", node.Farm, DefaultFarm)
+	}
+}
