@@ -64,10 +64,13 @@ func (c *Clock) EnsureNotBefore() (changed bool, err error) {
 	return c.move(now, c.BuildTime, "clock before the image's build time")
 }
 
-// FromServer sets the clock to t, a time learnt from the authenticated
-// registry, when t is after BuildTime and more than MaxSkew from the
-// clock. A t at or before BuildTime is ignored: the registry is wrong, and
-// the floor holds.
+// FromServer moves the clock forward to t, a time learnt from the
+// authenticated registry, when t is after BuildTime and more than MaxSkew
+// ahead of the clock. It never moves the clock back: a registry (or a
+// stolen registry key) that could turn the clock back could revive an
+// expired signed release, the freeze attack expiry exists to stop. A t at
+// or before BuildTime is ignored: the registry is wrong, and the floor
+// holds.
 func (c *Clock) FromServer(t time.Time) (changed bool, err error) {
 	if t.IsZero() {
 		return false, errors.New("set clock from registry: no time given")
@@ -78,7 +81,11 @@ func (c *Clock) FromServer(t time.Time) (changed bool, err error) {
 		return false, nil
 	}
 	now := c.now()
-	if d := t.Sub(now).Abs(); d <= MaxSkew {
+	if t.Sub(now) <= MaxSkew {
+		if now.Sub(t) > MaxSkew {
+			c.log().Warn("registry time behind the clock; the clock only moves forward",
+				"registry", t.UTC().Format(time.RFC3339), "clock", now.UTC().Format(time.RFC3339))
+		}
 		return false, nil
 	}
 	return c.move(now, t, "clock differs from the registry's")
