@@ -58,12 +58,25 @@ func Retry(ctx context.Context, p Policy, op func(ctx context.Context) error, re
 		if report != nil {
 			report(n+1, err, wait)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if Sleep(ctx, wait) != nil {
 			return err
-		case <-t.C:
 		}
+	}
+}
+
+// Sleep waits d or until ctx ends, whichever comes first, and returns
+// ctx.Err() in the second case. A ctx that has already ended wins even over
+// a zero d, so a cancelled caller never takes one more round.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }

@@ -69,3 +69,32 @@ func TestRetryStopsOnCancel(t *testing.T) {
 		t.Fatalf("Retry after cancel = %v, want last error", err)
 	}
 }
+
+func TestSleep(t *testing.T) {
+	expired, stop := context.WithDeadline(context.Background(), time.Unix(0, 0))
+	defer stop()
+	tests := []struct {
+		name   string
+		ctx    func() (context.Context, context.CancelFunc)
+		d      time.Duration
+		cancel bool // cancel while sleeping
+		want   error
+	}{
+		{"elapses", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, time.Millisecond, false, nil},
+		{"zero elapses", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, 0, false, nil},
+		{"cancelled while sleeping", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, time.Hour, true, context.Canceled},
+		{"already expired beats zero", func() (context.Context, context.CancelFunc) { return expired, func() {} }, 0, false, context.DeadlineExceeded},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			if tc.cancel {
+				go func() { time.Sleep(10 * time.Millisecond); cancel() }()
+			}
+			if err := Sleep(ctx, tc.d); !errors.Is(err, tc.want) {
+				t.Fatalf("Sleep(%v) = %v, want %v", tc.d, err, tc.want)
+			}
+		})
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zeroboot/zeroboot/pkg/backoff"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -82,7 +83,7 @@ func (c *Coldplug) Run(ctx context.Context) (Result, error) {
 	attempted := map[string]bool{} // modules
 	for res.Rounds < cfg.MaxRounds {
 		if res.Rounds > 0 {
-			if err := sleep(ctx, cfg.Settle); err != nil {
+			if err := backoff.Sleep(ctx, cfg.Settle); err != nil {
 				return finish(res), err
 			}
 		}
@@ -187,15 +188,4 @@ func scan(root string, log *slog.Logger) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

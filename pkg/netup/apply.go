@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/zeroboot/zeroboot/pkg/backoff"
 	"golang.org/x/sys/unix"
 )
 
@@ -219,7 +220,7 @@ func (s *state) keep(ctx context.Context, link netlink.Link, d *dhcpClient, l *l
 	log := s.cfg.Log.With("link", link.Attrs().Name)
 	next := s.renewAfter(l)
 	for l.life > 0 {
-		if !sleep(ctx, next) {
+		if backoff.Sleep(ctx, next) != nil {
 			return
 		}
 		nl, err := d.renew(ctx, l)
@@ -246,15 +247,4 @@ func (s *state) renewAfter(l *lease) time.Duration {
 		return s.cfg.renewAfter(l)
 	}
 	return l.renew
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -156,7 +156,7 @@ func (s *Supervisor) settings() (backoff.Policy, time.Duration, *slog.Logger, fu
 	}
 	sleep := s.Sleep
 	if sleep == nil {
-		sleep = sleepCtx
+		sleep = backoff.Sleep
 	}
 	return pol, reset, log, sleep
 }
@@ -166,17 +166,6 @@ func (s *Supervisor) stopTimeout() time.Duration {
 		return s.StopTimeout
 	}
 	return defaultStopTimeout
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // start launches a fresh process unless Stop was called.
