@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -34,7 +35,7 @@ func (n *node) components(ctx context.Context) error {
 		return err
 	}
 	n.rootMounted = true
-	src := &store.HTTP{URLs: n.boot.Stores, Client: n.client.HTTP}
+	src := &store.HTTP{URLs: n.boot.Stores, Client: n.client.HTTP, Log: n.log.Warn}
 	for _, c := range n.rel.Components {
 		dir, err := root.ComponentDir(c.Mount)
 		if err != nil {
@@ -71,32 +72,40 @@ func (n *node) progress(name string) func(done, total int64) {
 	}
 }
 
-// handoff binds the kernel filesystems into the new root and writes
-// boot.json, the record Core-0 checks itself against.
+// handoff checks the entrypoint, binds the kernel filesystems into the new
+// root and prepares what Core-0 reads under /run/zeroboot.
 func (n *node) handoff(context.Context) error {
-	root := n.root()
-	if err := root.Bind(); err != nil {
+	entry := n.rel.Entrypoint.Path
+	sum, err := handoff.EntrypointDigest(newRoot, entry)
+	if err != nil {
+		return err
+	}
+	if err := n.root().Bind(); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return err
 	}
-	ca, err := os.ReadFile(caPath)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(path.Join(runDir, "ca.pem"), ca, 0o644); err != nil {
-		return fmt.Errorf("write %s/ca.pem: %w", runDir, err)
-	}
-	entry := n.rel.Entrypoint.Path
-	sum, err := handoff.FileDigest(path.Join(newRoot, entry))
-	if err != nil {
-		return fmt.Errorf("entrypoint %s: %w", entry, err)
+	// Core-0 lives in the new root and sees PID 1's /run, not its /etc.
+	for _, f := range []struct {
+		src, dst string
+		optional bool // DHCP may name no DNS server
+	}{{caPath, "ca.pem", false}, {"/etc/resolv.conf", "resolv.conf", true}} {
+		b, err := os.ReadFile(f.src)
+		if f.optional && errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(path.Join(runDir, f.dst), b, 0o644); err != nil {
+			return fmt.Errorf("write %s/%s: %w", runDir, f.dst, err)
+		}
 	}
 	n.info = handoff.BootInfo{
 		NodeID:           n.ident.NodeID,
 		Farm:             n.cfg.Farm,
-		Registry:         n.client.URLs[0],
+		Registry:         n.boot.Registry,
 		ReleaseChannel:   n.rel.Channel,
 		ReleaseVersion:   n.rel.Version,
 		Entrypoint:       entry,
@@ -140,12 +149,20 @@ func (n *node) flush() {
 }
 
 // handleSignals turns Ctrl-Alt-Del and SIGTERM into an orderly reboot and
-// SIGUSR2 into a power-off.
-func (n *node) handleSignals(sup *supervise.Supervisor) {
+// SIGUSR2 into a power-off, from the first step on: a node stuck in a
+// failed state must still reboot cleanly. Core-0 is stopped first once it
+// runs.
+func (n *node) handleSignals() {
 	if err := supervise.EnableCtrlAltDelSignal(); err != nil {
 		n.log.Warn("Ctrl-Alt-Del stays an immediate reboot", "err", err)
 	}
-	sd := &supervise.Shutdown{Stop: sup.Stop, Log: n.log, Sync: n.flush}
+	stop := func(timeout time.Duration) error {
+		if sup := n.sup.Load(); sup != nil {
+			return sup.Stop(timeout)
+		}
+		return nil
+	}
+	sd := &supervise.Shutdown{Stop: stop, Log: n.log, Sync: n.flush}
 	ch := make(chan os.Signal, 4)
 	signal.Notify(ch, supervise.Signals()...)
 	go func() {

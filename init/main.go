@@ -19,16 +19,18 @@ func main() {
 	n := newNode(time.Now())
 	defer n.lastResort()
 
-	n.step("mount", n.mount)
-	n.step("cmdline", n.cmdline)
-	n.step("modules", n.modules)
-	n.step("entropy", n.entropy)
-	n.step("network", n.network)
-	n.step("time", n.time)
-	n.step("identity", n.identity)
-	n.step("registry", n.registry)
-	n.step("components", n.components)
-	n.step("handoff", n.handoff)
+	n.run(step{"mount", n.mount})
+	n.run(step{"cmdline", n.cmdline})
+	n.run(step{"modules", n.modules})
+	n.run(step{"entropy", n.entropy})
+	n.run(step{"network", n.network})
+	n.run(step{"time", n.time})
+	n.run(step{"identity", n.identity})
+	n.rescueIfAsked()
+	// One sequence: when a component or the hand-off fails, the next
+	// attempt asks the registry again, so a release fixed (or replaced)
+	// there is picked up without a reboot.
+	n.run(step{"registry", n.registry}, step{"components", n.components}, step{"handoff", n.handoff})
 	n.announce()
 	n.supervise(context.Background())
 }

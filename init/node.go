@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zeroboot/zeroboot/pkg/backoff"
@@ -40,6 +43,9 @@ type node struct {
 	clock  *clock.Clock
 	reaper *supervise.Reaper
 	retry  backoff.Policy
+	sleep  func(time.Duration) // time.Sleep; tests swap it
+	halt   func()              // failedForever; tests swap it
+	sup    atomic.Pointer[supervise.Supervisor]
 
 	cfg      cmdline.Config
 	ident    identity.Identity
@@ -62,7 +68,9 @@ func newNode(start time.Time) *node {
 		tl:    timeline.New(start),
 		level: level,
 		retry: backoff.Policy{Base: time.Second, Cap: 30 * time.Second},
+		sleep: time.Sleep,
 	}
+	n.halt = n.failedForever
 	// The console exists before any mount: the initramfs carries
 	// /dev/console. /dev/kmsg joins once devtmpfs is up (see mount).
 	n.log = console.New(os.Stdout, nil, start, level)
@@ -74,31 +82,49 @@ func newNode(start time.Time) *node {
 	return n
 }
 
-// step runs one boot step until it succeeds. Each attempt is timed on the
-// timeline; a failure is shown with its reason, reported to the registry
-// when one is known, and retried with backoff. A panic inside a step is a
-// failure like any other.
-func (n *node) step(name string, fn func(context.Context) error) {
+// step is one named boot step.
+type step struct {
+	name string
+	fn   func(context.Context) error
+}
+
+// run runs steps in order until all of them succeed. Each attempt of each
+// step is timed on the timeline; a failure is shown with its reason,
+// reported to the registry when one is known, and the sequence starts again
+// from its first step after a backoff wait. A panic inside a step is a
+// failure like any other; a permanent failure stops in the failed state.
+func (n *node) run(steps ...step) {
 	ctx := context.Background()
 	for attempt := 0; ; attempt++ {
-		end := n.tl.Begin(name)
-		err := n.protect(ctx, fn)
-		end(err)
+		name, err := n.attempt(ctx, steps)
 		if err == nil {
 			n.setFailed("")
-			n.log.Debug("step done", "step", name)
 			return
 		}
 		var perm permanent
-		if asPermanent(err, &perm) {
+		if errors.As(err, &perm) {
 			n.fail(name, perm.err)
-			n.failedForever()
+			n.halt()
+			return
 		}
 		wait := n.retry.Delay(attempt)
 		n.fail(name, err)
 		n.log.Error(fmt.Sprintf("%s failed (attempt %d); retrying in %s", name, attempt+1, wait.Round(100*time.Millisecond)), "err", err)
-		time.Sleep(wait)
+		n.sleep(wait)
 	}
+}
+
+func (n *node) attempt(ctx context.Context, steps []step) (string, error) {
+	for _, s := range steps {
+		end := n.tl.Begin(s.name)
+		err := n.protect(ctx, s.fn)
+		end(err)
+		if err != nil {
+			return s.name, err
+		}
+		n.log.Debug("step done", "step", s.name)
+	}
+	return "", nil
 }
 
 func (n *node) protect(ctx context.Context, fn func(context.Context) error) (err error) {
@@ -142,8 +168,8 @@ func (n *node) report(state, reason string) {
 		NodeID:   n.ident.NodeID,
 		Source:   "pid1",
 		State:    state,
-		Reason:   reason,
-		Timeline: n.tl.Steps(),
+		Reason:   clip(reason),
+		Timeline: recent(n.tl.Steps()),
 	}
 	if n.rel != nil {
 		rep.ReleaseVersion = n.rel.Version
@@ -151,6 +177,30 @@ func (n *node) report(state, reason string) {
 	if err := n.client.Status(ctx, rep); err != nil {
 		n.log.Warn("status report not delivered", "state", state, "err", err)
 	}
+}
+
+// recent keeps a report within the registry's limits however long a node
+// has been retrying: the latest steps, each error clipped.
+func recent(steps []timeline.Step) []timeline.Step {
+	if len(steps) > registry.MaxTimelineSteps {
+		steps = steps[len(steps)-registry.MaxTimelineSteps:]
+	}
+	for i := range steps {
+		steps[i].Error = clip(steps[i].Error)
+	}
+	return steps
+}
+
+// clip bounds a reason to what the registry accepts; panics carry stacks
+// and failover errors grow with the number of stores.
+func clip(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) <= registry.MaxReasonLen {
+		return s
+	}
+	const more = " [...]"
+	s = s[:registry.MaxReasonLen-len(more)]
+	return strings.ToValidUTF8(s, "") + more
 }
 
 // failedForever is the end of the road for a failure no retry can fix (a
@@ -171,11 +221,3 @@ type permanent struct{ err error }
 
 func (p permanent) Error() string { return p.err.Error() }
 func (p permanent) Unwrap() error { return p.err }
-
-func asPermanent(err error, p *permanent) bool {
-	pp, ok := err.(permanent)
-	if ok {
-		*p = pp
-	}
-	return ok
-}

@@ -42,7 +42,10 @@ func (n *node) mount(context.Context) error {
 	}
 	// The reaper must exist before the first child: module loading and
 	// Core-0 are children of PID 1, and so is every orphan of the node.
-	n.reaper = supervise.NewReaper(n.log)
+	if n.reaper == nil {
+		n.reaper = supervise.NewReaper(n.log)
+		n.handleSignals()
+	}
 	return nil
 }
 
@@ -144,6 +147,17 @@ func (n *node) identity(context.Context) error {
 	n.ident = id
 	n.log.Info(fmt.Sprintf("identity: node %s (from %s; not proven: no TPM attestation yet)", id.NodeID, id.Source))
 	return nil
+}
+
+// rescueIfAsked stops here when the command line says zeroboot.rescue: the
+// node is up on the network with its identity shown, and fetches nothing.
+func (n *node) rescueIfAsked() {
+	if !n.cfg.Rescue {
+		return
+	}
+	n.setFailed("rescue requested on the kernel command line (zeroboot.rescue)")
+	n.log.Warn("zeroboot.rescue: stopping before the registry; nothing is fetched or run. Remove the parameter and reboot to boot normally.")
+	n.halt()
 }
 
 func (n *node) registry(ctx context.Context) error {
@@ -255,10 +269,14 @@ func (n *node) supervise(ctx context.Context) {
 			}
 		},
 		OnExit: func(st supervise.ExitStatus, ran, next time.Duration) {
-			n.log.Warn(fmt.Sprintf("core0 exited: %s after %s; restarting in %s", st, ran.Round(time.Millisecond), next.Round(time.Millisecond)))
+			msg := fmt.Sprintf("core0 exited: %s after %s; restarting in %s", st, ran.Round(time.Millisecond), next.Round(time.Millisecond))
+			n.log.Warn(msg)
+			// The registry sees a crash loop as failed until Core-0
+			// reports ready again; never hold the restart for it.
+			go n.report("failed", msg)
 		},
 	}
-	n.handleSignals(sup)
+	n.sup.Store(sup)
 	for {
 		err := sup.Run(ctx)
 		n.log.Error("supervisor stopped; restarting it", "err", err)

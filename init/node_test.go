@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/timeline"
+)
+
+func testNode(t *testing.T) (*node, *[]time.Duration, *int) {
+	t.Helper()
+	n := newNode(time.Now())
+	var sleeps []time.Duration
+	halts := 0
+	n.sleep = func(d time.Duration) { sleeps = append(sleeps, d) }
+	n.halt = func() { halts++ }
+	n.retry.Rand = func() float64 { return 0 }
+	return n, &sleeps, &halts
+}
+
+func TestRunRetriesWholeSequence(t *testing.T) {
+	n, sleeps, halts := testNode(t)
+	var calls []string
+	failures := 3
+	n.run(
+		step{"registry", func(context.Context) error { calls = append(calls, "registry"); return nil }},
+		step{"components", func(context.Context) error {
+			calls = append(calls, "components")
+			if failures > 0 {
+				failures--
+				return errors.New("chunk sha256:abc: content hash mismatch")
+			}
+			return nil
+		}},
+		step{"handoff", func(context.Context) error { calls = append(calls, "handoff"); return nil }},
+	)
+	want := "registry components registry components registry components registry components handoff"
+	if got := strings.Join(calls, " "); got != want {
+		t.Fatalf("calls:\n%s\nwant:\n%s", got, want)
+	}
+	if *halts != 0 {
+		t.Fatalf("halted %d times on retryable errors", *halts)
+	}
+	if len(*sleeps) != 3 || !((*sleeps)[0] < (*sleeps)[1] && (*sleeps)[1] < (*sleeps)[2]) {
+		t.Fatalf("waits %v: want 3 growing waits", *sleeps)
+	}
+	steps := n.tl.Steps()
+	if len(steps) != 9 || steps[1].Error == "" || steps[8].Name != "handoff" || steps[8].Error != "" {
+		t.Fatalf("timeline does not record every attempt:\n%s", timeline.Table(steps))
+	}
+	if n.failed != "" {
+		t.Fatalf("failed state %q kept after success", n.failed)
+	}
+}
+
+func TestRunRecoversPanics(t *testing.T) {
+	n, sleeps, _ := testNode(t)
+	tries := 0
+	n.run(step{"modules", func(context.Context) error {
+		tries++
+		if tries == 1 {
+			var m map[string]int
+			m["boom"]++ // a nil map write panics
+		}
+		return nil
+	}})
+	steps := n.tl.Steps()
+	if tries != 2 || len(*sleeps) != 1 || !strings.Contains(steps[0].Error, "panic: assignment to entry in nil map") {
+		t.Fatalf("tries=%d sleeps=%v first error %q", tries, *sleeps, steps[0].Error)
+	}
+}
+
+func TestRunHaltsOnPermanentFailure(t *testing.T) {
+	n, sleeps, halts := testNode(t)
+	tries := 0
+	n.run(step{"cmdline", func(context.Context) error {
+		tries++
+		return permanent{fmt.Errorf("kernel command line: zeroboot.farm repeated")}
+	}})
+	if tries != 1 || *halts != 1 || len(*sleeps) != 0 {
+		t.Fatalf("tries=%d halts=%d sleeps=%v; a permanent failure must not be retried", tries, *halts, *sleeps)
+	}
+	if !strings.Contains(n.failed, "cmdline: kernel command line: zeroboot.farm repeated") {
+		t.Fatalf("failed state %q", n.failed)
+	}
+}
+
+func TestReportStaysWithinRegistryLimits(t *testing.T) {
+	var steps []timeline.Step
+	for i := 0; i < 3*registry.MaxTimelineSteps; i++ {
+		steps = append(steps, timeline.Step{Name: fmt.Sprint("s", i), StartMS: float64(i), EndMS: float64(i) + 1, Error: strings.Repeat("é", registry.MaxReasonLen)})
+	}
+	rep := registry.StatusReport{NodeID: "n1", Source: "pid1", State: "failed", Reason: clip(strings.Repeat("x", 10*registry.MaxReasonLen)), Timeline: recent(steps)}
+	if err := rep.Validate(); err != nil {
+		t.Fatalf("clipped report refused: %v", err)
+	}
+	if last := rep.Timeline[len(rep.Timeline)-1].Name; last != fmt.Sprint("s", 3*registry.MaxTimelineSteps-1) {
+		t.Fatalf("last step %s: the most recent steps must be kept", last)
+	}
+	if !strings.HasSuffix(rep.Reason, "[...]") {
+		t.Fatalf("clipped reason does not say so: ...%s", rep.Reason[len(rep.Reason)-20:])
+	}
+}
