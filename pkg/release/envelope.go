@@ -87,7 +87,7 @@ func (env *Envelope) AddSignature(key ed25519.PrivateKey) error {
 	if len(key) != ed25519.PrivateKeySize {
 		return fmt.Errorf("release: sign: private key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
 	}
-	if _, err := decodePayload(env.Payload); err != nil {
+	if _, err := DecodePayload(env.Payload); err != nil {
 		return fmt.Errorf("sign: %w", err)
 	}
 	id := KeyID(key.Public().(ed25519.PublicKey))
@@ -182,10 +182,13 @@ func strictJSON(b []byte, max int, v any) error {
 	return nil
 }
 
-// decodePayload decodes and validates a release payload. The format is read
-// first, leniently, so a release of a newer format is refused as such rather
-// than as "unknown field".
-func decodePayload(b []byte) (*Release, error) {
+// DecodePayload decodes and validates a release payload (Envelope.Payload)
+// WITHOUT checking any signature: only (*Trust).Verify makes a release
+// trustworthy. It is for tools that inspect a release they hold no trust
+// for, such as a registry started without one. The format is read first,
+// leniently, so a release of a newer format is refused as such rather than
+// as "unknown field".
+func DecodePayload(b []byte) (*Release, error) {
 	var head struct {
 		Format string `json:"format"`
 	}

@@ -221,7 +221,31 @@ func TestVerifyRefusesSignedButInvalid(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Verify error %q, want it to contain %q", err, tc.want)
 			}
+			// DecodePayload is the same check without signatures: it must
+			// refuse exactly what Verify refuses, with the same words.
+			if r, derr := DecodePayload(tc.payload); derr == nil || derr.Error() != err.Error() {
+				t.Fatalf("DecodePayload = %+v, %v; want Verify's error %q", r, derr, err)
+			}
 		})
+	}
+}
+
+// DecodePayload reads a release whatever its signatures say, which is what
+// a registry without a trust needs and why nodes must never use it.
+func TestDecodePayloadIgnoresSignatures(t *testing.T) {
+	env := mustSign(t, testRelease(), 0)
+	env.Signatures[0].Sig[0] ^= 1
+	if _, err := trust(1, 0).Verify(env, Options{Now: t0}); err == nil {
+		t.Fatal("Verify accepted a corrupted signature")
+	}
+	r, err := DecodePayload(env.Payload)
+	if err != nil {
+		t.Fatalf("DecodePayload: %v", err)
+	}
+	want := testRelease()
+	if r.Channel != want.Channel || r.Version != want.Version || !r.Expires.Equal(want.Expires) ||
+		len(r.Components) != len(want.Components) || r.Components[1] != want.Components[1] || r.Entrypoint.Path != want.Entrypoint.Path {
+		t.Fatalf("DecodePayload = %+v, want %+v", r, want)
 	}
 }
 

@@ -114,7 +114,7 @@ func (t *Trust) Verify(env *Envelope, opt Options) (*Release, error) {
 	if err := t.countSignatures(env); err != nil {
 		return nil, err
 	}
-	r, err := decodePayload(env.Payload)
+	r, err := DecodePayload(env.Payload)
 	if err != nil {
 		return nil, err
 	}

@@ -1,9 +1,6 @@
 package server
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/zeroboot/zeroboot/pkg/registry"
@@ -25,7 +22,7 @@ func ReleaseOpener(trust *release.Trust) func([]byte, time.Time) (registry.Relea
 			if r, err = trust.Verify(env, release.Options{Now: now}); err != nil {
 				return info, err
 			}
-		} else if r, err = decodePayload(env.Payload); err != nil {
+		} else if r, err = release.DecodePayload(env.Payload); err != nil {
 			return info, err
 		}
 		info = registry.ReleaseInfo{Channel: r.Channel, Version: r.Version, Expires: r.Expires}
@@ -37,26 +34,4 @@ func ReleaseOpener(trust *release.Trust) func([]byte, time.Time) (registry.Relea
 		}
 		return info, nil
 	}
-}
-
-// decodePayload reads a release without verifying its signatures: format
-// first (so a newer format is named as such), then strictly, then Validate.
-func decodePayload(p []byte) (*release.Release, error) {
-	var head struct {
-		Format string `json:"format"`
-	}
-	if err := json.NewDecoder(bytes.NewReader(p)).Decode(&head); err != nil {
-		return nil, fmt.Errorf("release payload: %w", err)
-	}
-	if head.Format != release.Format {
-		return nil, fmt.Errorf("release payload: format %q, want %q", head.Format, release.Format)
-	}
-	var r release.Release
-	if err := registry.DecodeStrict(p, &r); err != nil {
-		return nil, fmt.Errorf("release payload: %w", err)
-	}
-	if err := r.Validate(); err != nil {
-		return nil, err
-	}
-	return &r, nil
 }
