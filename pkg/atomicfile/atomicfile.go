@@ -1,0 +1,62 @@
+// Package atomicfile replaces a file so that readers, and the file system
+// after a crash, see either the old contents or the new ones, never a
+// truncated or half-written file.
+package atomicfile
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Write makes path hold data with mode perm (exactly perm: the umask does
+// not apply). It writes a temporary file in path's directory, fsyncs it,
+// renames it over path and fsyncs the directory so the rename itself
+// survives a crash. On any failure the temporary file is removed and path is
+// left as it was, except when only the final directory fsync fails: then
+// path already holds data but may not keep it across a crash.
+//
+// The directory must exist. A symlink at path is replaced, not followed.
+func Write(path string, data []byte, perm os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+			err = fmt.Errorf("write %s: %w", path, err)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
