@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/zeroboot/zeroboot/pkg/atomicfile"
 	"github.com/zeroboot/zeroboot/pkg/release"
 )
 
@@ -75,36 +76,12 @@ the node's initramfs at /etc/zeroboot/trust.json; give it to zgrid serve
 		_, err = os.Stdout.Write(b)
 		return err
 	}
-	if err := writeFileAtomic(*out, b, 0o644); err != nil {
+	if err := atomicfile.Write(*out, b, 0o644); err != nil {
 		return err
 	}
 	fmt.Printf("trust file   %s (threshold %d of %d keys)\n", *out, t.Threshold, len(t.Keys))
 	for _, k := range t.Keys {
 		fmt.Printf("  %s\n", release.Fingerprint(k))
-	}
-	return nil
-}
-
-// writeFileAtomic replaces path with b through a synced temporary file.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }

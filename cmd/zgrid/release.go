@@ -13,6 +13,7 @@ import (
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/server"
+	"github.com/zeroboot/zeroboot/pkg/atomicfile"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
@@ -179,7 +180,7 @@ signatures do not meet the trust file.
 		return err
 	}
 	if rf.out != "" {
-		if err := writeFileAtomic(rf.out, b, 0o644); err != nil {
+		if err := atomicfile.Write(rf.out, b, 0o644); err != nil {
 			return err
 		}
 		fmt.Printf("envelope written to %s (%d signature(s))\n", rf.out, len(env.Signatures))
@@ -263,7 +264,7 @@ to be a valid release first; a key that already signed is refused.`,
 	if *out == "" {
 		*out = *in
 	}
-	if err := writeFileAtomic(*out, b, 0o644); err != nil {
+	if err := atomicfile.Write(*out, b, 0o644); err != nil {
 		return err
 	}
 	fmt.Printf("signed by %s; %s now has %d signature(s)\n", release.Fingerprint(k.Public().(ed25519.PublicKey)), *out, len(env.Signatures))

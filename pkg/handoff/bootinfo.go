@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/zeroboot/zeroboot/pkg/atomicfile"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
@@ -59,36 +60,18 @@ type BootInfo struct {
 }
 
 // WriteBootInfo writes bi to path atomically (temporary file, fsync,
-// rename), mode 0644, creating the parent directory.
+// rename, directory fsync), mode 0644, creating the parent directory.
 func WriteBootInfo(path string, bi BootInfo) error {
 	b, err := json.MarshalIndent(bi, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode boot info: %w", err)
 	}
 	b = append(b, '\n')
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("write boot info %s: %w", path, err)
 	}
-	f, err := os.CreateTemp(dir, ".boot.json-*")
-	if err != nil {
-		return fmt.Errorf("write boot info %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("write boot info %s: %w", path, err)
+	if err := atomicfile.Write(path, b, 0o644); err != nil {
+		return fmt.Errorf("boot info: %w", err)
 	}
 	return nil
 }

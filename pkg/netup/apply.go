@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/zeroboot/zeroboot/pkg/atomicfile"
 	"github.com/zeroboot/zeroboot/pkg/backoff"
 	"golang.org/x/sys/unix"
 )
@@ -146,7 +147,7 @@ func (s *state) setDNS(index int, l *lease) error {
 	if !found {
 		s.dns = append(s.dns, entry)
 	}
-	return writeFileAtomic(s.cfg.ResolvConf, []byte(resolvConf(s.dns)))
+	return writeResolvConf(s.cfg.ResolvConf, []byte(resolvConf(s.dns)))
 }
 
 // resolvConf renders servers and search domains, without duplicates. The
@@ -180,36 +181,14 @@ func resolvConf(links []linkDNS) string {
 	return b.String()
 }
 
-// writeFileAtomic writes through a temporary file and a rename, so a reader
-// never sees a half-written resolv.conf.
-func writeFileAtomic(path string, data []byte) error {
+// writeResolvConf replaces path atomically, so a reader never sees a
+// half-written resolv.conf; /etc may not exist yet in the initramfs.
+func writeResolvConf(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, 0o644)
 }
 
 // keep renews the lease at T1, retries at half the remaining time (at

@@ -219,6 +219,11 @@ func sameFile(path string, b []byte) (bool, error) {
 // writeAtomic makes path hold b or leaves it as it was: write a temporary
 // file in the same directory, fsync it, rename it over path, fsync the
 // directory so the rename survives a crash.
+//
+// It is not atomicfile.Write, which does neither of two things the store
+// needs: temporary names start with tempPrefix, which WalkChunks skips while
+// a chunk is in flight (any other name in the tree is an error), and missing
+// fan-out directories are created durably (mkdirDurable).
 func writeAtomic(path string, b []byte) (err error) {
 	dir := filepath.Dir(path)
 	if err := mkdirDurable(dir); err != nil {
