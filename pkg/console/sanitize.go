@@ -1,0 +1,30 @@
+package console
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Sanitize makes text from outside (a server's reply, a node's report, a
+// signed but careless release) safe to print on a terminal: invalid UTF-8
+// and control characters (C0, DEL, C1) become '?', so the text cannot move
+// the cursor, recolour or clear the screen, or fake extra log lines; and it
+// is cut to at most limit bytes, on a character boundary, followed by "..."
+// when cut, so it cannot flood the console.
+func Sanitize(s string, limit int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+	if len(s) <= limit {
+		return s
+	}
+	cut := max(limit, 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
