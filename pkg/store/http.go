@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/flist"
 )
@@ -140,7 +141,7 @@ func (h *HTTP) get(ctx context.Context, url string, max int64, exact bool) ([]by
 		return nil, fmt.Errorf("status %s", resp.Status)
 	}
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
-		return nil, fmt.Errorf("unexpected Content-Encoding %q", clip(ce))
+		return nil, fmt.Errorf("unexpected Content-Encoding %q", console.Sanitize(ce, maxShown))
 	}
 	switch cl := resp.ContentLength; {
 	case cl < 0: // not declared; the read below is bounded anyway
@@ -216,16 +217,5 @@ func (p progressReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// clip shortens server-supplied strings before they reach a console.
-func clip(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) <= 200 {
-		return s
-	}
-	return s[:200] + "..."
-}
+// maxShown bounds how much server-supplied text an error repeats.
+const maxShown = 200

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/flist"
 )
@@ -97,7 +98,7 @@ func (u *Uploader) put(path string, hdr http.Header, body []byte) error {
 		return nil
 	}
 	reason, _ := io.ReadAll(io.LimitReader(resp.Body, maxReason))
-	msg := strings.TrimSpace(clip(string(reason)))
+	msg := console.Sanitize(strings.TrimSpace(string(reason)), maxShown)
 	if msg == "" {
 		return fmt.Errorf("PUT %s: %s", url, resp.Status)
 	}

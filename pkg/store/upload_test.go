@@ -99,6 +99,10 @@ func TestUploadErrors(t *testing.T) {
 		w.WriteHeader(http.StatusInsufficientStorage)
 		w.Write([]byte("disk full\n" + strings.Repeat("x", 1<<20)))
 	})
+	hostile := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte("\x1b[2Jno\nfetch: ok\n"))
+	})
 	for _, tc := range []struct {
 		name string
 		u    *Uploader
@@ -111,6 +115,7 @@ func TestUploadErrors(t *testing.T) {
 		{"server refuses tampered bytes", &Uploader{URL: url, Token: "s3cret"}, tampered, "422 Unprocessable Entity: store " + ref.String() + ": refusing unverified bytes"},
 		{"size mismatch", &Uploader{URL: url, Token: "s3cret"}, c[1:], "declared"},
 		{"huge reason", &Uploader{URL: loud, Token: "t"}, c, "507 Insufficient Storage: disk full"},
+		{"terminal controls in reason", &Uploader{URL: hostile, Token: "t"}, c, "403 Forbidden: ?[2Jno?fetch: ok"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.u.PutChunk(ref, tc.c)
