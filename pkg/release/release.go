@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 )
 
@@ -213,10 +214,6 @@ func envKey(k string) bool {
 	return true
 }
 
-// clip shortens attacker-supplied strings before they reach a console.
-func clip(s string) string {
-	if len(s) <= 80 {
-		return s
-	}
-	return s[:80] + "..."
-}
+// clip makes attacker-supplied strings short and free of terminal controls
+// before they reach a console.
+func clip(s string) string { return console.Sanitize(s, 80) }

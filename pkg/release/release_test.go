@@ -211,6 +211,7 @@ func TestVerifyRefusesSignedButInvalid(t *testing.T) {
 		{"env twice", edit(func(m map[string]any) { entry(m)["env"] = []any{"A=1", "A=2"} }), "sets A twice"},
 		{"nul in arg", edit(func(m map[string]any) { entry(m)["args"] = []any{"a\x00b"} }), "NUL byte"},
 		{"bad channel", edit(func(m map[string]any) { m["channel"] = "" }), "channel"},
+		{"terminal controls in channel", edit(func(m map[string]any) { m["channel"] = "\x1b[2J\u009b" }), `channel "?[2J?"`},
 		{"no expiry", edit(func(m map[string]any) { delete(m, "expires") }), "no expiry time"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
