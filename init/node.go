@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/handoff"
 	"github.com/zeroboot/zeroboot/pkg/identity"
+	"github.com/zeroboot/zeroboot/pkg/panics"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/supervise"
@@ -127,13 +127,8 @@ func (n *node) attempt(ctx context.Context, steps []step) (string, error) {
 	return "", nil
 }
 
-func (n *node) protect(ctx context.Context, fn func(context.Context) error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return fn(ctx)
+func (n *node) protect(ctx context.Context, fn func(context.Context) error) error {
+	return panics.Catch(func() error { return fn(ctx) })()
 }
 
 // fail records the failed state, shows the rescue banner and reports it.

@@ -1,6 +1,8 @@
 package flist
 
 import (
+	"github.com/zeroboot/zeroboot/pkg/panics"
+
 	"context"
 	"errors"
 	"fmt"
@@ -297,7 +299,9 @@ func (r *run) file(e *Entry) error {
 		at := off
 		r.g.Go(func() error {
 			defer func() { <-r.sem }()
-			err := r.chunk(f, e, c, at)
+			// Chunk bytes come from the network: a decoder bug fails the
+			// extraction instead of killing PID 1.
+			err := panics.Catch(func() error { return r.chunk(f, e, c, at) })()
 			if rerr := r.release(of, err != nil); err == nil {
 				err = rerr
 			}

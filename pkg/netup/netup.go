@@ -10,6 +10,8 @@
 package netup
 
 import (
+	"github.com/zeroboot/zeroboot/pkg/panics"
+
 	"context"
 	"errors"
 	"fmt"
@@ -142,7 +144,13 @@ func Up(ctx context.Context, cfg Config) (*Result, error) {
 	st := &state{cfg: c, start: start, metrics: map[int]int{}}
 	outcomes := make(chan outcome, len(links))
 	for _, l := range links {
-		go st.runLink(ctx, l, outcomes)
+		go func() {
+			// A panic on hostile DHCP input fails this link, not PID 1.
+			err := panics.Catch(func() error { st.runLink(ctx, l, outcomes); return nil })()
+			if err != nil {
+				outcomes <- outcome{err: &LinkError{Link: l.Attrs().Name, Err: err}}
+			}
+		}()
 	}
 	var failed []*LinkError
 	for range links {
