@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
@@ -124,7 +125,7 @@ func cmdNodeList(args []string) error {
 		}
 		state := n.State
 		if n.Reason != "" {
-			state += ": " + clip(n.Reason, 60)
+			state += ": " + console.Sanitize(n.Reason, 60)
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.ID, n.Farm, rel, state, n.LastSeen.UTC().Format(time.RFC3339))
 	}
@@ -156,10 +157,10 @@ func cmdNodeShow(args []string) error {
 		return printJSON(n)
 	}
 	fmt.Printf("node        %s\nfarm        %s\nagent       %s\nfirst seen  %s\nlast seen   %s\nrelease     served %d, reported %d\nstate       %s (from %s)\n",
-		n.ID, n.Farm, n.Agent, n.FirstSeen.UTC().Format(time.RFC3339), n.LastSeen.UTC().Format(time.RFC3339),
+		n.ID, n.Farm, console.Sanitize(n.Agent, 80), n.FirstSeen.UTC().Format(time.RFC3339), n.LastSeen.UTC().Format(time.RFC3339),
 		n.ReleaseServed, n.ReleaseReported, n.State, orDash(n.Source))
 	if n.Reason != "" {
-		fmt.Printf("reason      %s\n", n.Reason)
+		fmt.Printf("reason      %s\n", console.Sanitize(n.Reason, registry.MaxReasonLen))
 	}
 	if len(n.Timeline) > 0 {
 		fmt.Printf("\n%s", timeline.Table(n.Timeline))
@@ -193,11 +194,4 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
