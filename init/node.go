@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,17 +185,10 @@ func recent(steps []timeline.Step) []timeline.Step {
 	return steps
 }
 
-// clip bounds a reason to what the registry accepts; panics carry stacks
-// and failover errors grow with the number of stores.
-func clip(s string) string {
-	s = strings.ToValidUTF8(s, "?")
-	if len(s) <= registry.MaxReasonLen {
-		return s
-	}
-	const more = " [...]"
-	s = s[:registry.MaxReasonLen-len(more)]
-	return strings.ToValidUTF8(s, "") + more
-}
+// clip bounds a reason to what the registry accepts (panics carry stacks,
+// failover errors grow with the number of stores) and makes it safe for a
+// terminal.
+func clip(s string) string { return console.Sanitize(s, registry.MaxReasonLen-len("...")) }
 
 // failedForever is the end of the road for a failure no retry can fix (a
 // malformed command line, a missing trust root): PID 1 stays up, keeps

@@ -102,7 +102,7 @@ func TestReportStaysWithinRegistryLimits(t *testing.T) {
 	if last := rep.Timeline[len(rep.Timeline)-1].Name; last != fmt.Sprint("s", 3*registry.MaxTimelineSteps-1) {
 		t.Fatalf("last step %s: the most recent steps must be kept", last)
 	}
-	if !strings.HasSuffix(rep.Reason, "[...]") {
+	if !strings.HasSuffix(rep.Reason, "...") {
 		t.Fatalf("clipped reason does not say so: ...%s", rep.Reason[len(rep.Reason)-20:])
 	}
 }

@@ -15,9 +15,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/zeroboot/zeroboot/pkg/backoff"
+	"github.com/zeroboot/zeroboot/pkg/console"
 )
 
 // MaxStores bounds the store list in a boot answer.
@@ -92,12 +92,8 @@ func (c *Client) Boot(ctx context.Context, req BootRequest) (*BootResponse, erro
 		if c.Report != nil {
 			c.Report(n+1, u, err, wait)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Sleep(ctx, wait) != nil {
 			return nil, fmt.Errorf("boot: %w (last error: %v)", ctx.Err(), err)
-		case <-t.C:
 		}
 	}
 }
@@ -227,17 +223,6 @@ func reason(resp *http.Response, b []byte) string {
 	return clip(string(b))
 }
 
-// clip makes a server's text safe for the console: valid UTF-8, no control
-// characters (a hostile registry must not drive the terminal), bounded.
-func clip(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return '?'
-		}
-		return r
-	}, strings.ToValidUTF8(s, "?"))
-	if len(s) > 200 {
-		return s[:200] + "..."
-	}
-	return s
-}
+// clip makes a server's text safe for the console: a hostile registry must
+// not drive the terminal or flood it.
+func clip(s string) string { return console.Sanitize(s, 200) }
