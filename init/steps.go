@@ -253,16 +253,33 @@ func (n *node) logMemory() {
 	}
 }
 
+// supervise runs Core-0 for the life of the node. Run ends only when a
+// shutdown stopped Core-0; if the node is still up after the grace period,
+// the reboot failed, and Core-0 is supervised again rather than left dead.
 func (n *node) supervise(ctx context.Context) {
 	first := true
-	sup := &supervise.Supervisor{
+	for {
+		sup := n.core0Supervisor(&first)
+		n.sup.Store(sup)
+		err := sup.Run(ctx)
+		n.log.Error("core0 supervision ended", "err", err)
+		n.sleep(shutdownGrace)
+		n.log.Warn("still running after a shutdown request; supervising core0 again")
+	}
+}
+
+// shutdownGrace is how long a stopped supervisor waits for the reboot.
+const shutdownGrace = 30 * time.Second
+
+func (n *node) core0Supervisor(first *bool) *supervise.Supervisor {
+	return &supervise.Supervisor{
 		Name:    "core0",
 		Command: n.core0Command,
 		Reaper:  n.reaper,
 		Log:     n.log,
 		OnStart: func(pid int) {
-			if first {
-				first = false
+			if *first {
+				*first = false
 				n.tl.Begin("core0-exec")(nil)
 				n.log.Info(fmt.Sprintf("core0 started (pid %d) %.0f ms after PID 1 started", pid, float64(time.Since(n.tl.Start()).Microseconds())/1000))
 				n.logMemory()
@@ -275,11 +292,5 @@ func (n *node) supervise(ctx context.Context) {
 			// reports ready again; never hold the restart for it.
 			go n.report("failed", msg)
 		},
-	}
-	n.sup.Store(sup)
-	for {
-		err := sup.Run(ctx)
-		n.log.Error("supervisor stopped; restarting it", "err", err)
-		time.Sleep(time.Second)
 	}
 }
