@@ -22,12 +22,14 @@ const (
 )
 
 // ChunkRef points at one chunk of a file's content. ID is the SHA-256 of the
-// uncompressed bytes; Size and CSize let a reader refuse a blob that is
-// longer or shorter than declared before decompressing anything.
+// uncompressed bytes. Size is exact; CSize is the most compressed bytes a
+// reader accepts: the same content compressed by another zstd version may
+// be stored smaller (a store keeps the smallest copy it was given), never
+// larger, so a blob longer than CSize is refused before decompressing.
 type ChunkRef struct {
 	ID    digest.Digest
 	Size  uint32 // uncompressed bytes
-	CSize uint32 // zstd-compressed bytes as stored
+	CSize uint32 // zstd-compressed bytes at most (as built)
 }
 
 func (r ChunkRef) String() string { return "chunk " + r.ID.String() }
@@ -74,7 +76,7 @@ func CompressChunk(raw []byte) (ChunkRef, []byte, error) {
 }
 
 // OpenChunk checks a stored chunk against its reference and returns the
-// uncompressed bytes. It refuses a blob whose length differs from CSize, a
+// uncompressed bytes. It refuses a blob longer than CSize, a
 // frame that inflates past Size (a decompression bomb stops at Size+1 bytes)
 // or stops short of it, and content whose hash is not ID. Only bytes that
 // pass are returned.
@@ -82,8 +84,8 @@ func OpenChunk(ref ChunkRef, compressed []byte) ([]byte, error) {
 	if ref.Size == 0 || ref.Size > MaxChunkSize || ref.CSize == 0 || ref.CSize > MaxCompressedSize {
 		return nil, fmt.Errorf("%s: declared size %d/%d compressed out of bounds", ref, ref.Size, ref.CSize)
 	}
-	if len(compressed) != int(ref.CSize) {
-		return nil, fmt.Errorf("%s: blob is %d bytes, declared %d", ref, len(compressed), ref.CSize)
+	if len(compressed) == 0 || len(compressed) > int(ref.CSize) {
+		return nil, fmt.Errorf("%s: blob is %d bytes, declared at most %d", ref, len(compressed), ref.CSize)
 	}
 	d := decPool.Get().(*zstd.Decoder)
 	defer decPool.Put(d)

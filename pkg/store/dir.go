@@ -50,15 +50,36 @@ func (d *Dir) PutChunk(ref flist.ChunkRef, compressed []byte) error {
 		return fmt.Errorf("store %s: refusing unverified bytes: %w", ref, err)
 	}
 	p := d.ChunkPath(ref.ID)
-	if same, err := sameFile(p, compressed); err != nil {
+	if keep, err := d.keepStored(ref, len(compressed)); err != nil {
 		return fmt.Errorf("store %s: %w", ref, err)
-	} else if same {
+	} else if keep {
 		return nil
 	}
 	if err := writeAtomic(p, compressed); err != nil {
 		return fmt.Errorf("store %s: %w", ref, err)
 	}
 	return nil
+}
+
+// keepStored reports whether the stored copy of ref should stay: it is a
+// valid chunk no larger than the new one. Keeping the smallest copy means
+// every flist that names the chunk (each with the CSize its builder saw)
+// can read it, whichever zstd version built them.
+func (d *Dir) keepStored(ref flist.ChunkRef, size int) (bool, error) {
+	fi, err := os.Stat(d.ChunkPath(ref.ID))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if fi.Size() > int64(size) {
+		return false, nil
+	}
+	probe := ref
+	probe.CSize = uint32(fi.Size())
+	_, err = d.Chunk(context.Background(), probe)
+	return err == nil, nil
 }
 
 // PutFlist stores encoded flist metadata under its digest. The bytes must

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/flist"
 )
@@ -283,5 +285,51 @@ func TestWalkChunksRefusesStrays(t *testing.T) {
 	}
 	if err := d.WalkChunks(func(digest.Digest) error { return nil }); err == nil || !strings.Contains(err.Error(), "README") {
 		t.Fatalf("WalkChunks with a stray file: %v", err)
+	}
+}
+
+// Two builders (say two zstd versions) compress the same content to
+// different sizes: the store keeps the smaller copy, and flists made by
+// either builder can still read the chunk.
+func TestDirKeepsSmallestEncoding(t *testing.T) {
+	d := &Dir{Root: t.TempDir()}
+	ref, small, raw := chunk(t, "same content, two encodings ")
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := enc.EncodeAll(raw, nil)
+	if len(big) <= len(small) {
+		t.Fatalf("test needs a larger encoding: %d vs %d", len(big), len(small))
+	}
+	bigRef := ref
+	bigRef.CSize = uint32(len(big))
+
+	for _, order := range [][]struct {
+		ref  flist.ChunkRef
+		blob []byte
+	}{{{bigRef, big}, {ref, small}}, {{ref, small}, {bigRef, big}}} {
+		os.RemoveAll(d.Root)
+		for _, put := range order {
+			if err := d.PutChunk(put.ref, put.blob); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stored, err := os.ReadFile(d.ChunkPath(ref.ID))
+		if err != nil || !bytes.Equal(stored, small) {
+			t.Fatalf("stored %d bytes (%v), want the smaller %d", len(stored), err, len(small))
+		}
+		for _, r := range []flist.ChunkRef{ref, bigRef} {
+			got, err := d.Chunk(context.Background(), r)
+			if err != nil || !bytes.Equal(got, raw) {
+				t.Fatalf("read with CSize %d: %v", r.CSize, err)
+			}
+		}
+	}
+	// A copy larger than an flist's CSize is still refused.
+	tooSmall := ref
+	tooSmall.CSize = uint32(len(small) - 1)
+	if _, err := d.Chunk(context.Background(), tooSmall); err == nil {
+		t.Fatal("chunk longer than its declared size accepted")
 	}
 }

@@ -48,7 +48,7 @@ func (h *HTTP) Chunk(ctx context.Context, ref flist.ChunkRef) ([]byte, error) {
 	hx := ref.ID.Hex()
 	var raw []byte
 	err := h.each(ctx, ref.String(), "/chunks/"+hx[:2]+"/"+hx, func(ctx context.Context, url string) error {
-		b, err := h.get(ctx, url, int64(ref.CSize), true)
+		b, err := h.get(ctx, url, int64(ref.CSize), false)
 		if err != nil {
 			return err
 		}

@@ -128,7 +128,7 @@ func TestHTTPChunkRefuses(t *testing.T) {
 		{"truncated without length", ref, func(w http.ResponseWriter, r *http.Request) {
 			w.Write(c[:len(c)/2])
 			w.(http.Flusher).Flush()
-		}, fmt.Sprintf("body is %d bytes, want %d", len(c)/2, len(c))},
+		}, "inflates to 0 bytes"},
 		{"longer than declared", ref, func(w http.ResponseWriter, r *http.Request) {
 			w.Write(c)
 			w.(http.Flusher).Flush()
@@ -138,7 +138,7 @@ func TestHTTPChunkRefuses(t *testing.T) {
 			w.Header().Set("Content-Length", strconv.Itoa(len(c)+100))
 			w.Write(c)
 			w.Write(make([]byte, 100))
-		}, fmt.Sprintf("Content-Length %d, want %d", len(c)+100, len(c))},
+		}, fmt.Sprintf("Content-Length %d, want at most %d", len(c)+100, len(c))},
 		{"404", ref, blobs(nil), "status 404 Not Found"},
 		{"500", ref, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }, "status 500"},
 		{"garbage", ref, blobs(map[string][]byte{chunkPath(ref): garbage}), "zstd"},
