@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,16 +46,43 @@ func (s *state) apply(link netlink.Link, l *lease) (int, error) {
 	return metric, nil
 }
 
-// metric gives each link a stable metric in the order links got a lease.
+// metric gives each link a stable metric in the order links got a lease:
+// from baseMetric without a probe, from unprovenMetric with one until
+// promote. Renewals keep the link's metric.
 func (s *state) metric(index int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, ok := s.metrics[index]
 	if !ok {
-		m = baseMetric + len(s.metrics)
+		if s.cfg.Probe == nil {
+			m = baseMetric + s.proven
+			s.proven++
+		} else {
+			m = unprovenMetric + s.unproven
+			s.unproven++
+		}
 		s.metrics[index] = m
 	}
 	return m
+}
+
+// promote moves a link that passed its probe to the next metric from
+// baseMetric, so links are preferred in the order they proved their path,
+// and puts its DNS servers ahead of unproven links' ones.
+func (s *state) promote(link netlink.Link, l *lease) (int, error) {
+	index := link.Attrs().Index
+	s.mu.Lock()
+	m := baseMetric + s.proven
+	s.proven++
+	s.metrics[index] = m
+	s.mu.Unlock()
+	if err := setDefaultRoute(s.cfg.Handle, link, l, m); err != nil {
+		return 0, err
+	}
+	if err := s.setDNS(index, l); err != nil {
+		return 0, err
+	}
+	return m, nil
 }
 
 func broadcast(n net.IPNet) net.IP {
@@ -133,7 +161,8 @@ func isDefault(dst *net.IPNet) bool {
 }
 
 // setDNS records the link's servers and rewrites resolv.conf with the
-// servers of every configured link, first link first.
+// servers of every configured link, in the order of their route metrics:
+// the resolver tries the link that carries the traffic first.
 func (s *state) setDNS(index int, l *lease) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -147,7 +176,9 @@ func (s *state) setDNS(index int, l *lease) error {
 	if !found {
 		s.dns = append(s.dns, entry)
 	}
-	return writeResolvConf(s.cfg.ResolvConf, []byte(resolvConf(s.dns)))
+	byMetric := slices.Clone(s.dns)
+	slices.SortStableFunc(byMetric, func(a, b linkDNS) int { return s.metrics[a.index] - s.metrics[b.index] })
+	return writeResolvConf(s.cfg.ResolvConf, []byte(resolvConf(byMetric)))
 }
 
 // resolvConf renders servers and search domains, without duplicates. The

@@ -1,8 +1,10 @@
 // Package netup brings a node's network up at boot: loopback and every
 // Ethernet link via netlink, DHCPv4 on each link with carrier in parallel,
 // and the first lease applied (address, default route, resolv.conf) ends the
-// wait. Links that answer later are configured in the background with a
-// higher route metric, so the first link stays the preferred one.
+// wait; with Config.Probe, the first lease whose link passes the probe (for
+// PID 1: reaches a registry) ends it. Links that answer later are configured
+// in the background with a higher route metric, so the chosen link stays the
+// preferred one.
 //
 // Room is left for IPv6 (SLAAC/DHCPv6), static ip=, VLANs and NIC selection:
 // links are chosen by Config.Filter, and a lease is applied by one function
@@ -17,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -53,12 +56,27 @@ type Config struct {
 	// namespace of the calling OS thread: a caller configuring another
 	// namespace must create it there (see the tests).
 	Socket func(link string) (net.PacketConn, error)
+	// Probe, when set, decides which lease wins: each applied lease is
+	// probed and Up returns the first one whose probe succeeds. Until then a
+	// lease's default route has a metric worse than any winner's (1000+),
+	// and a lease that fails its probe keeps it, so a link that cannot
+	// reach what the node needs never captures its traffic. The probe must
+	// prove the path of r.Link itself (DialProbe binds to the link), honour
+	// ctx, and be safe to call from several goroutines. nil: the first
+	// applied lease wins.
+	Probe func(ctx context.Context, r *Result) error
+	// ProbeTimeout bounds one call of Probe (default 5 s).
+	ProbeTimeout time.Duration
+	// ProbeRetries is the number of further probes after a failed one on
+	// each link: 0 means the default (2), negative means none.
+	ProbeRetries int
 
 	// renewAfter overrides the renewal time of a lease (tests).
 	renewAfter func(*lease) time.Duration
 }
 
-// Result describes the first lease applied.
+// Result describes the lease that won: the first applied, or with
+// Config.Probe the first that passed the probe.
 type Result struct {
 	Link        string
 	Addr        net.IPNet
@@ -82,16 +100,26 @@ func (e *LinkError) Unwrap() error { return e.Err }
 // ErrNoCarrier is wrapped by a link's error when it never had carrier.
 var ErrNoCarrier = errors.New("no carrier")
 
+// ErrProbeFailed is wrapped by a link's error when it got a lease but
+// failed Config.Probe on every attempt.
+var ErrProbeFailed = errors.New("probe failed")
+
 const (
 	defaultLinkTimeout = 10 * time.Second
 	defaultDHCPTimeout = 5 * time.Second
 	defaultRetries     = 2
 	defaultResolvConf  = "/etc/resolv.conf"
-	// baseMetric is the default route metric of the first link configured;
-	// later links get baseMetric+n.
-	baseMetric   = 100
-	carrierPoll  = 50 * time.Millisecond
-	packetResend = time.Second
+	// baseMetric is the default route metric of the first link configured
+	// (with a probe: the first that passed it); later links get
+	// baseMetric+n.
+	baseMetric = 100
+	// unprovenMetric is where a link waiting for or failing its probe
+	// starts: worse than any winner as long as fewer than 900 links pass.
+	unprovenMetric      = 1000
+	defaultProbeTimeout = 5 * time.Second
+	defaultProbeRetries = 2
+	carrierPoll         = 50 * time.Millisecond
+	packetResend        = time.Second
 )
 
 func (c Config) withDefaults() Config {
@@ -110,6 +138,15 @@ func (c Config) withDefaults() Config {
 	case c.Retries < 0:
 		c.Retries = 0
 	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = defaultProbeTimeout
+	}
+	switch {
+	case c.ProbeRetries == 0:
+		c.ProbeRetries = defaultProbeRetries
+	case c.ProbeRetries < 0:
+		c.ProbeRetries = 0
+	}
 	if c.ResolvConf == "" {
 		c.ResolvConf = defaultResolvConf
 	}
@@ -125,12 +162,14 @@ func (c Config) withDefaults() Config {
 }
 
 // Up brings lo and the selected Ethernet links up and returns once the first
-// DHCPv4 lease is applied. The other links keep trying, and every applied
-// lease is renewed, in the background until ctx ends: pass a context that
-// lives as long as the node should keep its addresses. Up may be called
-// again after a failure or a partial success: addresses and routes are
-// replaced, not added twice. After a success, cancel the previous ctx
-// before calling Up again, or two loops renew the same lease.
+// DHCPv4 lease is applied, or with Config.Probe once the first applied lease
+// passes the probe. The other links keep trying, and every applied lease is
+// renewed, in the background until ctx ends: pass a context that lives as
+// long as the node should keep its addresses. When Up fails it stops its
+// background work (leases already applied stay until they expire), so it
+// may simply be called again: addresses and routes are replaced, not added
+// twice. After a success, cancel the previous ctx before calling Up again,
+// or two loops renew the same lease.
 func Up(ctx context.Context, cfg Config) (*Result, error) {
 	c := cfg.withDefaults()
 	start := time.Now()
@@ -141,14 +180,19 @@ func Up(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &state{cfg: c, start: start, metrics: map[int]int{}}
+	ctx, stop := context.WithCancel(ctx)
+	st := &state{cfg: c, start: start, metrics: map[int]int{}, stop: stop}
 	outcomes := make(chan outcome, len(links))
 	for _, l := range links {
 		go func() {
+			// Each link reports once: a panic after its outcome (while
+			// renewing) must not count as another link's.
+			var once sync.Once
+			report := func(o outcome) { once.Do(func() { outcomes <- o }) }
 			// A panic on hostile DHCP input fails this link, not PID 1.
-			err := panics.Catch(func() error { st.runLink(ctx, l, outcomes); return nil })()
+			err := panics.Catch(func() error { st.runLink(ctx, l, report); return nil })()
 			if err != nil {
-				outcomes <- outcome{err: &LinkError{Link: l.Attrs().Name, Err: err}}
+				report(outcome{err: &LinkError{Link: l.Attrs().Name, Err: err}})
 			}
 		}()
 	}
@@ -160,6 +204,9 @@ func Up(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		failed = append(failed, o.err)
 	}
+	// Leases that failed their probe are still being renewed: stop them,
+	// or the next call would run a second loop on the same links.
+	st.stop()
 	return nil, upError(failed)
 }
 
@@ -221,9 +268,13 @@ type state struct {
 	cfg   Config
 	start time.Time
 
-	mu      sync.Mutex
-	metrics map[int]int // ifindex -> route metric, in order of first lease
-	dns     []linkDNS   // in the same order
+	stop context.CancelFunc // ends every link's goroutine
+
+	mu       sync.Mutex
+	metrics  map[int]int // ifindex -> route metric
+	proven   int         // links given a metric from baseMetric
+	unproven int         // links given a metric from unprovenMetric
+	dns      []linkDNS   // in order of first lease
 }
 
 type linkDNS struct {
@@ -232,13 +283,13 @@ type linkDNS struct {
 	search  []string
 }
 
-// runLink takes one link from down to configured, reports the outcome once,
-// then keeps the lease renewed until ctx ends.
-func (s *state) runLink(ctx context.Context, l netlink.Link, out chan<- outcome) {
+// runLink takes one link from down to configured (and probed, if asked),
+// reports the outcome once, then keeps the lease renewed until ctx ends.
+func (s *state) runLink(ctx context.Context, l netlink.Link, report func(outcome)) {
 	name := l.Attrs().Name
 	fail := func(err error) {
 		s.cfg.Log.Warn("link not configured", "link", name, "err", err)
-		out <- outcome{err: &LinkError{Link: name, Err: err}}
+		report(outcome{err: &LinkError{Link: name, Err: err}})
 	}
 	if err := s.cfg.Handle.LinkSetUp(l); err != nil {
 		fail(fmt.Errorf("set up: %w", err))
@@ -266,10 +317,26 @@ func (s *state) runLink(ctx context.Context, l netlink.Link, out chan<- outcome)
 		return
 	}
 	res := lease.result(name)
-	res.Took = time.Since(s.start)
 	s.cfg.Log.Info("lease applied", "link", name, "addr", res.Addr.String(), "router", res.Router,
-		"dns", res.DNS, "lease", res.Lease, "metric", metric, "rapid_commit", res.RapidCommit, "took", res.Took)
-	out <- outcome{res: res}
+		"dns", res.DNS, "lease", res.Lease, "metric", metric, "rapid_commit", res.RapidCommit,
+		"took", time.Since(s.start))
+	if s.cfg.Probe != nil {
+		if err := s.probe(ctx, res); err != nil {
+			// The lease stays, renewed, with its unproven metric: the
+			// address is the node's, only its route must not win.
+			fail(err)
+			s.keep(ctx, l, d, lease)
+			return
+		}
+		if metric, err = s.promote(l, lease); err != nil {
+			fail(err)
+			s.keep(ctx, l, d, lease)
+			return
+		}
+		s.cfg.Log.Info("link chosen", "link", name, "addr", res.Addr.String(), "metric", metric)
+	}
+	res.Took = time.Since(s.start)
+	report(outcome{res: res})
 	s.keep(ctx, l, d, lease)
 }
 
@@ -337,8 +404,11 @@ func upError(failed []*LinkError) error {
 		}
 	}
 	what := "no DHCPv4 lease on any link"
-	if noCarrier {
+	switch {
+	case noCarrier:
 		what = "no link with carrier"
+	case slices.ContainsFunc(errs, func(e error) bool { return errors.Is(e, ErrProbeFailed) }):
+		what = "no link passed the probe"
 	}
 	return &upErr{msg: what + ": " + strings.Join(msgs, "; "), errs: errs}
 }
