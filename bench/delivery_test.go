@@ -35,7 +35,9 @@ func BenchmarkDelivery(b *testing.B) {
 
 	var runs int
 	var measured time.Duration
-	var peakHeap, hwm uint64
+	var peak, grew heap // highest values, and highest rise over the heap before the run
+	var hwm uint64
+	var cpu time.Duration
 	hwmOK := true
 	for b.Loop() {
 		b.StopTimer()
@@ -46,11 +48,19 @@ func BenchmarkDelivery(b *testing.B) {
 		if resetHWM() != nil {
 			hwmOK = false
 		}
+		base := readHeap()
 		stop := watchHeap(10 * time.Millisecond)
+		cpu0 := cpuTime()
 		b.StartTimer()
 		d, err := deliver(ctx, fx, dest, parallel)
 		b.StopTimer()
-		peakHeap = max(peakHeap, stop())
+		cpu += cpuTime() - cpu0
+		p := stop()
+		peak = peak.max(p)
+		grew = grew.max(heap{p.Inuse - min(p.Inuse, base.Inuse), p.Live - min(p.Live, base.Live)})
+		if runs == 0 {
+			b.Logf("heap before the first delivery (the benchmark's own setup): %.1f MiB in use, %.1f MiB live", float64(base.Inuse)/(1<<20), float64(base.Live)/(1<<20))
+		}
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -90,7 +100,10 @@ func BenchmarkDelivery(b *testing.B) {
 	b.ReportMetric(float64(fx.wire)/1e6, "wire_MB")
 	b.ReportMetric(float64(l.requests), "requests")
 	b.ReportMetric(float64(fx.conns.Load()), "conns")
-	b.ReportMetric(float64(peakHeap)/(1<<20), "peak_heap_MiB")
+	b.ReportMetric(float64(peak.Inuse)/(1<<20), "peak_heap_MiB")
+	b.ReportMetric(float64(grew.Inuse)/(1<<20), "delivery_heap_MiB")
+	b.ReportMetric(float64(grew.Live)/(1<<20), "delivery_live_MiB")
+	b.ReportMetric(cpu.Seconds()/float64(runs), "cpu_s")
 	if hwmOK {
 		b.ReportMetric(float64(hwm)/(1<<20), "vmhwm_MiB")
 	}
@@ -106,10 +119,12 @@ func BenchmarkDelivery(b *testing.B) {
 	if hwmOK {
 		hwmText = fmt.Sprintf("process VmHWM %.1f MiB (reset before each run; includes the in-process server)", float64(hwm)/(1<<20))
 	}
-	b.Logf("delivery: %.1f MB in %.3f s = %.0f MB/s; wire %.1f MB in %d requests over %d connection(s); limit %.3f s (bound by %s); ratio measured/limit %.2f; peak heap %.1f MiB = %.1f x Parallel x chunk size (%d x %d KiB), %.2f%% of the tree; %s",
+	b.Logf("delivery: %.1f MB in %.3f s = %.0f MB/s; wire %.1f MB in %d requests over %d connection(s); limit %.3f s (bound by %s); ratio measured/limit %.2f; process CPU %.2f s (%.0f%% of %d cores; includes the in-process server)",
 		float64(fx.bytes)/1e6, ms, float64(fx.bytes)/ms/1e6, float64(fx.wire)/1e6, l.requests, fx.conns.Load(),
-		lim.s, lim.name, ms/lim.s, float64(peakHeap)/(1<<20), float64(peakHeap)/slot, parallel, flist.DefaultChunkSize>>10,
-		100*float64(peakHeap)/float64(fx.bytes), hwmText)
+		lim.s, lim.name, ms/lim.s, cpu.Seconds()/float64(runs), 100*cpu.Seconds()/float64(runs)/ms/float64(m.cores), m.cores)
+	b.Logf("memory: peak heap in use %.1f MiB, of which the delivery added %.1f MiB = %.1f x Parallel x chunk size (%d x %d KiB) = %.1f%% of the tree; live heap rose at most %.1f MiB (%.1f x); %s",
+		float64(peak.Inuse)/(1<<20), float64(grew.Inuse)/(1<<20), float64(grew.Inuse)/slot, parallel, flist.DefaultChunkSize>>10,
+		100*float64(grew.Inuse)/float64(fx.bytes), float64(grew.Live)/(1<<20), float64(grew.Live)/slot, hwmText)
 }
 
 func benchMB() (int64, error) {
@@ -149,7 +164,7 @@ func TestDelivery(t *testing.T) {
 	if fx.conns.Load() != 1 {
 		t.Errorf("%d connections for one delivery, want 1 (HTTP/2 carries every request)", fx.conns.Load())
 	}
-	if peak == 0 {
+	if peak.Inuse == 0 || peak.Live == 0 {
 		t.Error("heap sampler saw no heap in use")
 	}
 }

@@ -145,39 +145,53 @@ func (fx *fixture) checkTraffic() error {
 	return nil
 }
 
-var heapSamples = []metrics.Sample{
-	{Name: "/memory/classes/heap/objects:bytes"},
-	{Name: "/memory/classes/heap/unused:bytes"},
-}
+// heap is the heap at one moment: Inuse is MemStats.HeapInuse (objects,
+// dead or alive, plus free space in in-use spans); Live is what the last
+// garbage collection found reachable, so Inuse minus Live is GC headroom
+// (GOGC) and garbage not yet swept.
+type heap struct{ Inuse, Live uint64 }
 
-// heapInuse is MemStats.HeapInuse (objects plus unused space in in-use
-// spans) without stopping the world.
-func heapInuse() uint64 {
-	s := make([]metrics.Sample, len(heapSamples))
-	copy(s, heapSamples)
+// readHeap reads the heap without stopping the world.
+func readHeap() heap {
+	s := []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+	}
 	metrics.Read(s)
-	return s[0].Value.Uint64() + s[1].Value.Uint64()
+	return heap{Inuse: s[0].Value.Uint64() + s[1].Value.Uint64(), Live: s[2].Value.Uint64()}
 }
 
-// watchHeap samples heapInuse every period until the returned function is
-// called, which returns the highest value seen.
-func watchHeap(period time.Duration) (stop func() uint64) {
-	quit, done := make(chan struct{}), make(chan uint64)
+func (h heap) max(o heap) heap { return heap{max(h.Inuse, o.Inuse), max(h.Live, o.Live)} }
+
+// watchHeap samples the heap every period until the returned function is
+// called, which returns the highest values seen.
+func watchHeap(period time.Duration) (stop func() heap) {
+	quit, done := make(chan struct{}), make(chan heap)
 	go func() {
-		peak := heapInuse()
+		peak := readHeap()
 		t := time.NewTicker(period)
 		defer t.Stop()
 		for {
 			select {
 			case <-t.C:
-				peak = max(peak, heapInuse())
+				peak = peak.max(readHeap())
 			case <-quit:
-				done <- max(peak, heapInuse())
+				done <- peak.max(readHeap())
 				return
 			}
 		}
 	}()
-	return func() uint64 { close(quit); return <-done }
+	return func() heap { close(quit); return <-done }
+}
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // resetHWM sets the process's peak RSS (VmHWM) to its current RSS
