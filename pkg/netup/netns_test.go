@@ -86,10 +86,17 @@ func (n *testNet) veth(clientIf, serverIf, serverAddr string, serverDown bool) {
 // dnsmasq serves 192.0.2.0/24 on serverIf until the test ends.
 func (n *testNet) dnsmasq(serverIf string, rapid bool) {
 	n.t.Helper()
+	n.dnsmasqNet(serverIf, "192.0.2", rapid)
+}
+
+// dnsmasqNet serves subnet.0/24 (subnet is its first three octets) on serverIf:
+// addresses .50-.99, router .1, DNS server .53.
+func (n *testNet) dnsmasqNet(serverIf, subnet string, rapid bool) {
+	n.t.Helper()
 	args := []string{"netns", "exec", n.server, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
 		"--interface=" + serverIf, "--bind-interfaces", "--except-interface=lo",
-		"--dhcp-range=192.0.2.50,192.0.2.99,255.255.255.0,1h",
-		"--dhcp-option=option:router,192.0.2.1", "--dhcp-option=option:dns-server,192.0.2.53",
+		"--dhcp-range=" + subnet + ".50," + subnet + ".99,255.255.255.0,1h",
+		"--dhcp-option=option:router," + subnet + ".1", "--dhcp-option=option:dns-server," + subnet + ".53",
 		// --no-ping: dnsmasq otherwise pings each new address for up to 3 s
 		// before offering it, which would hide our own timing.
 		"--port=0", "--no-ping", "--log-dhcp", "--log-facility=-",
@@ -166,8 +173,10 @@ func socketIn(ns netns.NsHandle) func(string) (net.PacketConn, error) {
 }
 
 func (n *testNet) config() Config {
+	w := &testWriter{t: n.t}
+	n.t.Cleanup(w.stop)
 	return Config{
-		Log:         slog.New(slog.NewTextHandler(testWriter{n.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Log:         slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		LinkTimeout: 5 * time.Second,
 		DHCPTimeout: 3 * time.Second,
 		ResolvConf:  filepath.Join(n.dir, "etc", "resolv.conf"),
@@ -176,11 +185,28 @@ func (n *testNet) config() Config {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+// testWriter logs through t until the test's cleanup: Up's background
+// goroutines may still log as the test ends, and t.Log after the test has
+// completed panics.
+type testWriter struct {
+	t       *testing.T
+	mu      sync.Mutex
+	stopped bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopped {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
 	return len(p), nil
+}
+
+func (w *testWriter) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
 }
 
 func (n *testNet) link(name string) netlink.Link {

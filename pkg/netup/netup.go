@@ -324,7 +324,8 @@ func (s *state) runLink(ctx context.Context, l netlink.Link, report func(outcome
 		if err := s.probe(ctx, res); err != nil {
 			// The lease stays, renewed, with its unproven metric: the
 			// address is the node's, only its route must not win.
-			fail(err)
+			s.cfg.Log.Warn("link not chosen", "link", name, "metric", metric, "err", err)
+			report(outcome{err: &LinkError{Link: name, Err: err}})
 			s.keep(ctx, l, d, lease)
 			return
 		}
