@@ -334,7 +334,7 @@ func (s *state) runLink(ctx context.Context, l netlink.Link, report func(outcome
 			s.keep(ctx, l, d, lease)
 			return
 		}
-		s.cfg.Log.Info("link chosen", "link", name, "addr", res.Addr.String(), "metric", metric)
+		s.cfg.Log.Info("default route promoted", "link", name, "addr", res.Addr.String(), "metric", metric)
 	}
 	res.Took = time.Since(s.start)
 	report(outcome{res: res})
