@@ -164,12 +164,14 @@ func TestBroadcast(t *testing.T) {
 func TestUpErrorNamesEveryLink(t *testing.T) {
 	carrier := &LinkError{Link: "eth0", Err: fmt.Errorf("%w after 1s (operstate down)", ErrNoCarrier)}
 	dhcp := &LinkError{Link: "eth1", Err: errors.New("DHCP failed after 1 attempt(s): no answer within 1s")}
+	probe := &LinkError{Link: "eth2", Err: fmt.Errorf("198.51.100.7/24: %w after 1 attempt(s): refused", ErrProbeFailed)}
 	tests := []struct {
 		in     []*LinkError
 		prefix string
 	}{
 		{[]*LinkError{carrier}, "no link with carrier: eth0: no carrier"},
 		{[]*LinkError{carrier, dhcp}, "no DHCPv4 lease on any link: eth0: no carrier after 1s (operstate down); eth1: DHCP failed"},
+		{[]*LinkError{carrier, dhcp, probe}, "no link passed the probe: eth0: no carrier after 1s (operstate down); eth1: DHCP failed"},
 	}
 	for _, tc := range tests {
 		err := upError(tc.in)
