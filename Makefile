@@ -43,7 +43,7 @@ demo: deps build
 	@qemu/demo.sh
 
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/flist/ ./cmd/zgrid/...
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/flist/ ./cmd/zgrid/... ./bench/
 
 clean:
 	rm -rf $(BIN) out

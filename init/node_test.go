@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -104,5 +105,20 @@ func TestReportStaysWithinRegistryLimits(t *testing.T) {
 	}
 	if !strings.HasSuffix(rep.Reason, "...") {
 		t.Fatalf("clipped reason does not say so: ...%s", rep.Reason[len(rep.Reason)-20:])
+	}
+}
+
+func TestRegistryAddrs(t *testing.T) {
+	var urls []*url.URL
+	for _, s := range []string{"https://192.0.2.2:8443", "https://registry.example", "https://[2001:db8::1]/x"} {
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		urls = append(urls, u)
+	}
+	got := strings.Join(registryAddrs(urls), " ")
+	if want := "192.0.2.2:8443 registry.example:443 [2001:db8::1]:443"; got != want {
+		t.Fatalf("registryAddrs = %s, want %s", got, want)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -120,12 +122,32 @@ func (n *node) entropy(context.Context) error {
 }
 
 func (n *node) network(ctx context.Context) error {
-	res, err := netup.Up(ctx, netup.Config{Log: n.log})
+	cfg := netup.Config{Log: n.log}
+	if addrs := registryAddrs(n.cfg.Registries); len(addrs) > 0 {
+		// The first lease whose link reaches a registry wins the
+		// default route; a link into a dead network does not.
+		cfg.Probe = netup.DialProbe(addrs, 3*time.Second)
+	}
+	res, err := netup.Up(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	n.log.Info(fmt.Sprintf("network: %s on %s via %s in %s", res.Addr.String(), res.Link, res.Router, res.Took.Round(time.Millisecond)))
 	return nil
+}
+
+// registryAddrs gives each registry's host:port for the network probe; the
+// command line only admits https, so a URL without a port means 443.
+func registryAddrs(urls []*url.URL) []string {
+	addrs := make([]string, 0, len(urls))
+	for _, u := range urls {
+		port := u.Port()
+		if port == "" {
+			port = "443"
+		}
+		addrs = append(addrs, net.JoinHostPort(u.Hostname(), port))
+	}
+	return addrs
 }
 
 func (n *node) time(context.Context) error {

@@ -73,8 +73,10 @@ var (
 	reIdentity = regexp.MustCompile(`identity: node (n[0-9a-f]{32})`)
 )
 
-// boot starts a VM for g and returns it with the node ID it announced.
-func boot(t *testing.T, ctx context.Context, g *grid, uuid string) (*VM, string) {
+// boot starts a VM for g, asking the given registries (comma-separated,
+// as on the kernel command line), and returns it with the node ID it
+// announced.
+func boot(t *testing.T, ctx context.Context, g *grid, uuid, registries string) (*VM, string) {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(g.dir, "console.log"))
 	if err != nil {
@@ -83,9 +85,10 @@ func boot(t *testing.T, ctx context.Context, g *grid, uuid string) (*VM, string)
 	vm := &VM{
 		Kernel:  kernel,
 		Initrd:  g.initramfs(kver),
-		Append:  fmt.Sprintf("zeroboot.registry=%s zeroboot.farm=demo", g.registry()),
+		Append:  fmt.Sprintf("zeroboot.registry=%s zeroboot.farm=demo", registries),
 		UUID:    uuid,
 		Console: logf,
+		Monitor: filepath.Join(g.dir, "monitor.sock"),
 	}
 	if err := vm.Start(); err != nil {
 		t.Fatal(err)
@@ -111,7 +114,10 @@ func TestBootToReady(t *testing.T) {
 	g := newGrid(t)
 	g.publish(core0Tree(t), 1, "--heartbeat", "2s")
 	g.serve()
-	vm, id := boot(t, ctx, g, "5a1c0b0e-0000-4000-8000-000000000001")
+	// The first registry is down: the node fails over to the second, and
+	// Core-0 reports to the one that answered.
+	dead := fmt.Sprintf("https://%s:%d", HostAddr, freePort(t))
+	vm, id := boot(t, ctx, g, "5a1c0b0e-0000-4000-8000-000000000001", dead+","+g.registry())
 
 	if _, err := vm.WaitFor(ctx, reReady); err != nil {
 		t.Fatal(err)
@@ -135,11 +141,81 @@ func TestBootToReady(t *testing.T) {
 			t.Errorf("registry timeline lacks step %q: %v", want, tl)
 		}
 	}
-	for _, want := range []string{`virtio_net`, `network: 192\.0\.2\.`, `release: stable v1`} {
+	for _, want := range []string{`virtio_net`, `network: 192\.0\.2\.`, `release: stable v1`, `registry ` + regexp.QuoteMeta(dead) + ` unreachable`} {
 		if vm.Count(regexp.MustCompile(want)) == 0 {
 			t.Errorf("console never showed %q", want)
 		}
 	}
+	reportFigures(t, vm)
+}
+
+// reportFigures logs what the closing notes quote: image sizes, time from
+// PID 1 to Core-0 and PID 1's memory after the hand-off.
+func reportFigures(t *testing.T, vm *VM) {
+	t.Helper()
+	for _, f := range []struct{ name, path string }{{"initramfs (zstd)", vm.Initrd}, {"/init", bins.init}} {
+		if fi, err := os.Stat(f.path); err == nil {
+			t.Logf("figure: %s %.2f MiB", f.name, float64(fi.Size())/(1<<20))
+		}
+	}
+	for _, re := range []*regexp.Regexp{
+		regexp.MustCompile(`core0 started \(pid \d+\) (\d+) ms after PID 1 started`),
+		regexp.MustCompile(`PID 1 memory after hand-off: (\d+ kB) resident`),
+	} {
+		lines := matching(vm, re)
+		if len(lines) == 0 {
+			t.Errorf("console never showed %q", re)
+			continue
+		}
+		t.Logf("figure: %s", re.FindString(lines[0]))
+	}
+}
+
+// TestCtrlAltDelRebootsInOrder presses Ctrl-Alt-Del on a running node: PID 1
+// must stop Core-0 (which says so), sync and reboot; QEMU runs with
+// -no-reboot, so the reboot ends it.
+func TestCtrlAltDelRebootsInOrder(t *testing.T) {
+	needVM(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	g := newGrid(t)
+	g.publish(core0Tree(t), 1)
+	g.serve()
+	vm, _ := boot(t, ctx, g, "5a1c0b0e-0000-4000-8000-000000000004", g.registry())
+	if _, err := vm.WaitFor(ctx, reReady); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.HMP("sendkey ctrl-alt-delete"); err != nil {
+		t.Fatal(err)
+	}
+	order := []*regexp.Regexp{
+		regexp.MustCompile(`shutting down.*signal=interrupt.*action=reboot`),
+		regexp.MustCompile(`^core0: stopping`),
+		regexp.MustCompile(`reboot: Restarting system`),
+	}
+	last := -1
+	for _, re := range order {
+		if _, err := vm.WaitFor(ctx, re); err != nil {
+			t.Fatal(err)
+		}
+		i := firstIndex(vm, re)
+		if i <= last {
+			t.Fatalf("%q came before the previous step of the shutdown:\n%s", re, vm.Tail(30))
+		}
+		last = i
+	}
+	if err := vm.Wait(ctx); err != nil {
+		t.Fatalf("QEMU did not end with the reboot: %v", err)
+	}
+}
+
+func firstIndex(vm *VM, re *regexp.Regexp) int {
+	for i, l := range vm.Lines() {
+		if re.MatchString(l) {
+			return i
+		}
+	}
+	return -1
 }
 
 func TestTamperedChunkRefused(t *testing.T) {
@@ -150,7 +226,7 @@ func TestTamperedChunkRefused(t *testing.T) {
 	g.publish(core0Tree(t), 1)
 	chunk := tamperLargestChunk(t, filepath.Join(g.data, "store", "chunks"))
 	g.serve()
-	vm, id := boot(t, ctx, g, "5a1c0b0e-0000-4000-8000-000000000002")
+	vm, id := boot(t, ctx, g, "5a1c0b0e-0000-4000-8000-000000000002", g.registry())
 
 	line, err := vm.WaitFor(ctx, regexp.MustCompile(regexp.QuoteMeta("sha256:"+chunk)))
 	if err != nil {
@@ -180,7 +256,7 @@ func TestCore0RestartedWithBackoff(t *testing.T) {
 	g := newGrid(t)
 	g.publish(core0Tree(t), 1, "--crash-after", "1s")
 	g.serve()
-	vm, _ := boot(t, ctx, g, "5a1c0b0e-0000-4000-8000-000000000003")
+	vm, _ := boot(t, ctx, g, "5a1c0b0e-0000-4000-8000-000000000003", g.registry())
 
 	reExit := regexp.MustCompile(`core0 exited: killed by signal 9.*restarting in ([0-9.]+m?s)`)
 	var delays []time.Duration

@@ -94,14 +94,20 @@ func (g *grid) publish(tree string, v int, coreArgs ...string) string {
 	return digest
 }
 
-func (g *grid) serve() {
-	g.t.Helper()
+// freePort is a loopback port nothing listens on (now).
+func freePort(t *testing.T) int {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		g.t.Fatal(err)
+		t.Fatal(err)
 	}
-	g.port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (g *grid) serve() {
+	g.t.Helper()
+	g.port = freePort(g.t)
 	g.server = exec.Command(bins.zgrid, "serve", "--data", g.data, "--listen", fmt.Sprintf("127.0.0.1:%d", g.port), "--trust", g.trust)
 	g.server.Stdout, g.server.Stderr = &g.log, &g.log
 	if err := g.server.Start(); err != nil {

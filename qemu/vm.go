@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +35,7 @@ type VM struct {
 	CPUs    int      // default 2
 	UUID    string   // SMBIOS product UUID: the node's identity
 	NIC     string   // default virtio-net-pci
+	Monitor string   // unix socket path for the QEMU monitor (HMP), optional
 	Extra   []string // more QEMU arguments
 	Console io.Writer
 
@@ -91,6 +93,9 @@ func (v *VM) Args() []string {
 	}
 	if v.UUID != "" {
 		args = append(args, "-uuid", v.UUID)
+	}
+	if v.Monitor != "" {
+		args = append(args, "-monitor", "unix:"+v.Monitor+",server,nowait")
 	}
 	return append(args, v.Extra...)
 }
@@ -183,6 +188,43 @@ func (v *VM) Tail(n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// HMP sends one human monitor command, e.g. "sendkey ctrl-alt-delete".
+func (v *VM) HMP(cmd string) error {
+	if v.Monitor == "" {
+		return errors.New("qemu: no monitor socket configured")
+	}
+	c, err := net.Dial("unix", v.Monitor)
+	if err != nil {
+		return fmt.Errorf("qemu monitor: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(c, "%s\n", cmd); err != nil {
+		return fmt.Errorf("qemu monitor %q: %w", cmd, err)
+	}
+	// The monitor echoes the command once it has run it.
+	buf := make([]byte, 4096)
+	var seen strings.Builder
+	for !strings.Contains(seen.String(), cmd) {
+		n, err := c.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil {
+			return fmt.Errorf("qemu monitor %q: %w (got %q)", cmd, err, seen.String())
+		}
+	}
+	return nil
+}
+
+// Wait waits until QEMU exits, or ctx ends.
+func (v *VM) Wait(ctx context.Context) error {
+	select {
+	case <-v.done:
+		return v.err
+	case <-ctx.Done():
+		return fmt.Errorf("qemu still running: %w; console tail:\n%s", ctx.Err(), v.Tail(40))
+	}
 }
 
 // Stop kills QEMU and waits for it.
