@@ -179,7 +179,7 @@ func TestStatusTriesEachURLOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &Client{URLs: []string{a.URL, b.URL}, HTTP: hc}
-	rep := StatusReport{NodeID: "n1", Source: SourcePID1, State: StateReady}
+	rep := StatusReport{NodeID: "n1", Source: SourcePID1, State: StateReady, Token: testToken}
 	if err := c.Status(context.Background(), rep); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestStatusTriesEachURLOnce(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "HTTP 500") || len(hits) != 2 {
 		t.Fatalf("err = %v, hits = %v", err, hits)
 	}
-	if err := c.Status(context.Background(), StatusReport{NodeID: "n1", Source: "bios", State: StateReady}); err == nil {
+	if err := c.Status(context.Background(), StatusReport{NodeID: "n1", Source: "bios", State: StateReady, Token: testToken}); err == nil {
 		t.Fatal("invalid report sent")
 	}
 }
@@ -230,9 +230,20 @@ func TestStatusValidate(t *testing.T) {
 		{StatusReport{NodeID: "n", Source: "pid1", State: "up"}, "state"},
 		{StatusReport{NodeID: "n", Source: "pid1", State: "failed"}, "needs a reason"},
 		{StatusReport{NodeID: "n", Source: "core0", State: "failed", Reason: strings.Repeat("x", MaxReasonLen+1)}, "reason is"},
+		{StatusReport{NodeID: "n", Source: "pid1", State: "ready"}, "boot token missing"},
+		{StatusReport{NodeID: "n", Source: "pid1", State: "ready", Token: testToken[:63]}, "63 characters, want 64"},
+		{StatusReport{NodeID: "n", Source: "pid1", State: "ready", Token: strings.ToUpper(testToken)}, "not a lower-case hex digit"},
+		{StatusReport{NodeID: "n", Source: "pid1", State: "ready", Token: testToken[:63] + "g"}, "character 63"},
 	} {
 		if err := tc.rep.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate(%+v) = %v, want %q", tc.rep, err, tc.want)
 		}
 	}
+	good := StatusReport{NodeID: "n", Source: "pid1", State: "ready", Token: testToken}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("Validate(%+v) = %v, want nil", good, err)
+	}
 }
+
+// testToken has the shape of a boot token (64 lower-case hex digits).
+const testToken = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"

@@ -50,6 +50,10 @@ type BootResponse struct {
 	NodeID  string          `json:"node_id"`
 	Release json.RawMessage `json:"release"`
 	Stores  []string        `json:"stores"`
+	// Token is fresh for every boot answer: the node sends it back with its
+	// status reports (PID 1 and Core-0), so that only the machine that
+	// booted can speak for its node ID. See CheckToken.
+	Token string `json:"token"`
 	// Registry is the base URL that gave this answer, set by Client.Boot
 	// (not sent on the wire): later calls and Core-0 go to a registry known
 	// to be up.
@@ -64,6 +68,29 @@ type StatusReport struct {
 	Reason         string          `json:"reason,omitempty"`
 	ReleaseVersion uint64          `json:"release_version,omitempty"`
 	Timeline       []timeline.Step `json:"timeline,omitempty"`
+	// Token is BootResponse.Token of the node's last boot.
+	Token string `json:"token"`
+}
+
+// TokenSize is the number of random bytes in a boot token; on the wire it
+// is twice as many lower-case hex digits.
+const TokenSize = 32
+
+// CheckToken reports whether t has the shape of a boot token: 64
+// lower-case hex digits. It says nothing of whether a registry issued it.
+func CheckToken(t string) error {
+	if t == "" {
+		return errors.New("boot token missing")
+	}
+	if len(t) != 2*TokenSize {
+		return fmt.Errorf("boot token is %d characters, want %d hex digits", len(t), 2*TokenSize)
+	}
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return fmt.Errorf("boot token: character %d is not a lower-case hex digit", i)
+		}
+	}
+	return nil
 }
 
 // Error is the body of every 4xx and 5xx answer.
@@ -135,6 +162,9 @@ func (r *StatusReport) Validate() error {
 		return fmt.Errorf("status: reason is %d bytes, limit %d", len(r.Reason), MaxReasonLen)
 	case len(r.Timeline) > MaxTimelineSteps:
 		return fmt.Errorf("status: %d timeline steps, limit %d", len(r.Timeline), MaxTimelineSteps)
+	}
+	if err := CheckToken(r.Token); err != nil {
+		return fmt.Errorf("status: %w", err)
 	}
 	for i, st := range r.Timeline {
 		if st.Name == "" || len(st.Name) > 64 || len(st.Error) > MaxReasonLen {
