@@ -122,7 +122,7 @@ func (n *node) handoff(context.Context) error {
 // Core-0 starts, so the registry never sees PID 1's report after Core-0's.
 func (n *node) announce() {
 	steps := n.tl.Steps()
-	fmt.Fprintf(os.Stdout, "\nzeroboot: boot timeline (ms since PID 1 started)\n%s\n", timeline.Table(steps))
+	fmt.Fprintf(n.out, "\nzeroboot: boot timeline (ms since PID 1 started)\n%s\n", timeline.Table(steps))
 	n.report("booting", "")
 }
 

@@ -37,6 +37,7 @@ const (
 // the supervisor and the signal handler run beside them.
 type node struct {
 	tl     *timeline.Timeline
+	out    *console.Fanout // /dev/console, then every console= device
 	log    *slog.Logger
 	level  *slog.LevelVar
 	clock  *clock.Clock
@@ -72,7 +73,8 @@ func newNode(start time.Time) *node {
 	n.halt = n.failedForever
 	// The console exists before any mount: the initramfs carries
 	// /dev/console. /dev/kmsg joins once devtmpfs is up (see mount).
-	n.log = console.New(os.Stdout, nil, start, level)
+	n.out = console.NewFanout(os.Stdout)
+	n.log = console.New(n.out, nil, start, level)
 	bt, err := clock.ParseBuildTime(buildTime)
 	if err != nil {
 		n.log.Warn("build time not embedded; clock floor disabled", "err", err)
@@ -134,7 +136,7 @@ func (n *node) protect(ctx context.Context, fn func(context.Context) error) erro
 func (n *node) fail(stepName string, err error) {
 	reason := fmt.Sprintf("%s: %v", stepName, err)
 	n.setFailed(reason)
-	fmt.Fprintf(os.Stdout, "\n"+
+	fmt.Fprintf(n.out, "\n"+
 		"=================== zeroboot: BOOT FAILED ===================\n"+
 		"step:   %s\nreason: %v\n"+
 		"The node keeps retrying. Rescue: fix the cause on the registry or store side,\n"+

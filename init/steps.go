@@ -35,7 +35,7 @@ func (n *node) mount(context.Context) error {
 		return err
 	}
 	if kmsg, kerr := console.OpenKmsg(); kerr == nil {
-		h := console.NewHandler(os.Stdout, kmsg, n.tl.Start(), n.level)
+		h := console.NewHandler(n.out, kmsg, n.tl.Start(), n.level)
 		if lvl, err := console.KernelConsoleLevel("/proc/sys/kernel/printk"); err == nil {
 			h.KernelEchoesBelow(lvl)
 		}
@@ -65,6 +65,13 @@ func (n *node) cmdline(context.Context) error {
 		} else {
 			n.log.Warn("kernel command line", "problem", p.String())
 		}
+	}
+	// /dev/console is the last console= only; the banner and the timeline
+	// go to every console the operator named (VGA and serial alike).
+	ws, cerrs := console.OpenDevices(console.Devices(cfg.Consoles))
+	n.out.Add(ws...)
+	for _, e := range cerrs {
+		n.log.Warn("console not opened", "err", e)
 	}
 	if cfg.Debug {
 		n.level.Set(-4) // slog.LevelDebug
