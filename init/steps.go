@@ -88,10 +88,17 @@ func (n *node) modules(ctx context.Context) error {
 	if err := unix.Uname(&uts); err != nil {
 		return fmt.Errorf("uname: %w", err)
 	}
-	dir := filepath.Join(modulesBase, unix.ByteSliceToString(uts.Release[:]))
-	f, err := os.Open(filepath.Join(dir, "modules.alias"))
+	kernel := unix.ByteSliceToString(uts.Release[:])
+	f, err := os.Open(filepath.Join(modulesBase, kernel, "modules.alias"))
+	if errors.Is(err, os.ErrNotExist) {
+		// A kernel built with its drivers in (embedded in the operator's
+		// own build) needs no modules; a wrong kernel/initramfs pair shows
+		// up here and later as "no link".
+		n.log.Warn(fmt.Sprintf("no modules for kernel %s in the initramfs; drivers must be built in", kernel))
+		return nil
+	}
 	if err != nil {
-		return fmt.Errorf("modules for kernel %s: %w", unix.ByteSliceToString(uts.Release[:]), err)
+		return fmt.Errorf("modules for kernel %s: %w", kernel, err)
 	}
 	aliases, err := coldplug.ParseAliases(f)
 	f.Close()
