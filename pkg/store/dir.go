@@ -1,6 +1,6 @@
 // Package store keeps and fetches content-addressed blobs: zstd chunks named
 // by the SHA-256 of their uncompressed bytes, and flist metadata named by the
-// SHA-256 of the stored bytes. The same tree (docs/design.md) lives on disk
+// SHA-256 of the stored bytes. The same tree (docs/flist.md) lives on disk
 // (Dir), behind any HTTP mirror (HTTP) and on the server (Uploader writes to
 // it). Every read is verified before its bytes are returned; Dir never stores
 // bytes it has not verified.

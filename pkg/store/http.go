@@ -22,7 +22,7 @@ const (
 )
 
 // HTTP fetches from store trees served over HTTP. Every URL is a store base
-// (the tree of docs/design.md lives under it); they are tried in order, and a
+// (the tree of docs/flist.md lives under it); they are tried in order, and a
 // mirror that fails in any way (transport, status, length, content) is
 // skipped for the next one. Safe for concurrent use.
 type HTTP struct {
