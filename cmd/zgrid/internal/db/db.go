@@ -5,6 +5,8 @@ package db
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -22,13 +24,23 @@ var (
 	bReleases = []byte("releases")  // channel \x00 version(8 bytes BE) -> ReleaseInfo JSON
 	bHigh     = []byte("highwater") // channel -> highest version ever published (8 bytes BE)
 	bNodes    = []byte("nodes")
+	bTokens   = []byte("tokens") // node ID -> SHA-256 of its last KeepTokens boot tokens, newest first
+	bMeta     = []byte("meta")   // "nodes" -> number of node records (8 bytes BE)
+	kNodes    = []byte("nodes")
 )
+
+// KeepTokens is how many boot tokens per node stay valid: the latest and a
+// few before it, so that a report sent just before a reboot (or by a
+// Core-0 still running when PID 1 booted again) is not refused.
+const KeepTokens = 4
 
 // Errors callers map to HTTP status codes.
 var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
 	ErrVersion  = errors.New("version does not grow")
+	ErrToken    = errors.New("boot token does not match")
+	ErrFull     = errors.New("node limit reached")
 )
 
 // DB is safe for concurrent use.
@@ -45,18 +57,27 @@ func Open(path string, timeout time.Duration) (*DB, error) {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	err = b.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bFarms, bReleases, bHigh, bNodes} {
+		for _, name := range [][]byte{bFarms, bReleases, bHigh, bNodes, bTokens, bMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
-		return nil
+		return countNodes(tx)
 	})
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("create buckets in %s: %w", path, err)
 	}
 	return &DB{b: b}, nil
+}
+
+// countNodes writes the node counter of a database made before it had one.
+func countNodes(tx *bolt.Tx) error {
+	m := tx.Bucket(bMeta)
+	if m.Get(kNodes) != nil {
+		return nil
+	}
+	return m.Put(kNodes, binary.BigEndian.AppendUint64(nil, uint64(tx.Bucket(bNodes).Stats().KeyN)))
 }
 
 // Close closes the database.
@@ -146,25 +167,92 @@ func (d *DB) Releases(channel string) ([]registry.ReleaseInfo, error) {
 	return list[registry.ReleaseInfo](d, bReleases, prefix)
 }
 
-// RecordBoot notes that node asked to boot on farm and was served version.
-func (d *DB) RecordBoot(req registry.BootRequest, served uint64, now time.Time) error {
-	return d.updateNode(req.NodeID, now, func(n *registry.Node) {
+// Boot is one boot answer to record.
+type Boot struct {
+	Request registry.BootRequest
+	Served  uint64 // release version in the answer
+	Token   string // boot token in the answer; only its SHA-256 is stored
+	// MaxNodes refuses a node ID not yet known once the database holds
+	// this many nodes (ErrFull); 0 means no limit.
+	MaxNodes int
+}
+
+// RecordBoot notes that a node asked to boot and what it was answered. Its
+// state becomes booting and b.Token joins its valid tokens, pushing out
+// the oldest beyond KeepTokens.
+func (d *DB) RecordBoot(b Boot, now time.Time) error {
+	req := b.Request
+	return d.b.Update(func(tx *bolt.Tx) error {
+		nodes := tx.Bucket(bNodes)
+		n := registry.Node{ID: req.NodeID, FirstSeen: now}
+		if v := nodes.Get([]byte(req.NodeID)); v != nil {
+			if err := json.Unmarshal(v, &n); err != nil {
+				return fmt.Errorf("node %s: %w", req.NodeID, err)
+			}
+		} else if err := addNode(tx, req.NodeID, b.MaxNodes); err != nil {
+			return err
+		}
+		n.LastSeen = now
 		n.Farm = req.Farm
 		n.Agent = req.Agent
 		n.Profile = req.Profile
-		n.ReleaseServed = served
+		n.ReleaseServed = b.Served
 		n.State, n.Source, n.Reason, n.Timeline = registry.StateBooting, "", "", nil
+		if err := put(nodes, []byte(n.ID), n); err != nil {
+			return err
+		}
+		return pushToken(tx.Bucket(bTokens), req.NodeID, b.Token)
 	})
 }
 
+// addNode counts a new node, refusing it when max are already known.
+func addNode(tx *bolt.Tx, id string, max int) error {
+	m := tx.Bucket(bMeta)
+	var count uint64
+	if v := m.Get(kNodes); len(v) == 8 {
+		count = binary.BigEndian.Uint64(v)
+	}
+	if max > 0 && count >= uint64(max) {
+		return fmt.Errorf("node %s is new and the registry holds %d nodes, its limit: %w", id, count, ErrFull)
+	}
+	return m.Put(kNodes, binary.BigEndian.AppendUint64(nil, count+1))
+}
+
+// pushToken makes token the node's newest valid token.
+func pushToken(b *bolt.Bucket, id, token string) error {
+	if token == "" {
+		return fmt.Errorf("node %s: boot without a token", id)
+	}
+	h := sha256.Sum256([]byte(token))
+	old := b.Get([]byte(id))
+	keep := min(len(old)/sha256.Size, KeepTokens-1) * sha256.Size
+	v := append(h[:], old[:keep]...)
+	return b.Put([]byte(id), v)
+}
+
+// tokenMatches compares token's hash with every stored one, in constant
+// time and without stopping at a match, so timing tells nothing.
+func tokenMatches(stored []byte, token string) bool {
+	h := sha256.Sum256([]byte(token))
+	match := 0
+	for i := 0; i+sha256.Size <= len(stored); i += sha256.Size {
+		match |= subtle.ConstantTimeCompare(h[:], stored[i:i+sha256.Size])
+	}
+	return match == 1
+}
+
 // RecordStatus stores a node's report. A report from an unknown node is
-// ErrNotFound: nodes must boot through the registry first.
+// ErrNotFound (nodes must boot through the registry first); one whose
+// token is not among the node's last KeepTokens is ErrToken.
 func (d *DB) RecordStatus(rep registry.StatusReport, now time.Time) error {
 	return d.b.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bNodes)
 		var n registry.Node
 		if err := get(b, []byte(rep.NodeID), &n, "node "+rep.NodeID); err != nil {
 			return err
+		}
+		if !tokenMatches(tx.Bucket(bTokens).Get([]byte(rep.NodeID)), rep.Token) {
+			return fmt.Errorf("status for node %s: %w", rep.NodeID, ErrToken)
 		}
 		n.LastSeen = now
 		n.State, n.Source, n.Reason = rep.State, rep.Source, rep.Reason
@@ -178,19 +266,16 @@ func (d *DB) RecordStatus(rep registry.StatusReport, now time.Time) error {
 	})
 }
 
-func (d *DB) updateNode(id string, now time.Time, f func(*registry.Node)) error {
-	return d.b.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bNodes)
-		n := registry.Node{ID: id, FirstSeen: now}
-		if v := b.Get([]byte(id)); v != nil {
-			if err := json.Unmarshal(v, &n); err != nil {
-				return fmt.Errorf("node %s: %w", id, err)
-			}
+// NodeCount is the number of node records.
+func (d *DB) NodeCount() (int, error) {
+	var n uint64
+	err := d.b.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bMeta).Get(kNodes); len(v) == 8 {
+			n = binary.BigEndian.Uint64(v)
 		}
-		n.LastSeen = now
-		f(&n)
-		return put(b, []byte(id), n)
+		return nil
 	})
+	return int(n), err
 }
 
 // Node returns one node or ErrNotFound.

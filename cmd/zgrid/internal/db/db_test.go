@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/registry"
@@ -123,12 +126,12 @@ func TestConcurrentPublish(t *testing.T) {
 func TestNodes(t *testing.T) {
 	d := open(t)
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	rep := registry.StatusReport{NodeID: "n1", Source: "pid1", State: "ready"}
+	rep := registry.StatusReport{NodeID: "n1", Source: "pid1", State: "ready", Token: tok(1)}
 	if err := d.RecordStatus(rep, t0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("status before boot: err=%v, want ErrNotFound", err)
 	}
 	req := registry.BootRequest{NodeID: "n1", Farm: "f", Agent: "test/1", Profile: identity.Profile{CPUs: 2}}
-	if err := d.RecordBoot(req, 3, t0); err != nil {
+	if err := d.RecordBoot(Boot{Request: req, Served: 3, Token: tok(1)}, t0); err != nil {
 		t.Fatal(err)
 	}
 	rep.ReleaseVersion = 3
@@ -136,7 +139,7 @@ func TestNodes(t *testing.T) {
 	if err := d.RecordStatus(rep, t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.RecordBoot(registry.BootRequest{NodeID: "n0", Farm: "f"}, 3, t0); err != nil {
+	if err := d.RecordBoot(Boot{Request: registry.BootRequest{NodeID: "n0", Farm: "f"}, Served: 3, Token: tok(0)}, t0); err != nil {
 		t.Fatal(err)
 	}
 	n, err := d.Node("n1")
@@ -149,7 +152,7 @@ func TestNodes(t *testing.T) {
 		t.Fatalf("node = %s\nwant   %s", got, want)
 	}
 	// A new boot keeps first-seen and resets the state.
-	if err := d.RecordBoot(req, 4, t0.Add(time.Hour)); err != nil {
+	if err := d.RecordBoot(Boot{Request: req, Served: 4, Token: tok(2)}, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	n, _ = d.Node("n1")
@@ -163,6 +166,95 @@ func TestNodes(t *testing.T) {
 	c, _ := d.CountNodes()
 	if c[registry.StateBooting] != 2 {
 		t.Fatalf("CountNodes() = %v", c)
+	}
+	if n, err := d.NodeCount(); n != 2 || err != nil {
+		t.Fatalf("NodeCount() = %d, %v; want 2", n, err)
+	}
+}
+
+// tok is a distinct well-formed boot token for each i.
+func tok(i int) string { return fmt.Sprintf("%064x", i+1) }
+
+// TestStatusTokens: a report needs one of the node's last KeepTokens boot
+// tokens; another node's token, an older one, or none is ErrToken.
+func TestStatusTokens(t *testing.T) {
+	d := open(t)
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	boot := func(id string, i int) {
+		t.Helper()
+		if err := d.RecordBoot(Boot{Request: registry.BootRequest{NodeID: id, Farm: "f"}, Token: tok(i)}, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func(id string, i int) error {
+		return d.RecordStatus(registry.StatusReport{NodeID: id, Source: "pid1", State: "ready", Token: tok(i)}, t0)
+	}
+	boot("other", 100)
+	for i := range KeepTokens + 2 {
+		boot("n1", i)
+	}
+	// Tokens 0 and 1 were pushed out by the four boots after them.
+	for i := range KeepTokens + 2 {
+		err := status("n1", i)
+		if old := i < 2; old != errors.Is(err, ErrToken) || (!old && err != nil) {
+			t.Errorf("status with boot token %d: err=%v, want ErrToken=%v", i, err, old)
+		}
+	}
+	if err := status("n1", 100); !errors.Is(err, ErrToken) || !strings.Contains(err.Error(), "status for node n1: boot token does not match") {
+		t.Errorf("status with another node's token: err=%v", err)
+	}
+	if err := d.RecordStatus(registry.StatusReport{NodeID: "n1", Source: "pid1", State: "ready"}, t0); !errors.Is(err, ErrToken) {
+		t.Errorf("status without a token: err=%v, want ErrToken", err)
+	}
+	if err := d.RecordBoot(Boot{Request: registry.BootRequest{NodeID: "n2"}}, t0); err == nil || !strings.Contains(err.Error(), "without a token") {
+		t.Errorf("boot without a token: err=%v", err)
+	}
+	if _, err := d.Node("n2"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a refused boot left a node record: %v", err)
+	}
+}
+
+// TestMaxNodes: once MaxNodes nodes are known a new ID is ErrFull and
+// leaves no record; known nodes boot again; the count survives reopening
+// and is rebuilt for a database that lacks it.
+func TestMaxNodes(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "zgrid.db")
+	d, err := Open(p, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	boot := func(id string) error {
+		return d.RecordBoot(Boot{Request: registry.BootRequest{NodeID: id}, Token: tok(0), MaxNodes: 3}, t0)
+	}
+	for _, id := range []string{"a", "b", "c", "a"} {
+		if err := boot(id); err != nil {
+			t.Fatalf("boot %s: %v", id, err)
+		}
+	}
+	if err := boot("d"); !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "node d is new and the registry holds 3 nodes") {
+		t.Fatalf("boot of a fourth node: err=%v, want ErrFull naming it", err)
+	}
+	if _, err := d.Node("d"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("refused node recorded: %v", err)
+	}
+	if err := boot("b"); err != nil {
+		t.Fatalf("known node refused at the limit: %v", err)
+	}
+	// A database from before the counter: drop it, reopen, count again.
+	if err := d.b.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Delete(kNodes) }); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	if d, err = Open(p, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if n, err := d.NodeCount(); n != 3 || err != nil {
+		t.Fatalf("NodeCount() after reopening = %d, %v; want 3", n, err)
+	}
+	if err := boot("d"); !errors.Is(err, ErrFull) {
+		t.Fatalf("limit forgotten after reopening: %v", err)
 	}
 }
 

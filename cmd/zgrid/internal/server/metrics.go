@@ -16,6 +16,7 @@ type metrics struct {
 	requests map[reqKey]uint64
 	served   uint64 // body bytes of store responses
 	boots    uint64
+	limited  uint64 // node endpoint requests refused by the rate limit
 }
 
 type reqKey struct {
@@ -38,6 +39,12 @@ func (m *metrics) request(endpoint string, code int, bytes int64, store bool) {
 func (m *metrics) boot() {
 	m.mu.Lock()
 	m.boots++
+	m.mu.Unlock()
+}
+
+func (m *metrics) rateLimited() {
+	m.mu.Lock()
+	m.limited++
 	m.mu.Unlock()
 }
 
@@ -68,7 +75,11 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprintf(&b, "# HELP zgrid_store_bytes_served_total Body bytes sent from the content store.\n# TYPE zgrid_store_bytes_served_total counter\nzgrid_store_bytes_served_total %d\n", m.served)
 	fmt.Fprintf(&b, "# HELP zgrid_boots_total Boot requests answered with a release.\n# TYPE zgrid_boots_total counter\nzgrid_boots_total %d\n", m.boots)
+	fmt.Fprintf(&b, "# HELP zgrid_rate_limited_total Node endpoint requests refused by the per-client rate limit.\n# TYPE zgrid_rate_limited_total counter\nzgrid_rate_limited_total %d\n", m.limited)
 	m.mu.Unlock()
+	if l := s.limiter(); l != nil {
+		fmt.Fprintf(&b, "# HELP zgrid_rate_limit_clients Client addresses the rate limiter holds a bucket for.\n# TYPE zgrid_rate_limit_clients gauge\nzgrid_rate_limit_clients %d\n", l.size())
+	}
 	b.WriteString("# HELP zgrid_nodes Known nodes by last reported state.\n# TYPE zgrid_nodes gauge\n")
 	for _, st := range slices.Sorted(maps.Keys(states)) {
 		fmt.Fprintf(&b, "zgrid_nodes{state=\"%s\"} %d\n", labelEscaper.Replace(st), states[st])

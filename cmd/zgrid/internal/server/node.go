@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
@@ -71,7 +73,12 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 	} else if err != nil {
 		return nil, err
 	}
-	if err := s.DB.RecordBoot(req, rel.Version, s.now()); err != nil {
+	token := newToken()
+	err = s.DB.RecordBoot(db.Boot{Request: req, Served: rel.Version, Token: token, MaxNodes: s.maxNodes()}, s.now())
+	if errors.Is(err, db.ErrFull) {
+		s.log().Warn("boot refused: node limit", "node", req.NodeID, "max_nodes", s.maxNodes())
+		return nil, fail(http.StatusServiceUnavailable, "%v (--max-nodes %d); nodes already known still boot", err, s.maxNodes())
+	} else if err != nil {
 		return nil, err
 	}
 	s.metrics.boot()
@@ -80,7 +87,16 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 		NodeID:  req.NodeID,
 		Release: rel.Envelope,
 		Stores:  append([]string{s.ownStore(r)}, s.Mirrors...),
+		Token:   token,
 	}, nil
+}
+
+// newToken is a fresh boot token: whoever can show it received this boot
+// answer, which a node ID (printed, guessable) does not prove.
+func newToken() string {
+	b := make([]byte, registry.TokenSize)
+	rand.Read(b) // never fails (crypto/rand since Go 1.24)
+	return hex.EncodeToString(b)
 }
 
 // ownStore is our store's URL as the node reached us, so that it works
@@ -106,12 +122,22 @@ func (s *Server) recordStatus(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &rep); err != nil {
 		return err
 	}
+	if err := checkNodeID(rep.NodeID); err != nil {
+		return err
+	}
+	if rep.Token == "" {
+		return fail(http.StatusUnauthorized, "status for node %s: boot token missing: send the token of the node's boot answer", rep.NodeID)
+	}
 	if err := rep.Validate(); err != nil {
 		return fail(http.StatusBadRequest, "%v", err)
 	}
 	err := s.DB.RecordStatus(rep, s.now())
-	if errors.Is(err, db.ErrNotFound) {
+	switch {
+	case errors.Is(err, db.ErrNotFound):
 		return fail(http.StatusNotFound, "node %s unknown: it must boot through this registry first", rep.NodeID)
+	case errors.Is(err, db.ErrToken):
+		s.log().Warn("status refused: boot token does not match", "node", rep.NodeID, "client", r.RemoteAddr)
+		return fail(http.StatusForbidden, "status for node %s: boot token does not match", rep.NodeID)
 	}
 	if err != nil {
 		return err

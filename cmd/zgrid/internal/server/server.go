@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
@@ -47,8 +48,20 @@ type Server struct {
 	CheckFlist func(encoded []byte) error
 	Now        func() time.Time
 	Log        *slog.Logger
+	// Rate and Burst bound each client address's requests to the node
+	// endpoints (/v1/boot, /v1/status), which take no credential: Rate per
+	// second on average, Burst at once. 0 means DefaultRate and
+	// DefaultBurst; a negative Rate turns the limit off.
+	Rate  float64
+	Burst int
+	// MaxNodes refuses boots from new node IDs once the database holds
+	// this many, so that made-up IDs cannot grow it without bound. 0 means
+	// DefaultMaxNodes; negative, no limit.
+	MaxNodes int
 
 	metrics metrics
+	limOnce sync.Once
+	lim     *limiter
 }
 
 // HTTPServer wraps Handler in an http.Server that speaks only TLS 1.3 with
@@ -89,8 +102,10 @@ func (s *Server) now() time.Time {
 // JSON errors for unknown routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/boot", s.boot)
-	mux.HandleFunc("POST /v1/status", s.status)
+	// Admin endpoints need the token; these two need nothing, so they
+	// are the ones a stranger can hammer.
+	mux.Handle("POST /v1/boot", s.limit(s.boot))
+	mux.Handle("POST /v1/status", s.limit(s.status))
 	mux.HandleFunc("GET /store/chunks/{prefix}/{name}", s.getChunk)
 	mux.HandleFunc("GET /store/flists/{name}", s.getFlist)
 	mux.HandleFunc("GET /healthz", s.healthz)

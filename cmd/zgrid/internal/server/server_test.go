@@ -38,7 +38,7 @@ type env struct {
 	key   ed25519.PrivateKey
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, opts ...func(*Server)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	d, err := db.Open(filepath.Join(dir, "zgrid.db"), time.Second)
@@ -56,6 +56,9 @@ func newEnv(t testing.TB) *env {
 		Mirrors:     []string{"https://mirror.example/store"},
 		OpenRelease: ReleaseOpener(trust),
 		CheckFlist:  func(b []byte) error { _, err := flist.Decode(b); return err },
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	ts := httptest.NewUnstartedServer(s.Handler())
 	ts.StartTLS()
@@ -204,8 +207,11 @@ func TestBootEndToEnd(t *testing.T) {
 		t.Fatalf("fetched %d chunks, flist has %d", n, want)
 	}
 
+	if err := registry.CheckToken(resp.Token); err != nil {
+		t.Fatalf("boot answer token %q: %v", resp.Token, err)
+	}
 	rep := registry.StatusReport{NodeID: "n1", Source: "pid1", State: "failed", Reason: "mount: no space", ReleaseVersion: 1,
-		Timeline: []timeline.Step{{Name: "net", StartMS: 1, EndMS: 9}}}
+		Timeline: []timeline.Step{{Name: "net", StartMS: 1, EndMS: 9}}, Token: resp.Token}
 	b, _ := json.Marshal(rep)
 	e.must(e.do("POST", "/v1/status", asJSON, b), 204)
 	var node registry.Node
@@ -326,8 +332,10 @@ func TestMalformedRequests(t *testing.T) {
 		{"boot bad id", "POST", "/v1/boot", asJSON, []byte(`{"node_id":"../x","farm":"demo"}`), 400, "node_id"},
 		{"boot no farm", "POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"nope"}`), 404, "farm nope not found"},
 		{"boot no release", "POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"empty"}`), 404, "no release on channel nothing"},
-		{"status unknown node", "POST", "/v1/status", asJSON, []byte(`{"node_id":"n9","source":"pid1","state":"ready"}`), 404, "unknown"},
-		{"status bad state", "POST", "/v1/status", asJSON, []byte(`{"node_id":"n9","source":"pid1","state":"happy"}`), 400, "state"},
+		{"status unknown node", "POST", "/v1/status", asJSON, []byte(`{"node_id":"n9","source":"pid1","state":"ready","token":"` + fakeToken + `"}`), 404, "unknown"},
+		{"status bad state", "POST", "/v1/status", asJSON, []byte(`{"node_id":"n9","source":"pid1","state":"happy","token":"` + fakeToken + `"}`), 400, "state"},
+		{"status bad token", "POST", "/v1/status", asJSON, []byte(`{"node_id":"n9","source":"pid1","state":"ready","token":"abc"}`), 400, "boot token is 3 characters"},
+		{"status bad id", "POST", "/v1/status", asJSON, []byte(`{"node_id":"../n9","source":"pid1","state":"ready","token":"` + fakeToken + `"}`), 400, "node_id"},
 		{"chunk short name", "GET", "/store/chunks/ab/abc", nil, nil, 400, "64 lower-case hex"},
 		{"chunk upper", "GET", "/store/chunks/AB/" + strings.ToUpper(hexID), nil, nil, 400, "lower case"},
 		{"chunk wrong dir", "GET", "/store/chunks/00/" + hexID, nil, nil, 400, "not under 00/"},

@@ -1,0 +1,229 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zeroboot/zeroboot/pkg/registry"
+)
+
+// fakeToken has a boot token's shape but was never issued.
+const fakeToken = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+// clock is a fake clock tests move by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// publish makes farm demo follow channel stable with one release.
+func (e *env) publish() {
+	e.t.Helper()
+	_, id := e.build()
+	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable"}`)), 201)
+	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(1, id, time.Hour)), 201)
+}
+
+// bootNode boots id on farm demo and returns the answer's token.
+func (e *env) bootNode(id string) string {
+	e.t.Helper()
+	a := e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"node_id":"`+id+`","farm":"demo"}`)), 200)
+	var resp registry.BootResponse
+	if err := registry.DecodeStrict([]byte(a.body), &resp); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := registry.CheckToken(resp.Token); err != nil {
+		e.t.Fatalf("boot of %s: token %q: %v", id, resp.Token, err)
+	}
+	return resp.Token
+}
+
+func (e *env) status(id, token string) answer {
+	e.t.Helper()
+	b, _ := json.Marshal(registry.StatusReport{NodeID: id, Source: "core0", State: "ready", Token: token})
+	return e.do("POST", "/v1/status", asJSON, b)
+}
+
+func errorOf(a answer) string {
+	var msg registry.Error
+	json.Unmarshal([]byte(a.body), &msg)
+	return msg.Error
+}
+
+// TestStatusNeedsBootToken: only a token from one of the node's last
+// four boot answers lets a report through.
+func TestStatusNeedsBootToken(t *testing.T) {
+	e := newEnv(t)
+	e.publish()
+	first := e.bootNode("n1")
+	other := e.bootNode("n2")
+	if first == other {
+		t.Fatal("two boots got the same token")
+	}
+	e.must(e.status("n1", first), 204)
+
+	for _, tc := range []struct {
+		name, token string
+		code        int
+		want        string
+	}{
+		{"missing", "", 401, "status for node n1: boot token missing"},
+		{"never issued", fakeToken, 403, "status for node n1: boot token does not match"},
+		{"another node's", other, 403, "status for node n1: boot token does not match"},
+		{"malformed", first[:60], 400, "boot token is 60 characters"},
+	} {
+		if a := e.status("n1", tc.token); a.code != tc.code || !strings.Contains(errorOf(a), tc.want) {
+			t.Errorf("%s token: HTTP %d %s, want %d %q", tc.name, a.code, a.body, tc.code, tc.want)
+		}
+	}
+
+	// Reboots: the last four tokens stay valid, the fifth-newest does not.
+	tokens := []string{first}
+	for range 4 {
+		tokens = append(tokens, e.bootNode("n1"))
+	}
+	if a := e.status("n1", tokens[0]); a.code != 403 {
+		t.Errorf("token of the 5th-newest boot: HTTP %d %s, want 403", a.code, a.body)
+	}
+	for _, tok := range tokens[1:] {
+		e.must(e.status("n1", tok), 204)
+	}
+	var node registry.Node
+	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/n1", asAdmin, nil), 200).body), &node)
+	if node.State != registry.StateReady || node.Source != registry.SourceCore0 {
+		t.Fatalf("node after accepted reports: %+v", node)
+	}
+	if strings.Contains(e.must(e.do("GET", "/v1/admin/nodes/n1", asAdmin, nil), 200).body, tokens[4]) {
+		t.Fatal("admin API shows a boot token")
+	}
+}
+
+// TestRateLimit: past the burst a client gets 429 with Retry-After on the
+// node endpoints, and is served again once the bucket refills; admin and
+// store endpoints are not limited.
+func TestRateLimit(t *testing.T) {
+	c := newClock()
+	e := newEnv(t, func(s *Server) { s.Rate, s.Burst, s.Now = 2, 3, c.Now })
+	boot := []byte(`{"node_id":"n1","farm":"nope"}`)
+	for range 3 {
+		e.must(e.do("POST", "/v1/boot", asJSON, boot), 404) // reaches the handler
+	}
+	for _, tc := range []struct {
+		path  string
+		after time.Duration
+		retry string
+	}{
+		{"/v1/boot", 0, "1"},
+		{"/v1/status", 0, "1"}, // one bucket for both endpoints
+		{"/v1/boot", 250 * time.Millisecond, "1"},
+	} {
+		c.advance(tc.after)
+		a := e.must(e.do("POST", tc.path, asJSON, boot), 429)
+		if a.hdr.Get("Retry-After") != tc.retry || !strings.Contains(errorOf(a), "rate limit: client 127.0.0.1 is over 2 requests/s (burst 3)") {
+			t.Errorf("%s: Retry-After %q, body %s", tc.path, a.hdr.Get("Retry-After"), a.body)
+		}
+	}
+	for range 20 {
+		e.must(e.do("GET", "/v1/admin/farms", asAdmin, nil), 200)
+		e.must(e.do("GET", "/healthz", nil, nil), 200)
+	}
+	c.advance(250 * time.Millisecond) // half a second since the bucket ran dry: one token
+	e.must(e.do("POST", "/v1/boot", asJSON, boot), 404)
+	e.must(e.do("POST", "/v1/boot", asJSON, boot), 429)
+	m := e.must(e.do("GET", "/metrics", nil, nil), 200).body
+	for _, want := range []string{"zgrid_rate_limited_total 4\n", "zgrid_rate_limit_clients 1\n", `zgrid_http_requests_total{endpoint="POST /v1/boot",code="429"} 3`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q:\n%s", want, m)
+		}
+	}
+}
+
+func TestRateLimitOff(t *testing.T) {
+	e := newEnv(t, func(s *Server) { s.Rate = -1 })
+	for range DefaultBurst + 5 {
+		e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"nope"}`)), 404)
+	}
+}
+
+// TestLimiterBound: however many addresses come, the limiter keeps at most
+// max buckets; idle (refilled) buckets go first, so a drained busy client
+// keeps its bucket and stays limited.
+func TestLimiterBound(t *testing.T) {
+	c := newClock()
+	l := newLimiter(1, 2, 8, c.Now)
+	for i := range 1000 {
+		if ok, _ := l.allow(fmt.Sprint("198.51.100.", i%250, "/", i)); !ok {
+			t.Fatalf("new client %d refused", i)
+		}
+		if n := l.size(); n > 8 {
+			t.Fatalf("%d buckets after %d clients, limit 8", n, i+1)
+		}
+	}
+
+	l = newLimiter(1, 2, 8, c.Now)
+	for i := range 7 {
+		l.allow(fmt.Sprint("192.0.2.", i))
+	}
+	c.advance(2 * time.Second) // those seven are full again
+	l.allow("203.0.113.1")
+	l.allow("203.0.113.1")
+	if ok, _ := l.allow("203.0.113.1"); ok {
+		t.Fatal("third request within the burst of 2 allowed")
+	}
+	l.allow("203.0.113.2") // the map is full: the idle seven go
+	if n := l.size(); n != 2 {
+		t.Fatalf("%d buckets after the sweep, want 2 (the busy client and the new one)", n)
+	}
+	if ok, wait := l.allow("203.0.113.1"); ok || wait != time.Second {
+		t.Fatalf("busy client after the sweep: allowed=%v wait=%v, want refused for 1s", ok, wait)
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"192.0.2.7:1234", "192.0.2.7"},
+		{"[::ffff:192.0.2.7]:80", "192.0.2.7"},
+		{"[2001:db8:1:2:3:4:5:6]:443", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2::99]:443", "2001:db8:1:2::/64"},
+		{"[fe80::1%eth0]:443", "fe80::/64"},
+		{"pipe", "pipe"},
+	} {
+		if got := clientKey(tc.in); got != tc.want {
+			t.Errorf("clientKey(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestNodeCap: at MaxNodes a new node ID is refused with 503 and no
+// record; known nodes still boot.
+func TestNodeCap(t *testing.T) {
+	e := newEnv(t, func(s *Server) { s.MaxNodes = 2 })
+	e.publish()
+	e.bootNode("a")
+	e.bootNode("b")
+	a := e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"node_id":"c","farm":"demo"}`)), 503)
+	if msg := errorOf(a); !strings.Contains(msg, "node c is new and the registry holds 2 nodes") || !strings.Contains(msg, "--max-nodes 2") {
+		t.Errorf("503 reason %q", msg)
+	}
+	e.must(e.do("GET", "/v1/admin/nodes/c", asAdmin, nil), 404)
+	tok := e.bootNode("a")
+	e.must(e.status("a", tok), 204)
+}
