@@ -106,6 +106,7 @@ func (n *node) handoff(context.Context) error {
 		NodeID:           n.ident.NodeID,
 		Farm:             n.cfg.Farm,
 		Registry:         n.boot.Registry,
+		Token:            n.boot.Token,
 		ReleaseChannel:   n.rel.Channel,
 		ReleaseVersion:   n.rel.Version,
 		Entrypoint:       entry,

@@ -155,13 +155,16 @@ func (n *node) setFailed(reason string) {
 // report sends the node's state and timeline to the registry, once per
 // registry URL; it never blocks the boot for long and never fails it.
 func (n *node) report(state, reason string) {
-	if n.client == nil || n.ident.NodeID == "" {
+	// Before the registry's first answer there is no boot token, and the
+	// registry would refuse the report: it does not know this boot yet.
+	if n.client == nil || n.boot == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	rep := registry.StatusReport{
 		NodeID:   n.ident.NodeID,
+		Token:    n.boot.Token,
 		Source:   "pid1",
 		State:    state,
 		Reason:   clip(reason),

@@ -96,7 +96,7 @@ func TestReportStaysWithinRegistryLimits(t *testing.T) {
 	for i := 0; i < 3*registry.MaxTimelineSteps; i++ {
 		steps = append(steps, timeline.Step{Name: fmt.Sprint("s", i), StartMS: float64(i), EndMS: float64(i) + 1, Error: strings.Repeat("é", registry.MaxReasonLen)})
 	}
-	rep := registry.StatusReport{NodeID: "n1", Source: "pid1", State: "failed", Reason: clip(strings.Repeat("x", 10*registry.MaxReasonLen)), Timeline: recent(steps)}
+	rep := registry.StatusReport{NodeID: "n1", Token: strings.Repeat("ab", registry.TokenSize), Source: "pid1", State: "failed", Reason: clip(strings.Repeat("x", 10*registry.MaxReasonLen)), Timeline: recent(steps)}
 	if err := rep.Validate(); err != nil {
 		t.Fatalf("clipped report refused: %v", err)
 	}

@@ -162,6 +162,12 @@ func (c *core0) reportReady(ctx context.Context, client *registry.Client, bi han
 		Source:         registry.SourceCore0,
 		State:          registry.StateReady,
 		ReleaseVersion: bi.ReleaseVersion,
+		Token:          bi.Token,
+	}
+	// A report the registry can never accept (no token in boot.json) is
+	// an error now, not a retry loop.
+	if err := rep.Validate(); err != nil {
+		return fmt.Errorf("ready report: %w", err)
 	}
 	return backoff.Retry(ctx, c.Backoff, func(ctx context.Context) error {
 		return client.Status(ctx, rep)

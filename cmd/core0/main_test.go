@@ -120,7 +120,7 @@ func setup(t *testing.T, exeBody []byte, registryURL string, tamper bool) (exe, 
 	}
 	bootJSON = filepath.Join(dir, "run", "zeroboot", "boot.json")
 	err := handoff.WriteBootInfo(bootJSON, handoff.BootInfo{
-		NodeID: "node-7", Registry: registryURL, ReleaseChannel: "demo", ReleaseVersion: 42,
+		NodeID: "node-7", Registry: registryURL, ReleaseChannel: "demo", ReleaseVersion: 42, Token: bootToken,
 		Entrypoint: "/bin/core0", EntrypointDigest: d.String(), BootedAt: time.Unix(0, 0).UTC(),
 	})
 	if err != nil {
@@ -128,6 +128,9 @@ func setup(t *testing.T, exeBody []byte, registryURL string, tamper bool) (exe, 
 	}
 	return exe, bootJSON
 }
+
+// bootToken stands for the registry's boot token that PID 1 passes on.
+const bootToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 func testCore(exe, bootJSON, ca string, out io.Writer) *core0 {
 	return &core0{
@@ -166,7 +169,7 @@ func TestReadyReportedWithRetry(t *testing.T) {
 	if rs.tlsVer != tls.VersionTLS13 {
 		t.Errorf("TLS version %#x, want TLS 1.3", rs.tlsVer)
 	}
-	want := map[string]any{"node_id": "node-7", "source": "core0", "state": "ready", "release_version": float64(42)}
+	want := map[string]any{"node_id": "node-7", "source": "core0", "state": "ready", "release_version": float64(42), "token": bootToken}
 	for k, v := range want {
 		if rs.got[k] != v {
 			t.Errorf("report %s = %v, want %v (report %v)", k, rs.got[k], v, rs.got)

@@ -47,9 +47,12 @@ type ComponentInfo struct {
 
 // BootInfo is what PID 1 tells Core-0 about the boot.
 type BootInfo struct {
-	NodeID           string          `json:"node_id"`
-	Farm             string          `json:"farm"`
-	Registry         string          `json:"registry"` // the URL that answered
+	NodeID   string `json:"node_id"`
+	Farm     string `json:"farm"`
+	Registry string `json:"registry"` // the URL that answered
+	// Token is this boot's registry token: Core-0 sends it with its
+	// status reports, which the registry refuses without it.
+	Token            string          `json:"token"`
 	ReleaseChannel   string          `json:"release_channel"`
 	ReleaseVersion   uint64          `json:"release_version"`
 	Components       []ComponentInfo `json:"components"`
@@ -70,7 +73,8 @@ func WriteBootInfo(path string, bi BootInfo) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("write boot info %s: %w", path, err)
 	}
-	if err := atomicfile.Write(path, b, 0o644); err != nil {
+	// 0600: boot.json carries the boot token, a credential for reports.
+	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return fmt.Errorf("boot info: %w", err)
 	}
 	return nil

@@ -31,8 +31,8 @@ func TestBootInfoRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(p)
-	if err != nil || fi.Mode().Perm() != 0o644 {
-		t.Fatalf("boot.json mode %v, err %v; want 0644", fi.Mode(), err)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("boot.json mode %v, err %v; want 0600 (it holds the boot token)", fi.Mode(), err)
 	}
 	raw, _ := os.ReadFile(p)
 	for _, key := range []string{`"node_id"`, `"release_version": 7`, `"entrypoint_digest"`, `"booted_at"`, `"start_ms"`} {

@@ -128,6 +128,9 @@ func (r *BootResponse) check(nodeID string) error {
 			return fmt.Errorf("store URL %q: want an absolute http(s) URL", s)
 		}
 	}
+	if err := CheckToken(r.Token); err != nil {
+		return fmt.Errorf("answer: %w", err)
+	}
 	return nil
 }
 

@@ -38,7 +38,7 @@ func bootOK(date time.Time) http.HandlerFunc {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Date", date.UTC().Format(http.TimeFormat))
-		json.NewEncoder(w).Encode(BootResponse{NodeID: req.NodeID, Release: json.RawMessage(`{"payload":"eA=="}`), Stores: []string{"https://192.0.2.2:8443/store"}})
+		json.NewEncoder(w).Encode(BootResponse{NodeID: req.NodeID, Release: json.RawMessage(`{"payload":"eA=="}`), Stores: []string{"https://192.0.2.2:8443/store"}, Token: testToken})
 	}
 }
 
@@ -126,6 +126,8 @@ func TestBootRefusesGarbage(t *testing.T) {
 		{"no stores", "application/json", `{"node_id":"n1","release":{}}`, "store URLs"},
 		{"bad store", "application/json", `{"node_id":"n1","release":{},"stores":["file:///etc"]}`, "absolute http(s) URL"},
 		{"not json", "application/json", `<html>`, "decode JSON"},
+		{"no token", "application/json", `{"node_id":"n1","release":{},"stores":["https://x/store"]}`, "boot token missing"},
+		{"bad token", "application/json", `{"node_id":"n1","release":{},"stores":["https://x/store"],"token":"` + strings.Repeat("Z", 64) + `"}`, "not a lower-case hex digit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, hc := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
