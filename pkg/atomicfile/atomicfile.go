@@ -9,6 +9,11 @@ import (
 	"path/filepath"
 )
 
+// TempPrefix starts the name of every temporary file Write makes, so that a
+// directory walker (the content store's) can tell a write in flight from a
+// stray file.
+const TempPrefix = ".tmp-"
+
 // Write makes path hold data with mode perm (exactly perm: the umask does
 // not apply). It writes a temporary file in path's directory, fsyncs it,
 // renames it over path and fsyncs the directory so the rename itself
@@ -19,7 +24,7 @@ import (
 // The directory must exist. A symlink at path is replaced, not followed.
 func Write(path string, data []byte, perm os.FileMode) (err error) {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+"-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -46,10 +51,12 @@ func Write(path string, data []byte, perm os.FileMode) (err error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, so that entries created or renamed in it
+// survive a crash.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/zeroboot/zeroboot/pkg/atomicfile"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/flist"
 )
@@ -23,7 +24,7 @@ import (
 // MaxFlistSize bounds a metadata blob read from any store.
 const MaxFlistSize = flist.MaxMetadataSize
 
-const tempPrefix = ".tmp-"
+const tempPrefix = atomicfile.TempPrefix
 
 // Dir is a store tree on local disk rooted at Root.
 type Dir struct {
@@ -237,46 +238,13 @@ func sameFile(path string, b []byte) (bool, error) {
 	return string(have) == string(b), nil
 }
 
-// writeAtomic makes path hold b or leaves it as it was: write a temporary
-// file in the same directory, fsync it, rename it over path, fsync the
-// directory so the rename survives a crash.
-//
-// It is not atomicfile.Write, which does neither of two things the store
-// needs: temporary names start with tempPrefix, which WalkChunks skips while
-// a chunk is in flight (any other name in the tree is an error), and missing
-// fan-out directories are created durably (mkdirDurable).
-func writeAtomic(path string, b []byte) (err error) {
-	dir := filepath.Dir(path)
-	if err := mkdirDurable(dir); err != nil {
+// writeAtomic makes path hold b or leaves it as it was (atomicfile.Write),
+// creating missing fan-out directories durably first.
+func writeAtomic(path string, b []byte) error {
+	if err := mkdirDurable(filepath.Dir(path)); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, tempPrefix+"*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(b); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return atomicfile.Write(path, b, 0o644)
 }
 
 // mkdirDurable creates dir and its parents, syncing the parent of each new
@@ -291,17 +259,5 @@ func mkdirDurable(dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return syncDir(filepath.Dir(dir))
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.SyncDir(filepath.Dir(dir))
 }
