@@ -56,12 +56,21 @@ qemu-system-x86_64 -accel "$ACCEL" -m 1024M -smp 2 -nodefaults -no-user-config \
 	-kernel "$KERNEL" -initrd "$work/initramfs.cpio.zst" \
 	-append "console=ttyS0 panic=-1 printk.devkmsg=on zeroboot.registry=https://$HOST:$PORT zeroboot.farm=demo" \
 	-netdev "user,id=n0,net=192.0.2.0/24" -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
-	-uuid 5a1c0b0e-de70-4000-8000-000000000001 </dev/null 2>&1 | tee "$work/console.log" | sed -u "s/^/  | /" &
+	-uuid 5a1c0b0e-de70-4000-8000-000000000001 </dev/null >"$work/console.log" 2>&1 &
+qemu=$!
+pids+=($qemu)
+# Show the console as it comes; tail ends with QEMU.
+tail -n +1 -f --pid="$qemu" "$work/console.log" | sed -u 's/^/  | /' &
 pids+=($!)
 
 start=$SECONDS
 while :; do
 	if $BIN/zgrid node list --data "$work/grid" 2>/dev/null | grep -qw ready; then break; fi
+	if ! kill -0 "$qemu" 2>/dev/null; then
+		say "FAILED: QEMU exited before the node was ready; console in $work/console.log"
+		KEEP=1
+		exit 1
+	fi
 	if [ $((SECONDS - start)) -ge "$TIMEOUT" ]; then
 		say "FAILED: no node ready after ${TIMEOUT}s; console in $work/console.log"
 		KEEP=1
