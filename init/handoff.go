@@ -141,11 +141,12 @@ func (n *node) core0Command() *exec.Cmd {
 // flush writes out queued console lines and syncs before a reboot, so the
 // last words of a node reach the console.
 func (n *node) flush() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
 	if h, ok := n.log.Handler().(*console.Handler); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		h.Flush(ctx)
-		cancel()
 	}
+	n.out.Flush(ctx)
 	unix.Sync()
 }
 

@@ -36,8 +36,11 @@ func (n *node) mount(context.Context) error {
 	}
 	if kmsg, kerr := console.OpenKmsg(); kerr == nil {
 		h := console.NewHandler(n.out, kmsg, n.tl.Start(), n.level)
-		if lvl, err := console.KernelConsoleLevel("/proc/sys/kernel/printk"); err == nil {
-			h.KernelEchoesBelow(lvl)
+		// Leave lines to the kernel's echo only if it keeps them all.
+		if console.KmsgUnlimited("/proc/sys/kernel/printk_devkmsg") {
+			if lvl, err := console.KernelConsoleLevel("/proc/sys/kernel/printk"); err == nil {
+				h.KernelEchoesBelow(lvl)
+			}
 		}
 		n.log = slog.New(h)
 		n.clock.Log = n.log

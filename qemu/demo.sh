@@ -54,7 +54,7 @@ say "booting the node in QEMU ($ACCEL); console follows"
 qemu-system-x86_64 -accel "$ACCEL" -m 1024M -smp 2 -nodefaults -no-user-config \
 	-display none -no-reboot -serial stdio \
 	-kernel "$KERNEL" -initrd "$work/initramfs.cpio.zst" \
-	-append "console=ttyS0 panic=-1 printk.devkmsg=on zeroboot.registry=https://$HOST:$PORT zeroboot.farm=demo" \
+	-append "console=ttyS0 panic=-1 zeroboot.registry=https://$HOST:$PORT zeroboot.farm=demo" \
 	-netdev "user,id=n0,net=192.0.2.0/24" -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
 	-uuid 5a1c0b0e-de70-4000-8000-000000000001 </dev/null >"$work/console.log" 2>&1 &
 qemu=$!

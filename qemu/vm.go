@@ -84,7 +84,7 @@ func (v *VM) Args() []string {
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-serial", "stdio",
 		"-kernel", v.Kernel, "-initrd", v.Initrd,
-		"-append", strings.TrimSpace("console=ttyS0 panic=-1 printk.devkmsg=on " + v.Append),
+		"-append", strings.TrimSpace("console=ttyS0 panic=-1 " + v.Append),
 		"-netdev", "user,id=n0,net=" + UserNet,
 		"-device", nic + ",netdev=n0",
 		// A hardware RNG, as servers have: without one the kernel's CRNG

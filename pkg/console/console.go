@@ -77,6 +77,21 @@ type outputs struct {
 // through kmsg.
 func (h *Handler) KernelEchoesBelow(level int) { h.out.echoBelow.Store(int32(level)) }
 
+// KmsgUnlimited asks the kernel not to rate-limit writes to /dev/kmsg (the
+// sysctl behind printk.devkmsg, at path) and reports whether that holds.
+// The default limit keeps 10 records per 5 s and drops the rest while
+// reporting success, so lines left to the kernel's echo would vanish; a
+// command line with printk.devkmsg=off or =ratelimit locks the setting.
+func KmsgUnlimited(path string) bool {
+	// Refused when locked; never create it: the read-back says.
+	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0); err == nil {
+		f.WriteString("on\n")
+		f.Close()
+	}
+	b, err := os.ReadFile(path)
+	return err == nil && strings.TrimSpace(string(b)) == "on"
+}
+
 // KernelConsoleLevel reads console_loglevel from printk (a path so tests
 // can use a file; PID 1 passes /proc/sys/kernel/printk).
 func KernelConsoleLevel(printk string) (int, error) {

@@ -290,3 +290,20 @@ func TestKernelConsoleLevel(t *testing.T) {
 		}
 	}
 }
+
+func TestKmsgUnlimited(t *testing.T) {
+	dir := t.TempDir()
+	writable := filepath.Join(dir, "printk_devkmsg")
+	os.WriteFile(writable, []byte("ratelimit\n"), 0o644)
+	if !KmsgUnlimited(writable) {
+		t.Error("a writable setting was not turned on")
+	}
+	locked := filepath.Join(dir, "locked")
+	os.WriteFile(locked, []byte("ratelimit\n"), 0o444)
+	if os.Geteuid() != 0 && KmsgUnlimited(locked) { // root writes through 0444
+		t.Error("a locked rate limit reported as off")
+	}
+	if KmsgUnlimited(filepath.Join(dir, "missing")) {
+		t.Error("a missing sysctl reported as on")
+	}
+}

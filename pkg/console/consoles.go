@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -28,44 +29,57 @@ func Devices(consoles []string) []string {
 	return out
 }
 
-// Fanout writes every line to each of its writers; a writer that fails
-// (a console unplugged, a serial line with nobody on it) is skipped, never
-// fatal, and never holds back the others.
+// Fanout writes every line to each of its writers, each through its own
+// queue and goroutine: a console that blocks (a serial line under flow
+// control, a VT on Scroll Lock) loses lines, counted and reported once it
+// moves again, but never holds back PID 1 or the other consoles.
 type Fanout struct {
-	mu sync.Mutex
-	ws []io.Writer
+	mu    sync.Mutex
+	sinks []*sink
 }
 
 // NewFanout writes to primary and each of others.
 func NewFanout(primary io.Writer, others ...io.Writer) *Fanout {
-	return &Fanout{ws: append([]io.Writer{primary}, others...)}
+	f := &Fanout{}
+	f.Add(append([]io.Writer{primary}, others...)...)
+	return f
 }
 
 // Add makes f write to w too, from the next line on: PID 1 logs before it
 // has read console= from the command line.
 func (f *Fanout) Add(w ...io.Writer) {
 	f.mu.Lock()
-	f.ws = append(f.ws, w...)
-	f.mu.Unlock()
+	defer f.mu.Unlock()
+	for _, x := range w {
+		f.sinks = append(f.sinks, newSink(x, func(n uint64) string {
+			return fmt.Sprintf("[ %d lines dropped on this console ]\n", n)
+		}))
+	}
 }
 
-// Write implements io.Writer. It reports success if any writer took p.
+// Write implements io.Writer; it queues p for every console and never
+// blocks.
 func (f *Fanout) Write(p []byte) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var firstErr error
-	ok := false
-	for _, w := range f.ws {
-		if _, err := w.Write(p); err == nil {
-			ok = true
-		} else if firstErr == nil {
-			firstErr = err
-		}
-	}
-	if !ok && firstErr != nil {
-		return 0, firstErr
+	for _, s := range f.sinks {
+		s.put(string(p))
 	}
 	return len(p), nil
+}
+
+// Flush waits until every console wrote (or dropped) what was queued, or
+// ctx ends: before a reboot.
+func (f *Fanout) Flush(ctx context.Context) error {
+	f.mu.Lock()
+	sinks := append([]*sink(nil), f.sinks...)
+	f.mu.Unlock()
+	for _, s := range sinks {
+		if err := s.flush(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // OpenDevices opens each path for writing; the ones that cannot be opened
