@@ -143,7 +143,7 @@ func (n *node) core0Command() *exec.Cmd {
 func (n *node) flush() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if h, ok := n.log.Handler().(*console.Handler); ok {
+	if h, ok := n.logs.cur().(*console.Handler); ok {
 		h.Flush(ctx)
 	}
 	n.out.Flush(ctx)

@@ -39,6 +39,7 @@ type node struct {
 	tl     *timeline.Timeline
 	out    *console.Fanout // /dev/console, then every console= device
 	log    *slog.Logger
+	logs   *logSwitch // the handler behind log
 	level  *slog.LevelVar
 	clock  *clock.Clock
 	reaper *supervise.Reaper
@@ -74,7 +75,8 @@ func newNode(start time.Time) *node {
 	// The console exists before any mount: the initramfs carries
 	// /dev/console. /dev/kmsg joins once devtmpfs is up (see mount).
 	n.out = console.NewFanout(os.Stdout)
-	n.log = console.New(n.out, nil, start, level)
+	n.logs = newLogSwitch(console.NewHandler(n.out, nil, start, level))
+	n.log = slog.New(n.logs)
 	bt, err := clock.ParseBuildTime(buildTime)
 	if err != nil {
 		n.log.Warn("build time not embedded; clock floor disabled", "err", err)
@@ -180,12 +182,14 @@ func (n *node) report(state, reason string) {
 
 // recent keeps a report within the registry's limits however long a node
 // has been retrying: the latest steps, each error clipped.
+// The timeline bounds itself the same way; this keeps a report within the
+// body limit whatever it is given.
 func recent(steps []timeline.Step) []timeline.Step {
-	if len(steps) > registry.MaxTimelineSteps {
-		steps = steps[len(steps)-registry.MaxTimelineSteps:]
+	if max := min(registry.MaxTimelineSteps, timeline.MaxSteps); len(steps) > max {
+		steps = steps[len(steps)-max:]
 	}
 	for i := range steps {
-		steps[i].Error = clip(steps[i].Error)
+		steps[i].Error = console.Sanitize(steps[i].Error, timeline.MaxErrorLen)
 	}
 	return steps
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
@@ -100,6 +102,9 @@ func TestReportStaysWithinRegistryLimits(t *testing.T) {
 	if err := rep.Validate(); err != nil {
 		t.Fatalf("clipped report refused: %v", err)
 	}
+	if b, _ := json.Marshal(rep); len(b) > registry.MaxBodySize {
+		t.Fatalf("report of %d bytes, over the registry's body limit %d", len(b), registry.MaxBodySize)
+	}
 	if last := rep.Timeline[len(rep.Timeline)-1].Name; last != fmt.Sprint("s", 3*registry.MaxTimelineSteps-1) {
 		t.Fatalf("last step %s: the most recent steps must be kept", last)
 	}
@@ -120,5 +125,17 @@ func TestRegistryAddrs(t *testing.T) {
 	got := strings.Join(registryAddrs(urls), " ")
 	if want := "192.0.2.2:8443 registry.example:443 [2001:db8::1]:443"; got != want {
 		t.Fatalf("registryAddrs = %s, want %s", got, want)
+	}
+}
+
+func TestLogSwitchMovesEveryHolder(t *testing.T) {
+	var before, after strings.Builder
+	sw := newLogSwitch(slog.NewTextHandler(&before, nil))
+	held := slog.New(sw) // e.g. the reaper's copy, taken before the switch
+	held.Info("early")
+	sw.set(slog.NewTextHandler(&after, nil))
+	held.Info("late")
+	if !strings.Contains(before.String(), "early") || strings.Contains(before.String(), "late") || !strings.Contains(after.String(), "late") {
+		t.Fatalf("before=%q after=%q", before.String(), after.String())
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -27,12 +26,19 @@ import (
 )
 
 func (n *node) mount(context.Context) error {
+	// The reaper must exist before the first child (module loading, Core-0
+	// and every orphan of the node are children of PID 1), and signals
+	// must work even if the mounts fail.
+	n.reaper = supervise.NewReaper(n.log)
+	n.handleSignals()
 	skipped, err := mounts.DefaultMounter().All(mounts.Early())
 	if len(skipped) > 0 {
 		n.log.Debug("optional mounts skipped", "mounts", strings.Join(skipped, " "))
 	}
 	if err != nil {
-		return err
+		// A kernel without a required filesystem stays without it, and
+		// retrying would stack the mounts that did work.
+		return permanent{fmt.Errorf("%w (see kernel-config/stateless-node.config)", err)}
 	}
 	if kmsg, kerr := console.OpenKmsg(); kerr == nil {
 		h := console.NewHandler(n.out, kmsg, n.tl.Start(), n.level)
@@ -42,14 +48,7 @@ func (n *node) mount(context.Context) error {
 				h.KernelEchoesBelow(lvl)
 			}
 		}
-		n.log = slog.New(h)
-		n.clock.Log = n.log
-	}
-	// The reaper must exist before the first child: module loading and
-	// Core-0 are children of PID 1, and so is every orphan of the node.
-	if n.reaper == nil {
-		n.reaper = supervise.NewReaper(n.log)
-		n.handleSignals()
+		n.logs.set(h)
 	}
 	return nil
 }
@@ -200,6 +199,8 @@ func (n *node) rescueIfAsked() {
 }
 
 func (n *node) registry(ctx context.Context) error {
+	// Nothing of an earlier attempt's release may be reported or used.
+	n.rel = nil
 	if err := n.connect(); err != nil {
 		return permanent{err}
 	}
@@ -216,6 +217,9 @@ func (n *node) registry(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The token of this answer speaks for this boot from now on, also when
+	// the release it came with is refused below.
+	n.boot = resp
 	env, err := release.ParseEnvelope(resp.Release)
 	if err != nil {
 		return err
@@ -227,7 +231,7 @@ func (n *node) registry(ctx context.Context) error {
 	if len(resp.Stores) == 0 {
 		return errors.New("registry named no store URLs")
 	}
-	n.boot, n.rel = resp, rel
+	n.rel = rel
 	n.log.Info(fmt.Sprintf("release: %s v%d, %d components, expires %s", rel.Channel, rel.Version, len(rel.Components), rel.Expires.UTC().Format(time.RFC3339)))
 	n.report("booting", "")
 	return nil

@@ -8,6 +8,16 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
+)
+
+// Bounds: a node that retries for days keeps a timeline of fixed size. The
+// first KeepFirst steps (the boot up to the first failures) always stay;
+// past MaxSteps the oldest of the rest go. An error is kept to MaxErrorLen.
+const (
+	MaxSteps    = 128
+	KeepFirst   = 16
+	MaxErrorLen = 512
 )
 
 // Step is one finished or running step. Times are milliseconds since the
@@ -28,9 +38,10 @@ func (s Step) Duration() time.Duration {
 type Timeline struct {
 	start time.Time
 	// Now is the clock; tests swap it. It must carry a monotonic reading.
-	Now   func() time.Time
-	mu    sync.Mutex
-	steps []Step
+	Now     func() time.Time
+	mu      sync.Mutex
+	steps   []*Step
+	dropped int
 }
 
 // New starts a timeline at start (time.Now() at PID 1's entry).
@@ -48,27 +59,53 @@ func (t *Timeline) since() float64 {
 // first end.
 func (t *Timeline) Begin(name string) (end func(err error)) {
 	t.mu.Lock()
-	i := len(t.steps)
-	t.steps = append(t.steps, Step{Name: name, StartMS: t.since()})
+	s := &Step{Name: name, StartMS: t.since()}
+	t.steps = append(t.steps, s)
+	if len(t.steps) > MaxSteps {
+		t.steps = append(t.steps[:KeepFirst], t.steps[KeepFirst+1:]...)
+		t.dropped++
+	}
 	t.mu.Unlock()
 	return func(err error) {
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		if t.steps[i].EndMS != 0 {
+		if s.EndMS != 0 {
 			return
 		}
-		t.steps[i].EndMS = t.since()
+		s.EndMS = t.since()
 		if err != nil {
-			t.steps[i].Error = err.Error()
+			s.Error = clip(err.Error())
 		}
 	}
 }
 
-// Steps returns a copy of the steps so far, in start order.
+func clip(s string) string {
+	if len(s) <= MaxErrorLen {
+		return s
+	}
+	cut := MaxErrorLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// Steps returns a copy of the steps kept, in start order.
 func (t *Timeline) Steps() []Step {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return append([]Step(nil), t.steps...)
+	out := make([]Step, len(t.steps))
+	for i, s := range t.steps {
+		out[i] = *s
+	}
+	return out
+}
+
+// Dropped is how many steps were let go to keep the timeline bounded.
+func (t *Timeline) Dropped() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dropped
 }
 
 // Table renders steps as a fixed-width console table.

@@ -2,9 +2,11 @@ package timeline
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestBeginEnd(t *testing.T) {
@@ -44,6 +46,28 @@ func TestBeginEnd(t *testing.T) {
 	for _, s := range []string{"mount", "failed: no carrier", "running", "75.0"} {
 		if !strings.Contains(table, s) {
 			t.Errorf("table lacks %q:\n%s", s, table)
+		}
+	}
+}
+
+func TestBoundedForLongOutages(t *testing.T) {
+	tl := New(time.Now())
+	for i := 0; i < 10*MaxSteps; i++ {
+		tl.Begin(fmt.Sprint("step", i))(errors.New(strings.Repeat("é", MaxErrorLen)))
+	}
+	steps := tl.Steps()
+	if len(steps) != MaxSteps || tl.Dropped() != 9*MaxSteps {
+		t.Fatalf("%d steps kept, %d dropped; want %d and %d", len(steps), tl.Dropped(), MaxSteps, 9*MaxSteps)
+	}
+	if steps[0].Name != "step0" || steps[KeepFirst-1].Name != fmt.Sprint("step", KeepFirst-1) {
+		t.Errorf("the first %d steps must stay: %s ... %s", KeepFirst, steps[0].Name, steps[KeepFirst-1].Name)
+	}
+	if last := steps[len(steps)-1].Name; last != fmt.Sprint("step", 10*MaxSteps-1) {
+		t.Errorf("last step %s, want the latest", last)
+	}
+	for _, s := range steps {
+		if len(s.Error) > MaxErrorLen+len("...") || !utf8.ValidString(s.Error) {
+			t.Fatalf("error of %d bytes (valid UTF-8: %v)", len(s.Error), utf8.ValidString(s.Error))
 		}
 	}
 }
