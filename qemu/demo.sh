@@ -16,7 +16,7 @@ pids=()
 
 say() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	if [ "${KEEP:-}" = 1 ]; then say "kept $work"; else rm -rf "$work"; fi
 }
@@ -37,12 +37,19 @@ $BIN/zgrid release publish --data "$work/grid" --key "$work/release.key" \
 
 say "starting zgrid serve on 127.0.0.1:$PORT"
 $BIN/zgrid serve --data "$work/grid" --listen "127.0.0.1:$PORT" --trust "$work/trust.json" >"$work/serve.log" 2>&1 &
-pids+=($!)
+server=$!
+pids+=($server)
 export ZGRID_SERVER="https://127.0.0.1:$PORT"
 for _ in $(seq 100); do
 	$BIN/zgrid farm create demo --channel stable --data "$work/grid" >/dev/null 2>&1 && break
+	if ! kill -0 "$server" 2>/dev/null; then
+		say "FAILED: zgrid serve exited:"
+		cat "$work/serve.log"
+		exit 1
+	fi
 	sleep 0.2
 done
+$BIN/zgrid farm list --data "$work/grid" | grep -qw demo || { say "FAILED: farm demo not created; zgrid serve log in $work/serve.log"; KEEP=1; exit 1; }
 
 say "building the initramfs for kernel $KVER"
 $BIN/mkinitramfs -init "$BIN/init" -kernel-version "$KVER" \

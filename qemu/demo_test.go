@@ -5,6 +5,7 @@ import (
 	"context"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -18,6 +19,11 @@ func TestDemoScript(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "demo.sh")
 	cmd.Env = append(cmd.Environ(), "BIN="+bins.dir, "DEMO_TIMEOUT=240")
+	// On timeout, SIGTERM the script so its trap stops QEMU and zgrid, and
+	// do not wait forever for the pipes they hold.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 20 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
