@@ -183,8 +183,11 @@ func Up(ctx context.Context, cfg Config) (*Result, error) {
 	ctx, stop := context.WithCancel(ctx)
 	st := &state{cfg: c, start: start, metrics: map[int]int{}, stop: stop}
 	outcomes := make(chan outcome, len(links))
+	var running sync.WaitGroup
 	for _, l := range links {
+		running.Add(1)
 		go func() {
+			defer running.Done()
 			// Each link reports once: a panic after its outcome (while
 			// renewing) must not count as another link's.
 			var once sync.Once
@@ -205,8 +208,9 @@ func Up(ctx context.Context, cfg Config) (*Result, error) {
 		failed = append(failed, o.err)
 	}
 	// Leases that failed their probe are still being renewed: stop them,
-	// or the next call would run a second loop on the same links.
+	// and wait, or the next call would race a renewal on the same links.
 	st.stop()
+	running.Wait()
 	return nil, upError(failed)
 }
 
