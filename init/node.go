@@ -48,13 +48,12 @@ type node struct {
 	halt   func()              // failedForever; tests swap it
 	sup    atomic.Pointer[supervise.Supervisor]
 
-	cfg      cmdline.Config
-	ident    identity.Identity
-	client   *registry.Client
-	answered string // registry URL that gave the release
-	boot     *registry.BootResponse
-	rel      *release.Release
-	info     handoff.BootInfo
+	cfg    cmdline.Config
+	ident  identity.Identity
+	client *registry.Client
+	boot   *registry.BootResponse
+	rel    *release.Release
+	info   handoff.BootInfo
 	// rootMounted tells a retried components step to discard the
 	// previous attempt's tmpfs.
 	rootMounted bool
