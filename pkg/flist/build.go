@@ -26,8 +26,14 @@ import (
 // Sink receives every chunk the builder produces. The same chunk may be put
 // more than once (identical content in two files); a sink must be idempotent.
 // compressed is not reused after PutChunk returns.
+//
+// PutChunk returns the reference as stored: same ID and Size, and CSize the
+// length of the copy the sink holds, which is not the offered one when the
+// sink already had a valid copy compressed differently (stored bytes never
+// change). The builder records that CSize so the flist can read what is
+// actually stored.
 type Sink interface {
-	PutChunk(ref ChunkRef, compressed []byte) error
+	PutChunk(ref ChunkRef, compressed []byte) (ChunkRef, error)
 }
 
 // Progress is a snapshot of a build. Bytes and Chunks count content that
@@ -200,12 +206,28 @@ func (bd *build) work(sink Sink) error {
 		if err != nil {
 			return fmt.Errorf("build %s at offset %d: %w", j.path, j.off, err)
 		}
-		if err := sink.PutChunk(ref, c); err != nil {
+		stored, err := sink.PutChunk(ref, c)
+		if err != nil {
 			return fmt.Errorf("build %s at offset %d: put %s: %w", j.path, j.off, ref, err)
 		}
-		j.fr.set(j.idx, ref)
+		if err := checkStored(ref, stored); err != nil {
+			return fmt.Errorf("build %s at offset %d: put %s: %w", j.path, j.off, ref, err)
+		}
+		j.fr.set(j.idx, stored)
 		bd.bytes.Add(int64(j.n))
 		bd.chunks.Add(1)
+	}
+	return nil
+}
+
+// checkStored refuses a sink's answer that names another chunk or a
+// compressed size no reader would accept.
+func checkStored(offered, stored ChunkRef) error {
+	if stored.ID != offered.ID || stored.Size != offered.Size {
+		return fmt.Errorf("sink answered with %s", stored)
+	}
+	if stored.CSize == 0 || stored.CSize > MaxCompressedSize {
+		return fmt.Errorf("sink stored %d compressed bytes, want 1..%d", stored.CSize, MaxCompressedSize)
 	}
 	return nil
 }

@@ -33,12 +33,17 @@ type memStore struct {
 
 func newMemStore() *memStore { return &memStore{blobs: make(map[digest.Digest][]byte)} }
 
-func (m *memStore) PutChunk(ref ChunkRef, c []byte) error {
+// PutChunk keeps the first copy of a chunk, like a real store.
+func (m *memStore) PutChunk(ref ChunkRef, c []byte) (ChunkRef, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.puts++
+	if have, ok := m.blobs[ref.ID]; ok {
+		ref.CSize = uint32(len(have))
+		return ref, nil
+	}
 	m.blobs[ref.ID] = c
-	return nil
+	return ref, nil
 }
 
 func (m *memStore) Chunk(ctx context.Context, ref ChunkRef) ([]byte, error) {
@@ -401,12 +406,12 @@ func TestBuildDirRefusesSocket(t *testing.T) {
 
 type failSink struct{ after int }
 
-func (s *failSink) PutChunk(ChunkRef, []byte) error {
+func (s *failSink) PutChunk(ref ChunkRef, _ []byte) (ChunkRef, error) {
 	if s.after == 0 {
-		return errors.New("disk full")
+		return ChunkRef{}, errors.New("disk full")
 	}
 	s.after--
-	return nil
+	return ref, nil
 }
 
 func TestBuildErrors(t *testing.T) {
@@ -427,5 +432,45 @@ func TestBuildErrors(t *testing.T) {
 	}
 	if _, err := (&Builder{Sink: newMemStore()}).BuildDir(context.Background(), filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("missing dir accepted")
+	}
+}
+
+// answerSink stores nothing and answers every put with answer(ref).
+type answerSink struct{ answer func(ChunkRef) ChunkRef }
+
+func (s answerSink) PutChunk(ref ChunkRef, _ []byte) (ChunkRef, error) { return s.answer(ref), nil }
+
+// The flist records the reference the sink says it stored, and refuses an
+// answer that names another chunk or an impossible compressed size.
+func TestBuildRecordsStoredRef(t *testing.T) {
+	in := mkTar(t, file("f", strings.Repeat("y", 3*testChunk)))
+	grow := func(r ChunkRef) ChunkRef { r.CSize += 100; return r }
+	f, err := (&Builder{ChunkSize: testChunk, Sink: answerSink{grow}}).BuildTar(context.Background(), bytes.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := CompressChunk([]byte(strings.Repeat("y", testChunk)))
+	must(t, err)
+	for _, got := range f.Entries[0].Chunks {
+		if got.ID != want.ID || got.Size != want.Size || got.CSize != want.CSize+100 {
+			t.Fatalf("flist records %s/%d, want the sink's CSize %d", got, got.CSize, want.CSize+100)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		answer func(ChunkRef) ChunkRef
+		want   string
+	}{
+		{"other id", func(r ChunkRef) ChunkRef { r.ID[0] ^= 1; return r }, "sink answered with chunk"},
+		{"other size", func(r ChunkRef) ChunkRef { r.Size--; return r }, "sink answered with chunk"},
+		{"zero csize", func(r ChunkRef) ChunkRef { r.CSize = 0; return r }, "sink stored 0 compressed bytes"},
+		{"huge csize", func(r ChunkRef) ChunkRef { r.CSize = MaxCompressedSize + 1; return r }, fmt.Sprintf("want 1..%d", MaxCompressedSize)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := (&Builder{ChunkSize: testChunk, Sink: answerSink{tc.answer}}).BuildTar(context.Background(), bytes.NewReader(in))
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "build f at offset") {
+				t.Fatalf("BuildTar = %v, want an error mentioning %q", err, tc.want)
+			}
+		})
 	}
 }

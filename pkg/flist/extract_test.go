@@ -168,7 +168,8 @@ func TestExtractHostile(t *testing.T) {
 	body := []byte("pwned")
 	c, blob, err := CompressChunk(body)
 	must(t, err)
-	must(t, st.PutChunk(c, blob))
+	_, err = st.PutChunk(c, blob)
+	must(t, err)
 	pwn := func(p string) Entry {
 		return Entry{Path: p, Type: TypeFile, Mode: 0o644, Size: 5, Chunks: []ChunkRef{c}}
 	}
@@ -211,7 +212,8 @@ func TestExtractThroughExistingSymlinks(t *testing.T) {
 	body := []byte("pwned")
 	c, blob, err := CompressChunk(body)
 	must(t, err)
-	must(t, st.PutChunk(c, blob))
+	_, err = st.PutChunk(c, blob)
+	must(t, err)
 	outside := t.TempDir()
 	tests := []struct {
 		name, link, target string
@@ -247,7 +249,8 @@ func TestExtractSecondComponent(t *testing.T) {
 			}
 			c, blob, err := CompressChunk([]byte(p))
 			must(t, err)
-			must(t, st.PutChunk(c, blob))
+			_, err = st.PutChunk(c, blob)
+			must(t, err)
 			f.Entries = append(f.Entries, Entry{Path: p, Type: TypeFile, Mode: 0o644, Size: uint64(c.Size), Chunks: []ChunkRef{c}})
 		}
 		return f

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/zeroboot/zeroboot/pkg/atomicfile"
 	"github.com/zeroboot/zeroboot/pkg/digest"
@@ -42,45 +43,58 @@ func (d *Dir) FlistPath(id digest.Digest) string {
 	return filepath.Join(d.Root, "flists", id.Hex())
 }
 
-// PutChunk verifies compressed against ref and stores it. Storing the same
-// chunk again is a no-op when the stored bytes are identical, and replaces a
-// stored file that differs (damaged, or compressed differently). It
+// PutChunk verifies compressed against ref and stores it unless a valid
+// copy of the chunk is already stored, and returns the reference as stored:
+// ref with CSize the length of the copy on disk. The first valid copy wins
+// and is never replaced, so the bytes at a chunk's URL never change (the
+// server serves them as immutable); a damaged stored file is replaced. It
 // implements flist.Sink and is safe for concurrent use.
-func (d *Dir) PutChunk(ref flist.ChunkRef, compressed []byte) error {
+//
+// Within one process check-and-write is serialised per chunk, so every
+// caller gets the CSize of the one copy that stays. Across processes sharing
+// Root the rename is atomic but not exclusive: two writers racing on a chunk
+// nobody stored yet may both rename, a valid copy being replaced by another
+// valid copy of the same content. Each caller reads back what is on disk
+// after its own rename, so its answer describes a valid copy, but the loser
+// of that race may answer with a CSize smaller than the copy that stays.
+func (d *Dir) PutChunk(ref flist.ChunkRef, compressed []byte) (flist.ChunkRef, error) {
 	if _, err := flist.OpenChunk(ref, compressed); err != nil {
-		return fmt.Errorf("store %s: refusing unverified bytes: %w", ref, err)
+		return ref, fmt.Errorf("store %s: refusing unverified bytes: %w", ref, err)
 	}
-	p := d.ChunkPath(ref.ID)
-	if keep, err := d.keepStored(ref, len(compressed)); err != nil {
-		return fmt.Errorf("store %s: %w", ref, err)
-	} else if keep {
-		return nil
+	mu := &chunkLocks[ref.ID[0]]
+	mu.Lock()
+	defer mu.Unlock()
+	if stored, err := d.stored(ref); err == nil {
+		return stored, nil
 	}
-	if err := writeAtomic(p, compressed); err != nil {
-		return fmt.Errorf("store %s: %w", ref, err)
+	if err := writeAtomic(d.ChunkPath(ref.ID), compressed); err != nil {
+		return ref, fmt.Errorf("store %s: %w", ref, err)
 	}
-	return nil
+	stored, err := d.stored(ref)
+	if err != nil {
+		return ref, fmt.Errorf("store %s: after writing: %w", ref, err)
+	}
+	return stored, nil
 }
 
-// keepStored reports whether the stored copy of ref should stay: it is a
-// valid chunk no larger than the new one. Keeping the smallest copy means
-// every flist that names the chunk (each with the CSize its builder saw)
-// can read it, whichever zstd version built them.
-func (d *Dir) keepStored(ref flist.ChunkRef, size int) (bool, error) {
-	fi, err := os.Stat(d.ChunkPath(ref.ID))
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
+// chunkLocks serialise PutChunk's check-and-write per chunk in this process,
+// striped by the id's first byte: shared by every Dir, whatever its Root,
+// so two Dir values for one tree still exclude each other.
+var chunkLocks [256]sync.Mutex
+
+// stored reads the stored copy of ref in one open and verifies it with its
+// own length as CSize, returning ref as stored. Any error (missing,
+// unreadable, damaged) means there is no copy worth keeping.
+func (d *Dir) stored(ref flist.ChunkRef) (flist.ChunkRef, error) {
+	b, err := readBounded(d.ChunkPath(ref.ID), flist.MaxCompressedSize)
 	if err != nil {
-		return false, err
+		return ref, err
 	}
-	if fi.Size() > int64(size) {
-		return false, nil
+	ref.CSize = uint32(len(b))
+	if _, err := flist.OpenChunk(ref, b); err != nil {
+		return ref, err
 	}
-	probe := ref
-	probe.CSize = uint32(fi.Size())
-	_, err = d.Chunk(context.Background(), probe)
-	return err == nil, nil
+	return ref, nil
 }
 
 // PutFlist stores encoded flist metadata under its digest. The bytes must

@@ -19,18 +19,14 @@ import (
 // The builder's sink and the extractor's source, spelled out locally so these
 // tests do not depend on the rest of pkg/flist being finished.
 var (
-	_ interface {
-		PutChunk(flist.ChunkRef, []byte) error
-	} = (*Dir)(nil)
+	_ flist.Sink = (*Dir)(nil)
 	_ interface {
 		Chunk(context.Context, flist.ChunkRef) ([]byte, error)
 	} = (*Dir)(nil)
 	_ interface {
 		Chunk(context.Context, flist.ChunkRef) ([]byte, error)
 	} = (*HTTP)(nil)
-	_ interface {
-		PutChunk(flist.ChunkRef, []byte) error
-	} = (*Uploader)(nil)
+	_ flist.Sink = (*Uploader)(nil)
 )
 
 func chunk(t testing.TB, content string) (flist.ChunkRef, []byte, []byte) {
@@ -59,8 +55,8 @@ func TestDirRoundTrip(t *testing.T) {
 	if d.HasChunk(ref.ID) {
 		t.Fatal("empty store has the chunk")
 	}
-	if err := d.PutChunk(ref, c); err != nil {
-		t.Fatal(err)
+	if got, err := d.PutChunk(ref, c); err != nil || got != ref {
+		t.Fatalf("PutChunk = %s/%d, %v; want %s/%d", got, got.CSize, err, ref, ref.CSize)
 	}
 	hx := ref.ID.Hex()
 	if want := filepath.Join(d.Root, "chunks", hx[:2], hx); d.ChunkPath(ref.ID) != want {
@@ -78,7 +74,7 @@ func TestDirRoundTrip(t *testing.T) {
 		t.Fatalf("Chunk = %d bytes, %v", len(got), err)
 	}
 	// Idempotent.
-	if err := d.PutChunk(ref, c); err != nil {
+	if _, err := d.PutChunk(ref, c); err != nil {
 		t.Fatal(err)
 	}
 
@@ -118,7 +114,7 @@ func TestDirRefusesUnverified(t *testing.T) {
 		{"garbage", flist.ChunkRef{ID: ref.ID, Size: ref.Size, CSize: 5}, []byte("hello"), "zstd"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := d.PutChunk(tc.ref, tc.c)
+			_, err := d.PutChunk(tc.ref, tc.c)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("PutChunk error %v, want %q", err, tc.want)
 			}
@@ -138,7 +134,7 @@ func TestDirRefusesUnverified(t *testing.T) {
 func TestDirReadRefusesDamage(t *testing.T) {
 	d := &Dir{Root: t.TempDir()}
 	ref, c, _ := chunk(t, "abc")
-	if err := d.PutChunk(ref, c); err != nil {
+	if _, err := d.PutChunk(ref, c); err != nil {
 		t.Fatal(err)
 	}
 	enc := encodedFlist(t, "etc")
@@ -154,18 +150,28 @@ func TestDirReadRefusesDamage(t *testing.T) {
 	if _, err := d.Chunk(context.Background(), ref); err == nil {
 		t.Fatal("Chunk returned damaged bytes")
 	}
+	// Re-putting repairs the damaged file.
+	if got, err := d.PutChunk(ref, c); err != nil || got != ref {
+		t.Fatalf("PutChunk over a damaged file = %s/%d, %v", got, got.CSize, err)
+	}
+	if _, err := d.Chunk(context.Background(), ref); err != nil {
+		t.Fatalf("after repair: %v", err)
+	}
 	if err := os.WriteFile(d.ChunkPath(ref.ID), append(bytes.Clone(c), 0), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.Chunk(context.Background(), ref); err == nil || !strings.Contains(err.Error(), "at most") {
 		t.Fatalf("Chunk of an overlong file: %v", err)
 	}
-	// Re-putting repairs the damaged file.
-	if err := d.PutChunk(ref, c); err != nil {
-		t.Fatal(err)
+	// A trailing byte after the zstd frame still inflates to the right
+	// content: it is a valid copy, kept, and PutChunk says how long it is.
+	padded := ref
+	padded.CSize++
+	if got, err := d.PutChunk(ref, c); err != nil || got != padded {
+		t.Fatalf("PutChunk over a padded copy = %s/%d, %v; want CSize %d", got, got.CSize, err, padded.CSize)
 	}
-	if _, err := d.Chunk(context.Background(), ref); err != nil {
-		t.Fatalf("after repair: %v", err)
+	if _, err := d.Chunk(context.Background(), padded); err != nil {
+		t.Fatalf("read with the returned CSize: %v", err)
 	}
 	bad := bytes.Clone(enc)
 	bad[len(bad)-1] ^= 1
@@ -205,7 +211,8 @@ func TestDirConcurrentPuts(t *testing.T) {
 			defer wg.Done()
 			for k := range 8 {
 				i := (g + k) % len(refs)
-				errs <- d.PutChunk(refs[i], blobs[i])
+				_, err := d.PutChunk(refs[i], blobs[i])
+				errs <- err
 			}
 		}()
 	}
@@ -257,7 +264,7 @@ func TestDirWriteFailureLeavesNothing(t *testing.T) {
 	if err := os.WriteFile(prefixDir, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.PutChunk(ref, c); err == nil {
+	if _, err := d.PutChunk(ref, c); err == nil {
 		t.Fatal("PutChunk succeeded with its directory blocked by a file")
 	}
 	noTemps(t, d.Root)
@@ -269,7 +276,7 @@ func TestWalkChunksRefusesStrays(t *testing.T) {
 		t.Fatalf("WalkChunks of an empty store: %v", err)
 	}
 	ref, c, _ := chunk(t, "abc")
-	if err := d.PutChunk(ref, c); err != nil {
+	if _, err := d.PutChunk(ref, c); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Dir(d.ChunkPath(ref.ID))
@@ -288,48 +295,162 @@ func TestWalkChunksRefusesStrays(t *testing.T) {
 	}
 }
 
-// Two builders (say two zstd versions) compress the same content to
-// different sizes: the store keeps the smaller copy, and flists made by
-// either builder can still read the chunk.
-func TestDirKeepsSmallestEncoding(t *testing.T) {
-	d := &Dir{Root: t.TempDir()}
-	ref, small, raw := chunk(t, "same content, two encodings ")
+// twoEncodings returns a chunk compressed by two builders (say two zstd
+// versions) to different sizes: ref/small as flist.CompressChunk makes it,
+// bigRef/big by the fastest level.
+func twoEncodings(t *testing.T) (ref flist.ChunkRef, small []byte, bigRef flist.ChunkRef, big, raw []byte) {
+	t.Helper()
+	ref, small, raw = chunk(t, "same content, two encodings ")
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(true))
 	if err != nil {
 		t.Fatal(err)
 	}
-	big := enc.EncodeAll(raw, nil)
+	big = enc.EncodeAll(raw, nil)
 	if len(big) <= len(small) {
 		t.Fatalf("test needs a larger encoding: %d vs %d", len(big), len(small))
 	}
-	bigRef := ref
+	bigRef = ref
 	bigRef.CSize = uint32(len(big))
+	return ref, small, bigRef, big, raw
+}
 
-	for _, order := range [][]struct {
-		ref  flist.ChunkRef
-		blob []byte
-	}{{{bigRef, big}, {ref, small}}, {{ref, small}, {bigRef, big}}} {
-		os.RemoveAll(d.Root)
-		for _, put := range order {
-			if err := d.PutChunk(put.ref, put.blob); err != nil {
-				t.Fatal(err)
+type put struct {
+	ref  flist.ChunkRef
+	blob []byte
+}
+
+// The first valid copy stays byte for byte whatever comes later, so the bytes
+// at a chunk's URL never change; PutChunk says which size is stored, and an
+// flist whose CSize is smaller than the stored copy fails cleanly.
+func TestDirKeepsFirstEncoding(t *testing.T) {
+	ref, small, bigRef, big, raw := twoEncodings(t)
+	for _, order := range [][]put{{{bigRef, big}, {ref, small}}, {{ref, small}, {bigRef, big}}} {
+		first := order[0]
+		t.Run(fmt.Sprintf("first %d bytes", len(first.blob)), func(t *testing.T) {
+			d := &Dir{Root: t.TempDir()}
+			for _, p := range order {
+				got, err := d.PutChunk(p.ref, p.blob)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != first.ref {
+					t.Fatalf("PutChunk of %d bytes = %s/%d, want the stored %d", len(p.blob), got, got.CSize, first.ref.CSize)
+				}
 			}
-		}
-		stored, err := os.ReadFile(d.ChunkPath(ref.ID))
-		if err != nil || !bytes.Equal(stored, small) {
-			t.Fatalf("stored %d bytes (%v), want the smaller %d", len(stored), err, len(small))
-		}
-		for _, r := range []flist.ChunkRef{ref, bigRef} {
-			got, err := d.Chunk(context.Background(), r)
-			if err != nil || !bytes.Equal(got, raw) {
-				t.Fatalf("read with CSize %d: %v", r.CSize, err)
+			stored, err := os.ReadFile(d.ChunkPath(ref.ID))
+			if err != nil || !bytes.Equal(stored, first.blob) {
+				t.Fatalf("stored %d bytes (%v), want the first copy, %d bytes", len(stored), err, len(first.blob))
 			}
-		}
+			for _, r := range []flist.ChunkRef{ref, bigRef} {
+				got, err := d.Chunk(context.Background(), r)
+				if r.CSize >= first.ref.CSize {
+					if err != nil || !bytes.Equal(got, raw) {
+						t.Fatalf("read with CSize %d: %v", r.CSize, err)
+					}
+					continue
+				}
+				if err == nil || !strings.Contains(err.Error(), "at most") {
+					t.Fatalf("read with CSize %d of a %d-byte copy: %v, want a size error", r.CSize, len(first.blob), err)
+				}
+			}
+		})
 	}
-	// A copy larger than an flist's CSize is still refused.
-	tooSmall := ref
-	tooSmall.CSize = uint32(len(small) - 1)
-	if _, err := d.Chunk(context.Background(), tooSmall); err == nil {
-		t.Fatal("chunk longer than its declared size accepted")
+}
+
+// A damaged stored file is not a copy worth keeping: the next put replaces
+// it and answers with the new size.
+func TestDirReplacesDamagedCopy(t *testing.T) {
+	ref, small, bigRef, big, _ := twoEncodings(t)
+	d := &Dir{Root: t.TempDir()}
+	if _, err := d.PutChunk(bigRef, big); err != nil {
+		t.Fatal(err)
+	}
+	damaged := bytes.Clone(big)
+	damaged[len(damaged)/2] ^= 0x40
+	if err := os.WriteFile(d.ChunkPath(ref.ID), damaged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.PutChunk(ref, small)
+	if err != nil || got != ref {
+		t.Fatalf("PutChunk over a damaged copy = %s/%d, %v; want %d", got, got.CSize, err, ref.CSize)
+	}
+	if stored, err := os.ReadFile(d.ChunkPath(ref.ID)); err != nil || !bytes.Equal(stored, small) {
+		t.Fatalf("damaged copy not replaced: %d bytes, %v", len(stored), err)
+	}
+}
+
+// A build into a store that already holds a larger encoding records the
+// stored size, so the flist reads the chunk the store actually serves.
+func TestBuildIntoStoreWithLargerCopy(t *testing.T) {
+	ref, _, bigRef, big, raw := twoEncodings(t)
+	d := &Dir{Root: t.TempDir()}
+	if _, err := d.PutChunk(bigRef, big); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := (&flist.Builder{Sink: d}).BuildDir(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Entries) != 1 || len(f.Entries[0].Chunks) != 1 {
+		t.Fatalf("flist %+v: want one file of one chunk", f.Entries)
+	}
+	if got := f.Entries[0].Chunks[0]; got != bigRef {
+		t.Fatalf("flist records %s/%d, want the stored %d (fresh encoding is %d)", got, got.CSize, bigRef.CSize, ref.CSize)
+	}
+	if stored, err := os.ReadFile(d.ChunkPath(ref.ID)); err != nil || !bytes.Equal(stored, big) {
+		t.Fatalf("stored copy changed: %d bytes, %v", len(stored), err)
+	}
+	out := t.TempDir()
+	if err := (&flist.Extractor{Source: d}).Extract(context.Background(), f, out); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(out, "f")); err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("extracted %d bytes, %v; want %d", len(got), err, len(raw))
+	}
+}
+
+// Many puts of two encodings race on one chunk. Within one process the lock
+// makes check-and-write atomic, so exactly one copy is ever written and
+// every caller is told its size. (Across processes see PutChunk's comment.)
+func TestDirConcurrentEncodings(t *testing.T) {
+	ref, small, bigRef, big, raw := twoEncodings(t)
+	puts := []put{{ref, small}, {bigRef, big}}
+	for run := range 5 {
+		d := &Dir{Root: t.TempDir()}
+		const n = 32
+		got := make([]flist.ChunkRef, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for g := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p := puts[(g+run)%2]
+				got[g], errs[g] = d.PutChunk(p.ref, p.blob)
+			}()
+		}
+		wg.Wait()
+		stored, err := os.ReadFile(d.ChunkPath(ref.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(stored, small) && !bytes.Equal(stored, big) {
+			t.Fatalf("run %d: stored %d bytes, neither encoding", run, len(stored))
+		}
+		final := ref
+		final.CSize = uint32(len(stored))
+		for g := range n {
+			if errs[g] != nil || got[g] != final {
+				t.Fatalf("run %d, put %d: %s/%d, %v; stored copy is %d bytes", run, g, got[g], got[g].CSize, errs[g], len(stored))
+			}
+		}
+		if b, err := d.Chunk(context.Background(), final); err != nil || !bytes.Equal(b, raw) {
+			t.Fatalf("run %d: stored copy does not read back: %v", run, err)
+		}
+		noTemps(t, d.Root)
 	}
 }

@@ -28,8 +28,10 @@ const maxReason = 4 << 10
 //	PUT <URL>/v1/admin/store/chunks/<64 hex>  X-Zeroboot-Size: <uncompressed bytes>
 //	PUT <URL>/v1/admin/store/flists/<64 hex>
 //
-// with Authorization: Bearer <Token>. The server verifies what it receives.
-// It implements flist.Sink.
+// with Authorization: Bearer <Token>. The server verifies what it receives
+// and answers a chunk upload with StoredSizeHeader: the length of the copy
+// it holds, which is not the uploaded one when it already had the chunk
+// compressed differently. It implements flist.Sink.
 type Uploader struct {
 	URL     string
 	Token   string
@@ -37,16 +39,28 @@ type Uploader struct {
 	Timeout time.Duration // per request; zero means DefaultUploadTimeout
 }
 
-// PutChunk uploads one compressed chunk.
-func (u *Uploader) PutChunk(ref flist.ChunkRef, compressed []byte) error {
+// StoredSizeHeader carries, in the reply to a chunk upload, the compressed
+// size of the copy the server stores.
+const StoredSizeHeader = "X-Zeroboot-Stored-Size"
+
+// PutChunk uploads one compressed chunk and returns the reference as the
+// server stores it.
+func (u *Uploader) PutChunk(ref flist.ChunkRef, compressed []byte) (flist.ChunkRef, error) {
 	if len(compressed) != int(ref.CSize) {
-		return fmt.Errorf("upload %s: %d bytes, declared %d", ref, len(compressed), ref.CSize)
+		return ref, fmt.Errorf("upload %s: %d bytes, declared %d", ref, len(compressed), ref.CSize)
 	}
 	hdr := http.Header{"X-Zeroboot-Size": {strconv.FormatUint(uint64(ref.Size), 10)}}
-	if err := u.put("/v1/admin/store/chunks/"+ref.ID.Hex(), hdr, compressed); err != nil {
-		return fmt.Errorf("upload %s: %w", ref, err)
+	reply, err := u.put("/v1/admin/store/chunks/"+ref.ID.Hex(), hdr, compressed)
+	if err != nil {
+		return ref, fmt.Errorf("upload %s: %w", ref, err)
 	}
-	return nil
+	v := reply.Get(StoredSizeHeader)
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || n == 0 || n > flist.MaxCompressedSize {
+		return ref, fmt.Errorf("upload %s: reply header %s %q: want the stored compressed size, 1..%d", ref, StoredSizeHeader, console.Sanitize(v, maxShown), flist.MaxCompressedSize)
+	}
+	ref.CSize = uint32(n)
+	return ref, nil
 }
 
 // PutFlist uploads encoded flist metadata and returns its digest.
@@ -55,18 +69,19 @@ func (u *Uploader) PutFlist(encoded []byte) (digest.Digest, error) {
 	if len(encoded) > MaxFlistSize {
 		return id, fmt.Errorf("upload flist %s: %d bytes, at most %d", id.Short(), len(encoded), MaxFlistSize)
 	}
-	if err := u.put("/v1/admin/store/flists/"+id.Hex(), nil, encoded); err != nil {
+	if _, err := u.put("/v1/admin/store/flists/"+id.Hex(), nil, encoded); err != nil {
 		return id, fmt.Errorf("upload flist %s: %w", id.Short(), err)
 	}
 	return id, nil
 }
 
-func (u *Uploader) put(path string, hdr http.Header, body []byte) error {
+// put sends body and returns the headers of a 2xx reply.
+func (u *Uploader) put(path string, hdr http.Header, body []byte) (http.Header, error) {
 	if u.URL == "" {
-		return errors.New("no server URL")
+		return nil, errors.New("no server URL")
 	}
 	if u.Token == "" {
-		return errors.New("no admin token")
+		return nil, errors.New("no admin token")
 	}
 	timeout := u.Timeout
 	if timeout <= 0 {
@@ -77,7 +92,7 @@ func (u *Uploader) put(path string, hdr http.Header, body []byte) error {
 	url := strings.TrimRight(u.URL, "/") + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for k, v := range hdr {
 		req.Header[k] = v
@@ -90,17 +105,17 @@ func (u *Uploader) put(path string, hdr http.Header, body []byte) error {
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 == 2 {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, maxReason))
-		return nil
+		return resp.Header, nil
 	}
 	reason, _ := io.ReadAll(io.LimitReader(resp.Body, maxReason))
 	msg := console.Sanitize(strings.TrimSpace(string(reason)), maxShown)
 	if msg == "" {
-		return fmt.Errorf("PUT %s: %s", url, resp.Status)
+		return nil, fmt.Errorf("PUT %s: %s", url, resp.Status)
 	}
-	return fmt.Errorf("PUT %s: %s: %s", url, resp.Status, msg)
+	return nil, fmt.Errorf("PUT %s: %s: %s", url, resp.Status, msg)
 }

@@ -38,10 +38,12 @@ func adminServer(t *testing.T, d *Dir, token string) string {
 			http.Error(w, "bad chunk name or size", http.StatusBadRequest)
 			return
 		}
-		if err := d.PutChunk(flist.ChunkRef{ID: id, Size: uint32(size), CSize: uint32(len(body))}, body); err != nil {
+		stored, err := d.PutChunk(flist.ChunkRef{ID: id, Size: uint32(size), CSize: uint32(len(body))}, body)
+		if err != nil {
 			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
 			return
 		}
+		w.Header().Set(StoredSizeHeader, strconv.Itoa(int(stored.CSize)))
 		w.WriteHeader(http.StatusCreated)
 	})
 	mux.HandleFunc("PUT /v1/admin/store/flists/{hex}", func(w http.ResponseWriter, r *http.Request) {
@@ -67,7 +69,7 @@ func TestUploadThenFetch(t *testing.T) {
 	url := adminServer(t, d, "s3cret")
 	u := &Uploader{URL: url, Token: "s3cret"}
 	ref, c, raw := chunk(t, "uploaded ")
-	if err := u.PutChunk(ref, c); err != nil {
+	if _, err := u.PutChunk(ref, c); err != nil {
 		t.Fatal(err)
 	}
 	enc := encodedFlist(t, "usr")
@@ -118,7 +120,7 @@ func TestUploadErrors(t *testing.T) {
 		{"terminal controls in reason", &Uploader{URL: hostile, Token: "t"}, c, "403 Forbidden: ?[2Jno?fetch: ok"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.u.PutChunk(ref, tc.c)
+			_, err := tc.u.PutChunk(ref, tc.c)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("PutChunk error %v, want %q", err, tc.want)
 			}
@@ -132,6 +134,47 @@ func TestUploadErrors(t *testing.T) {
 	}
 }
 
+// The server's answer decides the CSize the builder records, so a missing
+// or impossible stored size is an error, never a guess.
+func TestUploadStoredSize(t *testing.T) {
+	ref, c, _ := chunk(t, "uploaded ")
+	for _, tc := range []struct {
+		name, header string
+		want         uint32
+		err          string
+	}{
+		{"as uploaded", strconv.Itoa(len(c)), uint32(len(c)), ""},
+		{"an earlier, larger copy", strconv.Itoa(len(c) + 40), uint32(len(c) + 40), ""},
+		{"missing", "", 0, `X-Zeroboot-Stored-Size ""`},
+		{"zero", "0", 0, `X-Zeroboot-Stored-Size "0"`},
+		{"over the bound", strconv.Itoa(flist.MaxCompressedSize + 1), 0, "want the stored compressed size"},
+		{"garbage", "12 bytes", 0, `X-Zeroboot-Stored-Size "12 bytes"`},
+		{"negative", "-3", 0, `"-3"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := serve(t, func(w http.ResponseWriter, r *http.Request) {
+				if tc.header != "" {
+					w.Header().Set(StoredSizeHeader, tc.header)
+				}
+				w.WriteHeader(http.StatusNoContent)
+			})
+			got, err := (&Uploader{URL: url, Token: "tok"}).PutChunk(ref, c)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("PutChunk = %s, %v; want error %q", got, err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.ID != ref.ID || got.Size != ref.Size || got.CSize != tc.want {
+				t.Fatalf("PutChunk = %s/%d, want %s with CSize %d", got, got.CSize, ref, tc.want)
+			}
+		})
+	}
+}
+
 func TestUploadRequest(t *testing.T) {
 	ref, c, _ := chunk(t, "uploaded ")
 	var got *http.Request
@@ -139,10 +182,12 @@ func TestUploadRequest(t *testing.T) {
 	url := serve(t, func(w http.ResponseWriter, r *http.Request) {
 		got = r
 		body, _ = io.ReadAll(r.Body)
+		w.Header().Set(StoredSizeHeader, strconv.Itoa(len(body)))
 		w.WriteHeader(http.StatusNoContent)
 	})
-	if err := (&Uploader{URL: url + "/", Token: "tok"}).PutChunk(ref, c); err != nil {
-		t.Fatal(err)
+	stored, err := (&Uploader{URL: url + "/", Token: "tok"}).PutChunk(ref, c)
+	if err != nil || stored != ref {
+		t.Fatalf("PutChunk = %s, %v; want %s", stored, err, ref)
 	}
 	for _, tc := range []struct{ what, got, want string }{
 		{"method", got.Method, http.MethodPut},

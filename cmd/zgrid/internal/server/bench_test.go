@@ -22,7 +22,7 @@ func BenchmarkServeChunks(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := e.store.PutChunk(ref, comp); err != nil {
+		if _, err := e.store.PutChunk(ref, comp); err != nil {
 			b.Fatal(err)
 		}
 		refs = append(refs, ref)

@@ -27,7 +27,7 @@ const MaxFlistSize = 64 << 20
 // Store is the content store the server writes uploads to and serves from
 // (store.Dir in production).
 type Store interface {
-	PutChunk(ref flist.ChunkRef, compressed []byte) error
+	PutChunk(ref flist.ChunkRef, compressed []byte) (flist.ChunkRef, error)
 	PutFlist(encoded []byte) (digest.Digest, error)
 	ChunkPath(id digest.Digest) string
 	FlistPath(id digest.Digest) string

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/flist"
@@ -424,5 +426,42 @@ func TestBootWithoutFarmUsesDefault(t *testing.T) {
 	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/n2", asAdmin, nil), 200).body), &node)
 	if node.Farm != DefaultFarm {
 		t.Fatalf("node recorded in farm %q, want %q", node.Farm, DefaultFarm)
+	}
+}
+
+// A chunk URL is served as immutable, so a second upload compressed
+// differently leaves the first copy in place; the reply says which size is
+// stored so the uploader's flist records it.
+func TestChunkUploadKeepsFirstCopy(t *testing.T) {
+	e := newEnv(t)
+	raw := bytes.Repeat([]byte("two encodings of one chunk "), 2000)
+	cref, small, err := flist.CompressChunk(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := enc.EncodeAll(raw, nil)
+	if len(big) <= len(small) {
+		t.Fatalf("test needs a larger encoding: %d vs %d", len(big), len(small))
+	}
+	path := "/v1/admin/store/chunks/" + cref.ID.Hex()
+	hdr := with(asAdmin, "X-Zeroboot-Size", fmt.Sprint(len(raw)))
+	for _, blob := range [][]byte{big, small} {
+		a := e.must(e.do("PUT", path, hdr, blob), 204)
+		if got := a.hdr.Get("X-Zeroboot-Stored-Size"); got != fmt.Sprint(len(big)) {
+			t.Fatalf("upload of %d bytes: stored size %q, want the first copy's %d", len(blob), got, len(big))
+		}
+	}
+	served := e.must(e.do("GET", "/store/chunks/"+cref.ID.Hex()[:2]+"/"+cref.ID.Hex(), nil, nil), 200)
+	if served.body != string(big) {
+		t.Fatalf("served %d bytes, want the first copy (%d)", len(served.body), len(big))
+	}
+	up := &store.Uploader{URL: e.ts.URL, Token: token, Client: e.hc}
+	stored, err := up.PutChunk(cref, small)
+	if err != nil || stored.CSize != uint32(len(big)) || stored.ID != cref.ID || stored.Size != cref.Size {
+		t.Fatalf("Uploader.PutChunk = %s/%d, %v; want CSize %d", stored, stored.CSize, err, len(big))
 	}
 }

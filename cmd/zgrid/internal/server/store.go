@@ -72,37 +72,49 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, what string, 
 	http.ServeContent(w, r, "", st.ModTime(), f)
 }
 
+// storedSizeHeader answers a chunk upload with the compressed size of the
+// copy the store keeps: a store never replaces a valid copy, so it may be an
+// earlier upload compressed differently, and the uploader's flist must
+// record that size (store.Uploader reads it).
+const storedSizeHeader = "X-Zeroboot-Stored-Size"
+
 // putChunk stores an uploaded chunk after checking it against its name and
 // declared size, so the store never holds bytes that fail OpenChunk.
 func (s *Server) putChunk(w http.ResponseWriter, r *http.Request) {
-	if err := s.acceptChunk(w, r); err != nil {
+	stored, err := s.acceptChunk(w, r)
+	if err != nil {
 		s.replyError(w, r, err)
 		return
 	}
+	w.Header().Set(storedSizeHeader, strconv.FormatUint(uint64(stored.CSize), 10))
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Server) acceptChunk(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) acceptChunk(w http.ResponseWriter, r *http.Request) (flist.ChunkRef, error) {
 	id, err := parseHex(r.PathValue("name"))
 	if err != nil {
-		return err
+		return flist.ChunkRef{}, err
 	}
 	size, err := strconv.ParseUint(r.Header.Get("X-Zeroboot-Size"), 10, 32)
 	if err != nil || size == 0 || size > flist.MaxChunkSize {
-		return fail(http.StatusBadRequest, "header X-Zeroboot-Size %q: want the uncompressed size, 1..%d", r.Header.Get("X-Zeroboot-Size"), flist.MaxChunkSize)
+		return flist.ChunkRef{}, fail(http.StatusBadRequest, "header X-Zeroboot-Size %q: want the uncompressed size, 1..%d", r.Header.Get("X-Zeroboot-Size"), flist.MaxChunkSize)
 	}
 	body, err := readBody(w, r, flist.MaxCompressedSize)
 	if err != nil {
-		return err
+		return flist.ChunkRef{}, err
 	}
 	ref := flist.ChunkRef{ID: id, Size: uint32(size), CSize: uint32(len(body))}
 	if _, err := flist.OpenChunk(ref, body); err != nil {
-		return fail(http.StatusBadRequest, "%v", err)
+		return ref, fail(http.StatusBadRequest, "%v", err)
 	}
-	if err := s.Store.PutChunk(ref, body); err != nil {
-		return err
+	stored, err := s.Store.PutChunk(ref, body)
+	if err != nil {
+		return ref, err
 	}
-	return nil
+	if stored.ID != ref.ID || stored.Size != ref.Size || stored.CSize == 0 || stored.CSize > flist.MaxCompressedSize {
+		return ref, fail(http.StatusInternalServerError, "chunk %s stored as %s", ref, stored)
+	}
+	return stored, nil
 }
 
 func (s *Server) putFlist(w http.ResponseWriter, r *http.Request) {
