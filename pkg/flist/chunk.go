@@ -92,17 +92,22 @@ func OpenChunk(ref ChunkRef, compressed []byte) ([]byte, error) {
 	if err := d.Reset(bytes.NewReader(compressed)); err != nil {
 		return nil, fmt.Errorf("%s: zstd: %w", ref, err)
 	}
-	raw := make([]byte, int(ref.Size)+1)
-	n, err := io.ReadFull(d, raw)
-	switch {
-	case err == nil:
-		return nil, fmt.Errorf("%s: inflates past its declared %d bytes", ref, ref.Size)
-	case err != io.ErrUnexpectedEOF && err != io.EOF:
-		return nil, fmt.Errorf("%s: zstd: %w", ref, err)
-	case n != int(ref.Size):
+	raw := make([]byte, int(ref.Size))
+	if n, err := io.ReadFull(d, raw); err == io.ErrUnexpectedEOF || err == io.EOF {
 		return nil, fmt.Errorf("%s: inflates to %d bytes, declared %d", ref, n, ref.Size)
+	} else if err != nil {
+		return nil, fmt.Errorf("%s: zstd: %w", ref, err)
 	}
-	raw = raw[:n]
+	// The frame must end exactly here: no more content (a bomb stops at
+	// Size+1 bytes) and no bytes after it, so what was stored is exactly
+	// what was checked.
+	var one [1]byte
+	switch n, err := d.Read(one[:]); {
+	case n > 0:
+		return nil, fmt.Errorf("%s: inflates past its declared %d bytes", ref, ref.Size)
+	case err != io.EOF:
+		return nil, fmt.Errorf("%s: data after the zstd frame: %v", ref, err)
+	}
 	if got := digest.Of(raw); got != ref.ID {
 		return nil, fmt.Errorf("%s: content hash mismatch: got %s", ref, got)
 	}

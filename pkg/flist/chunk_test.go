@@ -58,6 +58,8 @@ func TestOpenChunkRefuses(t *testing.T) {
 		{"zero size", ChunkRef{ID: ref.ID, CSize: ref.CSize}, c, "out of bounds"},
 		{"huge size", ChunkRef{ID: ref.ID, Size: MaxChunkSize + 1, CSize: ref.CSize}, c, "out of bounds"},
 		{"garbage", ChunkRef{ID: ref.ID, Size: ref.Size, CSize: 5}, []byte("hello"), "zstd"},
+		{"one byte after the frame", ChunkRef{ID: ref.ID, Size: ref.Size, CSize: ref.CSize + 1}, append(append([]byte(nil), c...), 0), "after the zstd frame"},
+		{"junk after the frame", ChunkRef{ID: ref.ID, Size: ref.Size, CSize: ref.CSize + 9}, append(append([]byte(nil), c...), "123456789"...), "after the zstd frame"},
 	}
 	for _, tc := range tests {
 		got, err := OpenChunk(tc.ref, tc.blob)
