@@ -22,7 +22,23 @@ const TempPrefix = ".tmp-"
 // path already holds data but may not keep it across a crash.
 //
 // The directory must exist. A symlink at path is replaced, not followed.
-func Write(path string, data []byte, perm os.FileMode) (err error) {
+func Write(path string, data []byte, perm os.FileMode) error {
+	return put(path, data, perm, os.Rename)
+}
+
+// WriteNew is Write for a file that must not be replaced: it fails with an
+// error wrapping fs.ErrExist when path exists, even if another process
+// creates it at the same moment (the temporary file is hard-linked into
+// place, which never overwrites). The temporary file is gone either way.
+func WriteNew(path string, data []byte, perm os.FileMode) error {
+	return put(path, data, perm, func(tmp, path string) error {
+		err := os.Link(tmp, path)
+		os.Remove(tmp)
+		return err
+	})
+}
+
+func put(path string, data []byte, perm os.FileMode, place func(tmp, path string) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+"-*")
 	if err != nil {
@@ -48,7 +64,7 @@ func Write(path string, data []byte, perm os.FileMode) (err error) {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := place(tmp, path); err != nil {
 		return err
 	}
 	return SyncDir(dir)

@@ -3,6 +3,7 @@ package atomicfile
 import (
 	"bytes"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -146,4 +147,25 @@ func dirWithChild(t *testing.T, path string) {
 			t.Errorf("directory in the way was changed: %v", err)
 		}
 	})
+}
+
+func TestWriteNew(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "chunk")
+	if err := WriteNew(p, []byte("first"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := WriteNew(p, []byte("second"), 0o600)
+	if !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("WriteNew over an existing file: %v, want fs.ErrExist", err)
+	}
+	b, _ := os.ReadFile(p)
+	fi, _ := os.Stat(p)
+	if string(b) != "first" || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("existing file changed: %q %v", b, fi.Mode())
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("temporary files left: %v", entries)
+	}
 }

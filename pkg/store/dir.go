@@ -50,13 +50,11 @@ func (d *Dir) FlistPath(id digest.Digest) string {
 // server serves them as immutable); a damaged stored file is replaced. It
 // implements flist.Sink and is safe for concurrent use.
 //
-// Within one process check-and-write is serialised per chunk, so every
-// caller gets the CSize of the one copy that stays. Across processes sharing
-// Root the rename is atomic but not exclusive: two writers racing on a chunk
-// nobody stored yet may both rename, a valid copy being replaced by another
-// valid copy of the same content. Each caller reads back what is on disk
-// after its own rename, so its answer describes a valid copy, but the loser
-// of that race may answer with a CSize smaller than the copy that stays.
+// Within one process check-and-write is serialised per chunk. Across
+// processes sharing Root, a chunk nobody stored yet is linked into place
+// without replacing (atomicfile.WriteNew), so of two racing writers one
+// wins and the other reads back and answers with the winner's copy. Only
+// the repair of a damaged copy renames over it.
 func (d *Dir) PutChunk(ref flist.ChunkRef, compressed []byte) (flist.ChunkRef, error) {
 	if _, err := flist.OpenChunk(ref, compressed); err != nil {
 		return ref, fmt.Errorf("store %s: refusing unverified bytes: %w", ref, err)
@@ -64,14 +62,23 @@ func (d *Dir) PutChunk(ref flist.ChunkRef, compressed []byte) (flist.ChunkRef, e
 	mu := &chunkLocks[ref.ID[0]]
 	mu.Lock()
 	defer mu.Unlock()
-	if stored, err := d.stored(ref); err == nil {
+	stored, err := d.stored(ref)
+	if err == nil {
 		return stored, nil
 	}
-	if err := writeAtomic(d.ChunkPath(ref.ID), compressed); err != nil {
+	p := d.ChunkPath(ref.ID)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = writeNew(p, compressed)
+		if errors.Is(err, fs.ErrExist) {
+			err = nil // another process stored it first: answer with its copy
+		}
+	} else {
+		err = writeAtomic(p, compressed) // repair a damaged copy
+	}
+	if err != nil {
 		return ref, fmt.Errorf("store %s: %w", ref, err)
 	}
-	stored, err := d.stored(ref)
-	if err != nil {
+	if stored, err = d.stored(ref); err != nil {
 		return ref, fmt.Errorf("store %s: after writing: %w", ref, err)
 	}
 	return stored, nil
@@ -259,6 +266,15 @@ func writeAtomic(path string, b []byte) error {
 		return err
 	}
 	return atomicfile.Write(path, b, 0o644)
+}
+
+// writeNew creates path with b, never replacing a file there
+// (atomicfile.WriteNew), creating missing fan-out directories first.
+func writeNew(path string, b []byte) error {
+	if err := mkdirDurable(filepath.Dir(path)); err != nil {
+		return err
+	}
+	return atomicfile.WriteNew(path, b, 0o644)
 }
 
 // mkdirDurable creates dir and its parents, syncing the parent of each new
