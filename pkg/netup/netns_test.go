@@ -233,16 +233,7 @@ func (n *testNet) checkConfigured(res *Result, metric int) {
 	if len(addrs) == 1 && (addrs[0].ValidLft <= 0 || addrs[0].ValidLft > 3600) {
 		n.t.Errorf("address valid lifetime %d s, want the lease's (<= 3600 s)", addrs[0].ValidLft)
 	}
-	routes, err := n.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: l.Attrs().Index}, netlink.RT_FILTER_OIF)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	var defaults []netlink.Route
-	for _, r := range routes {
-		if isDefault(r.Dst) {
-			defaults = append(defaults, r)
-		}
-	}
+	defaults := n.defaultRoutes(res.Link)
 	if len(defaults) != 1 || !defaults[0].Gw.Equal(net.IPv4(192, 0, 2, 1)) || defaults[0].Priority != metric {
 		n.t.Errorf("default routes on %s = %v, want one via 192.0.2.1 metric %d", res.Link, defaults, metric)
 	}
