@@ -181,14 +181,10 @@ func (n *node) report(state, reason string) {
 
 // recent keeps a report within the registry's limits however long a node
 // has been retrying: the latest steps, each error clipped.
-// The timeline bounds itself the same way; this keeps a report within the
-// body limit whatever it is given.
+// The timeline clips each error when it records it.
 func recent(steps []timeline.Step) []timeline.Step {
 	if max := min(registry.MaxTimelineSteps, timeline.MaxSteps); len(steps) > max {
 		steps = steps[len(steps)-max:]
-	}
-	for i := range steps {
-		steps[i].Error = console.Sanitize(steps[i].Error, timeline.MaxErrorLen)
 	}
 	return steps
 }

@@ -94,11 +94,13 @@ func TestRunHaltsOnPermanentFailure(t *testing.T) {
 }
 
 func TestReportStaysWithinRegistryLimits(t *testing.T) {
-	var steps []timeline.Step
+	// A node that has been failing for days: many attempts, long errors
+	// with control characters, recorded the way PID 1 records them.
+	tl := timeline.New(time.Now())
 	for i := 0; i < 3*registry.MaxTimelineSteps; i++ {
-		steps = append(steps, timeline.Step{Name: fmt.Sprint("s", i), StartMS: float64(i), EndMS: float64(i) + 1, Error: strings.Repeat("é", registry.MaxReasonLen)})
+		tl.Begin(fmt.Sprint("s", i))(errors.New(strings.Repeat("é\x1b", registry.MaxReasonLen)))
 	}
-	rep := registry.StatusReport{NodeID: "n1", Token: strings.Repeat("ab", registry.TokenSize), Source: "pid1", State: "failed", Reason: clip(strings.Repeat("x", 10*registry.MaxReasonLen)), Timeline: recent(steps)}
+	rep := registry.StatusReport{NodeID: "n1", Token: strings.Repeat("ab", registry.TokenSize), Source: "pid1", State: "failed", Reason: clip(strings.Repeat("x", 10*registry.MaxReasonLen)), Timeline: recent(tl.Steps())}
 	if err := rep.Validate(); err != nil {
 		t.Fatalf("clipped report refused: %v", err)
 	}
@@ -107,6 +109,9 @@ func TestReportStaysWithinRegistryLimits(t *testing.T) {
 	}
 	if last := rep.Timeline[len(rep.Timeline)-1].Name; last != fmt.Sprint("s", 3*registry.MaxTimelineSteps-1) {
 		t.Fatalf("last step %s: the most recent steps must be kept", last)
+	}
+	if strings.ContainsRune(rep.Timeline[0].Error, 0x1b) {
+		t.Fatal("a control character reached the report")
 	}
 	if !strings.HasSuffix(rep.Reason, "...") {
 		t.Fatalf("clipped reason does not say so: ...%s", rep.Reason[len(rep.Reason)-20:])

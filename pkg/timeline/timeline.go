@@ -8,7 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/zeroboot/zeroboot/pkg/console"
 )
 
 // Bounds: a node that retries for days keeps a timeline of fixed size. The
@@ -74,20 +75,11 @@ func (t *Timeline) Begin(name string) (end func(err error)) {
 		}
 		s.EndMS = t.since()
 		if err != nil {
-			s.Error = clip(err.Error())
+			// Clipped and made safe for a terminal once, here: the
+			// timeline is printed and sent as it is stored.
+			s.Error = console.Sanitize(err.Error(), MaxErrorLen)
 		}
 	}
-}
-
-func clip(s string) string {
-	if len(s) <= MaxErrorLen {
-		return s
-	}
-	cut := MaxErrorLen
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
 }
 
 // Steps returns a copy of the steps kept, in start order.
