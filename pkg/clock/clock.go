@@ -5,7 +5,22 @@
 // before it is wrong, and accepting it would let an old, expired-but-signed
 // release or certificate pass its checks. The registry's Date header,
 // received over a verified TLS connection, moves the clock forward to the
-// real time.
+// real time, but only as far as one source can be believed on its own:
+//
+//   - not past the earliest NotAfter of the certificate chain the source
+//     just presented (its own leaf, any intermediate, the pinned CA): a Date
+//     after it says the source's own certificate has expired, the source
+//     contradicts itself, and following it would make every registry under
+//     that CA fail its certificate check until reboot;
+//   - not more than MaxLead past the build time: certificates are
+//     long-lived, so the chain alone would still let one replica push the
+//     clock years ahead, past the certificates of its sibling replicas.
+//
+// A Date beyond either bound is refused whole, not clamped: a source that
+// lies about the time is not believed about any of it. The clock then stays
+// where it was, which keeps failover working; the cost is that an image
+// older than MaxLead on a node without a good RTC keeps the weaker freeze
+// protection of its build time until it is rebuilt.
 package clock
 
 import (
@@ -16,20 +31,33 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/zeroboot/zeroboot/pkg/console"
 )
 
 // MaxSkew is how far the clock may be from the registry's time before it
 // is set; smaller differences are network latency and Date's 1 s precision.
 const MaxSkew = 2 * time.Second
 
+// DefaultMaxLead is how far past the build time one source may move the
+// clock when Clock.MaxLead is zero. A year is longer than an image should
+// live without a rebuild, and far shorter than the registry's certificates
+// (ten years from zgrid's tlsgen), so a lying replica cannot expire them.
+const DefaultMaxLead = 365 * 24 * time.Hour
+
 const maxBuild = 7258118400 // 2200-01-01T00:00:00Z
 
+// maxSource bounds how much of a source's name a log line repeats.
+const maxSource = 200
+
 // Clock adjusts the system clock. Zero fields take defaults: Now =
-// time.Now, Set = clock_settime(CLOCK_REALTIME), Log discards.
+// time.Now, Set = clock_settime(CLOCK_REALTIME), MaxLead = DefaultMaxLead,
+// Log discards.
 type Clock struct {
 	Now       func() time.Time
 	Set       func(time.Time) error
-	BuildTime time.Time // when the image was built: the clock never goes before it
+	BuildTime time.Time     // when the image was built: the clock never goes before it
+	MaxLead   time.Duration // how far past BuildTime one source may move the clock
 	Log       *slog.Logger
 }
 
@@ -55,49 +83,96 @@ func (c *Clock) set(t time.Time) error {
 	return unix.ClockSettime(unix.CLOCK_REALTIME, &ts)
 }
 
+func (c *Clock) maxLead() time.Duration {
+	if c.MaxLead > 0 {
+		return c.MaxLead
+	}
+	return DefaultMaxLead
+}
+
 // EnsureNotBefore sets the clock to BuildTime when it is earlier.
 func (c *Clock) EnsureNotBefore() (changed bool, err error) {
 	now := c.now()
 	if !now.Before(c.BuildTime) {
 		return false, nil
 	}
-	return c.move(now, c.BuildTime, "clock before the image's build time")
+	return c.move("the image's build time", now, c.BuildTime, "the clock was before the image's build time")
 }
 
-// FromServer moves the clock forward to t, a time learnt from the
-// authenticated registry, when t is after BuildTime and more than MaxSkew
-// ahead of the clock. It never moves the clock back: a registry (or a
-// stolen registry key) that could turn the clock back could revive an
-// expired signed release, the freeze attack expiry exists to stop. A t at
-// or before BuildTime is ignored: the registry is wrong, and the floor
-// holds.
-func (c *Clock) FromServer(t time.Time) (changed bool, err error) {
-	if t.IsZero() {
-		return false, errors.New("set clock from registry: no time given")
+// FromServer moves the clock forward to date, a time source (e.g. "Date
+// header of registry https://192.0.2.2:8443") sent over a TLS connection
+// whose verified certificate chain is valid until notAfter (zero: no
+// verified chain). The clock moves when date is more than MaxSkew ahead of
+// it and within the bounds of the package comment; every move and every
+// refusal is logged with the source and the reason.
+//
+// It never moves the clock back: a registry (or a stolen registry key)
+// that could turn the clock back could revive an expired signed release,
+// the freeze attack expiry exists to stop. A date at or before BuildTime is
+// ignored: the registry is wrong, and the floor holds.
+//
+// A refused date is not an error (the clock is left as it was, which is
+// safe); err is only for a call without a date or a clock that cannot be
+// set.
+func (c *Clock) FromServer(source string, date, notAfter time.Time) (changed bool, err error) {
+	source = console.Sanitize(source, maxSource)
+	if date.IsZero() {
+		return false, fmt.Errorf("set clock from %s: no time given", source)
 	}
-	if !t.After(c.BuildTime) {
-		c.log().Warn("registry time before the image's build time, ignored",
-			"registry", t.UTC().Format(time.RFC3339), "build", c.BuildTime.UTC().Format(time.RFC3339))
+	log := c.log().With("source", source, "date", stamp(date))
+	if !date.After(c.BuildTime) {
+		log.Warn("clock not set: the date is not after the image's build time", "build", stamp(c.BuildTime))
 		return false, nil
 	}
 	now := c.now()
-	if t.Sub(now) <= MaxSkew {
-		if now.Sub(t) > MaxSkew {
-			c.log().Warn("registry time behind the clock; the clock only moves forward",
-				"registry", t.UTC().Format(time.RFC3339), "clock", now.UTC().Format(time.RFC3339))
+	if date.Sub(now) <= MaxSkew {
+		if now.Sub(date) > MaxSkew {
+			log.Warn("clock not set: the date is behind the clock, and the clock only moves forward", "clock", stamp(now))
 		}
 		return false, nil
 	}
-	return c.move(now, t, "clock differs from the registry's")
+	if why := c.refuse(date, notAfter); why != "" {
+		log.Warn("clock not set: "+why, "clock", stamp(now))
+		return false, nil
+	}
+	limit := c.BuildTime.Add(c.maxLead())
+	return c.move(source, now, date,
+		fmt.Sprintf("the clock was %s behind the date, which is before the source's certificate chain expires and within %s of the image's build time", span(date.Sub(now)), span(c.maxLead())),
+		"chain_valid_until", stamp(notAfter), "lead_limit", stamp(limit))
 }
 
-func (c *Clock) move(from, to time.Time, why string) (bool, error) {
-	if err := c.set(to); err != nil {
-		return false, fmt.Errorf("set clock to %s: %w", to.UTC().Format(time.RFC3339), err)
+// refuse says why date is not believable from a source whose chain is
+// valid until notAfter, or "" when it is.
+func (c *Clock) refuse(date, notAfter time.Time) string {
+	if notAfter.IsZero() {
+		return "no verified certificate chain came with the date, so nothing authenticates it"
 	}
-	c.log().Info("clock set", "reason", why,
-		"old", from.UTC().Format(time.RFC3339), "new", to.UTC().Format(time.RFC3339))
+	if date.After(notAfter) {
+		return fmt.Sprintf("the date is after the source's own certificate chain expires (%s); believing it would fail every registry under that CA", stamp(notAfter))
+	}
+	if limit := c.BuildTime.Add(c.maxLead()); date.After(limit) {
+		return fmt.Sprintf("the date is more than %s past the image's build time (%s, limit %s); one source may not move the clock that far on its own (rebuild the image)",
+			span(c.maxLead()), stamp(c.BuildTime), stamp(limit))
+	}
+	return ""
+}
+
+func (c *Clock) move(source string, from, to time.Time, why string, attrs ...any) (bool, error) {
+	if err := c.set(to); err != nil {
+		return false, fmt.Errorf("set clock to %s from %s: %w", stamp(to), source, err)
+	}
+	c.log().Info("clock set", append([]any{"source", source, "old", stamp(from), "new", stamp(to), "reason", why}, attrs...)...)
 	return true, nil
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// span shows long durations in days, which is how people think of them.
+func span(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%.0f days", d.Hours()/24)
+	}
+	return d.Round(time.Second).String()
 }
 
 // Trusted is the time to check certificates and expiry against: the clock,

@@ -59,57 +59,141 @@ func TestEnsureNotBefore(t *testing.T) {
 	}
 }
 
+// chainEnd is a certificate chain validity far enough out not to matter.
+var chainEnd = build.Add(10 * 365 * 24 * time.Hour)
+
+const src = "Date header of registry https://192.0.2.2:8443"
+
 func TestFromServer(t *testing.T) {
 	tests := []struct {
-		name    string
-		now     time.Time
-		server  time.Time
-		changed bool
-		want    time.Time
+		name     string
+		now      time.Time
+		server   time.Time
+		notAfter time.Time
+		lead     time.Duration
+		changed  bool
+		want     time.Time
+		log      string // in the log line, "" for none
 	}{
-		{"clock at build floor, registry later", build, build.Add(48 * time.Hour), true, build.Add(48 * time.Hour)},
-		{"within skew", build.Add(time.Hour), build.Add(time.Hour + 2*time.Second), false, build.Add(time.Hour)},
-		{"just over skew", build.Add(time.Hour), build.Add(time.Hour + 2*time.Second + time.Millisecond), true, build.Add(time.Hour + 2*time.Second + time.Millisecond)},
-		{"clock ahead of the registry: never moved back", build.Add(72 * time.Hour), build.Add(time.Hour), false, build.Add(72 * time.Hour)},
-		{"registry before build time: ignored", build.Add(time.Hour), build.Add(-24 * time.Hour), false, build.Add(time.Hour)},
-		{"registry at build time: ignored", time.Unix(0, 0), build, false, time.Unix(0, 0)},
+		{"clock at build floor, registry later", build, build.Add(48 * time.Hour), chainEnd, 0, true, build.Add(48 * time.Hour), "clock set"},
+		{"within skew", build.Add(time.Hour), build.Add(time.Hour + 2*time.Second), chainEnd, 0, false, build.Add(time.Hour), ""},
+		{"just over skew", build.Add(time.Hour), build.Add(time.Hour + 2*time.Second + time.Millisecond), chainEnd, 0, true, build.Add(time.Hour + 2*time.Second + time.Millisecond), "clock set"},
+		{"clock ahead of the registry: never moved back", build.Add(72 * time.Hour), build.Add(time.Hour), chainEnd, 0, false, build.Add(72 * time.Hour), "only moves forward"},
+		{"registry before build time: ignored", build.Add(time.Hour), build.Add(-24 * time.Hour), chainEnd, 0, false, build.Add(time.Hour), "not after the image's build time"},
+		{"registry at build time: ignored", time.Unix(0, 0), build, chainEnd, 0, false, time.Unix(0, 0), "not after the image's build time"},
+
+		// The bounds: one source is believed only within its own chain and
+		// within MaxLead of the build time.
+		{"no verified chain", build, build.Add(48 * time.Hour), time.Time{}, 0, false, build, "no verified certificate chain"},
+		{"after the chain expires", build, build.Add(48*time.Hour + time.Second), build.Add(48 * time.Hour), 0, false, build, "after the source's own certificate chain expires (2026-03-03T12:00:00Z)"},
+		{"at the chain's end", build, build.Add(48 * time.Hour), build.Add(48 * time.Hour), 0, true, build.Add(48 * time.Hour), "clock set"},
+		{"year 2100 with a chain until 2110", build, time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2110, 1, 1, 0, 0, 0, 0, time.UTC), 0, false, build, "more than 365 days past the image's build time"},
+		{"just past the default lead", build, build.Add(DefaultMaxLead + time.Second), chainEnd, 0, false, build, "limit 2027-03-01T12:00:00Z"},
+		{"at the default lead", build, build.Add(DefaultMaxLead), chainEnd, 0, true, build.Add(DefaultMaxLead), "clock set"},
+		{"past a shorter lead", build, build.Add(31 * 24 * time.Hour), chainEnd, 30 * 24 * time.Hour, false, build, "more than 30 days past"},
+		{"lead counts from the build time, not the clock", build.Add(300 * 24 * time.Hour), build.Add(400 * 24 * time.Hour), chainEnd, 0, false, build.Add(300 * 24 * time.Hour), "more than 365 days past"},
+		{"a clock already past the lead within skew: quiet", build.Add(2 * DefaultMaxLead), build.Add(2*DefaultMaxLead + time.Second), chainEnd, 0, false, build.Add(2 * DefaultMaxLead), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
 			f := &fakeClock{now: tt.now}
-			changed, err := f.clock(build, nil).FromServer(tt.server)
+			c := f.clock(build, slog.New(slog.NewTextHandler(&buf, nil)))
+			c.MaxLead = tt.lead
+			changed, err := c.FromServer(src, tt.server, tt.notAfter)
 			if err != nil || changed != tt.changed || !f.now.Equal(tt.want) {
 				t.Errorf("changed=%v err=%v now=%v; want changed=%v now=%v", changed, err, f.now, tt.changed, tt.want)
+			}
+			out := buf.String()
+			if tt.log == "" {
+				if out != "" {
+					t.Errorf("logged %q, want nothing", out)
+				}
+				return
+			}
+			// Whatever happened, the log says who sent which date (as
+			// date= when refused, new= when taken).
+			for _, want := range []string{tt.log, `source="` + src + `"`, "=" + tt.server.UTC().Format(time.RFC3339)} {
+				if !strings.Contains(out, want) {
+					t.Errorf("log %q lacks %q", out, want)
+				}
 			}
 		})
 	}
 }
 
-func TestFromServerLogsOldAndNew(t *testing.T) {
+func TestFromServerLogsMove(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	f := &fakeClock{now: build}
-	if _, err := f.clock(build, log).FromServer(build.Add(24 * time.Hour)); err != nil {
+	if _, err := f.clock(build, log).FromServer(src, build.Add(24*time.Hour), chainEnd); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	if !strings.Contains(out, "old=2026-03-01T12:00:00Z") || !strings.Contains(out, "new=2026-03-02T12:00:00Z") {
-		t.Errorf("log %q lacks old and new times", out)
+	for _, want := range []string{
+		`source="Date header of registry https://192.0.2.2:8443"`,
+		"old=2026-03-01T12:00:00Z", "new=2026-03-02T12:00:00Z",
+		"reason=\"the clock was 24h0m0s behind the date",
+		"chain_valid_until=2036-02-27T12:00:00Z", "lead_limit=2027-03-01T12:00:00Z",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log %q lacks %q", out, want)
+		}
+	}
+}
+
+// The review's case: one replica answers with a Date in 2100. The node's
+// clock must stay where the good replica's certificate still verifies, so
+// failing over to it works, and its Date is then taken.
+func TestFromServerOneLiarCannotBreakFailover(t *testing.T) {
+	f := &fakeClock{now: build}
+	c := f.clock(build, nil)
+	goodChainEnd := build.Add(90 * 24 * time.Hour)
+	liar := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+	// The liar's chain is valid until after its lie: only the lead stops it.
+	if changed, err := c.FromServer("Date header of registry https://bad", liar, liar.Add(time.Hour)); changed || err != nil {
+		t.Fatalf("liar moved the clock: changed=%v err=%v", changed, err)
+	}
+	if got := c.Trusted(); got.After(goodChainEnd) {
+		t.Fatalf("clock %v is past the good registry's certificate (%v): failover broken", got, goodChainEnd)
+	}
+	real := build.Add(10 * 24 * time.Hour)
+	if changed, err := c.FromServer("Date header of registry https://good", real, goodChainEnd); !changed || err != nil || !f.now.Equal(real) {
+		t.Fatalf("good registry: changed=%v err=%v now=%v, want %v", changed, err, f.now, real)
+	}
+}
+
+// A source's name is outside text (it carries a URL); it must not reach
+// the console raw.
+func TestFromServerSanitizesSource(t *testing.T) {
+	var buf bytes.Buffer
+	f := &fakeClock{now: build}
+	c := f.clock(build, slog.New(slog.NewTextHandler(&buf, nil)))
+	if _, err := c.FromServer("registry https://x/\x1b[2J", build.Add(time.Hour), chainEnd); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "\x1b") || strings.Contains(buf.String(), `\x1b`) || !strings.Contains(buf.String(), "https://x/?[2J") {
+		t.Errorf("log %q: escape character not neutralised", buf.String())
 	}
 }
 
 func TestSetErrors(t *testing.T) {
 	f := &fakeClock{now: time.Unix(0, 0), err: errors.New("operation not permitted")}
 	c := f.clock(build, nil)
-	if changed, err := c.EnsureNotBefore(); changed || err == nil || !strings.Contains(err.Error(), "set clock to 2026-03-01T12:00:00Z: operation not permitted") {
+	if changed, err := c.EnsureNotBefore(); changed || err == nil || !strings.Contains(err.Error(), "set clock to 2026-03-01T12:00:00Z from the image's build time: operation not permitted") {
 		t.Errorf("changed=%v err=%v", changed, err)
 	}
 	// Even with the clock stuck in 1970, checks use the floor.
 	if got := c.Trusted(); !got.Equal(build) {
 		t.Errorf("Trusted() = %v, want build time", got)
 	}
-	if _, err := c.FromServer(time.Time{}); err == nil {
+	if _, err := c.FromServer(src, time.Time{}, chainEnd); err == nil {
 		t.Error("zero registry time accepted")
+	}
+	f.err = errors.New("operation not permitted")
+	f.now = build
+	if _, err := c.FromServer(src, build.Add(time.Hour), chainEnd); err == nil || !strings.Contains(err.Error(), "set clock to 2026-03-01T13:00:00Z from "+src+": operation not permitted") {
+		t.Errorf("FromServer with a clock that cannot be set: %v", err)
 	}
 }
 

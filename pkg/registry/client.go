@@ -37,14 +37,19 @@ type Client struct {
 	// Report, if set, is told of every failed attempt, the URL it went to
 	// and the wait before the next one.
 	Report func(attempt int, url string, err error, wait time.Duration)
-	// OnDate, if set, gets the Date header of every successful answer; a
-	// node without a battery-backed clock sets its time from it.
-	OnDate func(time.Time)
+	// OnDate, if set, gets the Date header of every accepted answer; a
+	// node without a battery-backed clock sets its time from it. source
+	// names the header and the registry URL; notAfter is the earliest
+	// NotAfter of the certificate chain the answer came over (zero when no
+	// chain was verified), the latest time the registry can itself vouch
+	// for.
+	OnDate func(source string, date, notAfter time.Time)
 }
 
-// NewHTTPClient returns an HTTP client that speaks TLS 1.3 only and trusts
-// only the CA certificates in caPEM. now is the clock certificates are
-// judged by (a node's corrected clock; nil means time.Now).
+// NewHTTPClient returns an HTTP client that speaks TLS 1.3 only, trusts
+// only the CA certificates in caPEM and follows no redirect (a 3xx is
+// returned as it is). now is the clock certificates are judged by (a node's
+// corrected clock; nil means time.Now).
 func NewHTTPClient(caPEM []byte, now func() time.Time) (*http.Client, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
@@ -61,7 +66,23 @@ func NewHTTPClient(caPEM []byte, now func() time.Time) (*http.Client, error) {
 		MaxIdleConnsPerHost:   8,
 		ForceAttemptHTTP2:     true,
 	}
-	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}, nil
+	return &http.Client{Transport: tr, Timeout: 2 * time.Minute, CheckRedirect: keepRedirect}, nil
+}
+
+// keepRedirect stops a client at the first redirect and hands the 3xx back:
+// a pinned registry that could send the node elsewhere (another host, or
+// http:// where nothing is authenticated) would make the pin worthless.
+func keepRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// noRedirects is hc, or http.DefaultClient, made to follow no redirect,
+// whoever built it.
+func noRedirects(hc *http.Client) *http.Client {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	c := *hc
+	c.CheckRedirect = keepRedirect
+	return &c
 }
 
 func (c *Client) policy() backoff.Policy {
@@ -100,14 +121,14 @@ func (c *Client) Boot(ctx context.Context, req BootRequest) (*BootResponse, erro
 
 func (c *Client) boot(ctx context.Context, base string, req BootRequest) (*BootResponse, error) {
 	var resp BootResponse
-	date, err := c.do(ctx, base, "/v1/boot", req, http.StatusOK, &resp)
+	st, err := c.do(ctx, base, "/v1/boot", req, http.StatusOK, &resp)
 	if err != nil {
 		return nil, err
 	}
 	if err := resp.check(req.NodeID); err != nil {
 		return nil, fmt.Errorf("registry %s: %w", base, err)
 	}
-	c.onDate(date)
+	c.onDate(base, st)
 	resp.Registry = base
 	return &resp, nil
 }
@@ -145,9 +166,9 @@ func (c *Client) Status(ctx context.Context, rep StatusReport) error {
 	}
 	var errs []error
 	for _, u := range c.URLs {
-		date, err := c.do(ctx, u, "/v1/status", rep, http.StatusNoContent, nil)
+		st, err := c.do(ctx, u, "/v1/status", rep, http.StatusNoContent, nil)
 		if err == nil {
-			c.onDate(date)
+			c.onDate(u, st)
 			return nil
 		}
 		errs = append(errs, err)
@@ -158,60 +179,92 @@ func (c *Client) Status(ctx context.Context, rep StatusReport) error {
 	return fmt.Errorf("status: %w", errors.Join(errs...))
 }
 
+// stamp is what an answer says about the time: its Date header and the
+// end of the certificate chain it came over.
+type stamp struct {
+	date     time.Time // zero if absent or unparsable
+	notAfter time.Time // zero without a verified chain
+}
+
 // onDate passes an accepted answer's Date on; answers that were refused
 // tell the clock nothing.
-func (c *Client) onDate(t time.Time) {
-	if c.OnDate != nil && !t.IsZero() {
-		c.OnDate(t)
+func (c *Client) onDate(base string, st stamp) {
+	if c.OnDate != nil && !st.date.IsZero() {
+		c.OnDate("Date header of registry "+clip(base), st.date, st.notAfter)
 	}
 }
 
+// chainEnd is the latest time at which the connection's certificates
+// still verify: for each verified chain the earliest NotAfter of its
+// certificates (leaf, intermediates, pinned root), and the latest of those
+// over the chains, since one valid chain is enough. Zero without a
+// verified chain.
+func chainEnd(cs *tls.ConnectionState) time.Time {
+	var end time.Time
+	if cs == nil {
+		return end
+	}
+	for _, chain := range cs.VerifiedChains {
+		var first time.Time
+		for _, cert := range chain {
+			if first.IsZero() || cert.NotAfter.Before(first) {
+				first = cert.NotAfter
+			}
+		}
+		if first.After(end) {
+			end = first
+		}
+	}
+	return end
+}
+
 // do POSTs in as JSON to base+path, decodes a want-status answer into out
-// (nil: no body expected) and returns the answer's Date (zero if absent).
-func (c *Client) do(ctx context.Context, base, path string, in any, want int, out any) (time.Time, error) {
+// (nil: no body expected) and returns what the answer says about the time.
+// It follows no redirect: a 3xx is an error like any other refused answer.
+func (c *Client) do(ctx context.Context, base, path string, in any, want int, out any) (stamp, error) {
 	body, err := json.Marshal(in)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("encode request: %w", err)
+		return stamp{}, fmt.Errorf("encode request: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 	defer cancel()
 	u := strings.TrimRight(base, "/") + path
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return time.Time{}, fmt.Errorf("registry %s: %w", base, err)
+		return stamp{}, fmt.Errorf("registry %s: %w", base, err)
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("Accept", "application/json")
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(hreq)
+	resp, err := noRedirects(c.HTTP).Do(hreq)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("registry %s: %w", base, err)
+		return stamp{}, fmt.Errorf("registry %s: %w", base, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return stamp{}, fmt.Errorf("registry %s: HTTP %d %s: redirect to %q refused: registries are asked directly, never through a redirect",
+			base, resp.StatusCode, http.StatusText(resp.StatusCode), clip(resp.Header.Get("Location")))
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodySize+1))
 	if err != nil {
-		return time.Time{}, fmt.Errorf("registry %s: read answer: %w", base, err)
+		return stamp{}, fmt.Errorf("registry %s: read answer: %w", base, err)
 	}
 	if len(b) > MaxBodySize {
-		return time.Time{}, fmt.Errorf("registry %s: answer exceeds %d bytes", base, MaxBodySize)
+		return stamp{}, fmt.Errorf("registry %s: answer exceeds %d bytes", base, MaxBodySize)
 	}
 	if resp.StatusCode != want {
-		return time.Time{}, fmt.Errorf("registry %s: HTTP %d: %s", base, resp.StatusCode, reason(resp, b))
+		return stamp{}, fmt.Errorf("registry %s: HTTP %d: %s", base, resp.StatusCode, reason(resp, b))
 	}
 	if out != nil {
 		ct, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 		if err != nil || ct != "application/json" {
-			return time.Time{}, fmt.Errorf("registry %s: answer content type %q, want application/json", base, resp.Header.Get("Content-Type"))
+			return stamp{}, fmt.Errorf("registry %s: answer content type %q, want application/json", base, resp.Header.Get("Content-Type"))
 		}
 		if err := DecodeStrict(b, out); err != nil {
-			return time.Time{}, fmt.Errorf("registry %s: %w", base, err)
+			return stamp{}, fmt.Errorf("registry %s: %w", base, err)
 		}
 	}
 	date, _ := http.ParseTime(resp.Header.Get("Date"))
-	return date, nil
+	return stamp{date: date, notAfter: chainEnd(resp.TLS)}, nil
 }
 
 // reason extracts the registry's error message, or a clipped body.

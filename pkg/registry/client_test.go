@@ -2,6 +2,8 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -9,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,7 +62,7 @@ func TestBootFailsOverAndPassesDate(t *testing.T) {
 	good, hc := tlsServer(t, bootOK(date))
 	var mu sync.Mutex
 	var reports []report
-	var dates []time.Time
+	var dates []dated
 	c := &Client{
 		URLs:    []string{"https://127.0.0.1:1", bad.URL, good.URL},
 		HTTP:    hc,
@@ -69,7 +72,7 @@ func TestBootFailsOverAndPassesDate(t *testing.T) {
 			defer mu.Unlock()
 			reports = append(reports, report{u, err})
 		},
-		OnDate: func(t time.Time) { dates = append(dates, t) },
+		OnDate: func(src string, d, notAfter time.Time) { dates = append(dates, dated{src, d, notAfter}) },
 	}
 	resp, err := c.Boot(context.Background(), BootRequest{NodeID: "n1", Farm: "f"})
 	if err != nil {
@@ -82,8 +85,144 @@ func TestBootFailsOverAndPassesDate(t *testing.T) {
 		!strings.Contains(reports[1].err.Error(), "HTTP 503: database on fire") {
 		t.Fatalf("reports = %+v", reports)
 	}
-	if len(dates) != 1 || !dates[0].Equal(date) {
-		t.Fatalf("dates = %v, want [%v]", dates, date)
+	// The clock learns who said it and until when that server's own
+	// certificate vouches for it.
+	want := dated{"Date header of registry " + good.URL, date, good.Certificate().NotAfter}
+	if len(dates) != 1 || dates[0].source != want.source || !dates[0].date.Equal(date) || !dates[0].notAfter.Equal(want.notAfter) {
+		t.Fatalf("dates = %+v, want [%+v]", dates, want)
+	}
+}
+
+type dated struct {
+	source         string
+	date, notAfter time.Time
+}
+
+// Over plain HTTP nothing vouches for the Date: the clock is told so.
+func TestOnDateWithoutTLS(t *testing.T) {
+	srv := httptest.NewServer(bootOK(time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)))
+	defer srv.Close()
+	var got []dated
+	c := &Client{URLs: []string{srv.URL}, HTTP: srv.Client(),
+		OnDate: func(src string, d, notAfter time.Time) { got = append(got, dated{src, d, notAfter}) }}
+	if _, err := c.Boot(context.Background(), BootRequest{NodeID: "n1", Farm: "f"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !got[0].notAfter.IsZero() {
+		t.Fatalf("dates = %+v, want one with a zero notAfter", got)
+	}
+}
+
+func TestChainEnd(t *testing.T) {
+	at := func(days int) *x509.Certificate {
+		return &x509.Certificate{NotAfter: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, days)}
+	}
+	for _, tc := range []struct {
+		name string
+		cs   *tls.ConnectionState
+		want time.Time
+	}{
+		{"no TLS", nil, time.Time{}},
+		{"no verified chain", &tls.ConnectionState{PeerCertificates: []*x509.Certificate{at(10)}}, time.Time{}},
+		{"leaf ends first", &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{at(1), at(5), at(9)}}}, at(1).NotAfter},
+		{"pinned CA ends first", &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{at(9), at(5), at(2)}}}, at(2).NotAfter},
+		{"intermediate ends first", &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{at(9), at(3), at(7)}}}, at(3).NotAfter},
+		// One valid chain verifies the connection, so the longest-lived
+		// chain is the bound.
+		{"two chains", &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{at(9), at(2)}, {at(9), at(6)}}}, at(6).NotAfter},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := chainEnd(tc.cs); !got.Equal(tc.want) {
+				t.Errorf("chainEnd = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// redirector answers every request with code and a Location of to.
+func redirector(code int, to string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", to)
+		w.WriteHeader(code)
+	}
+}
+
+// counted wraps h, counting its requests.
+func counted(n *atomic.Int32, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		h(w, r)
+	}
+}
+
+// A registry that redirects is not followed, wherever it points (another
+// https server under the same CA included), and the next registry is asked.
+func TestBootRefusesRedirects(t *testing.T) {
+	var hits atomic.Int32
+	date := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
+	plain := httptest.NewServer(counted(&hits, bootOK(date)))
+	defer plain.Close()
+	// httptest TLS servers share one certificate: the pinned client would
+	// trust this one.
+	other, _ := tlsServer(t, counted(&hits, bootOK(date)))
+	good, hc := tlsServer(t, bootOK(date))
+	for _, tc := range []struct {
+		name, to, want string
+		code           int
+	}{
+		{"302 to http", plain.URL + "/v1/boot", `HTTP 302 Found: redirect to "` + plain.URL + `/v1/boot" refused`, 302},
+		{"307 to http", plain.URL + "/v1/boot", `HTTP 307 Temporary Redirect: redirect to "` + plain.URL + `/v1/boot" refused`, 307},
+		{"308 to https", other.URL + "/v1/boot", `HTTP 308 Permanent Redirect: redirect to "` + other.URL + `/v1/boot" refused`, 308},
+		{"301 to https", other.URL + "/v1/boot", `HTTP 301 Moved Permanently: redirect to "` + other.URL + `/v1/boot" refused`, 301},
+		{"Location sanitised", "https://evil/\u009b2J", `HTTP 302 Found: redirect to "https://evil/?2J" refused`, 302},
+	} {
+		for _, client := range []struct {
+			name string
+			hc   *http.Client
+		}{
+			{"NewHTTPClient", hc},
+			// A client that would follow (default CheckRedirect) is not
+			// followed either: the rule is the registry Client's own.
+			{"following client", &http.Client{Transport: hc.Transport}},
+		} {
+			t.Run(tc.name+"/"+client.name, func(t *testing.T) {
+				hits.Store(0)
+				redir, _ := tlsServer(t, redirector(tc.code, tc.to))
+				var reports []report
+				var dates []string
+				c := &Client{URLs: []string{redir.URL, good.URL}, HTTP: client.hc, Backoff: fast,
+					Report: func(n int, u string, err error, wait time.Duration) { reports = append(reports, report{u, err}) },
+					OnDate: func(src string, d, notAfter time.Time) { dates = append(dates, src) },
+				}
+				resp, err := c.Boot(context.Background(), BootRequest{NodeID: "n1", Farm: "f"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.Registry != good.URL {
+					t.Errorf("answer from %s, want %s", resp.Registry, good.URL)
+				}
+				if n := hits.Load(); n != 0 {
+					t.Errorf("redirect target asked %d times", n)
+				}
+				if len(reports) != 1 || reports[0].url != redir.URL || !strings.Contains(reports[0].err.Error(), "registry "+redir.URL+": "+tc.want) {
+					t.Errorf("reports = %+v, want one for %s with %q", reports, redir.URL, tc.want)
+				}
+				if len(dates) != 1 || dates[0] != "Date header of registry "+good.URL {
+					t.Errorf("dates from %q, want only the good registry's", dates)
+				}
+			})
+		}
+	}
+}
+
+func TestStatusRefusesRedirects(t *testing.T) {
+	var hits atomic.Int32
+	target, _ := tlsServer(t, counted(&hits, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	redir, hc := tlsServer(t, redirector(307, target.URL+"/v1/status"))
+	c := &Client{URLs: []string{redir.URL}, HTTP: hc}
+	err := c.Status(context.Background(), StatusReport{NodeID: "n1", Source: SourcePID1, State: StateReady, Token: testToken})
+	if err == nil || !strings.Contains(err.Error(), "HTTP 307 Temporary Redirect: redirect to") || hits.Load() != 0 {
+		t.Fatalf("err = %v, target hits %d; want the redirect refused", err, hits.Load())
 	}
 }
 
@@ -139,7 +278,7 @@ func TestBootRefusesGarbage(t *testing.T) {
 			c := &Client{URLs: []string{srv.URL}, HTTP: hc, Backoff: fast,
 				Report: func(int, string, error, time.Duration) {}}
 			c.Report = func(n int, u string, err error, wait time.Duration) { got = err; cancel() }
-			c.OnDate = func(time.Time) { t.Error("OnDate called for a refused answer") }
+			c.OnDate = func(string, time.Time, time.Time) { t.Error("OnDate called for a refused answer") }
 			if _, err := c.Boot(ctx, BootRequest{NodeID: "n1", Farm: "f"}); err == nil {
 				t.Fatal("garbage accepted")
 			}
@@ -219,6 +358,19 @@ func TestNewHTTPClient(t *testing.T) {
 	hc, _ = NewHTTPClient(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: old.Certificate().Raw}), nil)
 	if _, err := hc.Get(old.URL); err == nil {
 		t.Fatal("TLS 1.2 server accepted")
+	}
+	// Its client hands a redirect back instead of following it, also for
+	// whoever uses it outside Client.
+	var hits atomic.Int32
+	target, _ := tlsServer(t, counted(&hits, bootOK(time.Now())))
+	redir, hc := tlsServer(t, redirector(302, target.URL))
+	resp, err := hc.Get(redir.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 302 || hits.Load() != 0 {
+		t.Fatalf("status %d, target hits %d; want the 302 itself", resp.StatusCode, hits.Load())
 	}
 }
 

@@ -21,13 +21,24 @@ const (
 	DefaultRequestTimeout = 2 * time.Minute
 )
 
+// MaxRedirects is how many redirects one fetch follows. Following them is
+// safe only because every blob is checked against its digest after the
+// fetch; a few are enough for a CDN or a mirror's front end, and a loop is
+// cut short.
+const MaxRedirects = 3
+
 // HTTP fetches from store trees served over HTTP. Every URL is a store base
 // (the tree of docs/flist.md lives under it); they are tried in order, and a
 // mirror that fails in any way (transport, status, length, content) is
-// skipped for the next one. Safe for concurrent use.
+// skipped for the next one. A fetch follows at most MaxRedirects redirects,
+// and only to the scheme of the store URL it started from (see
+// checkRedirect). Safe for concurrent use.
 type HTTP struct {
-	URLs   []string
-	Client *http.Client // nil: http.DefaultClient
+	URLs []string
+	// Client makes the requests (nil: http.DefaultClient). Its own
+	// CheckRedirect is not used: the store's rule replaces it, so a client
+	// that follows nothing (the registry's) still works here.
+	Client *http.Client
 	// Log, if set, is told about each mirror that failed.
 	Log func(msg string, args ...any)
 	// IdleTimeout fails a request when no bytes arrive for this long
@@ -134,6 +145,10 @@ func (h *HTTP) get(ctx context.Context, url string, max int64, exact bool) ([]by
 	req.Header.Set("Accept-Encoding", "identity")
 	resp, err := h.client().Do(req)
 	if err != nil {
+		var refused *redirectError
+		if errors.As(err, &refused) {
+			return nil, refused
+		}
 		return nil, causeOr(ctx, err)
 	}
 	defer resp.Body.Close()
@@ -164,12 +179,41 @@ func (h *HTTP) get(ctx context.Context, url string, max int64, exact bool) ([]by
 	return b, nil
 }
 
+// client is Client, or http.DefaultClient, with the store's redirect rule.
 func (h *HTTP) client() *http.Client {
+	c := *http.DefaultClient
 	if h.Client != nil {
-		return h.Client
+		c = *h.Client
 	}
-	return http.DefaultClient
+	c.CheckRedirect = checkRedirect
+	return &c
 }
+
+// checkRedirect lets a fetch follow a redirect only to the scheme it
+// started with. The content is verified anyway, but the scheme is the
+// operator's choice: https to http would show what the node fetches to
+// anyone on the path, http to https goes to a server the node's pinned CA
+// was never meant for, and any other scheme (file, a registered custom
+// one) is no store. via[0] is the request to the store URL itself.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	from, to := via[0].URL.Scheme, req.URL.Scheme
+	target := console.Sanitize(req.URL.String(), maxShown)
+	switch {
+	case len(via) > MaxRedirects:
+		return &redirectError{fmt.Sprintf("redirect to %q refused: more than %d redirects", target, MaxRedirects)}
+	case to != "http" && to != "https":
+		return &redirectError{fmt.Sprintf("redirect to %q refused: scheme %q is not http or https", target, console.Sanitize(to, maxShown))}
+	case to != from:
+		return &redirectError{fmt.Sprintf("redirect to %q refused: it leaves %s for %s, and a fetch keeps the store URL's scheme", target, from, to)}
+	}
+	return nil
+}
+
+// redirectError is a refused redirect, reported as itself rather than in
+// net/http's wrapping, which repeats the target unsanitised.
+type redirectError struct{ msg string }
+
+func (e *redirectError) Error() string { return e.msg }
 
 // causeOr prefers the reason a context was cancelled (idle, timeout) over the
 // transport's generic "context canceled".

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -300,5 +301,133 @@ func BenchmarkHTTPChunk(b *testing.B) {
 		if _, err := h.Chunk(context.Background(), ref); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// redirect answers every request with a redirect to to+path, counting them.
+func redirect(n *atomic.Int32, to func() string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		http.Redirect(w, r, to()+r.URL.Path, http.StatusFound)
+	}
+}
+
+// A store may redirect (a CDN, a mirror's front end): the fetch follows to
+// the same scheme and still verifies what it gets there.
+func TestHTTPRedirectFollowed(t *testing.T) {
+	ref, c, raw := chunk(t, "content ")
+	tampered := bytes.Clone(c)
+	tampered[len(tampered)/2] ^= 1
+	for _, tc := range []struct {
+		name    string
+		tls     bool
+		content []byte
+		hops    int // redirects before the content
+		want    string
+	}{
+		{"http to http", false, c, 1, ""},
+		{"https to https", true, c, 1, ""},
+		{"as many as allowed", true, c, MaxRedirects, ""},
+		{"one too many", false, c, MaxRedirects + 1, fmt.Sprintf("more than %d redirects", MaxRedirects)},
+		{"followed and verified", true, tampered, 1, "content hash"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := httptest.NewUnstartedServer(nil)
+			if tc.tls {
+				start.StartTLS()
+			} else {
+				start.Start()
+			}
+			t.Cleanup(start.Close)
+			// Every server of the chain is the same kind; httptest TLS
+			// servers share a certificate, so start's client trusts them all.
+			newServer := httptest.NewServer
+			if tc.tls {
+				newServer = httptest.NewTLSServer
+			}
+			var hits atomic.Int32
+			next := newServer(blobs(map[string][]byte{chunkPath(ref): tc.content}))
+			t.Cleanup(next.Close)
+			for range tc.hops - 1 {
+				to := next.URL
+				next = newServer(redirect(&hits, func() string { return to }))
+				t.Cleanup(next.Close)
+			}
+			to := next.URL
+			start.Config.Handler = redirect(&hits, func() string { return to })
+			// A client that follows no redirect itself (like the registry's)
+			// still follows the store's rule.
+			client := start.Client()
+			client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			h := &HTTP{URLs: []string{start.URL}, Client: client}
+			got, err := h.Chunk(context.Background(), ref)
+			if tc.want == "" {
+				if err != nil || !bytes.Equal(got, raw) {
+					t.Fatalf("Chunk = %d bytes, %v", len(got), err)
+				}
+				if int(hits.Load()) != tc.hops {
+					t.Fatalf("%d redirects, want %d", hits.Load(), tc.hops)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Chunk error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A redirect never leaves the store URL's scheme, nor goes to anything but
+// http(s); the mirror is failed and the next one is asked.
+func TestHTTPRedirectRefused(t *testing.T) {
+	ref, c, raw := chunk(t, "content ")
+	var hits atomic.Int32
+	content := blobs(map[string][]byte{chunkPath(ref): c})
+	countedContent := func(w http.ResponseWriter, r *http.Request) { hits.Add(1); content(w, r) }
+	plain := httptest.NewServer(http.HandlerFunc(countedContent))
+	t.Cleanup(plain.Close)
+	secure := httptest.NewTLSServer(http.HandlerFunc(countedContent))
+	t.Cleanup(secure.Close)
+	for _, tc := range []struct {
+		name     string
+		tls      bool
+		location string
+		want     string
+	}{
+		{"https to http", true, plain.URL, `redirect to "` + plain.URL + chunkPath(ref) + `" refused: it leaves https for http`},
+		{"http to https", false, secure.URL, `redirect to "` + secure.URL + chunkPath(ref) + `" refused: it leaves http for https`},
+		{"to file", true, "file://", `redirect to "file://` + chunkPath(ref) + `" refused: scheme "file" is not http or https`},
+		{"to ftp", false, "ftp://192.0.2.1", `scheme "ftp" is not http or https`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hits.Store(0)
+			h := func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Location", tc.location+r.URL.Path)
+				w.WriteHeader(http.StatusFound)
+			}
+			var bad *httptest.Server
+			if tc.tls {
+				bad = httptest.NewTLSServer(http.HandlerFunc(h))
+			} else {
+				bad = httptest.NewServer(http.HandlerFunc(h))
+			}
+			t.Cleanup(bad.Close)
+			mirror := plain
+			if tc.tls {
+				mirror = secure
+			}
+			var l logger
+			s := &HTTP{URLs: []string{bad.URL, mirror.URL}, Client: secure.Client(), Log: l.log}
+			got, err := s.Chunk(context.Background(), ref)
+			if err != nil || !bytes.Equal(got, raw) {
+				t.Fatalf("Chunk = %d bytes, %v; want the next mirror's content", len(got), err)
+			}
+			if hits.Load() != 1 {
+				t.Fatalf("content servers hit %d times, want once (the next mirror, not the redirect)", hits.Load())
+			}
+			if !strings.Contains(l.String(), tc.want) {
+				t.Fatalf("log %q lacks %q", l.String(), tc.want)
+			}
+		})
 	}
 }
