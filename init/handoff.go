@@ -49,7 +49,10 @@ func (n *node) components(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("component %s: flist %s: %w", c.Name, c.Flist, err)
 		}
-		x := &flist.Extractor{Source: src, Chown: true, Progress: n.progress(c.Name)}
+		// Setuid files and device nodes only where the signed release
+		// allows them for this component.
+		pol := flist.Policy{AllowSetuid: c.AllowSetuid, AllowDevices: c.AllowDevices}
+		x := &flist.Extractor{Source: src, Chown: true, Policy: pol, Progress: n.progress(c.Name)}
 		if err := x.Extract(ctx, fl, dir); err != nil {
 			return fmt.Errorf("component %s: %w", c.Name, err)
 		}

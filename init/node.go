@@ -25,12 +25,13 @@ import (
 
 // Paths inside the initramfs and the assembled root.
 const (
-	trustPath   = "/etc/zeroboot/trust.json"
-	caPath      = "/etc/zeroboot/ca.pem"
-	newRoot     = "/zeroboot/root"
-	runDir      = "/run/zeroboot"
-	bootInfo    = runDir + "/boot.json"
-	modulesBase = "/lib/modules"
+	rootPath     = "/etc/zeroboot/root.json"
+	channelsPath = "/etc/zeroboot/channels.json"
+	caPath       = "/etc/zeroboot/ca.pem"
+	newRoot      = "/zeroboot/root"
+	runDir       = "/run/zeroboot"
+	bootInfo     = runDir + "/boot.json"
+	modulesBase  = "/lib/modules"
 )
 
 // node holds what one step learns for the next. Steps run in order; only

@@ -21,8 +21,8 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/mounts"
 	"github.com/zeroboot/zeroboot/pkg/netup"
 	"github.com/zeroboot/zeroboot/pkg/registry"
-	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/supervise"
+	"github.com/zeroboot/zeroboot/pkg/trust"
 )
 
 func (n *node) mount(context.Context) error {
@@ -204,15 +204,18 @@ func (n *node) registry(ctx context.Context) error {
 	if err := n.connect(); err != nil {
 		return permanent{err}
 	}
-	trust, err := loadTrust()
+	tn, rootVersion, err := loadTrust()
 	if err != nil {
 		return permanent{err}
 	}
 	resp, err := n.client.Boot(ctx, registry.BootRequest{
-		NodeID:  n.ident.NodeID,
-		Farm:    n.cfg.Farm,
-		Profile: n.ident.Profile,
-		Agent:   "zeroboot-init",
+		Protocol:    registry.Protocol,
+		NodeID:      n.ident.NodeID,
+		Farm:        n.cfg.Farm,
+		Profile:     n.ident.Profile,
+		Agent:       "zeroboot-init",
+		RootVersion: rootVersion,
+		Channel:     n.cfg.Channel,
 	})
 	if err != nil {
 		return err
@@ -220,19 +223,25 @@ func (n *node) registry(ctx context.Context) error {
 	// The token of this answer speaks for this boot from now on, also when
 	// the release it came with is refused below.
 	n.boot = resp
-	env, err := release.ParseEnvelope(resp.Release)
-	if err != nil {
-		return err
-	}
-	rel, err := trust.Verify(env, release.Options{Now: n.clock.Trusted(), Channel: n.cfg.Channel})
+	tn.Now = n.clock.Trusted() // after the answer: its Date may have moved the clock
+	channel, err := tn.Channels.Pick(n.cfg.Channel, resp.Channel)
 	if err != nil {
 		return fmt.Errorf("release from registry refused: %w", err)
+	}
+	v, err := tn.Verify(channel, resp.TUF)
+	if err != nil {
+		return fmt.Errorf("release from registry refused: %w", err)
+	}
+	rel := v.Release
+	if v.RootsWalked > 0 {
+		n.log.Info(fmt.Sprintf("trust: root rotated from version %d to %d (signed by the root keys)", rootVersion, v.RootVersion))
 	}
 	if len(resp.Stores) == 0 {
 		return errors.New("registry named no store URLs")
 	}
 	n.rel = rel
-	n.log.Info(fmt.Sprintf("release: %s v%d, %d components, expires %s", rel.Channel, rel.Version, len(rel.Components), rel.Expires.UTC().Format(time.RFC3339)))
+	n.log.Info(fmt.Sprintf("release: %s v%d, %d components, expires %s; root v%d; freshness until %s", rel.Channel, rel.Version, len(rel.Components),
+		rel.Expires.UTC().Format(time.RFC3339), v.RootVersion, v.Freshness.UTC().Format(time.RFC3339)))
 	n.report("booting", "")
 	return nil
 }
@@ -262,23 +271,36 @@ func (n *node) connect() error {
 		Report: func(attempt int, url string, err error, wait time.Duration) {
 			n.log.Warn(fmt.Sprintf("registry %s unreachable (attempt %d); retrying in %s", url, attempt, wait.Round(100*time.Millisecond)), "err", err)
 		},
-		OnDate: func(t time.Time) {
-			if changed, err := n.clock.FromServer(t); err != nil {
+		// The clock logs every move and every refused Date itself, naming
+		// the source; only a clock that cannot be set is left to say here.
+		OnDate: func(source string, date, notAfter time.Time) {
+			if _, err := n.clock.FromServer(source, date, notAfter); err != nil {
 				n.log.Warn("setting the clock from the registry", "err", err)
-			} else if changed {
-				n.log.Info("clock set from the registry", "now", t.UTC())
 			}
 		},
 	}
 	return nil
 }
 
-func loadTrust() (*release.Trust, error) {
-	b, err := os.ReadFile(trustPath)
+// loadTrust reads the root and channels built into the initramfs.
+func loadTrust() (*trust.Node, int64, error) {
+	root, err := os.ReadFile(rootPath)
 	if err != nil {
-		return nil, fmt.Errorf("release trust root: %w", err)
+		return nil, 0, fmt.Errorf("TUF root: %w", err)
 	}
-	return release.ParseTrust(b)
+	final, err := trust.Chain([][]byte{root}, time.Time{})
+	if err != nil {
+		return nil, 0, fmt.Errorf("TUF root %s: %w", rootPath, err)
+	}
+	cb, err := os.ReadFile(channelsPath)
+	if err != nil {
+		return nil, 0, fmt.Errorf("channels: %w", err)
+	}
+	chans, err := trust.ParseChannels(cb)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", channelsPath, err)
+	}
+	return &trust.Node{Root: root, Channels: chans}, final.Signed.Version, nil
 }
 
 // logMemory returns the boot's buffers to the kernel and shows what PID 1

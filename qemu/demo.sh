@@ -24,8 +24,10 @@ trap cleanup EXIT
 
 say "control plane in $work"
 $BIN/zgrid init --data "$work/grid" --san "$HOST" >"$work/init.log"
+$BIN/zgrid key new --out "$work/root.key" >/dev/null
 $BIN/zgrid key new --out "$work/release.key" >/dev/null
-$BIN/zgrid trust --threshold 1 --out "$work/trust.json" "$work/release.key.pub" >/dev/null
+$BIN/zgrid root init --data "$work/grid" --root-key "$work/root.key.pub" --sign "$work/root.key" \
+	--release-key "$work/release.key.pub" --channel stable >/dev/null
 
 say "packing the demo Core-0 into an flist"
 mkdir -p "$work/core0/bin" && cp "$BIN/core0" "$work/core0/bin/core0"
@@ -36,7 +38,7 @@ $BIN/zgrid release publish --data "$work/grid" --key "$work/release.key" \
 	--component "name=core0,flist=$flist,mount=/" --entry /bin/core0 --arg --heartbeat --arg 5s >/dev/null
 
 say "starting zgrid serve on 127.0.0.1:$PORT"
-$BIN/zgrid serve --data "$work/grid" --listen "127.0.0.1:$PORT" --trust "$work/trust.json" >"$work/serve.log" 2>&1 &
+$BIN/zgrid serve --data "$work/grid" --listen "127.0.0.1:$PORT" >"$work/serve.log" 2>&1 &
 server=$!
 pids+=($server)
 export ZGRID_SERVER="https://127.0.0.1:$PORT"
@@ -53,7 +55,8 @@ $BIN/zgrid farm list --data "$work/grid" | grep -qw demo || { say "FAILED: farm 
 
 say "building the initramfs for kernel $KVER"
 $BIN/mkinitramfs -init "$BIN/init" -kernel-version "$KVER" \
-	-file "$work/trust.json:/etc/zeroboot/trust.json" \
+	-file "$work/grid/tuf/root/1.root.json:/etc/zeroboot/root.json" \
+	-file "$work/grid/tuf/channels.json:/etc/zeroboot/channels.json" \
 	-file "$work/grid/tls/ca.pem:/etc/zeroboot/ca.pem" \
 	-o "$work/initramfs.cpio.zst"
 

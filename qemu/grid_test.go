@@ -45,14 +45,16 @@ func buildBins(dir string) error {
 // grid is a zgrid data dir, release key and running server, driven through
 // the zgrid CLI exactly as an operator would.
 type grid struct {
-	t      *testing.T
-	dir    string
-	data   string
-	key    string
-	trust  string
-	port   int
-	server *exec.Cmd
-	log    bytes.Buffer
+	t       *testing.T
+	dir     string
+	data    string
+	key     string
+	rootKey string
+	port    int
+	server  *exec.Cmd
+	log     bytes.Buffer
+	// serveArgs are extra zgrid serve flags.
+	serveArgs []string
 }
 
 func newGrid(t *testing.T) *grid {
@@ -60,10 +62,11 @@ func newGrid(t *testing.T) *grid {
 	g := &grid{t: t, dir: t.TempDir()}
 	g.data = filepath.Join(g.dir, "grid")
 	g.key = filepath.Join(g.dir, "release.key")
-	g.trust = filepath.Join(g.dir, "trust.json")
+	g.rootKey = filepath.Join(g.dir, "root.key")
 	g.run("init", "--data", g.data, "--san", HostAddr)
 	g.run("key", "new", "--out", g.key)
-	g.run("trust", "--threshold", "1", "--out", g.trust, g.key+".pub")
+	g.run("key", "new", "--out", g.rootKey)
+	g.run("root", "init", "--data", g.data, "--root-key", g.rootKey+".pub", "--sign", g.rootKey, "--release-key", g.key+".pub")
 	return g
 }
 
@@ -82,10 +85,16 @@ func (g *grid) run(args ...string) string {
 // publish packs tree into an flist and publishes it as the only component
 // of version v on channel stable, with Core-0 at /bin/core0.
 func (g *grid) publish(tree string, v int, coreArgs ...string) string {
+	return g.publishWith(g.key, "24h", tree, v, coreArgs...)
+}
+
+// publishWith is publish signed by key, valid for expires; through the
+// running server when there is one.
+func (g *grid) publishWith(key, expires, tree string, v int, coreArgs ...string) string {
 	out := strings.Fields(g.run("flist", "build", "--data", g.data, tree))
 	digest := out[len(out)-1]
-	args := []string{"release", "publish", "--data", g.data, "--key", g.key,
-		"--channel", "stable", "--version", fmt.Sprint(v), "--expires", "24h",
+	args := []string{"release", "publish", "--data", g.data, "--key", key,
+		"--channel", "stable", "--version", fmt.Sprint(v), "--expires", expires,
 		"--component", "name=core0,flist=" + digest + ",mount=/", "--entry", "/bin/core0"}
 	for _, a := range coreArgs {
 		args = append(args, "--arg", a)
@@ -108,7 +117,7 @@ func freePort(t *testing.T) int {
 func (g *grid) serve() {
 	g.t.Helper()
 	g.port = freePort(g.t)
-	g.server = exec.Command(bins.zgrid, "serve", "--data", g.data, "--listen", fmt.Sprintf("127.0.0.1:%d", g.port), "--trust", g.trust)
+	g.server = exec.Command(bins.zgrid, append([]string{"serve", "--data", g.data, "--listen", fmt.Sprintf("127.0.0.1:%d", g.port)}, g.serveArgs...)...)
 	g.server.Stdout, g.server.Stderr = &g.log, &g.log
 	if err := g.server.Start(); err != nil {
 		g.t.Fatal(err)
@@ -189,7 +198,8 @@ func (g *grid) initramfs(kver string) string {
 	g.t.Helper()
 	out := filepath.Join(g.dir, "initramfs.cpio.zst")
 	cmd := exec.Command(bins.mkinitramfs, "-init", bins.init, "-kernel-version", kver,
-		"-file", g.trust+":/etc/zeroboot/trust.json",
+		"-file", filepath.Join(g.data, "tuf", "root", "1.root.json")+":/etc/zeroboot/root.json",
+		"-file", filepath.Join(g.data, "tuf", "channels.json")+":/etc/zeroboot/channels.json",
 		"-file", filepath.Join(g.data, "tls", "ca.pem")+":/etc/zeroboot/ca.pem",
 		"-o", out)
 	if b, err := cmd.CombinedOutput(); err != nil {

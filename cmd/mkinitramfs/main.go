@@ -23,7 +23,7 @@ Builds a zstd-compressed newc cpio. The same inputs always give the same bytes.
 Examples:
   # the demo image for the installed Debian kernel
   mkinitramfs -init bin/init -kernel-version 6.1.0-56-amd64 \
-      -file demo/trust.json:/etc/zeroboot/trust.json \
+      -file grid/tuf/root/1.root.json:/etc/zeroboot/root.json -file grid/tuf/channels.json:/etc/zeroboot/channels.json \
       -file demo/ca.pem:/etc/zeroboot/ca.pem -o bin/initramfs.cpio.zst
 
   # a kernel tree elsewhere, with one more driver and a private key file

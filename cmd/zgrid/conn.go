@@ -74,13 +74,17 @@ func (c *conn) local() (d *db.DB, ok bool, err error) {
 
 // localServer wraps an opened database in the server's logic, so that
 // offline changes get exactly the checks online ones do.
-func (c *conn) localServer(d *db.DB) *server.Server {
-	return &server.Server{
-		DB:          d,
-		Store:       &store.Dir{Root: filepath.Join(c.data, storeDir)},
-		OpenRelease: server.ReleaseOpener(nil),
-		CheckFlist:  func(b []byte) error { _, err := flist.Decode(b); return err },
+func (c *conn) localServer(d *db.DB) (*server.Server, error) {
+	t, err := loadTUF(c.data, defaultFreshness)
+	if err != nil {
+		return nil, err
 	}
+	return &server.Server{
+		DB:         d,
+		Store:      &store.Dir{Root: filepath.Join(c.data, storeDir)},
+		TUF:        t,
+		CheckFlist: func(b []byte) error { _, err := flist.Decode(b); return err },
+	}, nil
 }
 
 // admin returns a client for the running server.

@@ -45,7 +45,11 @@ func cmdFarmCreate(args []string) error {
 	}
 	if ok {
 		defer d.Close()
-		f, err = c.localServer(d).CreateFarm(pos[0], *channel)
+		s, serr := c.localServer(d)
+		if serr != nil {
+			return serr
+		}
+		f, err = s.CreateFarm(pos[0], *channel)
 	} else {
 		a, aerr := c.admin()
 		if aerr != nil {

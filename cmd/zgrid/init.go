@@ -13,13 +13,15 @@ import (
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/tlsgen"
+	"github.com/zeroboot/zeroboot/pkg/repo"
 )
 
 func cmdInit(args []string) error {
 	fs := newFlags("init", "zgrid init --data DIR [--san NAME_OR_IP]...",
 		`Create a registry data directory: the database (zgrid.db), the content
-store (store/), a private TLS CA and a TLS 1.3 server certificate (tls/), and
-the admin token (admin.token, mode 0600). The server certificate names
+store (store/), a private TLS CA and a TLS 1.3 server certificate (tls/),
+the admin token (admin.token, mode 0600), and the online key that signs
+freshness metadata for nodes (tuf/online.key). The server certificate names
 localhost, 127.0.0.1, ::1, 192.0.2.2 (the host as seen from QEMU's user
 network), this host's name, and every --san. An existing non-empty DIR is
 never overwritten.`,
@@ -44,7 +46,7 @@ func initData(dir string, sans []string) error {
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("data directory %s: %w", dir, err)
 	}
-	for _, d := range []string{dir, filepath.Join(dir, storeDir), filepath.Join(dir, tlsDir)} {
+	for _, d := range []string{dir, filepath.Join(dir, storeDir), filepath.Join(dir, tlsDir), filepath.Join(dir, tufDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
@@ -52,6 +54,18 @@ func initData(dir string, sans []string) error {
 	slices.Sort(sans)
 	files, err := tlsgen.Generate(filepath.Join(dir, tlsDir), tlsgen.Options{SANs: slices.Compact(sans), Now: time.Now()})
 	if err != nil {
+		return err
+	}
+	// The online key signs freshness only; it cannot sign a release or a
+	// root, so it may live on the registry host.
+	pub, priv, err := repo.GenerateKey()
+	if err != nil {
+		return err
+	}
+	if err := repo.WritePrivateKey(filepath.Join(dir, onlineKey), priv); err != nil {
+		return err
+	}
+	if err := repo.WritePublicKey(filepath.Join(dir, onlineKey)+".pub", pub); err != nil {
 		return err
 	}
 	tok := make([]byte, 32)
@@ -78,16 +92,17 @@ func initData(dir string, sans []string) error {
   server cert      %s   (names: %v)
   server key       %s
   admin token      %s   (mode 0600; for --token-file)
+  online key       %s   (signs freshness only: %s)
 
 Put into every node's initramfs:
   %s   -> /etc/zeroboot/ca.pem      (the only TLS trust anchor of the node)
-  a trust file     -> /etc/zeroboot/trust.json  (zgrid key new; zgrid trust)
+  the TUF root and channels (zgrid root init) -> /etc/zeroboot/root.json, /etc/zeroboot/channels.json
 
-Next: zgrid key new --out release.key
-      zgrid trust --threshold 1 --out trust.json release.key.pub
-      zgrid serve --data %s --listen :8443 --trust trust.json
+Next: zgrid key new --out root.key && zgrid key new --out release.key   (keep both off this host)
+      zgrid root init --data %s --root-key root.key.pub --sign root.key --release-key release.key.pub
+      zgrid serve --data %s --listen :8443
 `, dir, dbPath, filepath.Join(dir, storeDir), files[tlsgen.CACert], files[tlsgen.CAKey],
 		files[tlsgen.ServerCert], slices.Compact(sans), files[tlsgen.ServerKey], tokPath,
-		files[tlsgen.CACert], dir)
+		filepath.Join(dir, onlineKey), repo.Fingerprint(pub), files[tlsgen.CACert], dir, dir)
 	return nil
 }

@@ -27,10 +27,10 @@ func init() {
 	commands = map[string]command{
 		"init":    {"create a data directory: database, store, TLS CA and certificate, admin token", cmdInit},
 		"serve":   {"run the HTTPS registry and content store", cmdServe},
-		"key":     {"release signing keys (key new)", cmdKey},
-		"trust":   {"write the trust file nodes carry in their initramfs", cmdTrust},
+		"key":     {"root and release signing keys (key new)", cmdKey},
+		"root":    {"the TUF root nodes carry: init, rotate keys, show", cmdRoot},
 		"flist":   {"pack a directory or tar into an flist (flist build)", cmdFlist},
-		"release": {"create, sign, publish and list signed releases", cmdRelease},
+		"release": {"create, sign, show, publish, withdraw and list signed releases", cmdRelease},
 		"farm":    {"create and list farms", cmdFarm},
 		"node":    {"list nodes and show one node's boot report", cmdNode},
 	}

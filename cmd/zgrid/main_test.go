@@ -56,7 +56,7 @@ func TestCLI(t *testing.T) {
 	data := filepath.Join(dir, "grid")
 	key := filepath.Join(dir, "release.key")
 	other := filepath.Join(dir, "other.key")
-	trust := filepath.Join(dir, "trust.json")
+	rootKey := filepath.Join(dir, "root.key")
 
 	out, _ := c.run(0, "init", "--data", data, "--san", "203.0.113.5")
 	for _, f := range []string{"zgrid.db", "store", "tls/ca.pem", "tls/ca.key", "tls/server.pem", "tls/server.key", "admin.token"} {
@@ -80,10 +80,18 @@ func TestCLI(t *testing.T) {
 	if st, _ := os.Stat(key); st.Mode().Perm() != 0o600 {
 		t.Errorf("private key mode %v", st.Mode().Perm())
 	}
-	c.run(0, "trust", "--threshold", "1", "--out", trust, key+".pub")
-	_, errs = c.run(1, "trust", "--threshold", "2", "--out", trust, key+".pub")
-	if !strings.Contains(errs, "threshold") {
-		t.Errorf("threshold above key count: %s", errs)
+	c.run(0, "key", "new", "--out", rootKey)
+	_, errs = c.run(1, "root", "init", "--data", data, "--root-key", rootKey+".pub", "--sign", rootKey, "--release-key", key+".pub", "--release-threshold", "2")
+	if !strings.Contains(errs, "threshold 2 with 1 keys") {
+		t.Errorf("release threshold above key count: %s", errs)
+	}
+	_, errs = c.run(1, "root", "init", "--data", data, "--root-key", rootKey+".pub", "--sign", key, "--release-key", key+".pub")
+	if !strings.Contains(errs, "new root refused") {
+		t.Errorf("root signed by a key that is not a root key: %s", errs)
+	}
+	out, _ = c.run(0, "root", "init", "--data", data, "--root-key", rootKey+".pub", "--sign", rootKey, "--release-key", key+".pub", "--channel", "stable", "--channel", "beta")
+	if !strings.Contains(out, "/etc/zeroboot/root.json") || !strings.Contains(out, "channels: beta, stable") {
+		t.Errorf("root init output:\n%s", out)
 	}
 
 	tree := filepath.Join(dir, "tree")
@@ -102,7 +110,7 @@ func TestCLI(t *testing.T) {
 	port := freePort(t)
 	url := fmt.Sprintf("https://127.0.0.1:%d", port)
 	var slog bytes.Buffer
-	srv := exec.Command(c.bin, "serve", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--trust", trust)
+	srv := exec.Command(c.bin, "serve", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 	srv.Stdout, srv.Stderr = &slog, &slog
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -132,12 +140,53 @@ func TestCLI(t *testing.T) {
 		t.Errorf("release signed by an untrusted key: %s", errs)
 	}
 	out, _ = c.run(0, append([]string{"release", "list"}, remote...)...)
-	if !regexp.MustCompile(`(?m)^stable\s+3\s+\S+\s+\S+\s+1\s+core0=` + fl[7:19] + `@/$`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^stable\s+3\s+current\s+\S+\s+\S+\s+1\s+core0=` + fl[7:19] + `@/$`).MatchString(out) {
 		t.Errorf("release list:\n%s", out)
 	}
 
+	// Offline co-signing shows what is signed and refuses an expired release.
+	file := filepath.Join(dir, "v4.json")
+	c.run(0, "release", "create", "--out", file, "--key", key, "--channel", "beta", "--version", "4",
+		"--component", "name=core0,flist="+fl+",mount=/", "--entry", "/bin/core0", "--arg", "--heartbeat")
+	out, _ = c.run(0, "release", "sign", "--in", file, "--key", other)
+	for _, want := range []string{"channel     beta", "version     4", "component   core0 " + fl + " at /", "entrypoint  /bin/core0 --heartbeat", "now has 2 signature(s)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("release sign output lacks %q:\n%s", want, out)
+		}
+	}
+	_, errs = c.run(1, "release", "sign", "--in", file, "--key", other)
+	if !strings.Contains(errs, "already signed") {
+		t.Errorf("second co-signature by one key: %s", errs)
+	}
+	old := filepath.Join(dir, "old.json")
+	c.run(0, "release", "create", "--out", old, "--key", key, "--channel", "beta", "--version", "1", "--expires", "-1h",
+		"--component", "name=core0,flist="+fl+",mount=/", "--entry", "/bin/core0")
+	_, errs = c.run(1, "release", "sign", "--in", old, "--key", other)
+	if !strings.Contains(errs, "refusing to co-sign an expired release") {
+		t.Errorf("co-signing an expired release: %s", errs)
+	}
+	c.run(0, append([]string{"release", "push", file}, remote...)...)
+
+	// Withdrawal: signed by the release key; the list says so.
+	out, _ = c.run(0, append([]string{"release", "withdraw", "--key", key, "--channel", "beta", "--version", "5"}, remote...)...)
+	if !strings.Contains(out, "withdrawal published: beta version 5") {
+		t.Errorf("withdraw: %s", out)
+	}
+	out, _ = c.run(0, append([]string{"release", "list", "--channel", "beta"}, remote...)...)
+	if !regexp.MustCompile(`(?m)^beta\s+4\s+superseded`).MatchString(out) || !regexp.MustCompile(`(?m)^beta\s+5\s+withdrawal`).MatchString(out) {
+		t.Errorf("release list after withdrawal:\n%s", out)
+	}
+
+	// Rotation revokes the old release key: its next release is refused.
+	newKey := filepath.Join(dir, "release2.key")
+	c.run(0, "key", "new", "--out", newKey)
+	out, _ = c.run(0, "root", "rotate", "--data", data, "--sign", rootKey, "--release-key", newKey+".pub")
+	if !strings.Contains(out, "root version 2 written") {
+		t.Errorf("root rotate: %s", out)
+	}
+
 	// A node boots through the API; node list shows it.
-	body := `{"node_id":"n0123","farm":"demo","agent":"cli-test"}`
+	body := `{"protocol":2,"node_id":"n0123","farm":"demo","agent":"cli-test"}`
 	resp, err := httpsClient(t, filepath.Join(data, "tls", "ca.pem")).Post(url+"/v1/boot", "application/json", strings.NewReader(body))
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("boot: %v %v", err, resp)
@@ -159,8 +208,8 @@ func TestCLI(t *testing.T) {
 func TestCLIHelpAndUsage(t *testing.T) {
 	c := cli{t, zgrid(t)}
 	for _, args := range [][]string{
-		{"init"}, {"serve"}, {"key", "new"}, {"trust"}, {"flist", "build"}, {"release", "publish"}, {"release", "create"},
-		{"release", "sign"}, {"release", "push"}, {"release", "list"}, {"farm", "create"}, {"farm", "list"}, {"node", "list"}, {"node", "show"},
+		{"init"}, {"serve"}, {"key", "new"}, {"root", "init"}, {"root", "rotate"}, {"root", "show"}, {"flist", "build"}, {"release", "publish"}, {"release", "create"},
+		{"release", "sign"}, {"release", "show"}, {"release", "push"}, {"release", "withdraw"}, {"release", "list"}, {"farm", "create"}, {"farm", "list"}, {"node", "list"}, {"node", "show"},
 	} {
 		_, errs := c.run(0, append(args, "--help")...)
 		if !strings.Contains(errs, "usage: zgrid "+strings.Join(args, " ")) || !strings.Contains(errs, "examples:") {

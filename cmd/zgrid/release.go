@@ -2,30 +2,38 @@ package main
 
 import (
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"math"
 	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
-	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/server"
 	"github.com/zeroboot/zeroboot/pkg/atomicfile"
+	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
+	"github.com/zeroboot/zeroboot/pkg/repo"
 )
 
 func cmdRelease(args []string) error {
 	return subcommand("release", map[string]func([]string) error{
-		"create":  func(a []string) error { return cmdReleaseCreate(a, false) },
-		"publish": func(a []string) error { return cmdReleaseCreate(a, true) },
-		"sign":    cmdReleaseSign,
-		"push":    cmdReleasePush,
-		"list":    cmdReleaseList,
+		"create":   func(a []string) error { return cmdReleaseCreate(a, false) },
+		"publish":  func(a []string) error { return cmdReleaseCreate(a, true) },
+		"sign":     cmdReleaseSign,
+		"show":     cmdReleaseShow,
+		"push":     cmdReleasePush,
+		"withdraw": cmdReleaseWithdraw,
+		"list":     cmdReleaseList,
 	}, args)
 }
 
@@ -40,9 +48,9 @@ type releaseFlags struct {
 func (r *releaseFlags) register(fs *flag.FlagSet) {
 	fs.Var(&r.keys, "key", "private release key to sign with (repeatable; required)")
 	fs.StringVar(&r.channel, "channel", "", "release channel (required)")
-	fs.Uint64Var(&r.version, "version", 0, "release version; must exceed every earlier one on the channel (required)")
+	fs.Uint64Var(&r.version, "version", 0, "release version (the TUF targets version); must exceed every earlier one on the channel (required)")
 	fs.DurationVar(&r.expires, "expires", 720*time.Hour, "validity from now; nodes refuse the release after it")
-	fs.Var(&r.components, "component", "component as name=NAME,flist=sha256:HEX,mount=/PATH (repeatable; required)")
+	fs.Var(&r.components, "component", "component as name=NAME,flist=sha256:HEX,mount=/PATH[,setuid=yes][,devices=yes] (repeatable; required)")
 	fs.StringVar(&r.entry, "entry", "", "Core-0 entrypoint path inside the assembled root (required)")
 	fs.Var(&r.args, "arg", "argument for the entrypoint (repeatable, in order)")
 	fs.Var(&r.env, "env", "KEY=VALUE environment for the entrypoint (repeatable)")
@@ -51,10 +59,11 @@ func (r *releaseFlags) register(fs *flag.FlagSet) {
 func parseComponent(s string) (release.Component, error) {
 	var c release.Component
 	seen := map[string]bool{}
+	usage := fmt.Errorf("--component %q: want name=NAME,flist=sha256:HEX,mount=/PATH[,setuid=yes][,devices=yes]", s)
 	for _, kv := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || seen[k] {
-			return c, fmt.Errorf("--component %q: want name=NAME,flist=sha256:HEX,mount=/PATH", s)
+			return c, usage
 		}
 		seen[k] = true
 		switch k {
@@ -68,8 +77,17 @@ func parseComponent(s string) (release.Component, error) {
 				return c, fmt.Errorf("--component %q: %w", s, err)
 			}
 			c.Flist = d
+		case "setuid", "devices":
+			if v != "yes" && v != "no" {
+				return c, fmt.Errorf("--component %q: %s=%s: want yes or no", s, k, v)
+			}
+			if k == "setuid" {
+				c.AllowSetuid = v == "yes"
+			} else {
+				c.AllowDevices = v == "yes"
+			}
 		default:
-			return c, fmt.Errorf("--component %q: unknown key %q (want name, flist, mount)", s, k)
+			return c, fmt.Errorf("--component %q: unknown key %q (want name, flist, mount, setuid, devices)", s, k)
 		}
 	}
 	if !seen["name"] || !seen["flist"] || !seen["mount"] {
@@ -78,13 +96,11 @@ func parseComponent(s string) (release.Component, error) {
 	return c, nil
 }
 
-func (r *releaseFlags) sign(now time.Time) (*release.Envelope, error) {
+// upload makes the signed upload of the release the flags describe.
+func (r *releaseFlags) upload(now time.Time) ([]byte, error) {
 	rel := &release.Release{
 		Format:     release.Format,
 		Channel:    r.channel,
-		Version:    r.version,
-		Created:    now.UTC().Truncate(time.Second),
-		Expires:    now.Add(r.expires).UTC().Truncate(time.Second),
 		Entrypoint: release.Entrypoint{Path: r.entry, Args: nonNilS(r.args), Env: nonNilS(r.env)},
 	}
 	for _, s := range r.components {
@@ -94,11 +110,34 @@ func (r *releaseFlags) sign(now time.Time) (*release.Envelope, error) {
 		}
 		rel.Components = append(rel.Components, c)
 	}
-	keys, err := readKeys(r.keys)
+	doc, err := rel.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	return release.Sign(rel, keys...)
+	return signedUpload(r.channel, r.version, now.Add(r.expires), doc, r.keys)
+}
+
+// signedUpload signs targets naming doc (nil: a withdrawal) with every key.
+func signedUpload(channel string, version uint64, expires time.Time, doc []byte, keyFiles []string) ([]byte, error) {
+	if version > math.MaxInt64 {
+		return nil, fmt.Errorf("--version %d: too large", version)
+	}
+	m, err := repo.NewTargets(int64(version), expires, doc)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := readKeys(keyFiles)
+	if err != nil {
+		return nil, err
+	}
+	if err := repo.Sign(m, keys...); err != nil {
+		return nil, err
+	}
+	tb, err := repo.Encode(m)
+	if err != nil {
+		return nil, err
+	}
+	return json.MarshalIndent(registry.ReleaseUpload{Format: registry.UploadFormat, Channel: channel, Targets: tb, Release: doc}, "", "  ")
 }
 
 func nonNilS(s []string) []string {
@@ -111,7 +150,7 @@ func nonNilS(s []string) []string {
 func readKeys(paths []string) ([]ed25519.PrivateKey, error) {
 	var keys []ed25519.PrivateKey
 	for _, p := range paths {
-		k, err := release.ReadPrivateKey(p)
+		k, err := repo.ReadPrivateKey(p)
 		if err != nil {
 			return nil, err
 		}
@@ -122,38 +161,40 @@ func readKeys(paths []string) ([]ed25519.PrivateKey, error) {
 
 func cmdReleaseCreate(args []string, push bool) error {
 	name, synopsis, about := "release create", "zgrid release create --out FILE --key KEY [--key KEY2] --channel C --version N [--expires D] --component name=N,flist=sha256:H,mount=/P... --entry PATH [--arg A]... [--env K=V]...",
-		`Create and sign a release offline and write its envelope to FILE, for
-co-signing (zgrid release sign) and pushing later (zgrid release push).`
+		`Create and sign a release offline and write it to FILE (a zeroboot-upload/1
+file: the channel's TUF targets metadata and the release document it names),
+for co-signing (zgrid release sign) and pushing later (zgrid release push).`
 	examples := `  zgrid release create --out v7.json --key alice.key --channel stable --version 7 \
     --component name=core0,flist=sha256:3f5a...,mount=/ --entry /bin/core0 --arg --heartbeat --arg 5s
   zgrid release sign --in v7.json --key bob.key && zgrid release push --data ./grid v7.json`
 	if push {
 		name, synopsis, about = "release publish", "zgrid release publish [--data DIR | --server URL ...] --key KEY [--key KEY2] --channel C --version N [--expires D] --component name=N,flist=sha256:H,mount=/P... --entry PATH [--arg A]... [--env K=V]...",
 			`Create a release, sign it locally with every --key (the server never
-holds keys) and publish it: to the running server, or with --data alone into
-the data directory's database when no server holds it. The registry refuses
-a release whose flists are not in its store, that is expired, whose version
-is not above the channel's highest, or (server with --trust) whose
-signatures do not meet the trust file.
+holds release keys) and publish it: to the running server, or with --data
+alone into the data directory's database when no server holds it. Either
+way it is verified against the registry's root first, and refused when
+nodes would refuse it: too few or untrusted signatures, expired, a channel
+not in channels.json, a version not above the channel's highest, flists not
+in the store, an entrypoint that is not an executable file of a component,
+setuid/setgid files or device nodes in a component without setuid=yes or
+devices=yes.
 
 `+connHelp
 		examples = `  zgrid release publish --data ./grid --key release.key --channel stable --version 1 --expires 720h \
     --component name=core0,flist=sha256:3f5a...,mount=/ --entry /bin/core0
   zgrid release publish --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem \
     --key alice.key --key bob.key --channel stable --version 8 \
-    --component name=core0,flist=sha256:3f5a...,mount=/ --component name=tools,flist=sha256:91c0...,mount=/opt/tools \
-    --entry /bin/core0 --arg --verbose --env LANG=C.UTF-8`
+    --component name=base,flist=sha256:91c0...,mount=/,setuid=yes --component name=core0,flist=sha256:3f5a...,mount=/opt/core0 \
+    --entry /opt/core0/bin/core0 --arg --verbose --env LANG=C.UTF-8`
 	}
 	fs := newFlags(name, synopsis, about, examples)
 	var rf releaseFlags
 	rf.register(fs)
 	var c conn
-	var trustFile string
 	if push {
 		c.register(fs)
-		fs.StringVar(&trustFile, "trust", "", "with --data and no server: also verify against this trust file before storing")
 	}
-	fs.StringVar(&rf.out, "out", "", "also write the signed envelope to FILE")
+	fs.StringVar(&rf.out, "out", "", "also write the signed upload to FILE")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -171,11 +212,7 @@ signatures do not meet the trust file.
 			return err
 		}
 	}
-	env, err := rf.sign(time.Now())
-	if err != nil {
-		return err
-	}
-	b, err := env.Marshal()
+	b, err := rf.upload(time.Now())
 	if err != nil {
 		return err
 	}
@@ -183,15 +220,15 @@ signatures do not meet the trust file.
 		if err := atomicfile.Write(rf.out, b, 0o644); err != nil {
 			return err
 		}
-		fmt.Printf("envelope written to %s (%d signature(s))\n", rf.out, len(env.Signatures))
+		fmt.Printf("release written to %s (%d signature(s))\n", rf.out, len(rf.keys))
 	}
 	if !push {
 		return nil
 	}
-	return pushEnvelope(&c, b, trustFile)
+	return pushUpload(&c, b)
 }
 
-func pushEnvelope(c *conn, b []byte, trustFile string) error {
+func pushUpload(c *conn, b []byte) error {
 	var info registry.ReleaseInfo
 	d, ok, err := c.local()
 	if err != nil {
@@ -199,17 +236,9 @@ func pushEnvelope(c *conn, b []byte, trustFile string) error {
 	}
 	if ok {
 		defer d.Close()
-		s := c.localServer(d)
-		if trustFile != "" {
-			tb, err := os.ReadFile(trustFile)
-			if err != nil {
-				return err
-			}
-			t, err := release.ParseTrust(tb)
-			if err != nil {
-				return fmt.Errorf("%s: %w", trustFile, err)
-			}
-			s.OpenRelease = server.ReleaseOpener(t)
+		s, serr := c.localServer(d)
+		if serr != nil {
+			return serr
 		}
 		info, err = s.Publish(b)
 	} else {
@@ -222,18 +251,93 @@ func pushEnvelope(c *conn, b []byte, trustFile string) error {
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	fmt.Printf("published %s version %d (%d component(s), %d signature(s), expires %s)\n",
-		info.Channel, info.Version, len(info.Components), len(info.KeyIDs), info.Expires.UTC().Format(time.RFC3339))
+	what := "published"
+	if info.Withdrawn {
+		what = "withdrawal published:"
+	}
+	fmt.Printf("%s %s version %d (%d component(s), %d signature(s), expires %s)\n",
+		what, info.Channel, info.Version, len(info.Components), len(info.KeyIDs), info.Expires.UTC().Format(time.RFC3339))
 	return nil
+}
+
+// readUpload reads an upload file and its targets.
+func readUpload(path string) (*registry.ReleaseUpload, *metadata.Metadata[metadata.TargetsType], error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	up, err := registry.DecodeUpload(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m, err := metadata.Targets().FromBytes(up.Targets)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: targets: %w", path, err)
+	}
+	return up, m, nil
+}
+
+// summary is what a signer reads before signing: every field that nodes
+// act on, as nodes will read it (the same strict decoders), made safe for
+// a terminal.
+func summary(w io.Writer, up *registry.ReleaseUpload, m *metadata.Metadata[metadata.TargetsType]) error {
+	fmt.Fprintf(w, "channel     %s\nversion     %d\nexpires     %s\n", up.Channel, m.Signed.Version, m.Signed.Expires.UTC().Format(time.RFC3339))
+	if len(up.Release) == 0 {
+		fmt.Fprintf(w, "WITHDRAWAL  nodes of %s boot nothing until a newer release\n", up.Channel)
+	} else {
+		r, err := release.Decode(up.Release)
+		if err != nil {
+			return err
+		}
+		if err := m.Signed.Targets[release.TargetName].VerifyLengthHashes(up.Release); err != nil {
+			return fmt.Errorf("the release document does not match the targets: %w", err)
+		}
+		for _, c := range r.Components {
+			var allow []string
+			if c.AllowSetuid {
+				allow = append(allow, "setuid allowed")
+			}
+			if c.AllowDevices {
+				allow = append(allow, "devices allowed")
+			}
+			fmt.Fprintf(w, "component   %s %s at %s %s\n", c.Name, c.Flist, c.Mount, strings.Join(allow, ", "))
+		}
+		fmt.Fprintf(w, "entrypoint  %s %s\n", r.Entrypoint.Path, console.Sanitize(strings.Join(r.Entrypoint.Args, " "), 4096))
+		for _, e := range r.Entrypoint.Env {
+			fmt.Fprintf(w, "env         %s\n", console.Sanitize(e, 4096))
+		}
+	}
+	for _, s := range m.Signatures {
+		fmt.Fprintf(w, "signed by   %s\n", s.KeyID)
+	}
+	return nil
+}
+
+func cmdReleaseShow(args []string) error {
+	fs := newFlags("release show", "zgrid release show FILE", "Show what a release upload file says, exactly as nodes will read it.", "  zgrid release show v7.json")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr(fs, "need one release file")
+	}
+	up, m, err := readUpload(pos[0])
+	if err != nil {
+		return err
+	}
+	return summary(os.Stdout, up, m)
 }
 
 func cmdReleaseSign(args []string) error {
 	fs := newFlags("release sign", "zgrid release sign --in FILE --key KEY [--out FILE]",
-		`Add a co-signature to a release envelope, offline. The payload is checked
-to be a valid release first; a key that already signed is refused.`,
+		`Add a co-signature to a release upload file, offline. It first shows what is
+being signed (channel, version, expiry, every component and digest, the
+entrypoint), read with the same strict decoders nodes use; it refuses an
+expired release and a key that already signed.`,
 		`  zgrid release sign --in v7.json --key bob.key
   zgrid release sign --in v7.json --key carol.key --out v7-signed.json`)
-	in := fs.String("in", "", "envelope file (required)")
+	in := fs.String("in", "", "release file (required)")
 	key := fs.String("key", "", "private key to sign with (required)")
 	out := fs.String("out", "", "where to write the result (default: replace --in)")
 	pos, err := parse(fs, args)
@@ -243,22 +347,29 @@ to be a valid release first; a key that already signed is refused.`,
 	if *in == "" || *key == "" || len(pos) > 0 {
 		return usageErr(fs, "need --in FILE and --key KEY")
 	}
-	b, err := os.ReadFile(*in)
+	up, m, err := readUpload(*in)
 	if err != nil {
 		return err
 	}
-	env, err := release.ParseEnvelope(b)
-	if err != nil {
+	fmt.Println("signing:")
+	if err := summary(os.Stdout, up, m); err != nil {
 		return fmt.Errorf("%s: %w", *in, err)
 	}
-	k, err := release.ReadPrivateKey(*key)
+	if m.Signed.IsExpired(time.Now()) {
+		return fmt.Errorf("%s: version %d expired at %s: refusing to co-sign an expired release", *in, m.Signed.Version, m.Signed.Expires.UTC().Format(time.RFC3339))
+	}
+	k, err := repo.ReadPrivateKey(*key)
 	if err != nil {
 		return err
 	}
-	if err := env.AddSignature(k); err != nil {
+	if err := repo.Sign(m, k); err != nil {
 		return err
 	}
-	if b, err = env.Marshal(); err != nil {
+	if up.Targets, err = repo.Encode(m); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(up, "", "  ")
+	if err != nil {
 		return err
 	}
 	if *out == "" {
@@ -267,23 +378,22 @@ to be a valid release first; a key that already signed is refused.`,
 	if err := atomicfile.Write(*out, b, 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("signed by %s; %s now has %d signature(s)\n", release.Fingerprint(k.Public().(ed25519.PublicKey)), *out, len(env.Signatures))
+	fmt.Printf("signed by %s; %s now has %d signature(s)\n", repo.Fingerprint(k.Public().(ed25519.PublicKey)), *out, len(m.Signatures))
 	return nil
 }
 
 func cmdReleasePush(args []string) error {
-	fs := newFlags("release push", "zgrid release push [--data DIR | --server URL ...] ENVELOPE.json",
-		"Publish a signed envelope made by zgrid release create (and sign).\n\n"+connHelp,
+	fs := newFlags("release push", "zgrid release push [--data DIR | --server URL ...] FILE",
+		"Publish a signed release file made by zgrid release create (and sign).\n\n"+connHelp,
 		"  zgrid release push --data ./grid v7.json\n  zgrid release push --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem v7.json")
 	var c conn
 	c.register(fs)
-	trustFile := fs.String("trust", "", "with --data and no server: also verify against this trust file before storing")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return usageErr(fs, "need one envelope file")
+		return usageErr(fs, "need one release file")
 	}
 	if err := c.check(); err != nil {
 		return err
@@ -293,9 +403,48 @@ func cmdReleasePush(args []string) error {
 		return err
 	}
 	if len(b) > registry.MaxBodySize {
-		return errors.New(pos[0] + ": larger than a release envelope can be")
+		return errors.New(pos[0] + ": larger than a release upload can be")
 	}
-	return pushEnvelope(&c, b, *trustFile)
+	return pushUpload(&c, b)
+}
+
+func cmdReleaseWithdraw(args []string) error {
+	fs := newFlags("release withdraw", "zgrid release withdraw [--data DIR | --server URL ...] --key KEY... --channel C --version N [--expires D] [--out FILE]",
+		`Withdraw a channel's current release: sign (with the release keys, so the
+registry cannot fake it) targets of version N naming no release, and
+publish them. Nodes of the channel then boot nothing and say the release
+was withdrawn, until a release of a higher version is published. To go back
+to an earlier release instead, publish its contents again as a new version.
+
+`+connHelp,
+		`  zgrid release withdraw --data ./grid --key release.key --channel stable --version 8
+  zgrid release withdraw --key alice.key --channel stable --version 8 --out w8.json  (co-sign, then push)`)
+	var c conn
+	c.register(fs)
+	var keys listFlag
+	fs.Var(&keys, "key", "private release key to sign with (repeatable; required)")
+	channel := fs.String("channel", "", "channel to withdraw (required)")
+	version := fs.Uint64("version", 0, "version of the withdrawal; above the channel's current one (required)")
+	expires := fs.Duration("expires", 720*time.Hour, "validity of the withdrawal")
+	out := fs.String("out", "", "write the signed withdrawal to FILE instead of publishing it")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 || len(keys) == 0 || *channel == "" || *version == 0 {
+		return usageErr(fs, "need --key, --channel and --version")
+	}
+	b, err := signedUpload(*channel, *version, time.Now().Add(*expires), nil, keys)
+	if err != nil {
+		return err
+	}
+	if *out != "" {
+		return atomicfile.Write(*out, b, 0o644)
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	return pushUpload(&c, b)
 }
 
 func cmdReleaseList(args []string) error {
@@ -317,14 +466,32 @@ func cmdReleaseList(args []string) error {
 		return err
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "CHANNEL\tVERSION\tPUBLISHED\tEXPIRES\tSIGNATURES\tCOMPONENTS")
-	for _, r := range rs {
+	fmt.Fprintln(w, "CHANNEL\tVERSION\tSTATE\tPUBLISHED\tEXPIRES\tSIGNATURES\tCOMPONENTS")
+	now := time.Now()
+	for i, r := range rs {
 		var cs []string
 		for _, c := range r.Components {
 			cs = append(cs, fmt.Sprintf("%s=%s@%s", c.Name, c.Flist.Short(), c.Mount))
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\n", r.Channel, r.Version, r.Published.UTC().Format(time.RFC3339),
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%d\t%s\n", r.Channel, r.Version, releaseState(rs, i, now), r.Published.UTC().Format(time.RFC3339),
 			r.Expires.UTC().Format(time.RFC3339), len(r.KeyIDs), strings.Join(cs, " "))
 	}
 	return w.Flush()
+}
+
+// releaseState says what nodes make of rs[i] (rs sorted by channel and
+// version): the newest of its channel is current unless it is a withdrawal
+// or expired; nothing older is ever served.
+func releaseState(rs []registry.ReleaseInfo, i int, now time.Time) string {
+	r := rs[i]
+	newest := i == len(rs)-1 || rs[i+1].Channel != r.Channel
+	switch {
+	case r.Withdrawn:
+		return "withdrawal"
+	case !newest:
+		return "superseded"
+	case !r.Expires.After(now):
+		return "expired"
+	}
+	return "current"
 }

@@ -20,16 +20,20 @@ import (
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/server"
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/tlsgen"
 	"github.com/zeroboot/zeroboot/pkg/flist"
-	"github.com/zeroboot/zeroboot/pkg/release"
+	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/store"
+	"github.com/zeroboot/zeroboot/pkg/trust"
 )
 
 func cmdServe(args []string) error {
-	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--trust FILE] [--mirror URL]... [--rate R] [--burst N] [--max-nodes N]",
+	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--rate R] [--burst N] [--max-nodes N]",
 		`Run the registry: boot and status endpoints for nodes, the content store
 under /store/ for anyone, and the admin API (bearer token) over HTTPS with
-TLS 1.3 only, using the certificate in DIR/tls. With --trust, uploaded
-releases must verify against the trust file nodes carry (recommended).
+TLS 1.3 only, using the certificate in DIR/tls. Every release uploaded is
+verified against DIR's TUF root chain (zgrid root init) as nodes verify it;
+each boot answer carries the newer roots, the channel's release and a
+snapshot and timestamp signed with DIR/tuf/online.key that expire after
+--freshness.
 Mirrors are extra store base URLs handed to nodes after this server's own.
 The node endpoints (/v1/boot, /v1/status) take no credential, so each
 client address (an IPv6 /64 counts as one) may send --rate requests per
@@ -37,11 +41,11 @@ second on average and --burst at once, else HTTP 429; a fleet behind one
 NAT address shares one allowance. A boot from a node ID not yet known is
 refused (HTTP 503) once the database holds --max-nodes nodes.
 Stops cleanly on SIGINT or SIGTERM.`,
-		`  zgrid serve --data /var/lib/zgrid --listen :8443 --trust trust.json
+		`  zgrid serve --data /var/lib/zgrid --listen :8443
   zgrid serve --data ./grid --listen 127.0.0.1:8443 --mirror https://cdn.example.net/zeroboot/store`)
 	data := fs.String("data", "", "data directory (required)")
 	listen := fs.String("listen", ":8443", "address to listen on")
-	trustFile := fs.String("trust", "", "trust file: refuse releases that do not verify against it")
+	window := fs.Duration("freshness", defaultFreshness, "validity of the snapshot/timestamp signatures handed to nodes: how long a replayed answer works")
 	verbose := fs.Bool("v", false, "log every request")
 	rate := fs.Float64("rate", server.DefaultRate, "node endpoint requests per second per client address (0: no limit)")
 	burst := fs.Int("burst", server.DefaultBurst, "node endpoint requests a client address may send at once")
@@ -74,15 +78,12 @@ Stops cleanly on SIGINT or SIGTERM.`,
 			return fmt.Errorf("--mirror %q: want an absolute http(s) URL", m)
 		}
 	}
-	var trust *release.Trust
-	if *trustFile != "" {
-		b, err := os.ReadFile(*trustFile)
-		if err != nil {
-			return err
-		}
-		if trust, err = release.ParseTrust(b); err != nil {
-			return fmt.Errorf("%s: %w", *trustFile, err)
-		}
+	if *window < time.Minute {
+		return fmt.Errorf("--freshness %s: want at least 1m", *window)
+	}
+	tuf, err := loadTUF(*data, *window)
+	if err != nil {
+		return err
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -103,20 +104,18 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	}
 	defer d.Close()
 	s := &server.Server{
-		DB:          d,
-		Store:       &store.Dir{Root: filepath.Join(*data, storeDir)},
-		Token:       token,
-		Mirrors:     mirrors,
-		Rate:        *rate,
-		Burst:       *burst,
-		MaxNodes:    *maxNodes,
-		OpenRelease: server.ReleaseOpener(trust),
-		CheckFlist:  func(b []byte) error { _, err := flist.Decode(b); return err },
-		Log:         log,
+		DB:         d,
+		Store:      &store.Dir{Root: filepath.Join(*data, storeDir)},
+		Token:      token,
+		Mirrors:    mirrors,
+		Rate:       *rate,
+		Burst:      *burst,
+		MaxNodes:   *maxNodes,
+		TUF:        tuf,
+		CheckFlist: func(b []byte) error { _, err := flist.Decode(b); return err },
+		Log:        log,
 	}
-	if trust != nil {
-		warnUnverified(s, log)
-	}
+	warnUnverified(s, log)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -126,7 +125,7 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
-	log.Info("zgrid serving", "url", "https://"+ln.Addr().String(), "data", *data, "trust", *trustFile != "", "mirrors", len(mirrors),
+	log.Info("zgrid serving", "url", "https://"+ln.Addr().String(), "data", *data, "root_version", len(tuf.Roots), "channels", tuf.Channels.Names(), "freshness", *window, "mirrors", len(mirrors),
 		"rate", *rate, "burst", *burst, "max_nodes", *maxNodes)
 	select {
 	case err := <-errc:
@@ -145,22 +144,21 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	return nil
 }
 
-// warnUnverified logs each channel's current release that the trust file
-// would refuse (published offline before the server had --trust): nodes
-// following it will refuse it too.
+// warnUnverified logs each channel's current release that nodes would
+// refuse now (expired, or signed by keys a rotated root revoked): nodes
+// following it fail their boots until a new release is published.
 func warnUnverified(s *server.Server, log *slog.Logger) {
-	farms, err := s.DB.Farms()
-	if err != nil {
-		return
-	}
-	for _, f := range farms {
-		r, err := s.DB.LatestRelease(f.Channel)
+	for _, ch := range s.TUF.Channels.Names() {
+		r, err := s.DB.LatestRelease(ch)
 		if err != nil {
 			continue
 		}
-		if _, err := s.OpenRelease(r.Envelope, time.Now()); err != nil {
-			log.Warn("current release does not verify against the trust file; nodes will refuse it",
-				"farm", f.Name, "channel", f.Channel, "version", r.Version, "err", err)
+		up, err := registry.DecodeUpload(r.Envelope)
+		if err == nil {
+			_, err = trust.VerifyRelease(s.TUF.Roots, up.Targets, up.Release, time.Now())
+		}
+		if err != nil {
+			log.Warn("current release is refused by nodes", "channel", ch, "version", r.Version, "err", err)
 		}
 	}
 }

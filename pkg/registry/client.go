@@ -137,8 +137,14 @@ func (r *BootResponse) check(nodeID string) error {
 	if r.NodeID != nodeID {
 		return fmt.Errorf("registry answered for node %q, we are %q", r.NodeID, nodeID)
 	}
-	if len(r.Release) == 0 || string(r.Release) == "null" {
-		return errors.New("answer carries no release")
+	if r.Protocol != Protocol {
+		if r.Protocol == 0 {
+			r.Protocol = 1
+		}
+		return fmt.Errorf("registry speaks protocol %d, this node protocol %d: upgrade the older of the two (a protocol 1 registry serves no TUF metadata)", r.Protocol, Protocol)
+	}
+	if r.TUF == nil {
+		return errors.New("answer carries no TUF metadata")
 	}
 	if len(r.Stores) == 0 || len(r.Stores) > MaxStores {
 		return fmt.Errorf("answer names %d store URLs, want 1..%d", len(r.Stores), MaxStores)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/pkg/backoff"
+	"github.com/zeroboot/zeroboot/pkg/trust"
 )
 
 // tlsServer starts an httptest TLS 1.3 server and a client trusting only it.
@@ -41,7 +42,7 @@ func bootOK(date time.Time) http.HandlerFunc {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Date", date.UTC().Format(http.TimeFormat))
-		json.NewEncoder(w).Encode(BootResponse{NodeID: req.NodeID, Release: json.RawMessage(`{"payload":"eA=="}`), Stores: []string{"https://192.0.2.2:8443/store"}, Token: testToken})
+		json.NewEncoder(w).Encode(BootResponse{Protocol: Protocol, NodeID: req.NodeID, TUF: &trust.Bundle{Targets: []byte("{}")}, Stores: []string{"https://192.0.2.2:8443/store"}, Token: testToken})
 	}
 }
 
@@ -254,19 +255,21 @@ func TestBootRefusesGarbage(t *testing.T) {
 	for _, tc := range []struct {
 		name, ctype, body, want string
 	}{
-		{"content type", "text/html", `{"node_id":"n1","release":{},"stores":["https://x/store"]}`, "content type"},
-		{"huge", "application/json", `{"node_id":"n1","release":"` + strings.Repeat("A", MaxBodySize) + `"}`, "exceeds"},
-		{"deep nesting", "application/json", `{"node_id":"n1","stores":["https://x/store"],"release":` + deep + `}`, "max depth"},
+		{"content type", "text/html", `{"node_id":"n1","protocol":2,"tuf":{},"stores":["https://x/store"]}`, "content type"},
+		{"huge", "application/json", `{"node_id":"n1","channel":"` + strings.Repeat("A", MaxBodySize) + `"}`, "exceeds"},
+		{"deep nesting", "application/json", `{"node_id":"n1","stores":["https://x/store"],"tuf":` + deep + `}`, "max depth"},
 		{"deep nesting small", "application/json", `{"node_id":"n1","stores":["https://x/store"],"extra":` + strings.Repeat("[", 11000) + strings.Repeat("]", 11000) + `}`, "decode JSON"},
-		{"unknown field", "application/json", `{"node_id":"n1","release":{},"stores":["https://x/store"],"debug":true}`, "unknown field"},
-		{"wrong node", "application/json", `{"node_id":"n2","release":{},"stores":["https://x/store"]}`, `registry answered for node "n2", we are "n1"`},
-		{"trailing", "application/json", `{"node_id":"n1","release":{},"stores":["https://x/store"]} {}`, "trailing"},
-		{"no release", "application/json", `{"node_id":"n1","stores":["https://x/store"]}`, "no release"},
-		{"no stores", "application/json", `{"node_id":"n1","release":{}}`, "store URLs"},
-		{"bad store", "application/json", `{"node_id":"n1","release":{},"stores":["file:///etc"]}`, "absolute http(s) URL"},
+		{"unknown field", "application/json", `{"node_id":"n1","protocol":2,"tuf":{},"stores":["https://x/store"],"debug":true}`, "unknown field"},
+		{"wrong node", "application/json", `{"node_id":"n2","protocol":2,"tuf":{},"stores":["https://x/store"]}`, `registry answered for node "n2", we are "n1"`},
+		{"trailing", "application/json", `{"node_id":"n1","protocol":2,"tuf":{},"stores":["https://x/store"]} {}`, "trailing"},
+		{"no release", "application/json", `{"protocol":2,"node_id":"n1","stores":["https://x/store"]}`, "no TUF metadata"},
+		{"protocol 1 registry", "application/json", `{"node_id":"n1","stores":["https://x/store"],"release":{}}`, "registry speaks protocol 1, this node protocol 2"},
+		{"other protocol", "application/json", `{"protocol":3,"node_id":"n1","stores":["https://x/store"]}`, "registry speaks protocol 3"},
+		{"no stores", "application/json", `{"node_id":"n1","protocol":2,"tuf":{}}`, "store URLs"},
+		{"bad store", "application/json", `{"node_id":"n1","protocol":2,"tuf":{},"stores":["file:///etc"]}`, "absolute http(s) URL"},
 		{"not json", "application/json", `<html>`, "decode JSON"},
-		{"no token", "application/json", `{"node_id":"n1","release":{},"stores":["https://x/store"]}`, "boot token missing"},
-		{"bad token", "application/json", `{"node_id":"n1","release":{},"stores":["https://x/store"],"token":"` + strings.Repeat("Z", 64) + `"}`, "not a lower-case hex digit"},
+		{"no token", "application/json", `{"node_id":"n1","protocol":2,"tuf":{},"stores":["https://x/store"]}`, "boot token missing"},
+		{"bad token", "application/json", `{"node_id":"n1","protocol":2,"tuf":{},"stores":["https://x/store"],"token":"` + strings.Repeat("Z", 64) + `"}`, "not a lower-case hex digit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, hc := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,7 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
+	"github.com/zeroboot/zeroboot/pkg/trust"
 )
 
 // MaxBodySize bounds every JSON body in the API, request or response. A
@@ -34,22 +35,39 @@ const (
 	StateReady   = "ready"
 )
 
+// Protocol is the version of the node/registry boot exchange. Version 2
+// carries TUF metadata (pkg/trust); version 1 carried a zeroboot-release/1
+// envelope. Each side refuses the other's version with a message that says
+// which side to upgrade.
+const Protocol = 2
+
 // BootRequest is what a node sends to POST /v1/boot.
 type BootRequest struct {
-	NodeID  string           `json:"node_id"`
-	Farm    string           `json:"farm"`
-	Profile identity.Profile `json:"profile"`
-	Agent   string           `json:"agent,omitempty"` // e.g. "zeroboot-init"
+	Protocol int              `json:"protocol,omitempty"` // absent: version 1
+	NodeID   string           `json:"node_id"`
+	Farm     string           `json:"farm"`
+	Profile  identity.Profile `json:"profile"`
+	Agent    string           `json:"agent,omitempty"` // e.g. "zeroboot-init"
+	// RootVersion is the version of the newest root the node holds: the
+	// registry sends only newer ones.
+	RootVersion int64 `json:"root_version,omitempty"`
+	// Channel is zeroboot.channel when set; the farm's channel otherwise.
+	Channel string `json:"channel,omitempty"`
 }
 
-// BootResponse is the registry's answer: the signed release envelope for the
-// node's farm and the store base URLs to fetch its components from, in order
-// of preference. The node verifies Release itself; the registry is not
-// trusted for anything but availability.
+// BootResponse is the registry's answer: the TUF metadata of the node's
+// channel and the store base URLs to fetch its components from, in order
+// of preference. The node verifies the metadata itself (pkg/trust); the
+// registry is not trusted for anything but availability and freshness.
 type BootResponse struct {
-	NodeID  string          `json:"node_id"`
-	Release json.RawMessage `json:"release"`
-	Stores  []string        `json:"stores"`
+	Protocol int           `json:"protocol"`
+	NodeID   string        `json:"node_id"`
+	Channel  string        `json:"channel"`
+	TUF      *trust.Bundle `json:"tuf"`
+	Stores   []string      `json:"stores"`
+	// V1Release is protocol 1's envelope, read only so that an answer
+	// from a protocol 1 registry is refused as such, not as garbage.
+	V1Release json.RawMessage `json:"release,omitempty"`
 	// Token is fresh for every boot answer: the node sends it back with its
 	// status reports (PID 1 and Core-0), so that only the machine that
 	// booted can speak for its node ID. See CheckToken.
@@ -128,13 +146,29 @@ type Component struct {
 	Mount string        `json:"mount"`
 }
 
-// ReleaseInfo summarises a stored release for the admin API; the envelope
+// ReleaseUpload is what an admin publishes (POST /v1/admin/releases) and
+// what zgrid release create writes to a file for co-signing: a channel's
+// targets metadata, signed by release keys, and the release document it
+// names. A withdrawal has targets naming no document, and no Release; its
+// Channel says which channel it withdraws.
+type ReleaseUpload struct {
+	Format  string `json:"format"`
+	Channel string `json:"channel"`
+	Targets []byte `json:"targets"`
+	Release []byte `json:"release,omitempty"`
+}
+
+// UploadFormat is ReleaseUpload's format.
+const UploadFormat = "zeroboot-upload/1"
+
+// ReleaseInfo summarises a stored release for the admin API; the upload
 // itself is in Envelope.
 type ReleaseInfo struct {
 	Channel    string          `json:"channel"`
 	Version    uint64          `json:"version"`
 	Expires    time.Time       `json:"expires"`
 	Published  time.Time       `json:"published"`
+	Withdrawn  bool            `json:"withdrawn,omitempty"`
 	Components []Component     `json:"components"`
 	KeyIDs     []string        `json:"key_ids"`
 	Envelope   json.RawMessage `json:"envelope,omitempty"`

@@ -1,10 +1,15 @@
-// Package release defines signed release manifests: which flists a node
-// mounts where, and what it runs. A release is JSON, signed by a threshold of
-// ed25519 keys (TUF-style); a node accepts one only through (*Trust).Verify
-// against keys built into its initramfs.
+// Package release defines the release document: which flists a node mounts
+// where, what each may contain, and what it runs. The document is a TUF
+// target file (TargetName) of a channel's targets metadata; it is trusted
+// only through pkg/trust, which checks the TUF chain from the root built
+// into the initramfs down to this document's length and hash. Its version
+// and expiry are the targets metadata's, never the document's own, so each
+// has one meaning. See docs/release.md.
 package release
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -13,22 +18,32 @@ import (
 
 	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/strictjson"
 )
 
 // Format is the only release format this code understands.
-const Format = "zeroboot-release/1"
+const Format = "zeroboot-release/2"
+
+// TargetName is the target path of the release document in a channel's
+// TUF targets metadata.
+const TargetName = "release.json"
+
+// MaxSize bounds the release document.
+const MaxSize = 256 << 10
 
 const formatPrefix = "zeroboot-release/"
 
-// Release is the signed payload: what a node of a channel boots.
+// Release is what a node of a channel boots.
 type Release struct {
 	Format     string      `json:"format"`
 	Channel    string      `json:"channel"`
-	Version    uint64      `json:"version"`
-	Expires    time.Time   `json:"expires"`
-	Created    time.Time   `json:"created"`
 	Components []Component `json:"components"`
 	Entrypoint Entrypoint  `json:"entrypoint"`
+
+	// Version and Expires come from the targets metadata that named this
+	// document (set by pkg/trust), not from the document.
+	Version uint64    `json:"-"`
+	Expires time.Time `json:"-"`
 }
 
 // Component is one flist mounted at Mount in the assembled root.
@@ -36,6 +51,11 @@ type Component struct {
 	Name  string        `json:"name"`
 	Flist digest.Digest `json:"flist"`
 	Mount string        `json:"mount"`
+	// AllowSetuid and AllowDevices let this component carry setuid/setgid
+	// files and device nodes (an OS base with /usr/bin/passwd); without
+	// them such an entry is refused at publish and at boot.
+	AllowSetuid  bool `json:"allow_setuid,omitempty"`
+	AllowDevices bool `json:"allow_devices,omitempty"`
 }
 
 // Entrypoint is what PID 1 hands off to once the root is assembled.
@@ -57,32 +77,59 @@ const (
 )
 
 // Validate checks everything about r that does not depend on time, trust or
-// policy: format, names, paths, digests. Verify calls it after the
-// signatures pass; Sign calls it before signing.
+// policy: format, names, paths, digests. Decode calls it; so does Marshal,
+// before anything is signed.
 func (r *Release) Validate() error {
 	if err := checkFormat(r.Format); err != nil {
 		return err
 	}
-	if err := checkName("channel", r.Channel); err != nil {
+	if err := CheckChannel(r.Channel); err != nil {
 		return err
-	}
-	if r.Version < 1 {
-		return errors.New("release: version 0: versions start at 1")
-	}
-	if r.Expires.IsZero() {
-		return errors.New("release: no expiry time")
-	}
-	if r.Created.IsZero() {
-		return errors.New("release: no creation time")
-	}
-	if !r.Created.Before(r.Expires) {
-		return fmt.Errorf("release: created %s is not before expires %s",
-			r.Created.UTC().Format(time.RFC3339), r.Expires.UTC().Format(time.RFC3339))
 	}
 	if err := checkComponents(r.Components); err != nil {
 		return err
 	}
 	return r.Entrypoint.validate()
+}
+
+// Marshal validates r and encodes it as the release document.
+func (r *Release) Marshal() ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("release: encode: %w", err)
+	}
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("release: %d bytes, at most %d", len(b), MaxSize)
+	}
+	return append(b, '\n'), nil
+}
+
+// Decode reads a release document strictly (one reading: see
+// pkg/strictjson; no unknown fields) and validates it. It checks no
+// signature: only pkg/trust makes a document trustworthy. The format is
+// read first, leniently, so a document of a newer format is refused as
+// such rather than as "unknown field".
+func Decode(b []byte) (*Release, error) {
+	var head struct {
+		Format string `json:"format"`
+	}
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&head); err != nil {
+		return nil, fmt.Errorf("release: %w", err)
+	}
+	if err := checkFormat(head.Format); err != nil {
+		return nil, err
+	}
+	var r Release
+	if err := strictjson.Decode(b, MaxSize, &r); err != nil {
+		return nil, fmt.Errorf("release: %w", err)
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 func checkFormat(f string) error {
@@ -155,6 +202,22 @@ func (e *Entrypoint) validate() error {
 			return fmt.Errorf("release: entrypoint env sets %s twice", k)
 		}
 		keys[k] = true
+	}
+	return nil
+}
+
+// CheckChannel accepts a channel name, [a-z0-9][a-z0-9._-]{0,62}: the one
+// grammar for channels on the command line, in releases, in a node's
+// channels file and on the registry. Channels name directories on the
+// registry and appear on consoles.
+func CheckChannel(s string) error {
+	if len(s) == 0 || len(s) > 63 {
+		return fmt.Errorf("release: channel %q: want 1 to 63 characters", clip(s))
+	}
+	for i, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || i > 0 && (c == '.' || c == '_' || c == '-')) {
+			return fmt.Errorf("release: channel %q: want [a-z0-9][a-z0-9._-]*", clip(s))
+		}
 	}
 	return nil
 }

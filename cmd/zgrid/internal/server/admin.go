@@ -1,10 +1,8 @@
 package server
 
 import (
-	"errors"
-	"io/fs"
 	"net/http"
-	"os"
+	"strings"
 
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
@@ -24,41 +22,6 @@ func (s *Server) acceptRelease(w http.ResponseWriter, r *http.Request) (registry
 		return registry.ReleaseInfo{}, err
 	}
 	return s.Publish(body)
-}
-
-// Publish checks and stores a signed release envelope: it must open (and
-// verify, with a trust file), not be expired, name only flists in the store,
-// and carry a version higher than any before on its channel. The CLI calls
-// it directly when it owns the database.
-func (s *Server) Publish(body []byte) (registry.ReleaseInfo, error) {
-	now := s.now()
-	info, err := s.OpenRelease(body, now)
-	if err != nil {
-		return info, fail(http.StatusBadRequest, "release refused: %v", err)
-	}
-	if err := checkName("channel", info.Channel); err != nil {
-		return info, err
-	}
-	if !info.Expires.After(now) {
-		return info, fail(http.StatusBadRequest, "release %s/%d expired at %s", info.Channel, info.Version, info.Expires)
-	}
-	// A release whose components are missing would make every node fail
-	// its boot; refuse it while the publisher can still fix it.
-	for _, c := range info.Components {
-		if _, err := os.Stat(s.Store.FlistPath(c.Flist)); errors.Is(err, fs.ErrNotExist) {
-			return info, fail(http.StatusUnprocessableEntity, "component %s: flist %s not in the store: upload it first", c.Name, c.Flist)
-		} else if err != nil {
-			return info, err
-		}
-	}
-	info.Published = now
-	info.Envelope = body
-	if err := s.DB.AddRelease(info); err != nil {
-		return info, fail(dbStatus(err), "%v", err)
-	}
-	s.log().Info("release published", "channel", info.Channel, "version", info.Version, "keys", len(info.KeyIDs))
-	info.Envelope = nil
-	return info, nil
 }
 
 func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) {
@@ -145,6 +108,11 @@ func (s *Server) CreateFarm(name, channel string) (registry.Farm, error) {
 	}
 	if err := checkName("channel", channel); err != nil {
 		return f, err
+	}
+	if s.TUF != nil {
+		if _, ok := s.TUF.Channels.Channels[channel]; !ok {
+			return f, fail(http.StatusBadRequest, "channel %s: nodes do not accept it (channels.json has %s)", channel, strings.Join(s.TUF.Channels.Names(), ", "))
+		}
 	}
 	if err := s.DB.CreateFarm(f); err != nil {
 		return f, fail(dbStatus(err), "%v", err)

@@ -45,7 +45,7 @@ func (e *env) publish() {
 // bootNode boots id on farm demo and returns the answer's token.
 func (e *env) bootNode(id string) string {
 	e.t.Helper()
-	a := e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"node_id":"`+id+`","farm":"demo"}`)), 200)
+	a := e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"`+id+`","farm":"demo"}`)), 200)
 	var resp registry.BootResponse
 	if err := registry.DecodeStrict([]byte(a.body), &resp); err != nil {
 		e.t.Fatal(err)
@@ -122,7 +122,7 @@ func TestStatusNeedsBootToken(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	c := newClock()
 	e := newEnv(t, func(s *Server) { s.Rate, s.Burst, s.Now = 2, 3, c.Now })
-	boot := []byte(`{"node_id":"n1","farm":"nope"}`)
+	boot := []byte(`{"protocol":2,"node_id":"n1","farm":"nope"}`)
 	for range 3 {
 		e.must(e.do("POST", "/v1/boot", asJSON, boot), 404) // reaches the handler
 	}
@@ -159,7 +159,7 @@ func TestRateLimit(t *testing.T) {
 func TestRateLimitOff(t *testing.T) {
 	e := newEnv(t, func(s *Server) { s.Rate = -1 })
 	for range DefaultBurst + 5 {
-		e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"nope"}`)), 404)
+		e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"n1","farm":"nope"}`)), 404)
 	}
 }
 
@@ -219,7 +219,7 @@ func TestNodeCap(t *testing.T) {
 	e.publish()
 	e.bootNode("a")
 	e.bootNode("b")
-	a := e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"node_id":"c","farm":"demo"}`)), 503)
+	a := e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"c","farm":"demo"}`)), 503)
 	if msg := errorOf(a); !strings.Contains(msg, "node c is new and the registry holds 2 nodes") || !strings.Contains(msg, "--max-nodes 2") {
 		t.Errorf("503 reason %q", msg)
 	}

@@ -50,6 +50,12 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 	if err := decodeJSON(w, r, &req); err != nil {
 		return nil, err
 	}
+	if err := checkProtocol(&req); err != nil {
+		return nil, err
+	}
+	if s.TUF == nil {
+		return nil, fail(http.StatusServiceUnavailable, "%v", errNoTUF)
+	}
 	if err := checkNodeID(req.NodeID); err != nil {
 		return nil, err
 	}
@@ -67,10 +73,18 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 	} else if err != nil {
 		return nil, err
 	}
-	rel, err := s.DB.LatestRelease(farm.Channel)
+	channel, err := s.channelFor(&req, farm.Channel)
+	if err != nil {
+		return nil, err
+	}
+	rel, err := s.DB.LatestRelease(channel)
 	if errors.Is(err, db.ErrNotFound) {
-		return nil, fail(http.StatusNotFound, "no release on channel %s", farm.Channel)
+		return nil, fail(http.StatusNotFound, "no release on channel %s", channel)
 	} else if err != nil {
+		return nil, err
+	}
+	bundle, err := s.bundle(&req, rel)
+	if err != nil {
 		return nil, err
 	}
 	token := newToken()
@@ -82,12 +96,14 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 		return nil, err
 	}
 	s.metrics.boot()
-	s.log().Info("boot", "node", req.NodeID, "farm", req.Farm, "channel", farm.Channel, "version", rel.Version, "agent", req.Agent)
+	s.log().Info("boot", "node", req.NodeID, "farm", req.Farm, "channel", channel, "version", rel.Version, "agent", req.Agent)
 	return &registry.BootResponse{
-		NodeID:  req.NodeID,
-		Release: rel.Envelope,
-		Stores:  append([]string{s.ownStore(r)}, s.Mirrors...),
-		Token:   token,
+		Protocol: registry.Protocol,
+		NodeID:   req.NodeID,
+		Channel:  channel,
+		TUF:      bundle,
+		Stores:   append([]string{s.ownStore(r)}, s.Mirrors...),
+		Token:    token,
 	}, nil
 }
 

@@ -1,37 +1,147 @@
 package server
 
 import (
-	"time"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path"
+	"strings"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/zeroboot/zeroboot/pkg/flist"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
+	"github.com/zeroboot/zeroboot/pkg/trust"
 )
 
-// ReleaseOpener returns an OpenRelease that parses a release envelope and, with a trust, verifies its
-// signatures; without one it checks only the structure (nodes still verify
-// everything themselves).
-func ReleaseOpener(trust *release.Trust) func([]byte, time.Time) (registry.ReleaseInfo, error) {
-	return func(b []byte, now time.Time) (registry.ReleaseInfo, error) {
-		var info registry.ReleaseInfo
-		env, err := release.ParseEnvelope(b)
-		if err != nil {
+// Publish checks and stores a release upload. It refuses what every node
+// would refuse at boot: targets that do not verify against the current
+// root (unknown or revoked keys, too few signatures, expired), a release
+// document that does not match them or is of another channel, a channel
+// nodes do not accept, a version not above the channel's highest,
+// components missing from the store, an entrypoint that is not an
+// executable file of a component, and setuid/setgid files or device nodes
+// in a component that the release does not allow them in. A withdrawal
+// (targets naming no release) needs the same signatures. The CLI calls it
+// directly when it owns the database.
+func (s *Server) Publish(body []byte) (registry.ReleaseInfo, error) {
+	var info registry.ReleaseInfo
+	if s.TUF == nil {
+		return info, fail(http.StatusServiceUnavailable, "%v", errNoTUF)
+	}
+	up, err := registry.DecodeUpload(body)
+	if err != nil {
+		return info, fail(http.StatusBadRequest, "%v", err)
+	}
+	if _, ok := s.TUF.Channels.Channels[up.Channel]; !ok {
+		return info, fail(http.StatusBadRequest, "channel %s: nodes do not accept it (not in channels.json: %s)", up.Channel, strings.Join(s.TUF.Channels.Names(), ", "))
+	}
+	now := s.now()
+	r, err := trust.VerifyRelease(s.TUF.Roots, up.Targets, up.Release, now)
+	withdrawn := errors.Is(err, trust.ErrWithdrawn)
+	switch {
+	case withdrawn && len(up.Release) > 0:
+		return info, fail(http.StatusBadRequest, "release refused: a withdrawal carries no release document")
+	case err != nil && !withdrawn:
+		return info, fail(http.StatusBadRequest, "release refused: %v", err)
+	}
+	if info, err = s.summarise(up, r, withdrawn); err != nil {
+		return info, err
+	}
+	if !withdrawn {
+		if err := s.checkContents(r); err != nil {
 			return info, err
 		}
-		var r *release.Release
-		if trust != nil {
-			if r, err = trust.Verify(env, release.Options{Now: now}); err != nil {
-				return info, err
-			}
-		} else if r, err = release.DecodePayload(env.Payload); err != nil {
-			return info, err
-		}
-		info = registry.ReleaseInfo{Channel: r.Channel, Version: r.Version, Expires: r.Expires}
-		for _, c := range r.Components {
-			info.Components = append(info.Components, registry.Component{Name: c.Name, Flist: c.Flist, Mount: c.Mount})
-		}
-		for _, s := range env.Signatures {
-			info.KeyIDs = append(info.KeyIDs, s.KeyID)
-		}
+	}
+	info.Published = now
+	info.Envelope = body
+	if err := s.DB.AddRelease(info); err != nil {
+		return info, fail(dbStatus(err), "%v", err)
+	}
+	s.log().Info("release published", "channel", info.Channel, "version", info.Version, "withdrawn", withdrawn, "keys", len(info.KeyIDs))
+	info.Envelope = nil
+	return info, nil
+}
+
+func (s *Server) summarise(up *registry.ReleaseUpload, r *release.Release, withdrawn bool) (registry.ReleaseInfo, error) {
+	m, err := metadata.Targets().FromBytes(up.Targets)
+	if err != nil {
+		return registry.ReleaseInfo{}, fail(http.StatusBadRequest, "targets: %v", err)
+	}
+	info := registry.ReleaseInfo{Channel: up.Channel, Version: uint64(m.Signed.Version), Expires: m.Signed.Expires, Withdrawn: withdrawn}
+	for _, sig := range m.Signatures {
+		info.KeyIDs = append(info.KeyIDs, sig.KeyID)
+	}
+	if withdrawn {
 		return info, nil
 	}
+	if r.Channel != up.Channel {
+		return info, fail(http.StatusBadRequest, "release refused: the document is for channel %s, the upload for %s", r.Channel, up.Channel)
+	}
+	for _, c := range r.Components {
+		info.Components = append(info.Components, registry.Component{Name: c.Name, Flist: c.Flist, Mount: c.Mount})
+	}
+	return info, nil
+}
+
+// checkContents opens every component's flist from the store and checks
+// it against the release: present, no setuid/setgid or device entries
+// unless allowed, and the entrypoint an executable regular file.
+func (s *Server) checkContents(r *release.Release) error {
+	entry := false
+	for _, c := range r.Components {
+		b, err := os.ReadFile(s.Store.FlistPath(c.Flist))
+		if errors.Is(err, os.ErrNotExist) {
+			return fail(http.StatusUnprocessableEntity, "component %s: flist %s not in the store: upload it first", c.Name, c.Flist)
+		} else if err != nil {
+			return err
+		}
+		f, err := flist.Decode(b)
+		if err != nil {
+			return fail(http.StatusUnprocessableEntity, "component %s: flist %s: %v", c.Name, c.Flist, err)
+		}
+		pol := flist.Policy{AllowSetuid: c.AllowSetuid, AllowDevices: c.AllowDevices}
+		if err := f.FirstPrivileged(pol); err != nil {
+			return fail(http.StatusUnprocessableEntity, "component %s: %v (allow with setuid=yes or devices=yes on --component)", c.Name, err)
+		}
+		if rel, ok := under(r.Entrypoint.Path, c.Mount); ok {
+			if err := checkExecutable(f, rel); err != nil {
+				return fail(http.StatusUnprocessableEntity, "entrypoint %s in component %s: %v", r.Entrypoint.Path, c.Name, err)
+			}
+			entry = true
+		}
+	}
+	if !entry {
+		return fail(http.StatusUnprocessableEntity, "entrypoint %s is in no component", r.Entrypoint.Path)
+	}
+	return nil
+}
+
+// under gives p relative to mount when p is inside it.
+func under(p, mount string) (string, bool) {
+	if mount == "/" {
+		return strings.TrimPrefix(p, "/"), true
+	}
+	if rest, ok := strings.CutPrefix(p, mount+"/"); ok {
+		return rest, true
+	}
+	return "", false
+}
+
+func checkExecutable(f *flist.Flist, rel string) error {
+	for _, e := range f.Entries {
+		if path.Clean(e.Path) != rel {
+			continue
+		}
+		if e.Type != flist.TypeFile {
+			return fmt.Errorf("not a regular file (type %v)", e.Type)
+		}
+		if e.Mode&0o111 == 0 {
+			return fmt.Errorf("mode %#o is not executable", e.Mode)
+		}
+		return nil
+	}
+	return errors.New("no such file in the component")
 }

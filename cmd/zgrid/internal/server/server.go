@@ -18,7 +18,6 @@ import (
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/flist"
-	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
 // MaxFlistSize bounds an uploaded flist metadata blob.
@@ -40,10 +39,10 @@ type Server struct {
 	Store   Store
 	Token   string   // admin bearer token
 	Mirrors []string // store base URLs offered to nodes after our own
-	// OpenRelease checks an uploaded release envelope (its structure, and
-	// its signatures when the server has a trust file) and summarises it.
-	// The server never signs and never alters an envelope.
-	OpenRelease func(envelope []byte, now time.Time) (registry.ReleaseInfo, error)
+	// TUF is the root chain, the channels nodes accept and the online
+	// key. Every release is verified against it before it is stored; the
+	// server never holds a release key.
+	TUF *TUF
 	// CheckFlist decodes uploaded flist metadata and reports why it is bad.
 	CheckFlist func(encoded []byte) error
 	Now        func() time.Time

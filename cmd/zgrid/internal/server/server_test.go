@@ -23,6 +23,7 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/flist"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
+	"github.com/zeroboot/zeroboot/pkg/repo"
 	"github.com/zeroboot/zeroboot/pkg/store"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
@@ -48,16 +49,15 @@ func newEnv(t testing.TB, opts ...func(*Server)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	_, key, _ := release.GenerateKey()
-	trust := &release.Trust{Format: release.TrustFormat, Threshold: 1, Keys: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}}
+	key, tuf := testTUF(t)
 	st := &store.Dir{Root: filepath.Join(dir, "store")}
 	s := &Server{
-		DB:          d,
-		Store:       st,
-		Token:       token,
-		Mirrors:     []string{"https://mirror.example/store"},
-		OpenRelease: ReleaseOpener(trust),
-		CheckFlist:  func(b []byte) error { _, err := flist.Decode(b); return err },
+		DB:         d,
+		Store:      st,
+		Token:      token,
+		Mirrors:    []string{"https://mirror.example/store"},
+		TUF:        tuf,
+		CheckFlist: func(b []byte) error { _, err := flist.Decode(b); return err },
 	}
 	for _, o := range opts {
 		o(s)
@@ -138,24 +138,22 @@ func (e *env) build() (*flist.Flist, digest.Digest) {
 	return f, id
 }
 
+// envelope is a release upload of version v of channel stable with
+// component id at /, entrypoint /bin/core0, signed by keys (default: the
+// release key).
 func (e *env) envelope(v uint64, id digest.Digest, expires time.Duration, keys ...ed25519.PrivateKey) []byte {
 	e.t.Helper()
-	now := time.Now()
-	r := &release.Release{Channel: "stable", Version: v, Created: now.Add(-time.Minute), Expires: now.Add(expires),
+	r := &release.Release{Format: release.Format, Channel: "stable",
 		Components: []release.Component{{Name: "core0", Flist: id, Mount: "/"}},
 		Entrypoint: release.Entrypoint{Path: "/bin/core0", Args: []string{}, Env: []string{}}}
+	doc, err := r.Marshal()
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	if len(keys) == 0 {
 		keys = []ed25519.PrivateKey{e.key}
 	}
-	env, err := release.Sign(r, keys...)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	b, err := env.Marshal()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return b
+	return upload(e.t, "stable", v, time.Now().Add(expires), doc, keys...)
 }
 
 // TestBootEndToEnd: build, upload, publish, boot, fetch every chunk over
@@ -166,7 +164,7 @@ func TestBootEndToEnd(t *testing.T) {
 	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable"}`)), 201)
 	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(1, id, time.Hour)), 201)
 
-	a := e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"demo","agent":"test","profile":{"cpus":4}}`)), 200)
+	a := e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"n1","farm":"demo","agent":"test","profile":{"cpus":4}}`)), 200)
 	var resp registry.BootResponse
 	if err := registry.DecodeStrict([]byte(a.body), &resp); err != nil {
 		t.Fatal(err)
@@ -175,14 +173,10 @@ func TestBootEndToEnd(t *testing.T) {
 	if resp.NodeID != "n1" || len(resp.Stores) != 2 || resp.Stores[0] != wantStore || resp.Stores[1] != "https://mirror.example/store" {
 		t.Fatalf("boot answer %+v, want stores [%s, mirror]", resp, wantStore)
 	}
-	renv, err := release.ParseEnvelope(resp.Release)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trust := &release.Trust{Format: release.TrustFormat, Threshold: 1, Keys: []ed25519.PublicKey{e.key.Public().(ed25519.PublicKey)}}
-	rel, err := trust.Verify(renv, release.Options{Now: time.Now(), Channel: "stable"})
-	if err != nil || rel.Components[0].Flist != id {
-		t.Fatalf("served release: %v, %+v", err, rel)
+	// A node holding root version 1 verifies the answer as it stands.
+	v, err := e.node().Verify(resp.Channel, resp.TUF)
+	if err != nil || v.Release.Components[0].Flist != id || v.Release.Version != 1 {
+		t.Fatalf("served release: %v, %+v", err, v)
 	}
 
 	remote := &store.HTTP{URLs: resp.Stores[:1], Client: e.hc}
@@ -267,7 +261,7 @@ func TestTamperedChunkDetected(t *testing.T) {
 func TestReleaseRules(t *testing.T) {
 	e := newEnv(t)
 	_, id := e.build()
-	_, other, _ := release.GenerateKey()
+	_, other, _ := repo.GenerateKey()
 	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(5, id, time.Hour)), 201)
 	for _, tc := range []struct {
 		name string
@@ -280,8 +274,8 @@ func TestReleaseRules(t *testing.T) {
 		{"lower version", e.envelope(4, id, time.Hour), 409, "channel stable is at version 5"},
 		{"expired", e.envelope(6, id, -time.Second), 400, "expired"},
 		{"missing flist", e.envelope(6, digest.Of([]byte("nothing")), time.Hour), 422, "not in the store"},
-		{"garbage", []byte(`{"payload":"x"`), 400, "release refused"},
-		{"unknown field", []byte(`{"payload":"eA==","signatures":[],"extra":1}`), 400, "unknown field"},
+		{"garbage", []byte(`{"payload":"x"`), 400, "release upload"},
+		{"unknown field", []byte(`{"format":"zeroboot-upload/1","channel":"stable","extra":1}`), 400, "unknown field"},
 	} {
 		a := e.do("POST", "/v1/admin/releases", asAdmin, tc.body)
 		if a.code != tc.code || !strings.Contains(a.body, tc.want) || a.hdr.Get("Content-Type") != "application/json" {
@@ -314,7 +308,7 @@ func TestMalformedRequests(t *testing.T) {
 	e := newEnv(t)
 	_, fid := e.build()
 	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable"}`)), 201)
-	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"empty","channel":"nothing"}`)), 201)
+	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"empty","channel":"beta"}`)), 201)
 	raw := []byte("some chunk content")
 	cref, comp, _ := flist.CompressChunk(raw)
 	hexID := cref.ID.Hex()
@@ -327,13 +321,13 @@ func TestMalformedRequests(t *testing.T) {
 		want               string
 	}{
 		{"boot text", "POST", "/v1/boot", map[string]string{"Content-Type": "text/plain"}, []byte(`{}`), 415, "application/json"},
-		{"boot unknown field", "POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"demo","root":true}`), 400, "unknown field"},
-		{"boot trailing", "POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"demo"}{}`), 400, "trailing"},
+		{"boot unknown field", "POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"n1","farm":"demo","root":true}`), 400, "unknown field"},
+		{"boot trailing", "POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"n1","farm":"demo"}{}`), 400, "trailing"},
 		{"boot huge", "POST", "/v1/boot", asJSON, bytes.Repeat([]byte(" "), registry.MaxBodySize+1), 413, "limit"},
 		{"boot deep", "POST", "/v1/boot", asJSON, []byte(strings.Repeat("[", 20000)), 400, "decode JSON"},
-		{"boot bad id", "POST", "/v1/boot", asJSON, []byte(`{"node_id":"../x","farm":"demo"}`), 400, "node_id"},
-		{"boot no farm", "POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"nope"}`), 404, "farm nope not found"},
-		{"boot no release", "POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"empty"}`), 404, "no release on channel nothing"},
+		{"boot bad id", "POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"../x","farm":"demo"}`), 400, "node_id"},
+		{"boot no farm", "POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"n1","farm":"nope"}`), 404, "farm nope not found"},
+		{"boot no release", "POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"n1","farm":"empty"}`), 404, "no release on channel beta"},
 		{"status unknown node", "POST", "/v1/status", asJSON, []byte(`{"node_id":"n9","source":"pid1","state":"ready","token":"` + fakeToken + `"}`), 404, "unknown"},
 		{"status bad state", "POST", "/v1/status", asJSON, []byte(`{"node_id":"n9","source":"pid1","state":"happy","token":"` + fakeToken + `"}`), 400, "state"},
 		{"status bad token", "POST", "/v1/status", asJSON, []byte(`{"node_id":"n9","source":"pid1","state":"ready","token":"abc"}`), 400, "boot token is 3 characters"},
@@ -413,7 +407,7 @@ func TestBootWithoutFarmUsesDefault(t *testing.T) {
 	e := newEnv(t)
 	_, id := e.build()
 	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(1, id, time.Hour)), 201)
-	req := []byte(`{"node_id":"n2","farm":"","agent":"test","profile":{}}`)
+	req := []byte(`{"protocol":2,"node_id":"n2","farm":"","agent":"test","profile":{}}`)
 	if r := e.must(e.do("POST", "/v1/boot", asJSON, req), 404); !strings.Contains(r.body, "farm default not found") {
 		t.Fatalf("without a default farm: %s", r.body)
 	}

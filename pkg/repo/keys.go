@@ -1,4 +1,4 @@
-package release
+package repo
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/zeroboot/zeroboot/pkg/trust"
 )
 
 // PEM block types of key files.
@@ -82,6 +84,9 @@ func ReadPublicKey(path string) (ed25519.PublicKey, error) {
 	b, err := readPEM(path, PublicKeyType, ed25519.PublicKeySize, false)
 	if err != nil {
 		return nil, err
+	}
+	if err := trust.CheckPublicKey(b); err != nil {
+		return nil, fmt.Errorf("read key %s: %w", path, err)
 	}
 	return ed25519.PublicKey(b), nil
 }

@@ -1,6 +1,8 @@
-package release
+package repo
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,3 +105,7 @@ func TestReadKeyRefuses(t *testing.T) {
 		t.Fatalf("ReadPublicKey of a private key: %v", err)
 	}
 }
+
+func key(i byte) ed25519.PrivateKey { return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{i + 1}, 32)) }
+
+func pub(i byte) ed25519.PublicKey { return key(i).Public().(ed25519.PublicKey) }

@@ -1,0 +1,118 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/repo"
+	"github.com/zeroboot/zeroboot/pkg/trust"
+)
+
+// TUF is the registry's part of the root of trust: the root chain it hands
+// to nodes, the channels nodes accept, and the online key that signs each
+// channel's freshness (snapshot and timestamp). It holds no release key.
+type TUF struct {
+	Roots    [][]byte        // root.json versions 1..N, in order
+	Channels *trust.Channels // the channels nodes are built to accept
+	Fresh    repo.Freshness
+
+	mu    sync.Mutex
+	cache map[string]fresh // channel -> last freshness signed
+}
+
+type fresh struct {
+	targets             int64
+	snapshot, timestamp []byte
+	expires             time.Time
+}
+
+// newerRoots are the roots after version have, for a node that holds have.
+func (t *TUF) newerRoots(have int64) [][]byte {
+	if have < 1 || have > int64(len(t.Roots)) {
+		// A node whose root we do not know gets the whole chain; its
+		// own root decides what it accepts.
+		return t.Roots
+	}
+	return t.Roots[have:]
+}
+
+// freshness signs (or reuses, while more than half its window is left) the
+// snapshot and timestamp of channel's current targets.
+func (t *TUF) freshness(channel string, targets []byte, now time.Time) (snapshot, timestamp []byte, err error) {
+	m, err := metadata.Targets().FromBytes(targets)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stored targets of %s: %w", channel, err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if f, ok := t.cache[channel]; ok && f.targets == m.Signed.Version && f.expires.Sub(now) > t.Fresh.Window/2 {
+		return f.snapshot, f.timestamp, nil
+	}
+	// Versions only go up while the registry's clock does; a node keeps
+	// no state, so a clock step back harms nothing but this cache.
+	version := now.UnixNano() / int64(time.Millisecond)
+	s, ts, err := t.Fresh.Sign(targets, version, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	if t.cache == nil {
+		t.cache = map[string]fresh{}
+	}
+	t.cache[channel] = fresh{m.Signed.Version, s, ts, now.Add(t.Fresh.Window)}
+	return s, ts, nil
+}
+
+// bundle is what a node of channel gets: the newer roots, fresh snapshot
+// and timestamp, and the channel's current targets and release document.
+func (s *Server) bundle(req *registry.BootRequest, rel registry.ReleaseInfo) (*trust.Bundle, error) {
+	up, err := registry.DecodeUpload(rel.Envelope)
+	if err != nil {
+		return nil, fmt.Errorf("stored release %s/%d: %w", rel.Channel, rel.Version, err)
+	}
+	snap, ts, err := s.TUF.freshness(rel.Channel, up.Targets, s.now())
+	if err != nil {
+		return nil, err
+	}
+	return &trust.Bundle{
+		Roots:     s.TUF.newerRoots(req.RootVersion),
+		Timestamp: ts,
+		Snapshot:  snap,
+		Targets:   up.Targets,
+		Release:   up.Release,
+	}, nil
+}
+
+// checkProtocol refuses a node of another protocol with words that say
+// what to do; a protocol 1 node cannot verify TUF metadata at all.
+func checkProtocol(req *registry.BootRequest) error {
+	p := req.Protocol
+	if p == 0 {
+		p = 1
+	}
+	if p != registry.Protocol {
+		return fail(http.StatusBadRequest, "node speaks boot protocol %d, this registry protocol %d: rebuild the node's initramfs with a zeroboot of protocol %d (root.json and channels.json instead of trust.json)", p, registry.Protocol, registry.Protocol)
+	}
+	return nil
+}
+
+// channelFor is the channel a boot is answered for: the node's own choice
+// when it made one, else its farm's. Either must be a channel nodes are
+// built to accept.
+func (s *Server) channelFor(req *registry.BootRequest, farmChannel string) (string, error) {
+	ch := farmChannel
+	if req.Channel != "" {
+		ch = req.Channel
+	}
+	if _, ok := s.TUF.Channels.Channels[ch]; !ok {
+		return "", fail(http.StatusNotFound, "channel %s is not in this registry's channels.json", ch)
+	}
+	return ch, nil
+}
+
+var errNoTUF = errors.New("registry has no root: run zgrid root init")

@@ -1,0 +1,168 @@
+package server
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/repo"
+	"github.com/zeroboot/zeroboot/pkg/trust"
+)
+
+// testKeys: root, release, online.
+var testKeys = func() [3]ed25519.PrivateKey {
+	var k [3]ed25519.PrivateKey
+	for i := range k {
+		_, k[i], _ = repo.GenerateKey()
+	}
+	return k
+}()
+
+// testTUF is a registry's TUF state: root version 1 with one root key,
+// one release key (returned) and the online key; channels stable and beta.
+func testTUF(t testing.TB) (ed25519.PrivateKey, *TUF) {
+	t.Helper()
+	pub := func(k ed25519.PrivateKey) ed25519.PublicKey { return k.Public().(ed25519.PublicKey) }
+	m, err := repo.NewRoot(repo.Roles{Root: []ed25519.PublicKey{pub(testKeys[0])}, RootThreshold: 1,
+		Targets: []ed25519.PublicKey{pub(testKeys[1])}, TargetThreshold: 1, Online: pub(testKeys[2])}, 1, time.Now().AddDate(1, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Sign(m, testKeys[0]); err != nil {
+		t.Fatal(err)
+	}
+	b, err := repo.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chans := &trust.Channels{Format: trust.ChannelsFormat, Channels: map[string]trust.Channel{"stable": {}, "beta": {}}}
+	return testKeys[1], &TUF{Roots: [][]byte{b}, Channels: chans, Fresh: repo.Freshness{Key: testKeys[2], Window: time.Hour}}
+}
+
+// upload signs targets of version v naming doc (nil: a withdrawal).
+func upload(t testing.TB, channel string, v uint64, expires time.Time, doc []byte, keys ...ed25519.PrivateKey) []byte {
+	t.Helper()
+	m, err := repo.NewTargets(int64(v), expires, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Sign(m, keys...); err != nil {
+		t.Fatal(err)
+	}
+	tb, err := repo.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(registry.ReleaseUpload{Format: registry.UploadFormat, Channel: channel, Targets: tb, Release: doc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// node is a node built with the registry's first root.
+func (e *env) node() *trust.Node {
+	return &trust.Node{Root: e.srv.TUF.Roots[0], Channels: e.srv.TUF.Channels, Now: time.Now()}
+}
+
+func TestPublishRefusesWhatNodesRefuse(t *testing.T) {
+	e := newEnv(t)
+	_, id := e.build()
+	for _, tc := range []struct {
+		name string
+		body []byte
+		code int
+		want string
+	}{
+		{"signed by the online key", e.envelope(1, id, time.Hour, testKeys[2]), 400, "release refused"},
+		{"signed by a root key only", e.envelope(1, id, time.Hour, testKeys[0]), 400, "release refused"},
+		{"unknown channel", upload(t, "nightly", 1, time.Now().Add(time.Hour), nil, e.key), 400, "nodes do not accept it"},
+		{"document of another channel", func() []byte {
+			var up registry.ReleaseUpload
+			json.Unmarshal(e.envelope(1, id, time.Hour), &up)
+			up.Channel = "beta"
+			b, _ := json.Marshal(up)
+			return b
+		}(), 400, "the document is for channel stable"},
+		{"entrypoint not in the component", func() []byte {
+			var up registry.ReleaseUpload
+			json.Unmarshal(e.envelope(1, id, time.Hour), &up)
+			doc := []byte(strings.Replace(string(up.Release), "/bin/core0", "/bin/nothing", 1))
+			return upload(t, "stable", 1, time.Now().Add(time.Hour), doc, e.key)
+		}(), 422, "entrypoint /bin/nothing in component core0: no such file"},
+		{"entrypoint not executable", func() []byte {
+			var up registry.ReleaseUpload
+			json.Unmarshal(e.envelope(1, id, time.Hour), &up)
+			doc := []byte(strings.Replace(string(up.Release), "/bin/core0", "/motd", 1))
+			return upload(t, "stable", 1, time.Now().Add(time.Hour), doc, e.key)
+		}(), 422, "is not executable"},
+		{"entrypoint a directory", func() []byte {
+			var up registry.ReleaseUpload
+			json.Unmarshal(e.envelope(1, id, time.Hour), &up)
+			doc := []byte(strings.Replace(string(up.Release), "/bin/core0", "/bin", 1))
+			return upload(t, "stable", 1, time.Now().Add(time.Hour), doc, e.key)
+		}(), 422, "not a regular file"},
+	} {
+		a := e.do("POST", "/v1/admin/releases", asAdmin, tc.body)
+		if a.code != tc.code || !strings.Contains(a.body, tc.want) {
+			t.Errorf("%s: HTTP %d %s, want %d mentioning %q", tc.name, a.code, a.body, tc.code, tc.want)
+		}
+	}
+	// Nothing refused was stored: version 1 is still free.
+	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(1, id, time.Hour)), 201)
+}
+
+func TestWithdrawal(t *testing.T) {
+	e := newEnv(t)
+	_, id := e.build()
+	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable"}`)), 201)
+	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(1, id, time.Hour)), 201)
+	// The registry's own key cannot withdraw: only the release keys can.
+	w := e.do("POST", "/v1/admin/releases", asAdmin, upload(t, "stable", 2, time.Now().Add(time.Hour), nil, testKeys[2]))
+	if w.code != 400 {
+		t.Fatalf("withdrawal signed by the online key: HTTP %d %s", w.code, w.body)
+	}
+	e.must(e.do("POST", "/v1/admin/releases", asAdmin, upload(t, "stable", 2, time.Now().Add(time.Hour), nil, e.key)), 201)
+	a := e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"n1","farm":"demo"}`)), 200)
+	var resp registry.BootResponse
+	if err := registry.DecodeStrict([]byte(a.body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.node().Verify("stable", resp.TUF); err == nil || !strings.Contains(err.Error(), "withdrew") {
+		t.Fatalf("node verifying a withdrawn channel: %v", err)
+	}
+	// A new release after the withdrawal boots again.
+	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(3, id, time.Hour)), 201)
+}
+
+func TestBootProtocolVersions(t *testing.T) {
+	e := newEnv(t)
+	a := e.do("POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"demo"}`))
+	if a.code != 400 || !strings.Contains(a.body, "node speaks boot protocol 1, this registry protocol 2") {
+		t.Fatalf("protocol 1 node: HTTP %d %s", a.code, a.body)
+	}
+}
+
+func TestFreshnessReusedThenRenewed(t *testing.T) {
+	_, tuf := testTUF(t)
+	e := newEnv(t)
+	now := time.Now()
+	tg := upload(t, "stable", 1, now.Add(time.Hour), nil, e.key)
+	var up registry.ReleaseUpload
+	json.Unmarshal(tg, &up)
+	s1, t1, err := tuf.freshness("stable", up.Targets, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, t2, _ := tuf.freshness("stable", up.Targets, now.Add(10*time.Minute))
+	if string(t1) != string(t2) {
+		t.Fatal("timestamp re-signed while most of its window was left")
+	}
+	s3, t3, _ := tuf.freshness("stable", up.Targets, now.Add(40*time.Minute))
+	if string(t1) == string(t3) || string(s1) == string(s3) {
+		t.Fatal("timestamp not renewed past half its window")
+	}
+}
