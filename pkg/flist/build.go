@@ -315,7 +315,10 @@ func (bd *build) dirEntry(full, rel string) (pending, error) {
 	if err != nil {
 		return pending{}, fmt.Errorf("build %s: %w", rel, err)
 	}
-	e := Entry{Path: rel, Mode: st.Mode & ModeMask, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Sec}
+	e, err := statEntry(rel, st)
+	if err != nil {
+		return pending{}, err
+	}
 	switch st.Mode & syscall.S_IFMT {
 	case syscall.S_IFDIR:
 		e.Type = TypeDir
@@ -340,6 +343,15 @@ func (bd *build) dirEntry(full, rel string) (pending, error) {
 		return pending{}, fmt.Errorf("build %s: unsupported file type %#o", rel, st.Mode&syscall.S_IFMT)
 	}
 	return pending{e: e}, nil
+}
+
+// statEntry is the metadata of rel as lstat gave it, refused before its
+// content is read when no flist can hold it.
+func statEntry(rel string, st *syscall.Stat_t) (Entry, error) {
+	if err := CheckOwner(st.Uid, st.Gid); err != nil {
+		return Entry{}, fmt.Errorf("build %s: %w", rel, err)
+	}
+	return Entry{Path: rel, Mode: st.Mode & ModeMask, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Sec}, nil
 }
 
 func lstat(p string) (*syscall.Stat_t, error) {
@@ -438,6 +450,9 @@ func (bd *build) tarEntry(tr *tar.Reader, hdr *tar.Header, out []pending, index 
 	}
 	if hdr.Uid < 0 || hdr.Uid > math.MaxUint32 || hdr.Gid < 0 || hdr.Gid > math.MaxUint32 {
 		return bad("uid/gid %d/%d out of range", hdr.Uid, hdr.Gid)
+	}
+	if err := CheckOwner(uint32(hdr.Uid), uint32(hdr.Gid)); err != nil {
+		return bad("%v", err)
 	}
 	e := Entry{Path: name, Mode: uint32(hdr.Mode) & ModeMask, UID: uint32(hdr.Uid), GID: uint32(hdr.Gid), MTime: hdr.ModTime.Unix()}
 	switch hdr.Typeflag {

@@ -378,6 +378,8 @@ func TestBuildTarRefuses(t *testing.T) {
 		{"root as file", []tarMember{file(".", "")}, "names the root"},
 		{"unsupported type", []tarMember{{tar.Header{Name: "c", Typeflag: tar.TypeCont}, ""}}, "unsupported type"},
 		{"long name", []tarMember{file(strings.Repeat("n", 300), "x")}, "component is 300 bytes"},
+		{"uid -1", []tarMember{{tar.Header{Name: "f", Uid: OwnerUnchanged}, "x"}}, `tar entry "f": uid 4294967295 is chown's "leave unchanged" value`},
+		{"gid -1", []tarMember{{tar.Header{Name: "d", Typeflag: tar.TypeDir, Gid: OwnerUnchanged}, ""}}, `tar entry "d": gid 4294967295`},
 	}
 	for _, tt := range tests {
 		_, err := (&Builder{Sink: newMemStore()}).BuildTar(context.Background(), bytes.NewReader(mkTar(t, tt.in...)))
@@ -388,6 +390,29 @@ func TestBuildTarRefuses(t *testing.T) {
 	trunc := mkTar(t, file("a", strings.Repeat("x", 10000)))
 	if _, err := (&Builder{Sink: newMemStore()}).BuildTar(context.Background(), bytes.NewReader(trunc[:5000])); err == nil || !strings.Contains(err.Error(), "build a: read at offset 0") {
 		t.Errorf("truncated tar: %v", err)
+	}
+}
+
+// TestStatEntryOwner: a file on disk owned by (uint32)-1 (an image made
+// elsewhere; chown cannot set it here) is a build error naming the file.
+func TestStatEntryOwner(t *testing.T) {
+	tests := []struct {
+		uid, gid uint32
+		want     string
+	}{
+		{0, 0, ""},
+		{OwnerUnchanged - 1, OwnerUnchanged - 1, ""},
+		{OwnerUnchanged, 0, `build usr/bin/x: uid 4294967295 is chown's "leave unchanged" value`},
+		{0, OwnerUnchanged, `build usr/bin/x: gid 4294967295`},
+	}
+	for _, tt := range tests {
+		e, err := statEntry("usr/bin/x", &syscall.Stat_t{Mode: syscall.S_IFREG | 0o755, Uid: tt.uid, Gid: tt.gid})
+		switch {
+		case tt.want == "" && (err != nil || e.UID != tt.uid || e.GID != tt.gid || e.Mode != 0o755):
+			t.Errorf("%d/%d: %+v, %v", tt.uid, tt.gid, e, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%d/%d: %v, want %q", tt.uid, tt.gid, err, tt.want)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package flist
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -76,8 +77,9 @@ func CompressChunk(raw []byte) (ChunkRef, []byte, error) {
 }
 
 // OpenChunk checks a stored chunk against its reference and returns the
-// uncompressed bytes. It refuses a blob longer than CSize, a
-// frame that inflates past Size (a decompression bomb stops at Size+1 bytes)
+// uncompressed bytes. It refuses a blob longer than CSize, one that is not
+// exactly one zstd frame (several frames, a skippable frame, bytes after
+// the frame), a frame that inflates past Size (a decompression bomb stops at Size+1 bytes)
 // or stops short of it, and content whose hash is not ID. Only bytes that
 // pass are returned.
 func OpenChunk(ref ChunkRef, compressed []byte) ([]byte, error) {
@@ -86,6 +88,9 @@ func OpenChunk(ref ChunkRef, compressed []byte) ([]byte, error) {
 	}
 	if len(compressed) == 0 || len(compressed) > int(ref.CSize) {
 		return nil, fmt.Errorf("%s: blob is %d bytes, declared at most %d", ref, len(compressed), ref.CSize)
+	}
+	if err := oneFrame(compressed); err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	d := decPool.Get().(*zstd.Decoder)
 	defer decPool.Put(d)
@@ -99,17 +104,83 @@ func OpenChunk(ref ChunkRef, compressed []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%s: zstd: %w", ref, err)
 	}
 	// The frame must end exactly here: no more content (a bomb stops at
-	// Size+1 bytes) and no bytes after it, so what was stored is exactly
-	// what was checked.
+	// Size+1 bytes), and the end of the frame (its checksum, if any) must
+	// decode.
 	var one [1]byte
 	switch n, err := d.Read(one[:]); {
 	case n > 0:
 		return nil, fmt.Errorf("%s: inflates past its declared %d bytes", ref, ref.Size)
 	case err != io.EOF:
-		return nil, fmt.Errorf("%s: data after the zstd frame: %v", ref, err)
+		return nil, fmt.Errorf("%s: zstd: end of frame: %w", ref, err)
 	}
 	if got := digest.Of(raw); got != ref.ID {
 		return nil, fmt.Errorf("%s: content hash mismatch: got %s", ref, got)
 	}
 	return raw, nil
+}
+
+// Zstd block types (RFC 8878, section 3.1.1.2).
+const (
+	blockRaw = iota
+	blockRLE
+	blockCompressed
+	blockReserved
+)
+
+// oneFrame refuses a blob that is not exactly one zstd data frame. The
+// decoder would read on into a next frame and skip skippable frames
+// without a word, so the blob could hold bytes the digest does not speak
+// for. A frame cut short is left to the decoder, which says how far it
+// got.
+func oneFrame(b []byte) error {
+	n, err := frameSize(b)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return nil
+	case err != nil:
+		return fmt.Errorf("zstd frame: %w", err)
+	case n != len(b):
+		return fmt.Errorf("data after the zstd frame (%d bytes)", len(b)-n)
+	}
+	return nil
+}
+
+// frameSize is the length of the zstd frame at the start of b, found by
+// walking its block headers without decoding them. A skippable frame, a
+// reserved block type or a frame cut short is an error.
+func frameSize(b []byte) (int, error) {
+	var h zstd.Header
+	if _, err := h.DecodeAndStrip(b); err != nil {
+		return 0, fmt.Errorf("header: %w", err)
+	}
+	if h.Skippable {
+		return 0, errors.New("skippable frame; a chunk is one data frame")
+	}
+	n := h.HeaderSize
+	for last := false; !last; {
+		if len(b)-n < 3 {
+			return 0, fmt.Errorf("block header at byte %d: %w", n, io.ErrUnexpectedEOF)
+		}
+		bh := uint32(b[n]) | uint32(b[n+1])<<8 | uint32(b[n+2])<<16
+		n += 3
+		last = bh&1 != 0
+		size := int(bh >> 3)
+		switch (bh >> 1) & 3 {
+		case blockRLE:
+			size = 1 // one byte, repeated size times
+		case blockReserved:
+			return 0, fmt.Errorf("block at byte %d has the reserved type", n-3)
+		}
+		if len(b)-n < size {
+			return 0, fmt.Errorf("block at byte %d: %d bytes declared: %w", n-3, size, io.ErrUnexpectedEOF)
+		}
+		n += size
+	}
+	if h.HasCheckSum {
+		if len(b)-n < 4 {
+			return 0, fmt.Errorf("content checksum: %w", io.ErrUnexpectedEOF)
+		}
+		n += 4
+	}
+	return n, nil
 }

@@ -3,10 +3,13 @@ package flist
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/zeroboot/zeroboot/pkg/digest"
 )
 
 func TestChunkRoundTrip(t *testing.T) {
@@ -61,6 +64,7 @@ func TestOpenChunkRefuses(t *testing.T) {
 		{"one byte after the frame", ChunkRef{ID: ref.ID, Size: ref.Size, CSize: ref.CSize + 1}, append(append([]byte(nil), c...), 0), "after the zstd frame"},
 		{"junk after the frame", ChunkRef{ID: ref.ID, Size: ref.Size, CSize: ref.CSize + 9}, append(append([]byte(nil), c...), "123456789"...), "after the zstd frame"},
 	}
+	tests = append(tests, frameTests(t, raw, ref)...)
 	for _, tc := range tests {
 		got, err := OpenChunk(tc.ref, tc.blob)
 		if err == nil {
@@ -69,6 +73,77 @@ func TestOpenChunkRefuses(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), ref.ID.String()) {
 			t.Errorf("%s: error %q lacks %q or the chunk ID", tc.name, err, tc.want)
+		}
+	}
+}
+
+// skippable is a skippable zstd frame (magic 0x184D2A5?) holding data.
+func skippable(data string) []byte {
+	b := []byte{0x50, 0x2a, 0x4d, 0x18}
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
+	return append(b, data...)
+}
+
+// frameTests are blobs whose content is right but which are not exactly
+// one zstd frame: a streaming decoder would read across frames and skip
+// skippable ones, so the stored bytes would not be the ones checked.
+func frameTests(t *testing.T, raw []byte, ref ChunkRef) []struct {
+	name string
+	ref  ChunkRef
+	blob []byte
+	want string
+} {
+	t.Helper()
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := enc.EncodeAll(raw, nil)
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	half := len(raw) / 2
+	crc, _ := zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
+	withCRC := crc.EncodeAll(raw, nil)
+	blobs := []struct {
+		name string
+		blob []byte
+		want string
+	}{
+		{"two frames", cat(enc.EncodeAll(raw[:half], nil), enc.EncodeAll(raw[half:], nil)), "after the zstd frame"},
+		{"empty frame after", cat(one, enc.EncodeAll(nil, nil)), "after the zstd frame"},
+		{"leading skippable frame", cat(skippable("hello"), one), "skippable"},
+		{"trailing skippable frame", cat(one, skippable("hello")), "after the zstd frame"},
+		{"only a skippable frame", skippable("hello"), "skippable"},
+		{"checksum cut off", withCRC[:len(withCRC)-1], ""},
+	}
+	out := make([]struct {
+		name string
+		ref  ChunkRef
+		blob []byte
+		want string
+	}, len(blobs))
+	for i, b := range blobs {
+		out[i].name, out[i].blob, out[i].want = b.name, b.blob, b.want
+		out[i].ref = ChunkRef{ID: ref.ID, Size: ref.Size, CSize: uint32(len(b.blob))}
+	}
+	return out
+}
+
+// TestOpenChunkOneFrame: a frame with a content checksum, or any block
+// type the encoder chose, is still one frame and is accepted.
+func TestOpenChunkOneFrame(t *testing.T) {
+	random := make([]byte, 200000)
+	rand.Read(random)
+	crc, _ := zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
+	for name, raw := range map[string][]byte{
+		"rle":        bytes.Repeat([]byte{0}, 300000),
+		"raw blocks": random,
+		"mixed":      append(bytes.Repeat([]byte("ab"), 100000), random...),
+		"with crc":   bytes.Repeat([]byte("zeroboot "), 1000),
+	} {
+		blob := crc.EncodeAll(raw, nil)
+		ref := ChunkRef{ID: digest.Of(raw), Size: uint32(len(raw)), CSize: uint32(len(blob))}
+		if got, err := OpenChunk(ref, blob); err != nil || !bytes.Equal(got, raw) {
+			t.Errorf("%s: %d bytes, %v", name, len(got), err)
 		}
 	}
 }

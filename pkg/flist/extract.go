@@ -26,13 +26,6 @@ type ChunkSource interface {
 	Chunk(ctx context.Context, ref ChunkRef) ([]byte, error)
 }
 
-// Policy says which dangerous entries Extract accepts. The zero value
-// refuses device nodes and setuid/setgid files.
-type Policy struct {
-	AllowDevices bool
-	AllowSetuid  bool
-}
-
 // Extractor writes Flists into directories.
 type Extractor struct {
 	Source   ChunkSource
@@ -60,22 +53,10 @@ func (x *Extractor) Extract(ctx context.Context, f *Flist, dir string) error {
 	if err := f.Validate(); err != nil {
 		return fmt.Errorf("extract: %w", err)
 	}
-	if err := x.Policy.check(f); err != nil {
-		return err
+	if err := f.FirstPrivileged(x.Policy); err != nil {
+		return fmt.Errorf("extract %w", err)
 	}
 	return x.extract(ctx, f, dir)
-}
-
-func (p Policy) check(f *Flist) error {
-	for _, e := range f.Entries {
-		switch {
-		case (e.Type == TypeCharDev || e.Type == TypeBlockDev) && !p.AllowDevices:
-			return fmt.Errorf("extract %s: %s refused by policy (device nodes not allowed)", e.Path, e.Type)
-		case e.Type == TypeFile && e.Mode&0o6000 != 0 && !p.AllowSetuid:
-			return fmt.Errorf("extract %s: mode %#o refused by policy (setuid/setgid files not allowed)", e.Path, e.Mode)
-		}
-	}
-	return nil
 }
 
 // run is one extraction; extract skips validation so tests can show that

@@ -57,6 +57,10 @@ const (
 	MaxTargetLen    = 4096
 	// ModeMask is the permission bits plus setuid, setgid and sticky.
 	ModeMask = 0o7777
+	// OwnerUnchanged is (uint32)-1, which chown(2) takes as "leave this
+	// id as it is": an entry owned by it would silently keep the
+	// extractor's own uid or gid, so no entry may have it.
+	OwnerUnchanged = 1<<32 - 1
 )
 
 // Entry is one node of the tree. Path is relative to the component root,
@@ -165,12 +169,28 @@ func CheckPath(p string) error {
 	return nil
 }
 
+// CheckOwner refuses a uid or gid of OwnerUnchanged.
+func CheckOwner(uid, gid uint32) error {
+	for _, id := range []struct {
+		what string
+		v    uint32
+	}{{"uid", uid}, {"gid", gid}} {
+		if id.v == OwnerUnchanged {
+			return fmt.Errorf("%s %d is chown's \"leave unchanged\" value and cannot be given to a file", id.what, id.v)
+		}
+	}
+	return nil
+}
+
 func (e *Entry) check() error {
 	if !e.Type.valid() {
 		return fmt.Errorf("unknown type %d", uint8(e.Type))
 	}
 	if e.Mode&^ModeMask != 0 {
 		return fmt.Errorf("mode %#o has bits outside %#o", e.Mode, ModeMask)
+	}
+	if err := CheckOwner(e.UID, e.GID); err != nil {
+		return err
 	}
 	if e.Type != TypeSymlink && e.Target != "" {
 		return fmt.Errorf("%s has a link target", e.Type)

@@ -135,6 +135,8 @@ func TestValidateRefuses(t *testing.T) {
 		{"empty target", []Entry{{Path: "x", Type: TypeSymlink}}, "empty target"},
 		{"long target", []Entry{{Path: "x", Type: TypeSymlink, Target: strings.Repeat("a", MaxTargetLen+1)}}, "target is 4097"},
 		{"NUL target", []Entry{{Path: "x", Type: TypeSymlink, Target: "a\x00"}}, "NUL"},
+		{"uid -1", []Entry{{Path: "x", Type: TypeDir, UID: OwnerUnchanged}}, `uid 4294967295 is chown's "leave unchanged"`},
+		{"gid -1", []Entry{{Path: "x", Type: TypeFIFO, GID: OwnerUnchanged}}, `gid 4294967295 is chown's "leave unchanged"`},
 	}
 	for _, tt := range tests {
 		f := &Flist{Entries: tt.entries}
@@ -206,6 +208,8 @@ func TestDecodeRefuses(t *testing.T) {
 		{"dotdot", encodeRaw([]Entry{{Path: "..", Type: TypeDir}}), `".."`},
 		{"duplicate", encodeRaw([]Entry{{Path: "a", Type: TypeDir}, {Path: "a", Type: TypeDir}}), "duplicate path"},
 		{"uid out of range", append(append([]byte("ZBFL\x01\x00\x00\x00\x01\x01a\x02\x00"), binary.AppendUvarint(nil, 1<<32)...), make([]byte, 8)...), "uid: 4294967296 out of range"},
+		{"uid -1", encodeRaw([]Entry{{Path: "a", Type: TypeDir, UID: OwnerUnchanged}}), `entry 0 ("a"): uid 4294967295`},
+		{"gid -1", encodeRaw([]Entry{{Path: "a", Type: TypeFile, GID: OwnerUnchanged}}), `entry 0 ("a"): gid 4294967295`},
 		{"chunk count past size", encodeRaw([]Entry{{Path: "a", Type: TypeFile, Size: 1, Chunks: make([]ChunkRef, 2)}}), "2 chunks for 1 bytes"},
 		{"chunk count past input", func() []byte {
 			b := encodeRaw([]Entry{{Path: "a", Type: TypeFile, Size: 1 << 40}})
