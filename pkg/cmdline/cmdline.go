@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/zeroboot/zeroboot/pkg/release"
 )
 
 // Severity of a Problem. Any Error means the boot must not go on.
@@ -79,8 +81,8 @@ var Params = []ParamDoc{
 		"Registry URLs, tried in order with failover. Only https; http is refused."},
 	{"zeroboot.farm", "[a-z0-9-]{1,63}", `"" (the registry decides)`,
 		"Farm the node asks to join."},
-	{"zeroboot.channel", "[a-z0-9][a-z0-9._-]{0,62}", `"" (the registry decides)`,
-		"Release channel the node asks for."},
+	{"zeroboot.channel", "[a-z0-9][a-z0-9._-]{0,62}", `"" (the only channel in channels.json, else the farm's)`,
+		"Release channel the node follows: one of those in /etc/zeroboot/channels.json."},
 	{"zeroboot.debug", "bare, or 1|0|true|false|yes|no|on|off", "off",
 		"Log at debug level on the console and /dev/kmsg."},
 	{"zeroboot.rescue", "bare, or 1|0|true|false|yes|no|on|off", "off",
@@ -94,8 +96,7 @@ var Params = []ParamDoc{
 const prefix = "zeroboot."
 
 var (
-	farmRE    = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
-	channelRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	farmRE = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
 )
 
 // Parse reads a kernel command line (the contents of /proc/cmdline). It
@@ -159,7 +160,13 @@ func (p *parser) arg(a arg) {
 			p.cfg.Farm = a.val
 		}
 	case "zeroboot.channel":
-		if p.need(name, a) && p.match(name, a.val, channelRE, "[a-z0-9][a-z0-9._-]{0,62}") {
+		if !p.need(name, a) {
+			break
+		}
+		// One grammar for channels, the release format's.
+		if err := release.CheckChannel(a.val); err != nil {
+			p.errorf(name, a.val, "must match [a-z0-9][a-z0-9._-]{0,62}")
+		} else {
 			p.cfg.Channel = a.val
 		}
 	case "zeroboot.debug":
