@@ -98,6 +98,9 @@ func (r Reader) Read() (Identity, error) {
 		return Identity{}, err
 	}
 	source, value, err := choose(p)
+	// Clipped after choosing: the ID may come from any NIC and the whole
+	// DMI strings; only the profile sent to the registry is bounded.
+	p.clip()
 	if err != nil {
 		return Identity{Profile: p}, err
 	}

@@ -6,29 +6,23 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"regexp"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
-// Names of nodes, farms and channels: printable, no separators that would
-// confuse a path, a log line or a database key.
-var (
-	nodeIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-	nameRe   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-)
-
+// checkNodeID and checkName are registry's checks (one definition for node
+// and registry) as 400 answers.
 func checkNodeID(id string) error {
-	if !nodeIDRe.MatchString(id) {
-		return fail(http.StatusBadRequest, "node_id %q: want 1-128 characters of A-Z a-z 0-9 . _ : -", id)
+	if err := registry.CheckNodeID(id); err != nil {
+		return fail(http.StatusBadRequest, "%v", err)
 	}
 	return nil
 }
 
 func checkName(what, n string) error {
-	if !nameRe.MatchString(n) {
-		return fail(http.StatusBadRequest, "%s %q: want 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit", what, n)
+	if err := registry.CheckName(what, n); err != nil {
+		return fail(http.StatusBadRequest, "%v", err)
 	}
 	return nil
 }
@@ -53,19 +47,18 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 	if err := checkProtocol(&req); err != nil {
 		return nil, err
 	}
+	// Every field is bounded before anything is looked up or stored: the
+	// request takes no credential.
+	if err := req.Validate(); err != nil {
+		return nil, fail(http.StatusBadRequest, "%v", err)
+	}
 	if s.TUF == nil {
 		return nil, fail(http.StatusServiceUnavailable, "%v", errNoTUF)
-	}
-	if err := checkNodeID(req.NodeID); err != nil {
-		return nil, err
 	}
 	if req.Farm == "" {
 		// A node booted without zeroboot.farm lets the registry decide:
 		// it joins the farm named "default", if the operator made one.
 		req.Farm = DefaultFarm
-	}
-	if err := checkName("farm", req.Farm); err != nil {
-		return nil, err
 	}
 	farm, err := s.DB.Farm(req.Farm)
 	if errors.Is(err, db.ErrNotFound) {

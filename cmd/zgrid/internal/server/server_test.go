@@ -21,6 +21,7 @@ import (
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/flist"
+	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/repo"
@@ -457,5 +458,99 @@ func TestChunkUploadKeepsFirstCopy(t *testing.T) {
 	stored, err := up.PutChunk(cref, small)
 	if err != nil || stored.CSize != uint32(len(big)) || stored.ID != cref.ID || stored.Size != cref.Size {
 		t.Fatalf("Uploader.PutChunk = %s/%d, %v; want CSize %d", stored, stored.CSize, err, len(big))
+	}
+}
+
+// TestBootRequestBounded: the boot endpoint takes no credential, so a
+// request with any field past its limit is refused with 400 naming it,
+// and nothing of it is stored.
+func TestBootRequestBounded(t *testing.T) {
+	e := newEnv(t)
+	e.publish()
+	disks := make([]identity.Disk, 5000)
+	for i := range disks {
+		disks[i] = identity.Disk{Name: fmt.Sprintf("sd%d", i), SizeBytes: 1 << 40, Model: strings.Repeat("m", 128)}
+	}
+	tests := []struct {
+		name string
+		req  registry.BootRequest
+		want string
+	}{
+		{"850 KiB of disks", registry.BootRequest{Profile: identity.Profile{Disks: disks}}, "boot request: profile: 5000 disks, limit 256"},
+		{"long cpu model", registry.BootRequest{Profile: identity.Profile{CPUModel: strings.Repeat("x", 100000)}}, "boot request: profile: cpu_model is 100000 bytes, limit 128"},
+		{"long disk model", registry.BootRequest{Profile: identity.Profile{Disks: []identity.Disk{{Name: "sda", Model: strings.Repeat("x", 129)}}}}, "profile: disk 0: model is 129 bytes"},
+		{"long agent", registry.BootRequest{Agent: strings.Repeat("a", 500)}, "boot request: agent is 500 bytes, limit 128"},
+		{"bad channel", registry.BootRequest{Channel: "../x"}, `boot request: channel "../x"`},
+	}
+	for _, tt := range tests {
+		tt.req.Protocol, tt.req.NodeID, tt.req.Farm = registry.Protocol, "n1", "demo"
+		b, err := json.Marshal(tt.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > registry.MaxBodySize {
+			t.Fatalf("%s: %d bytes is over the body limit; the test would not reach Validate", tt.name, len(b))
+		}
+		a := e.do("POST", "/v1/boot", asJSON, b)
+		if a.code != 400 || !strings.Contains(errorOf(a), tt.want) {
+			t.Errorf("%s: HTTP %d %s, want 400 %q", tt.name, a.code, a.body, tt.want)
+		}
+	}
+	e.must(e.do("GET", "/v1/admin/nodes/n1", asAdmin, nil), 404)
+	if n, err := e.srv.DB.NodeCount(); n != 0 || err != nil {
+		t.Fatalf("refused boots left %d node records (%v)", n, err)
+	}
+	// The same request within the limits boots and is stored as sent.
+	disks = disks[:identity.MaxDisks]
+	b, _ := json.Marshal(registry.BootRequest{Protocol: registry.Protocol, NodeID: "n1", Farm: "demo", Profile: identity.Profile{Disks: disks}})
+	e.must(e.do("POST", "/v1/boot", asJSON, b), 200)
+	var node registry.Node
+	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/n1", asAdmin, nil), 200).body), &node)
+	if len(node.Profile.Disks) != identity.MaxDisks {
+		t.Fatalf("stored %d disks, want %d", len(node.Profile.Disks), identity.MaxDisks)
+	}
+}
+
+// TestMetricsNodeStates: zgrid_nodes follows boots and reports (the
+// database counts them as they happen; a scrape reads no node record, see
+// db.TestNodeStates).
+func TestMetricsNodeStates(t *testing.T) {
+	e := newEnv(t)
+	e.publish()
+	report := func(id, state, token string) {
+		t.Helper()
+		b, _ := json.Marshal(registry.StatusReport{NodeID: id, Source: "pid1", State: state, Reason: "r", Token: token})
+		e.must(e.do("POST", "/v1/status", asJSON, b), 204)
+	}
+	gauges := func() string {
+		t.Helper()
+		var out []string
+		for _, l := range strings.Split(e.must(e.do("GET", "/metrics", nil, nil), 200).body, "\n") {
+			if strings.HasPrefix(l, "zgrid_nodes{") {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	steps := []struct {
+		name string
+		do   func()
+		want string
+	}{
+		{"nothing", func() {}, ""},
+		{"two boots", func() { e.bootNode("n1"); e.bootNode("n2") }, `zgrid_nodes{state="booting"} 2`},
+		{"n1 ready", func() { report("n1", "ready", e.bootNode("n1")) }, `zgrid_nodes{state="booting"} 1 zgrid_nodes{state="ready"} 1`},
+		{"n2 failed", func() { report("n2", "failed", e.bootNode("n2")) }, `zgrid_nodes{state="failed"} 1 zgrid_nodes{state="ready"} 1`},
+		{"n1 reboots", func() { e.bootNode("n1") }, `zgrid_nodes{state="booting"} 1 zgrid_nodes{state="failed"} 1`},
+		{"refused report", func() {
+			b, _ := json.Marshal(registry.StatusReport{NodeID: "n2", Source: "pid1", State: "ready", Token: fakeToken})
+			e.must(e.do("POST", "/v1/status", asJSON, b), 403)
+		}, `zgrid_nodes{state="booting"} 1 zgrid_nodes{state="failed"} 1`},
+	}
+	for _, st := range steps {
+		st.do()
+		if got := gauges(); got != st.want {
+			t.Errorf("after %s: %q, want %q", st.name, got, st.want)
+		}
 	}
 }
