@@ -25,8 +25,13 @@ var (
 	bHigh     = []byte("highwater") // channel -> highest version ever published (8 bytes BE)
 	bNodes    = []byte("nodes")
 	bTokens   = []byte("tokens") // node ID -> SHA-256 of its last KeepTokens boot tokens, newest first
-	bMeta     = []byte("meta")   // "nodes" -> number of node records (8 bytes BE)
+	bMeta     = []byte("meta")   // "nodes" -> number of node records (8 bytes BE); see also kStates
 	kNodes    = []byte("nodes")
+	// kStates marks that the meta bucket counts nodes by state, under
+	// "state\x00<state>" (8 bytes BE): kept in the transaction that
+	// changes a node's state, so metrics never decode a node record.
+	kStates     = []byte("states")
+	statePrefix = []byte("state\x00")
 )
 
 // KeepTokens is how many boot tokens per node stay valid: the latest and a
@@ -62,7 +67,10 @@ func Open(path string, timeout time.Duration) (*DB, error) {
 				return err
 			}
 		}
-		return countNodes(tx)
+		if err := countNodes(tx); err != nil {
+			return err
+		}
+		return countStates(tx)
 	})
 	if err != nil {
 		b.Close()
@@ -78,6 +86,74 @@ func countNodes(tx *bolt.Tx) error {
 		return nil
 	}
 	return m.Put(kNodes, binary.BigEndian.AppendUint64(nil, uint64(tx.Bucket(bNodes).Stats().KeyN)))
+}
+
+// countStates writes the per-state node counters of a database made
+// before it had them: the one time node records are scanned for them.
+func countStates(tx *bolt.Tx) error {
+	m := tx.Bucket(bMeta)
+	if m.Get(kStates) != nil {
+		return nil
+	}
+	err := tx.Bucket(bNodes).ForEach(func(k, v []byte) error {
+		var n struct{ State string }
+		if err := json.Unmarshal(v, &n); err != nil {
+			return fmt.Errorf("node %q: %w", k, err)
+		}
+		return addState(m, n.State, 1)
+	})
+	if err != nil {
+		return fmt.Errorf("count nodes by state: %w", err)
+	}
+	return m.Put(kStates, []byte{1})
+}
+
+func stateKey(state string) []byte { return append(slices.Clip(statePrefix), state...) }
+
+// addState adds delta (+1 or -1) to the count of nodes in state.
+func addState(m *bolt.Bucket, state string, delta int64) error {
+	k := stateKey(state)
+	var n uint64
+	if v := m.Get(k); len(v) == 8 {
+		n = binary.BigEndian.Uint64(v)
+	}
+	if delta < 0 && n == 0 {
+		return nil // never below zero, whatever an older version left
+	}
+	n = uint64(int64(n) + delta)
+	if n == 0 {
+		return m.Delete(k)
+	}
+	return m.Put(k, binary.BigEndian.AppendUint64(nil, n))
+}
+
+// moveState counts a node changing state in the transaction that changes
+// it; known is false for a node that had no record before.
+func moveState(tx *bolt.Tx, from, to string, known bool) error {
+	m := tx.Bucket(bMeta)
+	if known {
+		if err := addState(m, from, -1); err != nil {
+			return err
+		}
+	}
+	return addState(m, to, 1)
+}
+
+// NodeStates counts nodes by state, from the counters RecordBoot and
+// RecordStatus keep: no node record is read, however many there are.
+func (d *DB) NodeStates() (map[string]int, error) {
+	out := map[string]int{}
+	err := d.b.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bMeta).Cursor()
+		for k, v := c.Seek(statePrefix); k != nil && bytes.HasPrefix(k, statePrefix); k, v = c.Next() {
+			if len(v) != 8 {
+				return fmt.Errorf("node count %q: %d bytes, want 8", k, len(v))
+			}
+			out[string(k[len(statePrefix):])] = int(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	})
+	return out, err
 }
 
 // Close closes the database.
@@ -185,11 +261,15 @@ func (d *DB) RecordBoot(b Boot, now time.Time) error {
 	return d.b.Update(func(tx *bolt.Tx) error {
 		nodes := tx.Bucket(bNodes)
 		n := registry.Node{ID: req.NodeID, FirstSeen: now}
-		if v := nodes.Get([]byte(req.NodeID)); v != nil {
+		v := nodes.Get([]byte(req.NodeID))
+		if v != nil {
 			if err := json.Unmarshal(v, &n); err != nil {
 				return fmt.Errorf("node %s: %w", req.NodeID, err)
 			}
 		} else if err := addNode(tx, req.NodeID, b.MaxNodes); err != nil {
+			return err
+		}
+		if err := moveState(tx, n.State, registry.StateBooting, v != nil); err != nil {
 			return err
 		}
 		n.LastSeen = now
@@ -254,6 +334,9 @@ func (d *DB) RecordStatus(rep registry.StatusReport, now time.Time) error {
 		if !tokenMatches(tx.Bucket(bTokens).Get([]byte(rep.NodeID)), rep.Token) {
 			return fmt.Errorf("status for node %s: %w", rep.NodeID, ErrToken)
 		}
+		if err := moveState(tx, n.State, rep.State, true); err != nil {
+			return err
+		}
 		n.LastSeen = now
 		n.State, n.Source, n.Reason = rep.State, rep.Source, rep.Reason
 		if rep.ReleaseVersion != 0 {
@@ -290,19 +373,6 @@ func (d *DB) Node(id string) (registry.Node, error) {
 // Nodes lists all nodes by ID.
 func (d *DB) Nodes() ([]registry.Node, error) {
 	return list[registry.Node](d, bNodes, nil)
-}
-
-// CountNodes counts nodes by state, for metrics.
-func (d *DB) CountNodes() (map[string]int, error) {
-	ns, err := d.Nodes()
-	if err != nil {
-		return nil, err
-	}
-	m := map[string]int{}
-	for _, n := range ns {
-		m[n.State]++
-	}
-	return m, nil
 }
 
 func put(b *bolt.Bucket, k []byte, v any) error {

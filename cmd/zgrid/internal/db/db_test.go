@@ -3,6 +3,7 @@ package db
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -163,9 +164,8 @@ func TestNodes(t *testing.T) {
 	if len(ns) != 2 || ns[0].ID != "n0" {
 		t.Fatalf("Nodes() = %+v", ns)
 	}
-	c, _ := d.CountNodes()
-	if c[registry.StateBooting] != 2 {
-		t.Fatalf("CountNodes() = %v", c)
+	if c, err := d.NodeStates(); c[registry.StateBooting] != 2 || len(c) != 1 || err != nil {
+		t.Fatalf("NodeStates() = %v, %v", c, err)
 	}
 	if n, err := d.NodeCount(); n != 2 || err != nil {
 		t.Fatalf("NodeCount() = %d, %v; want 2", n, err)
@@ -256,6 +256,93 @@ func TestMaxNodes(t *testing.T) {
 	if err := boot("d"); !errors.Is(err, ErrFull) {
 		t.Fatalf("limit forgotten after reopening: %v", err)
 	}
+}
+
+// TestNodeStates: the per-state counts follow every boot and report, and
+// only committed ones; they survive reopening, are rebuilt once for a
+// database that lacks them, and are read without reading node records.
+func TestNodeStates(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "zgrid.db")
+	d, err := Open(p, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { d.Close() }()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	boot := func(id string, i int) func() error {
+		return func() error {
+			return d.RecordBoot(Boot{Request: registry.BootRequest{NodeID: id}, Token: tok(i), MaxNodes: 2}, t0)
+		}
+	}
+	report := func(id, state string, i int) func() error {
+		return func() error {
+			return d.RecordStatus(registry.StatusReport{NodeID: id, Source: "pid1", State: state, Reason: "r", Token: tok(i)}, t0)
+		}
+	}
+	steps := []struct {
+		name string
+		do   func() error
+		fail bool
+		want map[string]int
+	}{
+		{"boot n1", boot("n1", 1), false, map[string]int{"booting": 1}},
+		{"boot n2", boot("n2", 2), false, map[string]int{"booting": 2}},
+		{"n1 ready", report("n1", "ready", 1), false, map[string]int{"booting": 1, "ready": 1}},
+		{"n1 ready again", report("n1", "ready", 1), false, map[string]int{"booting": 1, "ready": 1}},
+		{"n2 failed", report("n2", "failed", 2), false, map[string]int{"failed": 1, "ready": 1}},
+		{"n1 reboots", boot("n1", 3), false, map[string]int{"booting": 1, "failed": 1}},
+		{"wrong token", report("n2", "ready", 1), true, map[string]int{"booting": 1, "failed": 1}},
+		{"unknown node", report("n9", "ready", 9), true, map[string]int{"booting": 1, "failed": 1}},
+		{"node limit", boot("n3", 4), true, map[string]int{"booting": 1, "failed": 1}},
+		{"n2 boots", boot("n2", 5), false, map[string]int{"booting": 2}},
+	}
+	check := func(when string, want map[string]int) {
+		t.Helper()
+		got, err := d.NodeStates()
+		if err != nil || !maps.Equal(got, want) {
+			t.Fatalf("%s: NodeStates() = %v, %v; want %v", when, got, err, want)
+		}
+	}
+	for _, st := range steps {
+		if err := st.do(); (err != nil) != st.fail {
+			t.Fatalf("%s: err = %v, want failure %v", st.name, err, st.fail)
+		}
+		check(st.name, st.want)
+	}
+	want := steps[len(steps)-1].want
+	reopen := func() {
+		t.Helper()
+		d.Close()
+		if d, err = Open(p, time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reopen()
+	check("reopened", want)
+
+	// A database from before the counters: they are rebuilt from the
+	// records on opening.
+	err = d.b.Update(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bMeta)
+		for _, k := range [][]byte{kStates, stateKey("booting"), stateKey("ready")} {
+			if err := m.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reopen()
+	check("rebuilt", want)
+
+	// Node records are not read: one no longer decodes, and the counts
+	// still come.
+	if err := d.b.Update(func(tx *bolt.Tx) error { return tx.Bucket(bNodes).Put([]byte("n1"), []byte("{garbage")) }); err != nil {
+		t.Fatal(err)
+	}
+	check("with a damaged record", want)
 }
 
 func TestOpenLocked(t *testing.T) {
