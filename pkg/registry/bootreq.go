@@ -3,6 +3,8 @@ package registry
 import (
 	"fmt"
 	"regexp"
+
+	"github.com/zeroboot/zeroboot/pkg/release"
 )
 
 // Limits on the names in a boot request. POST /v1/boot takes no
@@ -10,11 +12,11 @@ import (
 // limits are pkg/identity's.
 const (
 	MaxNodeIDLen = 128 // node IDs; identity's are 33
-	MaxNameLen   = 64  // farm and channel names
+	MaxNameLen   = 64  // farm names; channels follow release.CheckChannel
 	MaxAgentLen  = 128
 )
 
-// Node IDs, farm and channel names: printable, no separators that would
+// Node IDs and farm names: printable, no separators that would
 // confuse a path, a log line or a database key.
 var (
 	nodeIDRe = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,%d}$`, MaxNodeIDLen-1))
@@ -30,8 +32,8 @@ func CheckNodeID(id string) error {
 	return nil
 }
 
-// CheckName reports whether n is a valid farm or channel name; what names
-// the field in the message.
+// CheckName reports whether n is a valid farm name; what names the field
+// in the message.
 func CheckName(what, n string) error {
 	if !nameRe.MatchString(n) {
 		return fmt.Errorf("%s %q: want 1-%d characters of a-z 0-9 . _ -, starting with a letter or digit", what, shorten(n, MaxNameLen), MaxNameLen)
@@ -62,7 +64,7 @@ func (r *BootRequest) Validate() error {
 		}
 	}
 	if r.Channel != "" {
-		if err := CheckName("channel", r.Channel); err != nil {
+		if err := release.CheckChannel(r.Channel); err != nil {
 			return fmt.Errorf("boot request: %w", err)
 		}
 	}

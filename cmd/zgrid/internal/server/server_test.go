@@ -480,7 +480,7 @@ func TestBootRequestBounded(t *testing.T) {
 		{"long cpu model", registry.BootRequest{Profile: identity.Profile{CPUModel: strings.Repeat("x", 100000)}}, "boot request: profile: cpu_model is 100000 bytes, limit 128"},
 		{"long disk model", registry.BootRequest{Profile: identity.Profile{Disks: []identity.Disk{{Name: "sda", Model: strings.Repeat("x", 129)}}}}, "profile: disk 0: model is 129 bytes"},
 		{"long agent", registry.BootRequest{Agent: strings.Repeat("a", 500)}, "boot request: agent is 500 bytes, limit 128"},
-		{"bad channel", registry.BootRequest{Channel: "../x"}, `boot request: channel "../x"`},
+		{"bad channel", registry.BootRequest{Channel: "../x"}, `boot request: release: channel "../x"`},
 	}
 	for _, tt := range tests {
 		tt.req.Protocol, tt.req.NodeID, tt.req.Farm = registry.Protocol, "n1", "demo"
