@@ -91,13 +91,15 @@ func (g *grid) publish(tree string, v int, coreArgs ...string) string {
 // publishWith is publish signed by key, valid for expires; through the
 // running server when there is one.
 func (g *grid) publishWith(key, expires, tree string, v int, coreArgs ...string) string {
-	out := strings.Fields(g.run("flist", "build", "--data", g.data, tree))
-	digest := out[len(out)-1]
+	digest := g.flistOf(tree)
 	args := []string{"release", "publish", "--data", g.data, "--key", key,
 		"--channel", "stable", "--version", fmt.Sprint(v), "--expires", expires,
 		"--component", "name=core0,flist=" + digest + ",mount=/", "--entry", "/bin/core0"}
 	for _, a := range coreArgs {
 		args = append(args, "--arg", a)
+	}
+	if g.server != nil {
+		args = append(args, "--server", g.url(""))
 	}
 	g.run(args...)
 	return digest
@@ -117,12 +119,28 @@ func freePort(t *testing.T) int {
 func (g *grid) serve() {
 	g.t.Helper()
 	g.port = freePort(g.t)
+	g.start()
+	g.run("farm", "create", "demo", "--channel", "stable", "--data", g.data, "--server", g.url(""))
+}
+
+// restart stops the server and starts it again on the same port, as an
+// operator does after zgrid root rotate.
+func (g *grid) restart() {
+	g.t.Helper()
+	g.server.Process.Kill()
+	g.server.Wait()
+	g.start()
+}
+
+func (g *grid) start() {
+	g.t.Helper()
 	g.server = exec.Command(bins.zgrid, append([]string{"serve", "--data", g.data, "--listen", fmt.Sprintf("127.0.0.1:%d", g.port)}, g.serveArgs...)...)
 	g.server.Stdout, g.server.Stderr = &g.log, &g.log
 	if err := g.server.Start(); err != nil {
 		g.t.Fatal(err)
 	}
-	g.t.Cleanup(func() { g.server.Process.Kill(); g.server.Wait() })
+	srv := g.server
+	g.t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := g.client().Get(g.url("/healthz"))
@@ -135,7 +153,6 @@ func (g *grid) serve() {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	g.run("farm", "create", "demo", "--channel", "stable", "--data", g.data, "--server", g.url(""))
 }
 
 func (g *grid) url(p string) string { return fmt.Sprintf("https://127.0.0.1:%d%s", g.port, p) }

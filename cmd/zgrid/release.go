@@ -194,7 +194,11 @@ devices=yes.
 	if push {
 		c.register(fs)
 	}
-	fs.StringVar(&rf.out, "out", "", "also write the signed upload to FILE")
+	out := "write the signed release to FILE (required)"
+	if push {
+		out = "also write the signed release to FILE"
+	}
+	fs.StringVar(&rf.out, "out", "", out)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -439,7 +443,11 @@ to an earlier release instead, publish its contents again as a new version.
 		return err
 	}
 	if *out != "" {
-		return atomicfile.Write(*out, b, 0o644)
+		if err := atomicfile.Write(*out, b, 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("withdrawal of %s written to %s (%d signature(s)); co-sign with zgrid release sign, publish with zgrid release push\n", *channel, *out, len(keys))
+		return nil
 	}
 	if err := c.check(); err != nil {
 		return err

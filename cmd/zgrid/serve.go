@@ -26,7 +26,7 @@ import (
 )
 
 func cmdServe(args []string) error {
-	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--rate R] [--burst N] [--max-nodes N]",
+	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--rate R] [--burst N] [--max-nodes N] [-v]",
 		`Run the registry: boot and status endpoints for nodes, the content store
 under /store/ for anyone, and the admin API (bearer token) over HTTPS with
 TLS 1.3 only, using the certificate in DIR/tls. Every release uploaded is
@@ -46,7 +46,7 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	data := fs.String("data", "", "data directory (required)")
 	listen := fs.String("listen", ":8443", "address to listen on")
 	window := fs.Duration("freshness", defaultFreshness, "validity of the snapshot/timestamp signatures handed to nodes: how long a replayed answer works")
-	verbose := fs.Bool("v", false, "log every request")
+	verbose := fs.Bool("v", false, "log at debug level (every request)")
 	rate := fs.Float64("rate", server.DefaultRate, "node endpoint requests per second per client address (0: no limit)")
 	burst := fs.Int("burst", server.DefaultBurst, "node endpoint requests a client address may send at once")
 	maxNodes := fs.Int("max-nodes", server.DefaultMaxNodes, "refuse boots from new node IDs once this many nodes are known (0: no limit)")

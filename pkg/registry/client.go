@@ -122,6 +122,11 @@ func (c *Client) Boot(ctx context.Context, req BootRequest) (*BootResponse, erro
 func (c *Client) boot(ctx context.Context, base string, req BootRequest) (*BootResponse, error) {
 	var resp BootResponse
 	st, err := c.do(ctx, base, "/v1/boot", req, http.StatusOK, &resp)
+	if err != nil && strings.Contains(err.Error(), `unknown field "protocol"`) {
+		// A protocol 1 registry refuses the request before it can say
+		// which protocol it speaks.
+		return nil, fmt.Errorf("%w (a protocol 1 registry: upgrade zgrid to protocol %d)", err, Protocol)
+	}
 	if err != nil {
 		return nil, err
 	}

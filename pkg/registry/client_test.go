@@ -404,3 +404,23 @@ func TestStatusValidate(t *testing.T) {
 
 // testToken has the shape of a boot token (64 lower-case hex digits).
 const testToken = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+// A protocol 1 registry refuses a protocol 2 request as having an unknown
+// field before it can say which protocol it speaks; the node says what that
+// means.
+func TestBootProtocol1Registry(t *testing.T) {
+	srv, hc := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(400)
+		w.Write([]byte(`{"error":"decode JSON: json: unknown field \"protocol\""}`))
+	})
+	var got error
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &Client{URLs: []string{srv.URL}, HTTP: hc, Backoff: fast,
+		Report: func(n int, u string, err error, wait time.Duration) { got = err; cancel() }}
+	c.Boot(ctx, BootRequest{Protocol: Protocol, NodeID: "n1"})
+	if got == nil || !strings.Contains(got.Error(), "a protocol 1 registry: upgrade zgrid to protocol 2") {
+		t.Fatalf("error %v", got)
+	}
+}

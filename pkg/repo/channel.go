@@ -42,8 +42,8 @@ type Freshness struct {
 
 // Sign makes the snapshot naming targets and the timestamp naming that
 // snapshot, both at version, expiring Window after now. Versions come from
-// the caller (the registry uses the signing time in seconds, which only
-// goes up while the clock does).
+// the caller (the registry uses the signing time in milliseconds, which
+// only goes up while the clock does).
 func (f *Freshness) Sign(targets []byte, version int64, now time.Time) (snapshot, timestamp []byte, err error) {
 	t, err := metadata.Targets().FromBytes(targets)
 	if err != nil {

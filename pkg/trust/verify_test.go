@@ -45,9 +45,9 @@ func keys(ids ...byte) []ed25519.PrivateKey {
 	return out
 }
 
-func root(t *testing.T, r repo.Roles, version int64, expires time.Time, signers ...byte) []byte {
+// signed signs m by signers and encodes it.
+func signed[T metadata.Roles](t *testing.T, m *metadata.Metadata[T], err error, signers ...byte) []byte {
 	t.Helper()
-	m, err := repo.NewRoot(r, version, expires)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +59,12 @@ func root(t *testing.T, r repo.Roles, version int64, expires time.Time, signers 
 		t.Fatal(err)
 	}
 	return b
+}
+
+func root(t *testing.T, r repo.Roles, version int64, expires time.Time, signers ...byte) []byte {
+	t.Helper()
+	m, err := repo.NewRoot(r, version, expires)
+	return signed(t, m, err, signers...)
 }
 
 var roles1 = repo.Roles{Root: pubs(r0, r1, r2), RootThreshold: 2, Targets: pubs(k0, k1), TargetThreshold: 1, Online: pub(online)}
@@ -78,17 +84,7 @@ func doc(t *testing.T, channel, entry string) []byte {
 func targets(t *testing.T, version int64, expires time.Time, d []byte, signers ...byte) []byte {
 	t.Helper()
 	m, err := repo.NewTargets(version, expires, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := repo.Sign(m, keys(signers...)...); err != nil {
-		t.Fatal(err)
-	}
-	b, err := repo.Encode(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return signed(t, m, err, signers...)
 }
 
 // bundle is a channel's metadata as an honest registry serves it at now.

@@ -27,7 +27,7 @@ func (s *Server) acceptRelease(w http.ResponseWriter, r *http.Request) (registry
 func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) {
 	ch := r.URL.Query().Get("channel")
 	if ch != "" {
-		if err := checkName("channel", ch); err != nil {
+		if err := checkChannel(ch); err != nil {
 			s.replyError(w, r, err)
 			return
 		}
@@ -106,7 +106,7 @@ func (s *Server) CreateFarm(name, channel string) (registry.Farm, error) {
 	if err := checkName("farm name", name); err != nil {
 		return f, err
 	}
-	if err := checkName("channel", channel); err != nil {
+	if err := checkChannel(channel); err != nil {
 		return f, err
 	}
 	if s.TUF != nil {

@@ -90,7 +90,7 @@ func (s *Server) summarise(up *registry.ReleaseUpload, r *release.Release, withd
 // it against the release: present, no setuid/setgid or device entries
 // unless allowed, and the entrypoint an executable regular file.
 func (s *Server) checkContents(r *release.Release) error {
-	entry := false
+	owner := entrypointOwner(r)
 	for _, c := range r.Components {
 		b, err := os.ReadFile(s.Store.FlistPath(c.Flist))
 		if errors.Is(err, os.ErrNotExist) {
@@ -106,17 +106,29 @@ func (s *Server) checkContents(r *release.Release) error {
 		if err := f.FirstPrivileged(pol); err != nil {
 			return fail(http.StatusUnprocessableEntity, "component %s: %v (allow with setuid=yes or devices=yes on --component)", c.Name, err)
 		}
-		if rel, ok := under(r.Entrypoint.Path, c.Mount); ok {
+		if c.Name == owner {
+			rel, _ := under(r.Entrypoint.Path, c.Mount)
 			if err := checkExecutable(f, rel); err != nil {
 				return fail(http.StatusUnprocessableEntity, "entrypoint %s in component %s: %v", r.Entrypoint.Path, c.Name, err)
 			}
-			entry = true
 		}
 	}
-	if !entry {
+	if owner == "" {
 		return fail(http.StatusUnprocessableEntity, "entrypoint %s is in no component", r.Entrypoint.Path)
 	}
 	return nil
+}
+
+// entrypointOwner names the component the entrypoint is in: the one with
+// the deepest mount above it, which hides the others there.
+func entrypointOwner(r *release.Release) string {
+	owner, depth := "", -1
+	for _, c := range r.Components {
+		if _, ok := under(r.Entrypoint.Path, c.Mount); ok && len(c.Mount) > depth {
+			owner, depth = c.Name, len(c.Mount)
+		}
+	}
+	return owner
 }
 
 // under gives p relative to mount when p is inside it.

@@ -10,6 +10,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/repo"
 	"github.com/zeroboot/zeroboot/pkg/trust"
 )
@@ -95,8 +96,19 @@ func checkProtocol(req *registry.BootRequest) error {
 	if p == 0 {
 		p = 1
 	}
-	if p != registry.Protocol {
+	switch {
+	case p < registry.Protocol:
 		return fail(http.StatusBadRequest, "node speaks boot protocol %d, this registry protocol %d: rebuild the node's initramfs with a zeroboot of protocol %d (root.json and channels.json instead of trust.json)", p, registry.Protocol, registry.Protocol)
+	case p > registry.Protocol:
+		return fail(http.StatusBadRequest, "node speaks boot protocol %d, this registry only %d: upgrade zgrid", p, registry.Protocol)
+	}
+	return nil
+}
+
+// checkChannel applies the one channel grammar (release.CheckChannel).
+func checkChannel(ch string) error {
+	if err := release.CheckChannel(ch); err != nil {
+		return fail(http.StatusBadRequest, "%v", err)
 	}
 	return nil
 }

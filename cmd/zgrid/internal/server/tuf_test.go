@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/repo"
 	"github.com/zeroboot/zeroboot/pkg/trust"
 )
@@ -71,6 +72,13 @@ func (e *env) node() *trust.Node {
 func TestPublishRefusesWhatNodesRefuse(t *testing.T) {
 	e := newEnv(t)
 	_, id := e.build()
+	// entry is a valid release with its entrypoint moved to path.
+	entry := func(path string) []byte {
+		var up registry.ReleaseUpload
+		json.Unmarshal(e.envelope(1, id, time.Hour), &up)
+		doc := []byte(strings.Replace(string(up.Release), "/bin/core0", path, 1))
+		return upload(t, "stable", 1, time.Now().Add(time.Hour), doc, e.key)
+	}
 	for _, tc := range []struct {
 		name string
 		body []byte
@@ -87,24 +95,9 @@ func TestPublishRefusesWhatNodesRefuse(t *testing.T) {
 			b, _ := json.Marshal(up)
 			return b
 		}(), 400, "the document is for channel stable"},
-		{"entrypoint not in the component", func() []byte {
-			var up registry.ReleaseUpload
-			json.Unmarshal(e.envelope(1, id, time.Hour), &up)
-			doc := []byte(strings.Replace(string(up.Release), "/bin/core0", "/bin/nothing", 1))
-			return upload(t, "stable", 1, time.Now().Add(time.Hour), doc, e.key)
-		}(), 422, "entrypoint /bin/nothing in component core0: no such file"},
-		{"entrypoint not executable", func() []byte {
-			var up registry.ReleaseUpload
-			json.Unmarshal(e.envelope(1, id, time.Hour), &up)
-			doc := []byte(strings.Replace(string(up.Release), "/bin/core0", "/motd", 1))
-			return upload(t, "stable", 1, time.Now().Add(time.Hour), doc, e.key)
-		}(), 422, "is not executable"},
-		{"entrypoint a directory", func() []byte {
-			var up registry.ReleaseUpload
-			json.Unmarshal(e.envelope(1, id, time.Hour), &up)
-			doc := []byte(strings.Replace(string(up.Release), "/bin/core0", "/bin", 1))
-			return upload(t, "stable", 1, time.Now().Add(time.Hour), doc, e.key)
-		}(), 422, "not a regular file"},
+		{"entrypoint not in the component", entry("/bin/nothing"), 422, "entrypoint /bin/nothing in component core0: no such file"},
+		{"entrypoint not executable", entry("/motd"), 422, "is not executable"},
+		{"entrypoint a directory", entry("/bin"), 422, "not a regular file"},
 	} {
 		a := e.do("POST", "/v1/admin/releases", asAdmin, tc.body)
 		if a.code != tc.code || !strings.Contains(a.body, tc.want) {
@@ -113,6 +106,16 @@ func TestPublishRefusesWhatNodesRefuse(t *testing.T) {
 	}
 	// Nothing refused was stored: version 1 is still free.
 	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(1, id, time.Hour)), 201)
+	// The entrypoint is looked up in the component mounted deepest over
+	// it, not in every component above it.
+	nested := &release.Release{Format: release.Format, Channel: "stable",
+		Components: []release.Component{{Name: "base", Flist: id, Mount: "/"}, {Name: "core0", Flist: id, Mount: "/opt/core0"}},
+		Entrypoint: release.Entrypoint{Path: "/opt/core0/bin/core0"}}
+	doc, err := nested.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.must(e.do("POST", "/v1/admin/releases", asAdmin, upload(t, "stable", 2, time.Now().Add(time.Hour), doc, e.key)), 201)
 }
 
 func TestWithdrawal(t *testing.T) {
@@ -140,9 +143,14 @@ func TestWithdrawal(t *testing.T) {
 
 func TestBootProtocolVersions(t *testing.T) {
 	e := newEnv(t)
-	a := e.do("POST", "/v1/boot", asJSON, []byte(`{"node_id":"n1","farm":"demo"}`))
-	if a.code != 400 || !strings.Contains(a.body, "node speaks boot protocol 1, this registry protocol 2") {
-		t.Fatalf("protocol 1 node: HTTP %d %s", a.code, a.body)
+	for _, tc := range []struct{ body, want string }{
+		{`{"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 1, this registry protocol 2: rebuild the node's initramfs"},
+		{`{"protocol":3,"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 3, this registry only 2: upgrade zgrid"},
+	} {
+		a := e.do("POST", "/v1/boot", asJSON, []byte(tc.body))
+		if a.code != 400 || !strings.Contains(a.body, tc.want) {
+			t.Errorf("%s: HTTP %d %s, want 400 %q", tc.body, a.code, a.body, tc.want)
+		}
 	}
 }
 
