@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/zeroboot/zeroboot/pkg/clock"
 	"github.com/zeroboot/zeroboot/pkg/cmdline"
 	"github.com/zeroboot/zeroboot/pkg/coldplug"
 	"github.com/zeroboot/zeroboot/pkg/console"
@@ -223,12 +224,11 @@ func (n *node) registry(ctx context.Context) error {
 	// The token of this answer speaks for this boot from now on, also when
 	// the release it came with is refused below.
 	n.boot = resp
-	tn.Now = n.clock.Trusted() // after the answer: its Date may have moved the clock
 	channel, err := tn.Channels.Pick(n.cfg.Channel, resp.Channel)
 	if err != nil {
 		return fmt.Errorf("release from registry refused: %w", err)
 	}
-	v, err := tn.Verify(channel, resp.TUF)
+	v, err := n.verifyAt(tn, channel, resp)
 	if err != nil {
 		return fmt.Errorf("release from registry refused: %w", err)
 	}
@@ -271,15 +271,36 @@ func (n *node) connect() error {
 		Report: func(attempt int, url string, err error, wait time.Duration) {
 			n.log.Warn(fmt.Sprintf("registry %s unreachable (attempt %d); retrying in %s", url, attempt, wait.Round(100*time.Millisecond)), "err", err)
 		},
-		// The clock logs every move and every refused Date itself, naming
-		// the source; only a clock that cannot be set is left to say here.
-		OnDate: func(source string, date, notAfter time.Time) {
-			if _, err := n.clock.FromServer(source, date, notAfter); err != nil {
-				n.log.Warn("setting the clock from the registry", "err", err)
-			}
-		},
 	}
 	return nil
+}
+
+// verifyAt verifies the answer at the registry's Date when that is ahead
+// of the clock, and moves the clock there only if the registry's signed
+// freshness holds at that time. A replica that lies about the time without
+// the online key can then not move the clock at all (its timestamps have
+// expired by the time it claims), so failing over to an honest registry
+// keeps working; pkg/clock bounds the rest (the certificate chain, a year
+// past the build time).
+func (n *node) verifyAt(tn *trust.Node, channel string, resp *registry.BootResponse) (*trust.Verified, error) {
+	tn.Now = n.clock.Trusted()
+	ahead := resp.Date.After(tn.Now.Add(clock.MaxSkew))
+	if !ahead {
+		return tn.Verify(channel, resp.TUF)
+	}
+	now := tn.Now
+	tn.Now = resp.Date
+	v, err := tn.Verify(channel, resp.TUF)
+	if err != nil {
+		n.log.Warn(fmt.Sprintf("clock not set from registry %s: its Date %s is %s ahead of the clock and its own signed metadata does not hold then",
+			resp.Registry, resp.Date.UTC().Format(time.RFC3339), resp.Date.Sub(now).Round(time.Second)))
+		return nil, err
+	}
+	source := "Date header of registry " + resp.Registry + ", within its signed freshness (until " + v.Freshness.UTC().Format(time.RFC3339) + ")"
+	if _, err := n.clock.FromServer(source, resp.Date, resp.ChainEnd); err != nil {
+		n.log.Warn("setting the clock from the registry", "err", err)
+	}
+	return v, nil
 }
 
 // loadTrust reads the root and channels built into the initramfs.

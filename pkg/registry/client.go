@@ -134,7 +134,7 @@ func (c *Client) boot(ctx context.Context, base string, req BootRequest) (*BootR
 		return nil, fmt.Errorf("registry %s: %w", base, err)
 	}
 	c.onDate(base, st)
-	resp.Registry = base
+	resp.Registry, resp.Date, resp.ChainEnd = base, st.date, st.notAfter
 	return &resp, nil
 }
 

@@ -76,6 +76,11 @@ type BootResponse struct {
 	// (not sent on the wire): later calls and Core-0 go to a registry known
 	// to be up.
 	Registry string `json:"-"`
+	// Date is the answer's Date header and ChainEnd when the certificate
+	// chain that authenticated it stops verifying (zero without one), set
+	// by Client.Boot for the caller to judge against the signed metadata.
+	Date     time.Time `json:"-"`
+	ChainEnd time.Time `json:"-"`
 }
 
 // StatusReport is what PID 1 and Core-0 send to POST /v1/status.
