@@ -104,7 +104,12 @@ func (s *Server) checkContents(r *release.Release) error {
 		}
 		pol := flist.Policy{AllowSetuid: c.AllowSetuid, AllowDevices: c.AllowDevices}
 		if err := f.FirstPrivileged(pol); err != nil {
-			return fail(http.StatusUnprocessableEntity, "component %s: %v (allow with setuid=yes or devices=yes on --component)", c.Name, err)
+			flag := "setuid=yes"
+			var pe *flist.PolicyError
+			if errors.As(err, &pe) && pe.Device() {
+				flag = "devices=yes"
+			}
+			return fail(http.StatusUnprocessableEntity, "component %s: %v (the release may allow it: %s on --component)", c.Name, err, flag)
 		}
 		if c.Name == owner {
 			rel, _ := under(r.Entrypoint.Path, c.Mount)

@@ -123,6 +123,12 @@ func (e *env) build() (*flist.Flist, digest.Digest) {
 	os.WriteFile(filepath.Join(dir, "bin", "core0"), big, 0o755)
 	os.WriteFile(filepath.Join(dir, "motd"), []byte("hello\n"), 0o644)
 	os.Symlink("bin/core0", filepath.Join(dir, "init"))
+	return e.buildDir(dir)
+}
+
+// buildDir packs dir and uploads it through the admin store API.
+func (e *env) buildDir(dir string) (*flist.Flist, digest.Digest) {
+	e.t.Helper()
 	up := &store.Uploader{URL: e.ts.URL, Token: token, Client: e.hc}
 	f, err := (&flist.Builder{ChunkSize: 64 << 10, Sink: up}).BuildDir(context.Background(), dir)
 	if err != nil {

@@ -3,7 +3,10 @@ package server
 import (
 	"crypto/ed25519"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -173,4 +176,32 @@ func TestFreshnessReusedThenRenewed(t *testing.T) {
 	if string(t1) == string(t3) || string(s1) == string(s3) {
 		t.Fatal("timestamp not renewed past half its window")
 	}
+}
+
+// TestPublishSetuidPermission: a component with a setuid file is refused
+// unless the signed release allows it for that component, naming the path.
+func TestPublishSetuidPermission(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+	os.WriteFile(filepath.Join(dir, "bin", "core0"), []byte("core0"), 0o755)
+	os.WriteFile(filepath.Join(dir, "bin", "passwd"), []byte("passwd"), 0o755)
+	if err := syscall.Chmod(filepath.Join(dir, "bin", "passwd"), 0o4755); err != nil { // os.Chmod would drop 04000
+		t.Fatal(err)
+	}
+	_, id := e.buildDir(dir)
+	doc := func(allow bool) []byte {
+		b, err := (&release.Release{Format: release.Format, Channel: "stable",
+			Components: []release.Component{{Name: "base", Flist: id, Mount: "/", AllowSetuid: allow}},
+			Entrypoint: release.Entrypoint{Path: "/bin/core0"}}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	a := e.do("POST", "/v1/admin/releases", asAdmin, upload(t, "stable", 1, time.Now().Add(time.Hour), doc(false), e.key))
+	if a.code != 422 || !strings.Contains(a.body, "bin/passwd") || !strings.Contains(a.body, "setuid=yes") {
+		t.Fatalf("setuid file without permission: HTTP %d %s", a.code, a.body)
+	}
+	e.must(e.do("POST", "/v1/admin/releases", asAdmin, upload(t, "stable", 1, time.Now().Add(time.Hour), doc(true), e.key)), 201)
 }
