@@ -1,0 +1,185 @@
+package registry_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/zeroboot/zeroboot/pkg/identity"
+	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/release"
+	"github.com/zeroboot/zeroboot/pkg/timeline"
+	"github.com/zeroboot/zeroboot/pkg/trust"
+)
+
+var fuzzToken = strings.Repeat("ab", registry.TokenSize)
+
+// validator is BootRequest's and StatusReport's Validate, when the type
+// has one.
+type validator interface{ Validate() error }
+
+// roundTrip is the property every API body shares: a value DecodeStrict
+// accepts re-encodes to JSON that DecodeStrict accepts again, the second
+// value re-encodes to the same bytes and decodes to an equal value (the
+// wire form is a fixed point; a first decoding may only drop what the
+// encoding does not carry, such as an empty list under omitempty), and
+// Validate, where the type has one, never panics and judges both alike.
+func roundTrip[T any](t *testing.T, b []byte) {
+	var v1 T
+	if err := registry.DecodeStrict(b, &v1); err != nil {
+		if err.Error() == "" {
+			t.Fatal("refusal without a message")
+		}
+		return
+	}
+	e1, err := json.Marshal(&v1)
+	if err != nil {
+		t.Fatalf("accepted %T does not encode: %v", v1, err)
+	}
+	var v2 T
+	if err := registry.DecodeStrict(e1, &v2); err != nil {
+		t.Fatalf("re-encoded %T %s refused: %v", v1, e1, err)
+	}
+	e2, err := json.Marshal(&v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(e1, e2) {
+		t.Fatalf("round trip changed the %T:\n%s\n%s", v1, e1, e2)
+	}
+	var v3 T
+	if err := registry.DecodeStrict(e2, &v3); err != nil || !reflect.DeepEqual(v2, v3) {
+		t.Fatalf("second round trip changed the %T (%v):\n%+v\n%+v", v2, err, v2, v3)
+	}
+	if val, ok := any(&v1).(validator); ok {
+		err1 := val.Validate()
+		err2 := any(&v2).(validator).Validate()
+		if (err1 == nil) != (err2 == nil) {
+			t.Fatalf("Validate of %T before and after a round trip: %v, then %v", v1, err1, err2)
+		}
+		if err1 != nil && err1.Error() == "" {
+			t.Fatal("Validate refused without a message")
+		}
+	}
+}
+
+func mustJSON(f *testing.F, v any) []byte {
+	f.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return b
+}
+
+// variants adds good and malformed versions of it to f's corpus.
+func variants(f *testing.F, good []byte, edits ...[2]string) {
+	f.Add(good)
+	f.Add(good[:len(good)/2])
+	f.Add(append(bytes.Clone(good), " {}"...))
+	f.Add(append([]byte(`{"nope":1,`), good[1:]...))
+	for _, e := range edits {
+		f.Add(bytes.Replace(good, []byte(e[0]), []byte(e[1]), 1))
+	}
+}
+
+func FuzzDecodeBootRequest(f *testing.F) {
+	variants(f, mustJSON(f, registry.BootRequest{Protocol: registry.Protocol, NodeID: "n3f2a0000000000000000000000000000",
+		Farm: "demo", Agent: "zeroboot-init", RootVersion: 1, Channel: "stable",
+		Profile: identity.Profile{CPUModel: "QEMU Virtual CPU", CPUs: 2, MemoryBytes: 1 << 30,
+			NICs:  []identity.NIC{{Name: "eth0", MAC: "52:54:00:12:34:56", Driver: "virtio_net"}},
+			Disks: []identity.Disk{{Name: "vda", SizeBytes: 1 << 33, Model: "QEMU HARDDISK"}},
+			DMI:   identity.DMI{Vendor: "QEMU", ProductUUID: "00000000-0000-0000-0000-000000000000"}}}),
+		[2]string{`"node_id"`, `"NODE_ID"`},
+		[2]string{`"cpus":2`, `"cpus":-2`},
+		[2]string{`"cpus":2`, `"cpus":2.5`},
+		[2]string{`"root_version":1`, `"root_version":-1`},
+		[2]string{`"channel":"stable"`, `"channel":"Stable/.."`},
+		[2]string{`"agent":"zeroboot-init"`, `"agent":"zeroboot\u0000init"`},
+		[2]string{`"nics":[`, `"nics":null,"x":[`},
+		[2]string{`"protocol":2,`, `"protocol":2,"protocol":1,`},
+	)
+	f.Add([]byte(`{"node_id":"n1","farm":"f"}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) { roundTrip[registry.BootRequest](t, b) })
+}
+
+func FuzzDecodeBootResponse(f *testing.F) {
+	variants(f, mustJSON(f, registry.BootResponse{Protocol: registry.Protocol, NodeID: "n1", Channel: "stable",
+		TUF:    &trust.Bundle{Roots: [][]byte{[]byte(`{"signed":{}}`)}, Timestamp: []byte("ts"), Snapshot: []byte("s"), Targets: []byte("tg"), Release: []byte("r")},
+		Stores: []string{"https://store.example/", "https://203.0.113.1/"}, Token: fuzzToken,
+		Registry: "https://not.on.the.wire/"}),
+		[2]string{`"tuf":{`, `"tuf":null,"x":{`},
+		[2]string{`"timestamp":"dHM="`, `"timestamp":"dHM"`},
+		[2]string{`"timestamp":"dHM="`, `"timestamp":"d\nHM="`},
+		[2]string{`"roots":[`, `"roots":[],"y":[`},
+		[2]string{`"protocol":2`, `"protocol":1,"release":{"format":"zeroboot-release/1"}`},
+		[2]string{`"stores":[`, `"stores":"x","z":[`},
+	)
+	f.Add([]byte(`{"protocol":2,"release":[1, 2 ,3],"tuf":{"roots":[]}}`))
+	f.Fuzz(func(t *testing.T, b []byte) { roundTrip[registry.BootResponse](t, b) })
+}
+
+func FuzzDecodeStatusReport(f *testing.F) {
+	variants(f, mustJSON(f, registry.StatusReport{NodeID: "n1", Source: registry.SourcePID1, State: registry.StateFailed,
+		Reason: "fetch core0: connection refused", ReleaseVersion: 5, Token: fuzzToken,
+		Timeline: []timeline.Step{{Name: "network", StartMS: 1.5, EndMS: 20.25}, {Name: "fetch", StartMS: 20.25, Error: "refused"}}}),
+		[2]string{`"state":"failed"`, `"state":"FAILED"`},
+		[2]string{`"reason":"fetch core0: connection refused"`, `"reason":""`},
+		[2]string{`"source":"pid1"`, `"source":"core0"`},
+		[2]string{`"token":"ab`, `"token":"AB`},
+		[2]string{`"start_ms":1.5`, `"start_ms":1e400`},
+		[2]string{`"name":"network"`, `"name":""`},
+		[2]string{`"release_version":5`, `"release_version":-5`},
+		[2]string{`"timeline":[`, `"timeline":[],"x":[`},
+	)
+	f.Fuzz(func(t *testing.T, b []byte) { roundTrip[registry.StatusReport](t, b) })
+}
+
+// FuzzDecodeUpload: DecodeUpload either refuses the bytes or returns an
+// upload of the one format, for a valid channel, that re-encodes to bytes
+// DecodeUpload reads back equal.
+func FuzzDecodeUpload(f *testing.F) {
+	variants(f, mustJSON(f, registry.ReleaseUpload{Format: registry.UploadFormat, Channel: "stable",
+		Targets: []byte(`{"signed":{"_type":"targets"}}`), Release: []byte(`{"format":"zeroboot-release/2"}`)}),
+		[2]string{`"format"`, `"FORMAT"`},
+		[2]string{`"channel":"stable"`, `"channel":"stable","Channel":"beta"`},
+		[2]string{`"channel":"stable"`, `"channel":"../etc"`},
+		[2]string{`zeroboot-upload/1`, `zeroboot-upload/2`},
+		[2]string{`,"release":`, `,"release":null,"x":`},
+	)
+	f.Add([]byte(`{"format":"zeroboot-upload/1","channel":"stable","targets":"e30="}`)) // a withdrawal
+	f.Fuzz(func(t *testing.T, b []byte) {
+		up, err := registry.DecodeUpload(b)
+		if err != nil {
+			if up != nil || err.Error() == "" {
+				t.Fatalf("DecodeUpload returned %+v with error %q", up, err)
+			}
+			return
+		}
+		if up.Format != registry.UploadFormat {
+			t.Fatalf("accepted format %q", up.Format)
+		}
+		if err := release.CheckChannel(up.Channel); err != nil {
+			t.Fatalf("accepted channel %q: %v", up.Channel, err)
+		}
+		again, err := json.Marshal(up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		up2, err := registry.DecodeUpload(again)
+		if err != nil {
+			t.Fatalf("re-encoded upload %s refused: %v", again, err)
+		}
+		// Release is omitempty: an empty document comes back absent.
+		if len(up.Release) == 0 && up2.Release == nil {
+			up2.Release = up.Release
+		}
+		if !reflect.DeepEqual(up, up2) {
+			t.Fatalf("round trip changed the upload:\n%+v\n%+v", up, up2)
+		}
+	})
+}
