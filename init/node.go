@@ -135,16 +135,19 @@ func (n *node) protect(ctx context.Context, fn func(context.Context) error) erro
 }
 
 // fail records the failed state, shows the rescue banner and reports it.
+// The banner goes to the consoles raw, so its step and reason (a mirror's
+// status line, a command-line parameter's name) are sanitised: they must
+// not clear the screen and print a fake success.
 func (n *node) fail(stepName string, err error) {
 	reason := fmt.Sprintf("%s: %v", stepName, err)
 	n.setFailed(reason)
 	fmt.Fprintf(n.out, "\n"+
 		"=================== zeroboot: BOOT FAILED ===================\n"+
-		"step:   %s\nreason: %v\n"+
+		"step:   %s\nreason: %s\n"+
 		"The node keeps retrying. Rescue: fix the cause on the registry or store side,\n"+
 		"add zeroboot.debug to the kernel command line for details,\n"+
 		"Ctrl-Alt-Del reboots.\n"+
-		"=============================================================\n\n", stepName, err)
+		"=============================================================\n\n", console.Sanitize(stepName, 80), clip(fmt.Sprint(err)))
 	n.report("failed", reason)
 }
 

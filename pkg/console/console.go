@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // StepKey is the attribute shown as a prefix of the message rather than as
@@ -166,26 +167,61 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 		step = appendAttr(&attrs, h.group, a, step)
 		return true
 	})
-	body := levelName(r.Level) + " "
+	level := levelName(r.Level) + " "
+	head := level
 	if step != "" {
-		body += step + ": "
+		head += step + ": "
 	}
-	body += r.Message + attrs.String()
+	lines := messageLines(r.Message)
+	lines[len(lines)-1] += attrs.String()
 	pri := priority(r.Level)
 	if h.out.kmsg == nil || int32(pri) >= h.out.echoBelow.Load() {
-		h.out.console.put(fmt.Sprintf("[%8.3f] %s\n", since, body))
+		stamp := fmt.Sprintf("[%8.3f] ", since)
+		h.out.console.put(stamp + head + strings.Join(lines, "\n"+indent(stamp+level)) + "\n")
 	}
 	if h.out.kmsg != nil {
 		// One record per line: the kernel takes one record per write.
-		for _, line := range strings.Split(body, "\n") {
-			rec := fmt.Sprintf("<%d>zeroboot: %s", pri, line)
-			if len(rec) > kmsgMax {
-				rec = rec[:kmsgMax]
-			}
-			h.out.kmsg.put(rec + "\n")
+		lead := head
+		for _, line := range lines {
+			rec := fmt.Sprintf("<%d>zeroboot: %s%s", pri, lead, line)
+			h.out.kmsg.put(cut(rec, kmsgMax) + "\n")
+			lead = indent(level)
 		}
 	}
 	return nil
+}
+
+// clean is the one way text reaches the console or kmsg through the
+// handler: messages, steps, keys and values alike often carry outside text
+// (a mirror's reply, a release's names, a command-line parameter), and the
+// kernel echoes kmsg records to the console too. Control characters and
+// invalid UTF-8 become '?' (see Sanitize); nothing is cut.
+func clean(s string) string { return Sanitize(s, len(s)) }
+
+// messageLines cleans each line of a message on its own, so a multi-line
+// message (a table) keeps its lines; the caller indents every line after
+// the first, so none of them can pass for a record of its own.
+func messageLines(msg string) []string {
+	lines := strings.Split(msg, "\n")
+	for i, l := range lines {
+		lines[i] = clean(l)
+	}
+	return lines
+}
+
+// indent is as many spaces as prefix is wide, for continuation lines.
+func indent(prefix string) string { return strings.Repeat(" ", len(prefix)) }
+
+// cut shortens s to at most n bytes on a character boundary: a record cut
+// inside a character would be invalid UTF-8 on the console.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // Flush waits until every line queued so far was written or dropped, or
@@ -236,7 +272,7 @@ func appendAttr(b *strings.Builder, group string, a slog.Attr, step string) stri
 		return step
 	}
 	if group == "" && a.Key == StepKey {
-		return a.Value.String()
+		return clean(a.Value.String())
 	}
 	if a.Value.Kind() == slog.KindGroup {
 		prefix := group
@@ -249,9 +285,9 @@ func appendAttr(b *strings.Builder, group string, a slog.Attr, step string) stri
 		return step
 	}
 	b.WriteString(" ")
-	b.WriteString(group + a.Key)
+	b.WriteString(clean(group + a.Key))
 	b.WriteString("=")
-	b.WriteString(quote(value(a.Value)))
+	b.WriteString(quote(clean(value(a.Value))))
 	return step
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // buffer is a bytes.Buffer safe for the sink goroutine; it records each
@@ -305,5 +308,74 @@ func TestKmsgUnlimited(t *testing.T) {
 	}
 	if KmsgUnlimited(filepath.Join(dir, "missing")) {
 		t.Error("a missing sysctl reported as on")
+	}
+}
+
+// hostile is outside text that would clear the screen, move the cursor to
+// the line start, ring the bell, start a C1 CSI and break UTF-8.
+const hostile = "\x1b[2J\r[   1.000] INFO  boot: all good\a\u009b31m\xff\xfe"
+
+// terminalSafe fails unless s holds no control character but the newline
+// ending each line, and is valid UTF-8.
+func terminalSafe(t *testing.T, where, s string) {
+	t.Helper()
+	if !utf8.ValidString(s) {
+		t.Errorf("%s: invalid UTF-8 in %q", where, s)
+	}
+	for _, r := range s {
+		if r != '\n' && unicode.IsControl(r) {
+			t.Errorf("%s: control character %U reached the output: %q", where, r, s)
+			return
+		}
+	}
+}
+
+type valuer struct{}
+
+func (valuer) LogValue() slog.Value { return slog.StringValue("lv" + hostile) }
+
+func TestHandlerSanitizesOutsideText(t *testing.T) {
+	var con, km buffer
+	l := New(&con, &km, start, slog.LevelDebug)
+	at(t, l.With(StepKey, "step"+hostile).WithGroup("g"+hostile).With("with"+hostile, hostile),
+		time.Second, slog.LevelInfo, "msg"+hostile,
+		"err", errors.New("mirror said "+hostile),
+		"key"+hostile, "value"+hostile,
+		slog.Group("grp"+hostile, "inner"+hostile, hostile, slog.Group("deeper", "x", hostile)),
+		"valuer", valuer{},
+		"any", []string{hostile})
+	at(t, l, 2*time.Second, slog.LevelWarn, "table\n"+hostile+"\nend")
+	flush(t, l)
+	terminalSafe(t, "console", con.String())
+	for _, rec := range km.Writes() {
+		terminalSafe(t, "kmsg", strings.TrimSuffix(rec, "\n"))
+	}
+	// A line of a message never passes for a record of its own.
+	for _, line := range strings.Split(strings.TrimSuffix(con.String(), "\n"), "\n") {
+		if !strings.HasPrefix(line, "[") && !strings.HasPrefix(line, strings.Repeat(" ", len("[   2.000] WARN  "))) {
+			t.Errorf("console continuation line not indented: %q", line)
+		}
+	}
+	for _, rec := range km.Writes() {
+		body := strings.TrimPrefix(strings.TrimPrefix(rec, "<6>zeroboot: "), "<4>zeroboot: ")
+		if !strings.HasPrefix(body, "INFO  ") && !strings.HasPrefix(body, "WARN  ") && !strings.HasPrefix(body, "      ") {
+			t.Errorf("kmsg record %q could pass for another", rec)
+		}
+	}
+	for _, want := range []string{"INFO  step?[2J?[   1.000] INFO  boot: all good??31m?: msg?[2J", `err="mirror said ?[2J`, `valuer="lv?[2J`, "table\n"} {
+		if !strings.Contains(con.String(), want) {
+			t.Errorf("console lacks %q:\n%s", want, con.String())
+		}
+	}
+}
+
+func TestKmsgRecordCutOnCharacter(t *testing.T) {
+	var km buffer
+	l := New(io.Discard, &km, start, slog.LevelInfo)
+	at(t, l, 0, slog.LevelInfo, strings.Repeat("é", 1000))
+	flush(t, l)
+	w := km.Writes()
+	if len(w) != 1 || len(w[0]) > kmsgMax+1 || !utf8.ValidString(w[0]) {
+		t.Errorf("kmsg record of %d bytes, valid UTF-8 %v", len(w[0]), utf8.ValidString(w[0]))
 	}
 }

@@ -5,16 +5,20 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Devices maps the kernel's console= values ("ttyS0,115200n8", "tty0") to
 // device paths, leaving out the last one: /dev/console already is the last
 // console= the kernel was given, and writing there twice would double every
 // line. Values that are not plain device names (netconsole's "@...", "hvc"
-// options with slashes) are skipped.
+// options with slashes) are skipped; OpenDevices refuses the ones that are
+// not terminals.
 func Devices(consoles []string) []string {
 	var out []string
 	seen := map[string]bool{}
@@ -82,18 +86,132 @@ func (f *Fanout) Flush(ctx context.Context) error {
 	return nil
 }
 
-// OpenDevices opens each path for writing; the ones that cannot be opened
-// are returned as errors for the caller to log.
+// OpenDevices opens each path for writing if it is a terminal; the ones
+// refused or that cannot be opened are returned as errors for the caller
+// to log.
 func OpenDevices(paths []string) ([]io.Writer, []error) {
 	var ws []io.Writer
 	var errs []error
 	for _, p := range paths {
-		f, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NOCTTY, 0)
+		f, err := OpenTerminal(p)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("console %s: %w", p, err))
+			errs = append(errs, err)
 			continue
 		}
 		ws = append(ws, f)
 	}
 	return ws, errs
+}
+
+// OpenTerminal opens the console device at path for writing PID 1's log,
+// refusing anything that is not a terminal: console= is only the kernel's
+// word for where its messages go, and console=sda or console=mem would
+// otherwise have PID 1 write its log over a disk or physical memory.
+//
+// The name is checked before opening, because opening alone has effects on
+// some devices (a watchdog is armed by open, a tape rewinds on close);
+// whatever the name, the opened file must then be a character device that
+// answers TCGETS.
+func OpenTerminal(path string) (*os.File, error) {
+	if name := filepath.Base(path); !TerminalName(name) {
+		return nil, fmt.Errorf("console %q: refused: %q is not a terminal device name (%s)", path, name, terminalNames)
+	}
+	return openTerminal(path)
+}
+
+// terminalNames is the rule of TerminalName, for error messages.
+const terminalNames = "tty, ttyN, tty<driver>N such as ttyS0, ttyAMA0, ttyUSB0 or ttyACM0, hvcN"
+
+// TerminalName reports whether name (a console= value without its options)
+// names a terminal device: "tty", a virtual console "tty<digits>", a
+// serial or other tty driver's line "tty<letters><digits>" (ttyS0, ttyAMA0,
+// ttyUSB0, ttyACM0, ttymxc0, ttysclp0, ...), or a hypervisor console
+// "hvc<digits>". Linux names only tty drivers so; the check after opening
+// catches the rest.
+func TerminalName(name string) bool {
+	if rest, ok := strings.CutPrefix(name, "hvc"); ok {
+		return rest != "" && allDigits(rest)
+	}
+	rest, ok := strings.CutPrefix(name, "tty")
+	if !ok {
+		return false
+	}
+	letters := strings.TrimLeftFunc(rest, isASCIILetter)
+	if len(letters) == len(rest) {
+		return allDigits(rest) // "tty" or a virtual console
+	}
+	return letters != "" && allDigits(letters) // a driver needs a line number
+}
+
+func isASCIILetter(r rune) bool { return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' }
+
+func allDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// openTerminal opens path and keeps it only if it is a terminal. O_NONBLOCK
+// keeps open from waiting for carrier on a serial line without CLOCAL (the
+// Go runtime then polls the descriptor, so writes still wait, in the sink's
+// goroutine); O_NOFOLLOW keeps a symlink from pointing the log elsewhere.
+func openTerminal(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOCTTY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("console %q: %w", path, err)
+	}
+	if err := isTerminal(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("console %q: refused: %w", path, err)
+	}
+	return f, nil
+}
+
+// isTerminal checks that f is a character device with terminal attributes.
+func isTerminal(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if t := fi.Mode().Type(); t != os.ModeDevice|os.ModeCharDevice {
+		return fmt.Errorf("not a character device (%s)", fileType(t))
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	// Control rather than Fd: Fd would switch the file to blocking mode.
+	var terr error
+	if err := rc.Control(func(fd uintptr) {
+		_, terr = unix.IoctlGetTermios(int(fd), unix.TCGETS)
+	}); err != nil {
+		return err
+	}
+	if terr != nil {
+		return fmt.Errorf("not a terminal (TCGETS: %w)", terr)
+	}
+	return nil
+}
+
+func fileType(t os.FileMode) string {
+	switch {
+	case t == 0:
+		return "regular file"
+	case t&os.ModeDir != 0:
+		return "directory"
+	case t&os.ModeCharDevice != 0:
+		return "character device"
+	case t&os.ModeDevice != 0:
+		return "block device"
+	case t&os.ModeNamedPipe != 0:
+		return "named pipe"
+	case t&os.ModeSocket != 0:
+		return "socket"
+	case t&os.ModeSymlink != 0:
+		return "symlink"
+	}
+	return t.String()
 }
