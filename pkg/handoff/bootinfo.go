@@ -5,7 +5,9 @@
 // as Core-0's parent, because it must restart Core-0 when it exits and reap
 // every orphan the new root produces. Core-0 is confined to the new root with
 // chroot instead, and sees /dev, /proc, /sys and /run through bind mounts, so
-// PID 1 keeps its own view of them.
+// PID 1 keeps its own view of them, and a fresh /tmp (release.RuntimePaths).
+// The entrypoint is hashed after those mounts, as the chroot resolves it,
+// and the hashed file is the one executed (Root.BindEntrypoint).
 package handoff
 
 import (
@@ -57,7 +59,7 @@ type BootInfo struct {
 	ReleaseVersion   uint64          `json:"release_version"`
 	Components       []ComponentInfo `json:"components"`
 	Entrypoint       string          `json:"entrypoint"`        // path in the new root
-	EntrypointDigest string          `json:"entrypoint_digest"` // sha256:... of the file as written
+	EntrypointDigest string          `json:"entrypoint_digest"` // sha256:... of the file executed, hashed after the binds
 	Timeline         []timeline.Step `json:"timeline"`
 	BootedAt         time.Time       `json:"booted_at"`
 }

@@ -278,12 +278,7 @@ func TestCommandChroot(t *testing.T) {
 		t.Skip("go tool not in PATH: cannot build the static helper")
 	}
 	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "bin"), 0o755)
-	build := exec.Command(gobin, "build", "-o", filepath.Join(root, "bin", "helper"), "./testdata/helper/main.go")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build helper: %v\n%s", err, out)
-	}
+	buildHelper(t, gobin, filepath.Join(root, "bin", "helper"))
 	os.WriteFile(filepath.Join(root, "marker"), []byte("inside"), 0o644)
 
 	cmd := Command(root, "/bin/helper", []string{"one", "two"}, []string{"CORE=1"})
@@ -300,5 +295,16 @@ func TestCommandChroot(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("helper output lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+// buildHelper builds testdata/helper, static, at dst.
+func buildHelper(t *testing.T, gobin, dst string) {
+	t.Helper()
+	os.MkdirAll(filepath.Dir(dst), 0o755)
+	build := exec.Command(gobin, "build", "-o", dst, "./testdata/helper/main.go")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build helper: %v\n%s", err, out)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/zeroboot/zeroboot/pkg/release"
 )
 
 // MountFunc has the signature of unix.Mount.
@@ -26,8 +28,9 @@ type Root struct {
 	Unmount func(target string, flags int) error
 }
 
-// binds are the kernel filesystems Core-0 sees, bound from PID 1's own.
-var binds = []string{"dev", "proc", "sys", "run"}
+// freshTmpfs is the runtime path that gets an empty tmpfs of its own
+// instead of PID 1's directory: Core-0's scratch space is not PID 1's.
+const freshTmpfs = "/tmp"
 
 func (r *Root) mount(source, target, fstype string, flags uintptr, data string) error {
 	m := r.Mount
@@ -59,27 +62,36 @@ func (r *Root) Prepare() error {
 	return r.mount("tmpfs", r.Dir, "tmpfs", 0, "mode=0755")
 }
 
-// Bind gives the new root /dev, /proc, /sys and /run bound (recursively,
-// with their submounts such as /dev/pts and cgroup2) from PID 1's, and a
-// fresh /tmp. Binding rather than moving keeps them mounted for PID 1.
+// Bind mounts the runtime paths (release.RuntimePaths, the one list the
+// release validation refuses components and entrypoints in) over the new
+// root: /dev, /proc, /sys and /run bound (recursively, with their
+// submounts such as /dev/pts and cgroup2) from PID 1's, and a fresh /tmp.
+// Binding rather than moving keeps them mounted for PID 1. BindEntrypoint
+// binds and then hashes the entrypoint, in that order.
 func (r *Root) Bind() error {
 	if err := r.check(); err != nil {
 		return err
 	}
-	for _, d := range binds {
-		target := filepath.Join(r.Dir, d)
-		if err := mkdirNoFollow(target, 0o755); err != nil {
-			return err
-		}
-		if err := r.mount("/"+d, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	for _, p := range release.RuntimePaths {
+		if err := r.bindOne(p); err != nil {
 			return err
 		}
 	}
-	tmp := filepath.Join(r.Dir, "tmp")
-	if err := mkdirNoFollow(tmp, 0o1777); err != nil {
+	return nil
+}
+
+func (r *Root) bindOne(p string) error {
+	target := filepath.Join(r.Dir, p)
+	if p == freshTmpfs {
+		if err := mkdirNoFollow(target, 0o1777); err != nil {
+			return err
+		}
+		return r.mount("tmpfs", target, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")
+	}
+	if err := mkdirNoFollow(target, 0o755); err != nil {
 		return err
 	}
-	return r.mount("tmpfs", tmp, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")
+	return r.mount(p, target, "", unix.MS_BIND|unix.MS_REC, "")
 }
 
 // mkdirNoFollow creates dir, or accepts an existing real directory: a
@@ -147,10 +159,11 @@ func (r *Root) ComponentDir(mount string) (string, error) {
 const DefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // Command returns the command that starts Core-0: entry (an absolute path
-// inside root) chrooted into root, in its own session, writing to PID 1's
-// console. env comes from the release and may override PATH; the boot info
-// location is set last so a release cannot redirect it. The caller starts
-// it and supervises it.
+// inside root, outside the runtime mounts) chrooted into root, in its own
+// session, writing to PID 1's console. env comes from the release and may
+// override PATH; the boot info location is set last so a release cannot
+// redirect it. The caller starts it and supervises it. Root.Command runs
+// exactly the file BindEntrypoint hashed and is the one to use.
 func Command(root, entry string, args, env []string) *exec.Cmd {
 	cmd := &exec.Cmd{
 		Path:   entry,
@@ -164,8 +177,8 @@ func Command(root, entry string, args, env []string) *exec.Cmd {
 			Setsid: true,
 		},
 	}
-	if !path.IsAbs(entry) || path.Clean(entry) != entry {
-		cmd.Err = fmt.Errorf("core-0 entrypoint %q: must be an absolute clean path in the new root", entry)
+	if err := checkEntry(entry); err != nil {
+		cmd.Err = err
 	}
 	if !filepath.IsAbs(root) {
 		cmd.Err = fmt.Errorf("core-0 root %q: must be an absolute path", root)

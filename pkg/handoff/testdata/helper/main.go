@@ -18,6 +18,7 @@ func main() {
 	fmt.Printf("marker=%s\n", marker)
 	fmt.Printf("wd=%s\n", wd)
 	fmt.Printf("setsid=%v\n", int(sid) == os.Getpid())
+	fmt.Printf("argv0=%s\n", os.Args[0])
 	fmt.Printf("args=%q\n", os.Args[1:])
 	for _, kv := range os.Environ() {
 		fmt.Printf("env=%s\n", kv)
