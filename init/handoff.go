@@ -78,14 +78,13 @@ func (n *node) progress(name string) func(done, total int64) {
 // handoff checks the entrypoint, binds the kernel filesystems into the new
 // root and prepares what Core-0 reads under /run/zeroboot.
 func (n *node) handoff(context.Context) error {
-	entry := n.rel.Entrypoint.Path
-	sum, err := handoff.EntrypointDigest(newRoot, entry)
+	// Hash what the chroot will execute: after the binds, resolved inside
+	// the new root, and run that very file.
+	e, err := n.root().BindEntrypoint(n.rel.Entrypoint.Path)
 	if err != nil {
 		return err
 	}
-	if err := n.root().Bind(); err != nil {
-		return err
-	}
+	n.entry = e
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return err
 	}
@@ -112,8 +111,8 @@ func (n *node) handoff(context.Context) error {
 		Token:            n.boot.Token,
 		ReleaseChannel:   n.rel.Channel,
 		ReleaseVersion:   n.rel.Version,
-		Entrypoint:       entry,
-		EntrypointDigest: sum.String(),
+		Entrypoint:       e.Path,
+		EntrypointDigest: e.Digest.String(),
 		BootedAt:         n.clock.Now().UTC(),
 	}
 	for _, c := range n.rel.Components {
@@ -137,8 +136,7 @@ func (n *node) core0Command() *exec.Cmd {
 	if err := handoff.WriteBootInfo(bootInfo, n.info); err != nil {
 		n.log.Error("write boot.json", "err", err)
 	}
-	e := n.rel.Entrypoint
-	return handoff.Command(newRoot, e.Path, e.Args, e.Env)
+	return n.root().Command(n.entry, n.rel.Entrypoint.Args, n.rel.Entrypoint.Env)
 }
 
 // flush writes out queued console lines and syncs before a reboot, so the

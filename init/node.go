@@ -55,6 +55,7 @@ type node struct {
 	boot   *registry.BootResponse
 	rel    *release.Release
 	info   handoff.BootInfo
+	entry  handoff.Entrypoint // the hashed file Core-0 is started from
 	// rootMounted tells a retried components step to discard the
 	// previous attempt's tmpfs.
 	rootMounted bool

@@ -46,27 +46,14 @@ func (r *Root) BindEntrypoint(entry string) (Entrypoint, error) {
 
 // Command returns the command that starts Core-0 from e (what
 // BindEntrypoint found): the very file that was hashed, chrooted into r.
-// The caller starts it and supervises it; see Command.
+// The caller starts it and supervises it.
 func (r *Root) Command(e Entrypoint, args, env []string) *exec.Cmd {
-	cmd := Command(r.Dir, e.File, args, env)
+	cmd := command(r.Dir, e.File, args, env)
 	cmd.Args[0] = e.Path
 	if cmd.Err == nil {
 		cmd.Err = checkEntry(e.Path)
 	}
 	return cmd
-}
-
-// EntrypointDigest hashes entry resolved inside rootDir, with the checks of
-// BindEntrypoint.
-//
-// Deprecated: it does not bind, and hashing before Bind hashes what the
-// binds may then hide; use Root.BindEntrypoint and Root.Command.
-func EntrypointDigest(rootDir, entry string) (digest.Digest, error) {
-	if err := checkEntry(entry); err != nil {
-		return digest.Digest{}, err
-	}
-	e, err := findEntrypoint(rootDir, entry)
-	return e.Digest, err
 }
 
 // checkEntry refuses an entrypoint that is not an absolute clean path or

@@ -13,7 +13,7 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/release"
 )
 
-func TestEntrypointDigest(t *testing.T) {
+func TestFindEntrypoint(t *testing.T) {
 	root := t.TempDir()
 	outside := filepath.Join(t.TempDir(), "evil")
 	must := func(err error) {
@@ -46,7 +46,8 @@ func TestEntrypointDigest(t *testing.T) {
 		{"/bin", "not a regular file"},
 	}
 	for _, tc := range tests {
-		got, err := EntrypointDigest(root, tc.entry)
+		e, err := findEntrypoint(root, tc.entry)
+		got := e.Digest
 		switch {
 		case tc.err == "" && (err != nil || got != want):
 			t.Errorf("%s: %v, %v; want %v", tc.entry, got, err, want)
@@ -84,11 +85,17 @@ func TestEntrypointRefusesRuntimePaths(t *testing.T) {
 		{"/usr/core0", "/run", true}, // a directory symlink
 	} {
 		checks := map[string]func() error{
-			"EntrypointDigest": func() error { _, err := EntrypointDigest(r.Dir, tc.entry); return err },
+			"findEntrypoint": func() error {
+				if err := checkEntry(tc.entry); err != nil {
+					return err
+				}
+				_, err := findEntrypoint(r.Dir, tc.entry)
+				return err
+			},
 			"BindEntrypoint":   func() error { _, err := r.BindEntrypoint(tc.entry); return err },
 		}
 		if !tc.viaLink {
-			checks["Command"] = func() error { return Command(r.Dir, tc.entry, nil, nil).Err }
+			checks["command"] = func() error { return command(r.Dir, tc.entry, nil, nil).Err }
 		}
 		for name, check := range checks {
 			if err := check(); err == nil || !strings.Contains(err.Error(), tc.entry) || !strings.Contains(err.Error(), "inside "+tc.mount) {

@@ -240,7 +240,7 @@ func TestComponentDir(t *testing.T) {
 }
 
 func TestCommandAttributes(t *testing.T) {
-	cmd := Command("/root-new", "/bin/core0", []string{"--heartbeat", "5s"}, []string{"PATH=/opt/bin", "A=1"})
+	cmd := command("/root-new", "/bin/core0", []string{"--heartbeat", "5s"}, []string{"PATH=/opt/bin", "A=1"})
 	if cmd.Err != nil {
 		t.Fatal(cmd.Err)
 	}
@@ -258,11 +258,11 @@ func TestCommandAttributes(t *testing.T) {
 		t.Errorf("Env %q, want %q", cmd.Env, wantEnv)
 	}
 	for _, bad := range [][2]string{{"/root-new", "bin/core0"}, {"/root-new", "/bin/../core0"}, {"root-new", "/bin/core0"}} {
-		c := Command(bad[0], bad[1], nil, nil)
+		c := command(bad[0], bad[1], nil, nil)
 		if c.Err == nil {
-			t.Errorf("Command(%q, %q) has no error", bad[0], bad[1])
+			t.Errorf("command(%q, %q) has no error", bad[0], bad[1])
 		} else if err := c.Run(); err == nil {
-			t.Errorf("Command(%q, %q) ran", bad[0], bad[1])
+			t.Errorf("command(%q, %q) ran", bad[0], bad[1])
 		}
 	}
 }
@@ -281,7 +281,7 @@ func TestCommandChroot(t *testing.T) {
 	buildHelper(t, gobin, filepath.Join(root, "bin", "helper"))
 	os.WriteFile(filepath.Join(root, "marker"), []byte("inside"), 0o644)
 
-	cmd := Command(root, "/bin/helper", []string{"one", "two"}, []string{"CORE=1"})
+	cmd := command(root, "/bin/helper", []string{"one", "two"}, []string{"CORE=1"})
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

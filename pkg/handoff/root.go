@@ -158,13 +158,12 @@ func (r *Root) ComponentDir(mount string) (string, error) {
 // DefaultPath is Core-0's PATH unless the release sets one.
 const DefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// Command returns the command that starts Core-0: entry (an absolute path
-// inside root, outside the runtime mounts) chrooted into root, in its own
-// session, writing to PID 1's console. env comes from the release and may
-// override PATH; the boot info location is set last so a release cannot
-// redirect it. The caller starts it and supervises it. Root.Command runs
-// exactly the file BindEntrypoint hashed and is the one to use.
-func Command(root, entry string, args, env []string) *exec.Cmd {
+// command is Core-0's command: entry (an absolute path inside root,
+// outside the runtime mounts) chrooted into root, in its own session,
+// writing to PID 1's console. env comes from the release and may override
+// PATH; the boot info location is set last so a release cannot redirect
+// it.
+func command(root, entry string, args, env []string) *exec.Cmd {
 	cmd := &exec.Cmd{
 		Path:   entry,
 		Args:   append([]string{entry}, args...),

@@ -166,6 +166,9 @@ func checkComponents(cs []Component) error {
 		if err := checkPath(fmt.Sprintf("component %q mount", c.Name), c.Mount); err != nil {
 			return err
 		}
+		if err := CheckNotRuntime(fmt.Sprintf("component %q mount", c.Name), c.Mount); err != nil {
+			return err
+		}
 		if other, ok := mounts[c.Mount]; ok {
 			return fmt.Errorf("release: components %q and %q both mount at %s", other, c.Name, c.Mount)
 		}
@@ -176,6 +179,9 @@ func checkComponents(cs []Component) error {
 
 func (e *Entrypoint) validate() error {
 	if err := checkPath("entrypoint path", e.Path); err != nil {
+		return err
+	}
+	if err := CheckNotRuntime("entrypoint path", e.Path); err != nil {
 		return err
 	}
 	if len(e.Args) > MaxArgs {

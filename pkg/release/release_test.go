@@ -89,6 +89,8 @@ func TestDecodeRefuses(t *testing.T) {
 		{"relative mount", edit(func(m map[string]any) { comp(m, 1)["mount"] = "opt/core0" }), "not an absolute path"},
 		{"unclean mount", edit(func(m map[string]any) { comp(m, 1)["mount"] = "/opt/../etc" }), `not clean (want "/etc")`},
 		{"duplicate mount", edit(func(m map[string]any) { comp(m, 1)["mount"] = "/" }), `components "base" and "core0" both mount at /`},
+		{"entrypoint in a runtime mount", edit(func(m map[string]any) { entry(m)["path"] = "/proc/self/exe" }), "inside /proc"},
+		{"component over a runtime mount", edit(func(m map[string]any) { comp(m, 1)["mount"] = "/run/core0" }), "inside /run"},
 		{"relative entrypoint", edit(func(m map[string]any) { entry(m)["path"] = "core0" }), "entrypoint path"},
 		{"bad env", edit(func(m map[string]any) { entry(m)["env"] = []any{"NOEQUALS"} }), "want KEY=VALUE"},
 		{"env twice", edit(func(m map[string]any) { entry(m)["env"] = []any{"A=1", "A=2"} }), "sets A twice"},
