@@ -45,5 +45,10 @@ demo: deps build
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/flist/ ./cmd/zgrid/... ./bench/
 
+# Every fuzz target in turn, each for FUZZTIME (default 30s); stops at the
+# first failure. See scripts/fuzz.sh.
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
 clean:
 	rm -rf $(BIN) out
