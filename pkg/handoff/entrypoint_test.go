@@ -92,7 +92,7 @@ func TestEntrypointRefusesRuntimePaths(t *testing.T) {
 				_, err := findEntrypoint(r.Dir, tc.entry)
 				return err
 			},
-			"BindEntrypoint":   func() error { _, err := r.BindEntrypoint(tc.entry); return err },
+			"BindEntrypoint": func() error { _, err := r.BindEntrypoint(tc.entry); return err },
 		}
 		if !tc.viaLink {
 			checks["command"] = func() error { return command(r.Dir, tc.entry, nil, nil).Err }

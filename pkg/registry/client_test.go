@@ -257,7 +257,9 @@ func TestBootRefusesGarbage(t *testing.T) {
 	}{
 		{"content type", "text/html", `{"node_id":"n1","protocol":2,"tuf":{},"stores":["https://x/store"]}`, "content type"},
 		{"huge", "application/json", `{"node_id":"n1","channel":"` + strings.Repeat("A", MaxBodySize) + `"}`, "exceeds"},
-		{"deep nesting", "application/json", `{"node_id":"n1","stores":["https://x/store"],"tuf":` + deep + `}`, "max depth"},
+		{"deep nesting", "application/json", `{"node_id":"n1","stores":["https://x/store"],"tuf":` + deep + `}`, "nested deeper than 32"},
+		{"case-only key", "application/json", `{"NODE_ID":"n1","protocol":2,"tuf":{},"stores":["https://x/store"]}`, `the field is "node_id"`},
+		{"duplicate key", "application/json", `{"node_id":"n1","node_id":"n2","protocol":2,"tuf":{},"stores":["https://x/store"]}`, `appears twice`},
 		{"deep nesting small", "application/json", `{"node_id":"n1","stores":["https://x/store"],"extra":` + strings.Repeat("[", 11000) + strings.Repeat("]", 11000) + `}`, "decode JSON"},
 		{"unknown field", "application/json", `{"node_id":"n1","protocol":2,"tuf":{},"stores":["https://x/store"],"debug":true}`, "unknown field"},
 		{"wrong node", "application/json", `{"node_id":"n2","protocol":2,"tuf":{},"stores":["https://x/store"]}`, `registry answered for node "n2", we are "n1"`},

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+
+	"github.com/zeroboot/zeroboot/pkg/strictjson"
 )
 
 // DecodeStrict decodes exactly one JSON value from b into v, refusing
@@ -14,6 +16,11 @@ import (
 func DecodeStrict(b []byte, v any) error {
 	if len(b) > MaxBodySize {
 		return fmt.Errorf("decode JSON: %d bytes exceeds the limit of %d", len(b), MaxBodySize)
+	}
+	// One reading: no duplicate or case-twin keys, no key that differs
+	// from a field name only in case (which encoding/json would accept).
+	if err := strictjson.Check(b, strictjson.Names(v)); err != nil {
+		return fmt.Errorf("decode JSON: %w", err)
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()

@@ -26,6 +26,8 @@ func FuzzCheck(f *testing.F) {
 		`{"version":7,"version":9}`,
 		`{"version":7,"VERSION":99999}`,
 		`{"VERSION":99999}`,
+		`{"verſion":99999}`,
+		`{"keyid":"a","Kyid":"b"}`,
 		`{"a":{"path":"/a","path":"/b"}}`,
 		`{"items":[{"path":"/a"},{"path":"/a","Path":"/b"}]}`,
 		`{"x":1,"X":2}`,

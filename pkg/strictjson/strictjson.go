@@ -18,6 +18,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"unicode"
 )
 
 // MaxDepth bounds nesting; no format of ours nests deeper than a few levels.
@@ -29,7 +30,7 @@ const MaxDepth = 32
 func Check(b []byte, names []string) error {
 	folded := make(map[string]string, len(names))
 	for _, n := range names {
-		folded[strings.ToLower(n)] = n
+		folded[fold(n)] = n
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -77,7 +78,7 @@ func checkObject(dec *json.Decoder, names map[string]string, depth int, at strin
 			return fmt.Errorf("json: at %s: %w", at, err)
 		}
 		k := tok.(string)
-		low := strings.ToLower(k)
+		low := fold(k)
 		if prev, ok := seen[low]; ok {
 			if prev == k {
 				return fmt.Errorf("json: at %s: key %q appears twice", at, clip(k))
@@ -93,6 +94,22 @@ func checkObject(dec *json.Decoder, names map[string]string, depth int, at strin
 		}
 	}
 	return nil
+}
+
+// fold maps s to one representative of its case-folding class, so that
+// fold(a) == fold(b) exactly when strings.EqualFold(a, b): encoding/json
+// matches field names at least that loosely, and strings.ToLower does not
+// (it leaves U+017F, long s, which EqualFold takes for "s").
+func fold(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b.WriteRune(least)
+	}
+	return b.String()
 }
 
 // clip keeps hostile keys short in messages; callers sanitise for terminals.

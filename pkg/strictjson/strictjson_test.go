@@ -27,6 +27,10 @@ func TestDecode(t *testing.T) {
 		{"duplicate", `{"version":7,"version":9}`, `key "version" appears twice`},
 		{"case twin", `{"version":7,"VERSION":99999}`, `differ only in case`},
 		{"case only", `{"VERSION":99999}`, `the field is "version"`},
+		// encoding/json takes U+017F (long s) for "s" and U+212A (Kelvin)
+		// for "k"; strings.ToLower does not.
+		{"long s", `{"verſion":99999}`, `the field is "version"`},
+		{"long s twin", `{"Extra":{"s":1,"ſ":2}}`, `differ only in case`},
 		{"nested duplicate", `{"entrypoint":{"path":"/a","path":"/b"}}`, `at $.entrypoint: key "path" appears twice`},
 		{"duplicate in array", `{"items":[{"path":"/a"},{"path":"/a","Path":"/b"}]}`, `at $.items[1]`},
 		{"map keys are data, duplicates still refused", `{"Extra":{"x":1,"x":2}}`, `appears twice`},
