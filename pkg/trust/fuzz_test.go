@@ -10,69 +10,10 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/repo"
 	"github.com/zeroboot/zeroboot/pkg/trust"
 )
-
-// The helpers of verify_test.go take a *testing.T, which a fuzz target has
-// only inside f.Fuzz; these build the same documents for seeding with any
-// testing.TB, through the same pkg/repo calls.
-
-func seedRoot(tb testing.TB, r repo.Roles, version int64, expires time.Time, signers ...byte) []byte {
-	tb.Helper()
-	m, err := repo.NewRoot(r, version, expires)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := repo.Sign(m, keys(signers...)...); err != nil {
-		tb.Fatal(err)
-	}
-	b, err := repo.Encode(m)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
-
-func seedDoc(tb testing.TB, channel, entry string) []byte {
-	tb.Helper()
-	r := &release.Release{Format: release.Format, Channel: channel,
-		Components: []release.Component{{Name: "core0", Flist: digest.Of([]byte(entry)), Mount: "/"}},
-		Entrypoint: release.Entrypoint{Path: entry}}
-	b, err := r.Marshal()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
-
-func seedTargets(tb testing.TB, version int64, expires time.Time, d []byte, signers ...byte) []byte {
-	tb.Helper()
-	m, err := repo.NewTargets(version, expires, d)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := repo.Sign(m, keys(signers...)...); err != nil {
-		tb.Fatal(err)
-	}
-	b, err := repo.Encode(m)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
-
-func seedBundle(tb testing.TB, tg, d []byte, now time.Time) *trust.Bundle {
-	tb.Helper()
-	f := repo.Freshness{Key: key(online), Window: time.Hour}
-	s, ts, err := f.Sign(tg, now.Unix(), now)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &trust.Bundle{Timestamp: ts, Snapshot: s, Targets: tg, Release: d}
-}
 
 // FuzzVerify feeds a node holding roles1's root every field of a bundle
 // (one optional newer root, timestamp, snapshot, targets, release), the
@@ -81,12 +22,12 @@ func seedBundle(tb testing.TB, tg, d []byte, now time.Time) *trust.Bundle {
 // its floor, which is exactly the document the targets name (length and
 // sha256), and whose targets verify under the root the chain ends on.
 func FuzzVerify(f *testing.F) {
-	rt1 := seedRoot(f, roles1, 1, t0.AddDate(1, 0, 0), r0, r1)
+	rt1 := root(f, roles1, 1, t0.AddDate(1, 0, 0), r0, r1)
 	roles2 := repo.Roles{Root: pubs(r0, r3, r4), RootThreshold: 2, Targets: pubs(k2), TargetThreshold: 1, Online: pub(online)}
-	rt2 := seedRoot(f, roles2, 2, t0.AddDate(1, 0, 0), r0, r1, r3)
+	rt2 := root(f, roles2, 2, t0.AddDate(1, 0, 0), r0, r1, r3)
 	month := t0.AddDate(0, 0, 30)
-	d := seedDoc(f, "stable", "/bin/core0")
-	good := seedBundle(f, seedTargets(f, 5, month, d, k0), d, t0)
+	d := doc(f, "stable", "/bin/core0")
+	good := bundle(f, targets(f, 5, month, d, k0), d, t0)
 	add := func(channel string, floor uint64, newer []byte, b *trust.Bundle) {
 		f.Add(channel, floor, newer, b.Timestamp, b.Snapshot, b.Targets, b.Release)
 	}
@@ -96,17 +37,17 @@ func FuzzVerify(f *testing.F) {
 	add("nightly", 0, nil, good) // channel the node does not accept
 	add("stable", 0, rt1, good)  // the node's own root again: skipped
 	add("stable", 0, rt2, good)  // rotation revokes k0
-	rot := seedBundle(f, seedTargets(f, 5, month, d, k2), d, t0)
+	rot := bundle(f, targets(f, 5, month, d, k2), d, t0)
 	add("stable", 0, rt2, rot)              // accepted after rotation
 	add("stable", 0, nil, rot)              // new key without the new root
 	add("stable", 0, rt2[:len(rt2)/2], rot) // truncated root
-	bd := seedDoc(f, "beta", "/bin/core0")
-	add("beta", 0, nil, seedBundle(f, seedTargets(f, 9, month, bd, k0), bd, t0))   // accepted, beta
-	add("stable", 0, nil, seedBundle(f, seedTargets(f, 6, month, nil, k0), d, t0)) // withdrawn
-	add("stable", 0, nil, seedBundle(f, seedTargets(f, 5, month, d), d, t0))       // unsigned
-	add("stable", 0, nil, seedBundle(f, seedTargets(f, 5, month, d, online), d, t0))
+	bd := doc(f, "beta", "/bin/core0")
+	add("beta", 0, nil, bundle(f, targets(f, 9, month, bd, k0), bd, t0))   // accepted, beta
+	add("stable", 0, nil, bundle(f, targets(f, 6, month, nil, k0), d, t0)) // withdrawn
+	add("stable", 0, nil, bundle(f, targets(f, 5, month, d), d, t0))       // unsigned
+	add("stable", 0, nil, bundle(f, targets(f, 5, month, d, online), d, t0))
 	swapped := *good
-	swapped.Release = seedDoc(f, "stable", "/bin/sh")
+	swapped.Release = doc(f, "stable", "/bin/sh")
 	add("stable", 0, nil, &swapped) // release document swapped
 	twin := *good
 	twin.Targets = bytes.Replace(good.Targets, []byte(`"version": 5`), []byte(`"version": 5, "VERSION": 99999`), 1)
@@ -185,17 +126,17 @@ func FuzzVerify(f *testing.F) {
 // first+1 and meets the first root's threshold too.
 func FuzzChain(f *testing.F) {
 	year := t0.AddDate(1, 0, 0)
-	rt1 := seedRoot(f, roles1, 1, year, r0, r1)
+	rt1 := root(f, roles1, 1, year, r0, r1)
 	roles2 := repo.Roles{Root: pubs(r0, r3, r4), RootThreshold: 2, Targets: pubs(k2), TargetThreshold: 1, Online: pub(online)}
 	for _, seed := range [][2][]byte{
 		{rt1, nil},
-		{rt1, seedRoot(f, roles2, 2, year, r0, r1, r3)},
-		{rt1, seedRoot(f, roles2, 2, year, r3, r4)},                       // only its own keys
-		{rt1, seedRoot(f, roles2, 2, year, r0, r1)},                       // short of its own threshold
-		{rt1, seedRoot(f, roles2, 3, year, r0, r1, r3, r4)},               // version skipped
-		{rt1, seedRoot(f, roles2, 2, t0.Add(-time.Hour), r0, r1, r3, r4)}, // expired
-		{seedRoot(f, roles1, 1, year, r0), nil},                           // short of threshold
-		{seedRoot(f, roles1, 1, t0.Add(-time.Hour), r0, r1), nil},         // expired
+		{rt1, root(f, roles2, 2, year, r0, r1, r3)},
+		{rt1, root(f, roles2, 2, year, r3, r4)},                       // only its own keys
+		{rt1, root(f, roles2, 2, year, r0, r1)},                       // short of its own threshold
+		{rt1, root(f, roles2, 3, year, r0, r1, r3, r4)},               // version skipped
+		{rt1, root(f, roles2, 2, t0.Add(-time.Hour), r0, r1, r3, r4)}, // expired
+		{root(f, roles1, 1, year, r0), nil},                           // short of threshold
+		{root(f, roles1, 1, t0.Add(-time.Hour), r0, r1), nil},         // expired
 		{bytes.Replace(rt1, []byte(`"threshold": 2`), []byte(`"threshold": 2, "Threshold": 1`), 1), nil},
 		{rt1[:len(rt1)-2], nil},
 		{[]byte(`{}`), nil},

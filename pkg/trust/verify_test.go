@@ -46,7 +46,7 @@ func keys(ids ...byte) []ed25519.PrivateKey {
 }
 
 // signed signs m by signers and encodes it.
-func signed[T metadata.Roles](t *testing.T, m *metadata.Metadata[T], err error, signers ...byte) []byte {
+func signed[T metadata.Roles](t testing.TB, m *metadata.Metadata[T], err error, signers ...byte) []byte {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func signed[T metadata.Roles](t *testing.T, m *metadata.Metadata[T], err error, 
 	return b
 }
 
-func root(t *testing.T, r repo.Roles, version int64, expires time.Time, signers ...byte) []byte {
+func root(t testing.TB, r repo.Roles, version int64, expires time.Time, signers ...byte) []byte {
 	t.Helper()
 	m, err := repo.NewRoot(r, version, expires)
 	return signed(t, m, err, signers...)
@@ -69,7 +69,7 @@ func root(t *testing.T, r repo.Roles, version int64, expires time.Time, signers 
 
 var roles1 = repo.Roles{Root: pubs(r0, r1, r2), RootThreshold: 2, Targets: pubs(k0, k1), TargetThreshold: 1, Online: pub(online)}
 
-func doc(t *testing.T, channel, entry string) []byte {
+func doc(t testing.TB, channel, entry string) []byte {
 	t.Helper()
 	r := &release.Release{Format: release.Format, Channel: channel,
 		Components: []release.Component{{Name: "core0", Flist: digest.Of([]byte(entry)), Mount: "/"}},
@@ -81,14 +81,14 @@ func doc(t *testing.T, channel, entry string) []byte {
 	return b
 }
 
-func targets(t *testing.T, version int64, expires time.Time, d []byte, signers ...byte) []byte {
+func targets(t testing.TB, version int64, expires time.Time, d []byte, signers ...byte) []byte {
 	t.Helper()
 	m, err := repo.NewTargets(version, expires, d)
 	return signed(t, m, err, signers...)
 }
 
 // bundle is a channel's metadata as an honest registry serves it at now.
-func bundle(t *testing.T, tg, d []byte, now time.Time) *trust.Bundle {
+func bundle(t testing.TB, tg, d []byte, now time.Time) *trust.Bundle {
 	t.Helper()
 	f := repo.Freshness{Key: key(online), Window: time.Hour}
 	s, ts, err := f.Sign(tg, now.Unix(), now)
