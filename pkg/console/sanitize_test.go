@@ -22,6 +22,8 @@ func TestSanitize(t *testing.T) {
 		{"DEL", "a\x7fb", 20, "a?b"},
 		{"C1 CSI", "a\u009b31mb", 20, "a?31mb"},
 		{"invalid UTF-8", "a\xff\xfeb", 20, "a?b"},
+		{"bidi override", "ok ‮gnp.exe", 40, "ok ?gnp.exe"},
+		{"zero-width and line separator", "a‍b c", 40, "a?b?c"},
 		{"printable non-ASCII kept", "grüße, 東京", 40, "grüße, 東京"},
 		{"cut never splits a character", "ab東京", 4, "ab..."},
 		{"cut after a whole character", "ab東京", 5, "ab東..."},
