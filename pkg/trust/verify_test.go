@@ -375,3 +375,24 @@ func TestParseChannels(t *testing.T) {
 		}
 	}
 }
+
+// TestFastForwardLocksNothing: a registry holding the online key can sign
+// freshness with an absurd version (TUF's fast-forward attack), but a node
+// keeps no version between boots, so the honest registry's next answer,
+// with an ordinary version, is accepted by the same node.
+func TestFastForwardLocksNothing(t *testing.T) {
+	rt := root(t, roles1, 1, t0.AddDate(1, 0, 0), r0, r1)
+	d := doc(t, "stable", "/bin/core0")
+	tg := targets(t, 5, t0.AddDate(0, 0, 30), d, k0)
+	f := repo.Freshness{Key: key(online), Window: time.Hour}
+	n := node(rt, 0, t0)
+	for _, version := range []int64{1 << 62, 1} {
+		s, ts, err := f.Sign(tg, version, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Verify("stable", &trust.Bundle{Timestamp: ts, Snapshot: s, Targets: tg, Release: d}); err != nil {
+			t.Fatalf("freshness version %d: %v", version, err)
+		}
+	}
+}
