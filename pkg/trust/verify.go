@@ -87,6 +87,9 @@ func (n *Node) Verify(channel string, b *Bundle) (*Verified, error) {
 	if n.Now.IsZero() {
 		return nil, errors.New("trust: no current time given")
 	}
+	if b == nil {
+		return nil, errors.New("trust: no metadata")
+	}
 	floor, ok := n.Channels.Channels[channel]
 	if !ok {
 		return nil, fmt.Errorf("trust: channel %q is not one this node accepts", clip(channel))
