@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zeroboot/zeroboot/internal/testenv"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -84,9 +85,7 @@ func TestFanout(t *testing.T) {
 func pty(t *testing.T) string {
 	t.Helper()
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminals: %v", err)
-	}
+	testenv.Need(t, err == nil, "no pseudo-terminals: %v", err)
 	t.Cleanup(func() { m.Close() })
 	var n uint32
 	rc, _ := m.SyscallConn()
@@ -95,9 +94,7 @@ func pty(t *testing.T) string {
 			n, err = unix.IoctlGetUint32(int(fd), unix.TIOCGPTN)
 		}
 	})
-	if err != nil {
-		t.Skipf("pty setup: %v", err)
-	}
+	testenv.Need(t, err == nil, "pty setup: %v", err)
 	return fmt.Sprintf("/dev/pts/%d", n)
 }
 
@@ -185,9 +182,7 @@ func TestOpenTerminal(t *testing.T) {
 // named like serial lines: a pseudo-terminal bound to ttyS0 is written to,
 // a /dev/null node named ttyS1 is refused. Mounting and mknod need root.
 func TestOpenDevicesTerminalNodes(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mount and mknod need root: run the tests as root (CI does)")
-	}
+	testenv.NeedRoot(t, "mount and mknod")
 	tty := pty(t)
 	dir := t.TempDir()
 	good, null := filepath.Join(dir, "ttyS0"), filepath.Join(dir, "ttyS1")
@@ -195,9 +190,8 @@ func TestOpenDevicesTerminalNodes(t *testing.T) {
 	if err := os.WriteFile(good, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount(tty, good, "", unix.MS_BIND, ""); err != nil {
-		t.Skipf("bind %s: %v", tty, err)
-	}
+	err := unix.Mount(tty, good, "", unix.MS_BIND, "")
+	testenv.Need(t, err == nil, "bind %s: %v", tty, err)
 	t.Cleanup(func() { unix.Unmount(good, unix.MNT_DETACH) })
 	if err := unix.Mknod(null, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))); err != nil {
 		t.Fatal(err)

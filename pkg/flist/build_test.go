@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zeroboot/zeroboot/internal/testenv"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -125,9 +126,7 @@ func must(t testing.TB, err error) {
 }
 
 func TestBuildDirContent(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to create a device node")
-	}
+	testenv.NeedRoot(t, "creating a device node")
 	dir := t.TempDir()
 	files := makeTree(t, dir)
 	st := newMemStore()
@@ -187,9 +186,7 @@ func TestBuildDirContent(t *testing.T) {
 }
 
 func TestBuildDeterministic(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to create a device node")
-	}
+	testenv.NeedRoot(t, "creating a device node")
 	dir := t.TempDir()
 	makeTree(t, dir)
 	var out [][]byte
@@ -259,9 +256,7 @@ func goTar(t *testing.T, dir string) []byte {
 }
 
 func TestBuildDirEqualsBuildTar(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to create a device node")
-	}
+	testenv.NeedRoot(t, "creating a device node")
 	dir := t.TempDir()
 	makeTree(t, dir)
 	b := &Builder{ChunkSize: testChunk, Sink: newMemStore()}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/zeroboot/zeroboot/internal/testenv"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,9 +17,7 @@ import (
 
 func buildTree(t *testing.T) (dir string, files map[string][]byte, f *Flist, st *memStore) {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("needs root to create device nodes and chown")
-	}
+	testenv.NeedRoot(t, "creating device nodes and chown")
 	dir = t.TempDir()
 	files = makeTree(t, dir)
 	st = newMemStore()

@@ -1,8 +1,8 @@
 package handoff
 
 import (
+	"github.com/zeroboot/zeroboot/internal/testenv"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -186,13 +186,8 @@ func TestBindUsesRuntimePaths(t *testing.T) {
 // PID 1's (here the test's) /dev, /proc, /sys and /run bound in, the
 // entrypoint found through a symlink and run chrooted. Needs root.
 func TestBindEntrypointRealMounts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mount and chroot need root: run the tests as root (CI does)")
-	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not in PATH: cannot build the static helper")
-	}
+	testenv.NeedRoot(t, "mount and chroot")
+	gobin := testenv.NeedTool(t, "go")
 	helper := filepath.Join(t.TempDir(), "helper")
 	buildHelper(t, gobin, helper)
 	prog, err := os.ReadFile(helper)
@@ -200,9 +195,8 @@ func TestBindEntrypointRealMounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Root{Dir: filepath.Join(t.TempDir(), "root-new")}
-	if err := r.Prepare(); err != nil {
-		t.Skipf("tmpfs: %v", err)
-	}
+	err = r.Prepare()
+	testenv.Need(t, err == nil, "tmpfs: %v", err)
 	t.Cleanup(func() {
 		if err := r.Release(); err != nil {
 			t.Error(err)

@@ -3,6 +3,7 @@ package handoff
 import (
 	"bytes"
 	"crypto/sha256"
+	"github.com/zeroboot/zeroboot/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -270,13 +271,8 @@ func TestCommandAttributes(t *testing.T) {
 // TestCommandChroot really starts a static program chrooted into a
 // directory and reads what it saw. Needs root (chroot) and the go tool.
 func TestCommandChroot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("chroot needs root: run the tests as root (CI does)")
-	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not in PATH: cannot build the static helper")
-	}
+	testenv.NeedRoot(t, "chroot")
+	gobin := testenv.NeedTool(t, "go")
 	root := t.TempDir()
 	buildHelper(t, gobin, filepath.Join(root, "bin", "helper"))
 	os.WriteFile(filepath.Join(root, "marker"), []byte("inside"), 0o644)

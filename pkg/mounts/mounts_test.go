@@ -2,6 +2,7 @@ package mounts
 
 import (
 	"errors"
+	"github.com/zeroboot/zeroboot/internal/testenv"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -206,9 +207,7 @@ func TestParseFilesystems(t *testing.T) {
 }
 
 func TestRealTmpfs(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
-	}
+	testenv.NeedRoot(t, "mounting a tmpfs")
 	dir := filepath.Join(t.TempDir(), "a", "b")
 	m := DefaultMounter()
 	skipped, err := m.All([]Mount{{Source: "tmpfs", Target: dir, FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=0700,size=1m", Mode: 0o755}})

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zeroboot/zeroboot/internal/testenv"
 	"log/slog"
 	"net"
 	"os"
@@ -37,13 +38,9 @@ var nsCounter atomic.Int32
 
 func newTestNet(t *testing.T) *testNet {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: network namespace tests need root")
-	}
+	testenv.NeedRoot(t, "a network namespace test")
 	for _, tool := range []string{"ip", "dnsmasq"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("SKIP: %s not installed (apt-get install iproute2 dnsmasq): %v", tool, err)
-		}
+		testenv.NeedTool(t, tool)
 	}
 	id := fmt.Sprintf("zbnet%d-%d", os.Getpid(), nsCounter.Add(1))
 	n := &testNet{t: t, server: id + "-s", client: id + "-c", dir: t.TempDir()}
