@@ -105,8 +105,11 @@ func RolesOf(m *metadata.Metadata[metadata.RootType]) (Roles, error) {
 		return r, err
 	}
 	online, _, err := keys(metadata.TIMESTAMP)
-	if err != nil || len(online) != 1 {
-		return r, fmt.Errorf("root: want one online key, %v", err)
+	if err != nil {
+		return r, err
+	}
+	if len(online) != 1 {
+		return r, fmt.Errorf("root: timestamp role has %d keys, want the one online key", len(online))
 	}
 	r.Online = online[0]
 	return r, nil

@@ -124,7 +124,7 @@ func (n *Node) Verify(channel string, b *Bundle) (*Verified, error) {
 // walkRoots starts from the initramfs root and accepts each newer root in
 // turn. Expiry of the final root is judged later, against the clock.
 func walkRoots(initial []byte, newer [][]byte) (*trustedmetadata.TrustedMetadata, int, error) {
-	if err := checkRootDoc(initial); err != nil {
+	if _, err := checkRootDoc(initial); err != nil {
 		return nil, 0, fmt.Errorf("trust: root in the initramfs: %w", err)
 	}
 	tm, err := trustedmetadata.New(initial)
@@ -137,10 +137,11 @@ func walkRoots(initial []byte, newer [][]byte) (*trustedmetadata.TrustedMetadata
 	walked := 0
 	for _, b := range newer {
 		want := tm.Root.Signed.Version + 1
-		if err := checkRootDoc(b); err != nil {
+		m, err := checkRootDoc(b)
+		if err != nil {
 			return nil, walked, fmt.Errorf("trust: root version %d: %w", want, err)
 		}
-		if m, _ := metadata.Root().FromBytes(b); m.Signed.Version < want {
+		if m.Signed.Version < want {
 			continue // a root the node already holds or went past
 		}
 		if _, err := tm.UpdateRoot(b); err != nil {
@@ -307,21 +308,21 @@ func unrecognized(signed any) bool {
 	return true
 }
 
-// checkRootDoc adds the root's own rules: exactly the four roles, each
-// with a threshold it can meet with distinct listed keys, and every key
-// strict.
-func checkRootDoc(b []byte) error {
+// checkRootDoc parses a root and adds the root's own rules: exactly the
+// four roles, each with a threshold it can meet with distinct listed keys,
+// and every key strict.
+func checkRootDoc(b []byte) (*metadata.Metadata[metadata.RootType], error) {
 	if err := checkBytes(b); err != nil {
-		return err
+		return nil, err
 	}
 	m, err := metadata.Root().FromBytes(b)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := CheckRoot(&m.Signed); err != nil {
-		return err
+		return nil, err
 	}
-	return checkParsed(m, nil)
+	return m, checkParsed(m, nil)
 }
 
 // CheckRoot checks a root's keys and roles under zeroboot's profile. The
