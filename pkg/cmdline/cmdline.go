@@ -8,10 +8,14 @@ package cmdline
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 
+	"github.com/zeroboot/zeroboot/pkg/netconf"
 	"github.com/zeroboot/zeroboot/pkg/release"
 )
 
@@ -62,8 +66,12 @@ type Config struct {
 	Channel    string     // zeroboot.channel; "" lets the registry choose
 	Debug      bool       // zeroboot.debug
 	Consoles   []string   // console=, in command-line order
-	IP         string     // ip=; only "dhcp" for now
-	Rescue     bool       // zeroboot.rescue
+	// Net is ip=, ifname=, vlan=, bond= and nameserver=, each repeatable,
+	// checked against each other. Empty means Auto (DHCPv4 and router
+	// advertisements) on every link.
+	Net    netconf.Config
+	NTP    []string // zeroboot.ntp, each HOST:PORT (port 123 by default), in order
+	Rescue bool     // zeroboot.rescue
 }
 
 // ParamDoc documents one parameter; docs/kernel-cmdline.md must mention
@@ -87,11 +95,25 @@ var Params = []ParamDoc{
 		"Log at debug level on the console and /dev/kmsg."},
 	{"zeroboot.rescue", "bare, or 1|0|true|false|yes|no|on|off", "off",
 		"Stop before fetching anything and stay in the rescue state."},
+	{"zeroboot.ntp", "HOST[:PORT][,HOST[:PORT]...], IPv6 as [ADDR][:PORT], at most 8", "(none)",
+		"NTP servers, tried in order; port 123 unless given."},
 	{"console", "kernel console spec, e.g. ttyS0,115200 (repeatable)", "/dev/console",
 		"Consoles PID 1 writes its log to, as the kernel reads them."},
-	{"ip", "dhcp", "dhcp",
-		"Network configuration. Only DHCPv4 on every link for now."},
+	{"ip", "METHOD | DEVICE:METHOD[:[MTU][:MAC]] | CLIENT:[PEER]:GATEWAY:NETMASK:HOSTNAME:DEVICE:AUTOCONF[:...] (repeatable)",
+		"dhcp + auto6 on every link", "Addressing per link, dracut's syntax."},
+	{"ifname", "NAME:MAC (repeatable)", "(none)", "Renames the NIC with that MAC."},
+	{"vlan", "NAME:PARENT, NAME vlanVID or DEV.VID (repeatable)", "(none)", "Creates an 802.1Q VLAN on PARENT."},
+	{"bond", "NAME[:SLAVES[:OPTIONS[:MTU]]] (repeatable)", "(none; bare bond is bond0:eth0,eth1:mode=balance-rr)",
+		"Creates a bond over SLAVES with the bonding driver's OPTIONS."},
+	{"nameserver", "IP address (repeatable)", "(none)", "DNS server used in addition to those DHCP and router advertisements give."},
 }
+
+// bareBond is what dracut makes of a bond parameter without value.
+const bareBond = "bond0:eth0,eth1:mode=balance-rr"
+
+// maxNTP bounds zeroboot.ntp: more servers only slow a node that cannot
+// reach any down.
+const maxNTP = 8
 
 const prefix = "zeroboot."
 
@@ -103,10 +125,10 @@ var (
 // always returns a Config; problems say what was ignored or wrong.
 func Parse(cmdline string) (Config, []Problem) {
 	p := parser{seen: map[string]string{}}
-	p.cfg.IP = "dhcp"
 	for _, a := range split(cmdline) {
 		p.arg(a)
 	}
+	p.netCheck()
 	if len(p.cfg.Registries) == 0 && !p.cfg.Rescue && !p.registryGiven {
 		p.errorf("zeroboot.registry", "", "no registry: add zeroboot.registry=https://...")
 	}
@@ -117,7 +139,6 @@ type parser struct {
 	cfg           Config
 	problems      []Problem
 	seen          map[string]string // zeroboot.* name -> first value
-	ipSeen        bool
 	registryGiven bool
 }
 
@@ -138,8 +159,8 @@ func (p *parser) arg(a arg) {
 			p.cfg.Consoles = append(p.cfg.Consoles, a.val)
 		}
 		return
-	case name == "ip":
-		p.ip(a)
+	case netParams[name]:
+		p.net(name, a)
 		return
 	case !strings.HasPrefix(name, prefix):
 		if strings.HasPrefix(strings.ToLower(name), prefix) {
@@ -173,6 +194,8 @@ func (p *parser) arg(a arg) {
 		p.cfg.Debug = p.boolean(name, a)
 	case "zeroboot.rescue":
 		p.cfg.Rescue = p.boolean(name, a)
+	case "zeroboot.ntp":
+		p.ntp(a)
 	default:
 		p.warnf(name, a.val, "unknown zeroboot parameter, ignored (known: %s)", strings.Join(knownNames(), ", "))
 	}
@@ -262,18 +285,136 @@ func registryURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-func (p *parser) ip(a arg) {
-	v := strings.ToLower(a.val)
-	if p.ipSeen {
-		if v != p.cfg.IP {
-			p.errorf("ip", a.val, "given twice (%q and %q): ambiguous, keep one", p.cfg.IP, a.val)
+// netParams are dracut's network parameters. Like console= they are not
+// zeroboot.* and are repeatable: a node may have several links.
+var netParams = map[string]bool{"ip": true, "ifname": true, "vlan": true, "bond": true, "nameserver": true}
+
+// net reads one network parameter into Config.Net. Each value is checked
+// alone here; conflicts between values are for netCheck, once all are read.
+func (p *parser) net(name string, a arg) {
+	n := &p.cfg.Net
+	v := a.val
+	var err error
+	switch name {
+	case "ip":
+		var ip netconf.IP
+		if ip, err = netconf.ParseIP(v); err == nil {
+			n.IPs = append(n.IPs, ip)
 		}
+	case "ifname":
+		var r netconf.Rename
+		if r, err = netconf.ParseRename(v); err == nil {
+			n.Renames = append(n.Renames, r)
+		}
+	case "vlan":
+		var vl netconf.VLAN
+		if vl, err = netconf.ParseVLAN(v); err == nil {
+			n.VLANs = append(n.VLANs, vl)
+		}
+	case "bond":
+		if !a.hasVal {
+			v = bareBond
+		}
+		var b netconf.Bond
+		if b, err = netconf.ParseBond(v); err == nil {
+			n.Bonds = append(n.Bonds, b)
+		}
+	case "nameserver":
+		var ns netip.Addr
+		if ns, err = netconf.ParseNameserver(v); err == nil {
+			n.DNS = append(n.DNS, ns)
+		}
+	}
+	if err != nil {
+		p.errorf(name, a.val, "%v", err)
+	}
+}
+
+// netCheck turns the conflicts between network parameters into problems
+// on the later parameter of each pair.
+func (p *parser) netCheck() {
+	for _, c := range p.cfg.Net.Conflicts() {
+		p.errorf(c.Param, c.Value, "%s", c.Msg)
+	}
+}
+
+func (p *parser) ntp(a arg) {
+	const name = "zeroboot.ntp"
+	if !p.need(name, a) {
 		return
 	}
-	p.ipSeen = true
-	if v != "dhcp" {
-		p.errorf("ip", a.val, "not supported yet: use ip=dhcp")
+	items := strings.Split(a.val, ",")
+	if len(items) > maxNTP {
+		p.errorf(name, a.val, "%d servers, at most %d", len(items), maxNTP)
 		return
 	}
-	p.cfg.IP = v
+	seen := map[string]bool{}
+	for _, s := range items {
+		hp, err := ntpServer(s)
+		switch {
+		case err != nil:
+			p.errorf(name, s, "%v", err)
+		case seen[hp]:
+			p.warnf(name, s, "listed twice, using it once")
+		default:
+			seen[hp] = true
+			p.cfg.NTP = append(p.cfg.NTP, hp)
+		}
+	}
+}
+
+// ntpServer reads HOST[:PORT] (IPv6 as [ADDR][:PORT]) and returns
+// HOST:PORT, ready for net.Dial, with port 123 when none is given.
+func ntpServer(s string) (string, error) {
+	host, port, err := splitHostPort(s)
+	if err != nil {
+		return "", err
+	}
+	p := 123
+	if port != "" {
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || n == 0 {
+			return "", fmt.Errorf("port %q: want a number from 1 to 65535", port)
+		}
+		p = int(n)
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		if err := netconf.CheckHostAddr("server", a); err != nil {
+			return "", err
+		}
+		host = a.String()
+	} else if err := netconf.CheckHostname(host); err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p)), nil
+}
+
+func splitHostPort(s string) (host, port string, err error) {
+	switch {
+	case s == "":
+		return "", "", fmt.Errorf("empty server in the list (stray comma?)")
+	case strings.HasPrefix(s, "["):
+		i := strings.IndexByte(s, ']')
+		if i < 0 {
+			return "", "", fmt.Errorf("'[' without ']'")
+		}
+		host, rest := s[1:i], s[i+1:]
+		if a, err := netip.ParseAddr(host); err != nil || !a.Is6() {
+			return "", "", fmt.Errorf("[%s]: brackets hold an IPv6 address", host)
+		}
+		if rest == "" {
+			return host, "", nil
+		}
+		if !strings.HasPrefix(rest, ":") {
+			return "", "", fmt.Errorf("only :PORT may follow ']'")
+		}
+		return host, rest[1:], nil
+	case strings.Count(s, ":") > 1:
+		return "", "", fmt.Errorf("an IPv6 address must be in square brackets: [ADDR] or [ADDR]:PORT")
+	}
+	host, port, _ = strings.Cut(s, ":")
+	if port == "" && strings.HasSuffix(s, ":") {
+		return "", "", fmt.Errorf("empty port after ':'")
+	}
+	return host, port, nil
 }

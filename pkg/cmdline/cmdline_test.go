@@ -1,10 +1,13 @@
 package cmdline
 
 import (
+	"net/netip"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/zeroboot/zeroboot/pkg/netconf"
 )
 
 const reg = "zeroboot.registry=https://203.0.113.1:8443"
@@ -50,11 +53,14 @@ func TestParseGood(t *testing.T) {
 	if want := []string{"https://203.0.113.1:8443", "https://reg.example.net/base"}; !reflect.DeepEqual(urls, want) {
 		t.Errorf("registries %v, want %v", urls, want)
 	}
-	if c.Farm != "lab-2" || c.Channel != "beta.1" || !c.Debug || c.Rescue || c.IP != "dhcp" {
+	if c.Farm != "lab-2" || c.Channel != "beta.1" || !c.Debug || c.Rescue {
 		t.Errorf("config %+v", c)
 	}
 	if want := []string{"tty0", "ttyS0,115200"}; !reflect.DeepEqual(c.Consoles, want) {
 		t.Errorf("consoles %v, want %v", c.Consoles, want)
+	}
+	if want := (netconf.Config{IPs: []netconf.IP{{Methods: []netconf.Method{netconf.DHCP}}}}); !reflect.DeepEqual(c.Net, want) {
+		t.Errorf("net %+v, want %+v", c.Net, want)
 	}
 }
 
@@ -63,7 +69,7 @@ func TestParseDefaults(t *testing.T) {
 	if len(ps) != 0 {
 		t.Fatalf("problems: %v", ps)
 	}
-	if c.IP != "dhcp" || c.Debug || c.Rescue || c.Farm != "" || c.Channel != "" || c.Consoles != nil {
+	if !reflect.DeepEqual(c.Net, netconf.Config{}) || c.NTP != nil || c.Debug || c.Rescue || c.Farm != "" || c.Channel != "" || c.Consoles != nil {
 		t.Errorf("defaults %+v", c)
 	}
 }
@@ -120,10 +126,32 @@ func TestParseProblems(t *testing.T) {
 		{"debug empty", reg + " zeroboot.debug=", Error, "zeroboot.debug", "not a boolean"},
 		{"unknown", reg + " zeroboot.regsitry=x", Warning, "zeroboot.regsitry", "known: zeroboot.registry, zeroboot.farm"},
 		{"case", reg + " ZeroBoot.farm=x", Warning, "ZeroBoot.farm", "case-sensitive, write zeroboot.farm"},
-		{"ip off", reg + " ip=off", Error, "ip", "not supported yet: use ip=dhcp"},
-		{"ip none", reg + " ip=none", Error, "ip", "not supported yet: use ip=dhcp"},
-		{"ip static", reg + " ip=192.0.2.10::192.0.2.1:255.255.255.0::eth0:none", Error, "ip", "not supported yet"},
-		{"ip twice", reg + " ip=dhcp ip=off", Error, "ip", "given twice"},
+		{"ip twice", reg + " ip=dhcp ip=off", Error, "ip", "a second ip= without device (the first is ip=dhcp)"},
+		{"ip bad", reg + " ip=dhcpp", Error, "ip", `unknown method "dhcpp"`},
+		{"ip bare", reg + " ip", Error, "ip", "empty: write ip=METHOD"},
+		{"ip ibft", reg + " ip=eth0:ibft", Error, "ip", "not supported"},
+		{"ifname bad", reg + " ifname=boot0:52-54-00-12-34-56", Error, "ifname", "want 6 hex pairs separated by colons"},
+		{"vlan bad", reg + " vlan=vlan0:eth0", Error, "vlan", `VLAN ID "0"`},
+		{"bond bad", reg + " bond=bond0:eth0:mode=fast", Error, "bond", "option mode"},
+		{"bond conflict", reg + " bond=bond0:eth0 bond=bond1:eth0", Error, "bond", "slave eth0 is already in bond=bond0:eth0"},
+		{"nameserver bad", reg + " nameserver=dns.example.net", Error, "nameserver", "not an IP address"},
+		{"slave ip", reg + " bond=bond0:eth0,eth1 ip=eth0:dhcp", Error, "ip", "eth0 is a slave in bond=bond0:eth0,eth1"},
+		{"ntp empty", reg + " zeroboot.ntp=", Error, "zeroboot.ntp", "needs a value"},
+		{"ntp stray comma", reg + " zeroboot.ntp=pool.ntp.org,", Error, "zeroboot.ntp", "empty server in the list (stray comma?)"},
+		{"ntp bad host", reg + " zeroboot.ntp=ntp_1.example.net", Error, "zeroboot.ntp", `'_' not allowed`},
+		{"ntp bare v6", reg + " zeroboot.ntp=2001:db8::123", Error, "zeroboot.ntp", "must be in square brackets"},
+		{"ntp v4 brackets", reg + " zeroboot.ntp=[192.0.2.123]", Error, "zeroboot.ntp", "brackets hold an IPv6 address"},
+		{"ntp open bracket", reg + " zeroboot.ntp=[2001:db8::123", Error, "zeroboot.ntp", "'[' without ']'"},
+		{"ntp after bracket", reg + " zeroboot.ntp=[2001:db8::123]123", Error, "zeroboot.ntp", "only :PORT may follow ']'"},
+		{"ntp port", reg + " zeroboot.ntp=ntp.example.net:0", Error, "zeroboot.ntp", `port "0": want a number from 1 to 65535`},
+		{"ntp port big", reg + " zeroboot.ntp=ntp.example.net:65536", Error, "zeroboot.ntp", `port "65536"`},
+		{"ntp port name", reg + " zeroboot.ntp=ntp.example.net:ntp", Error, "zeroboot.ntp", `port "ntp"`},
+		{"ntp port empty", reg + " zeroboot.ntp=ntp.example.net:", Error, "zeroboot.ntp", "empty port"},
+		{"ntp multicast", reg + " zeroboot.ntp=224.0.1.1", Error, "zeroboot.ntp", "server 224.0.1.1 is a multicast address"},
+		{"ntp loopback", reg + " zeroboot.ntp=[::1]", Error, "zeroboot.ntp", "loopback"},
+		{"ntp too many", reg + " zeroboot.ntp=a,b,c,d,e,f,g,h,i", Error, "zeroboot.ntp", "9 servers, at most 8"},
+		{"ntp dup", reg + " zeroboot.ntp=192.0.2.123,192.0.2.123:123", Warning, "zeroboot.ntp", "listed twice"},
+		{"ntp twice", reg + " zeroboot.ntp=a zeroboot.ntp=b", Error, "zeroboot.ntp", "given twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,6 +167,79 @@ func TestParseProblems(t *testing.T) {
 				t.Errorf("HasErrors = %v", HasErrors(ps))
 			}
 		})
+	}
+}
+
+func TestParseNet(t *testing.T) {
+	c, ps := Parse(reg + " ifname=boot0:52:54:00:12:34:56 bond=bond0:eth0,eth1:mode=802.3ad,miimon=100:9000" +
+		" vlan=bond0.100:bond0 ip=bond0.100:dhcp,dhcp6 ip=boot0:auto6 ip=off" +
+		" ip=192.0.2.10::192.0.2.1:255.255.255.0:node1:eth2:none:192.0.2.53" +
+		" ip=[2001:db8::10]/64::[2001:db8::1]:::eth3:none nameserver=198.51.100.53 nameserver=[2001:db8::53]")
+	if len(ps) != 0 {
+		t.Fatalf("problems: %v", ps)
+	}
+	n := c.Net
+	var ips []string
+	for _, ip := range n.IPs {
+		ips = append(ips, ip.String())
+	}
+	want := []string{"bond0.100:dhcp,dhcp6", "boot0:auto6", "off", "192.0.2.10::192.0.2.1:24:node1:eth2:none:192.0.2.53",
+		"[2001:db8::10]::[2001:db8::1]:64::eth3:none"}
+	if !reflect.DeepEqual(ips, want) {
+		t.Errorf("ip= %q, want %q", ips, want)
+	}
+	if len(n.Renames) != 1 || n.Renames[0].String() != "boot0:52:54:00:12:34:56" {
+		t.Errorf("renames %v", n.Renames)
+	}
+	if len(n.VLANs) != 1 || n.VLANs[0] != (netconf.VLAN{Name: "bond0.100", Parent: "bond0", ID: 100}) {
+		t.Errorf("vlans %v", n.VLANs)
+	}
+	if len(n.Bonds) != 1 || n.Bonds[0].String() != "bond0:eth0,eth1:mode=802.3ad,miimon=100:9000" {
+		t.Errorf("bonds %v", n.Bonds)
+	}
+	if want := []netip.Addr{netip.MustParseAddr("198.51.100.53"), netip.MustParseAddr("2001:db8::53")}; !reflect.DeepEqual(n.DNS, want) {
+		t.Errorf("DNS %v, want %v", n.DNS, want)
+	}
+	if ip := n.For("eth7"); ip == nil || ip.String() != "off" {
+		t.Errorf("For(eth7) = %v, want the ip=off entry", ip)
+	}
+}
+
+func TestParseBareBond(t *testing.T) {
+	c, ps := Parse(reg + " bond")
+	if len(ps) != 0 || len(c.Net.Bonds) != 1 || c.Net.Bonds[0].String() != "bond0:eth0,eth1:mode=balance-rr" {
+		t.Fatalf("bonds %v, problems %v", c.Net.Bonds, ps)
+	}
+}
+
+// Every bad network value is its own problem, and so is every conflict.
+func TestParseNetProblems(t *testing.T) {
+	_, ps := Parse(reg + " ip=dhcpp ip=eth0:dhcp ip=eth0:off vlan=x:eth0 nameserver=127.0.0.1 ip=on ip=off")
+	want := []Problem{
+		{"ip", "dhcpp", Error, `unknown method "dhcpp"`},
+		{"vlan", "x:eth0", Error, `NAME "x" does not say the VLAN ID`},
+		{"nameserver", "127.0.0.1", Error, "loopback"},
+		{"ip", "eth0:off", Error, "a second ip= for eth0"},
+		{"ip", "off", Error, "a second ip= without device (the first is ip=dhcp,auto6)"},
+	}
+	if len(ps) != len(want) {
+		t.Fatalf("problems %v, want %v", ps, want)
+	}
+	for i, w := range want {
+		if p := ps[i]; p.Param != w.Param || p.Value != w.Value || p.Severity != w.Severity || !strings.Contains(p.Msg, w.Msg) {
+			t.Errorf("problem %d = %s, want %s", i, p, w)
+		}
+	}
+}
+
+func TestParseNTP(t *testing.T) {
+	c, ps := Parse(reg + " zeroboot.ntp=pool.ntp.org,192.0.2.123,[2001:db8::123],[2001:DB8::124]:10123,ntp.example.net:1123,time")
+	if len(ps) != 0 {
+		t.Fatalf("problems: %v", ps)
+	}
+	want := []string{"pool.ntp.org:123", "192.0.2.123:123", "[2001:db8::123]:123", "[2001:db8::124]:10123", "ntp.example.net:1123", "time:123"}
+	if !reflect.DeepEqual(c.NTP, want) {
+		t.Errorf("NTP %q, want %q", c.NTP, want)
 	}
 }
 
@@ -188,6 +289,8 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"", reg, `a="b c" "d=e f"`, "zeroboot.registry=http://x", `"`, `a="`, "--", "zeroboot.farm=a zeroboot.farm=b",
 		"zeroboot.registry=https://[::1]:8443,https://203.0.113.1 ip=off console=ttyS0",
+		reg + " ip=192.0.2.10::192.0.2.1:24:node1:eth0:none ip=eth1:dhcp,dhcp6:9000 bond=bond0:eth2,eth3:mode=4 vlan=vlan5:bond0",
+		reg + " ifname=boot0:52:54:00:12:34:56 nameserver=[2001:db8::53] zeroboot.ntp=[2001:db8::123]:123,pool.ntp.org bond",
 		"zeroboot.debug=2 zeroboot.nope ZEROBOOT.farm=x zeroboot.rescue",
 	} {
 		f.Add(s)
