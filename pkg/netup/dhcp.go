@@ -10,6 +10,9 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/vishvananda/netlink"
+	"github.com/zeroboot/zeroboot/pkg/backoff"
+	"golang.org/x/sys/unix"
 )
 
 // lease is what a DHCP ACK says, checked and reduced to what we apply.
@@ -75,10 +78,11 @@ func parseLease(raw *nclient4.Lease, rapid bool, now time.Time) (*lease, error) 
 	return l, nil
 }
 
-func (l *lease) result(link string) *Result {
-	return &Result{
-		Link: link, Addr: l.addr, Router: l.router, DNS: l.dns,
-		Server: l.server, Lease: l.life, RapidCommit: l.rapid,
+func (l *lease) conf() *conf {
+	return &conf{
+		family: IPv4, source: "dhcp4", addr: l.addr, valid: l.life, prefer: l.life,
+		router: l.router, proto: unix.RTPROT_DHCP, dns: l.dns, search: l.search,
+		server: l.server, lease: l.life, rapid: l.rapid,
 	}
 }
 
@@ -94,7 +98,11 @@ type dhcpClient struct {
 }
 
 func (s *state) newDHCP(link string, mac net.HardwareAddr) (*dhcpClient, error) {
-	conn, err := s.cfg.Socket(link)
+	var conn net.PacketConn
+	err := s.cfg.Enter(func() (err error) {
+		conn, err = defaultSocket(link)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open DHCP socket: %w", err)
 	}
@@ -194,4 +202,75 @@ func (d *dhcpClient) renew(ctx context.Context, l *lease) (*lease, error) {
 		return nil, fmt.Errorf("renew %v: %w", l.addr.IP, err)
 	}
 	return parseLease(raw, l.rapid, time.Now())
+}
+
+// renewRetry is the least wait between renewal attempts (RFC 2131 4.4.5).
+const renewRetry = time.Minute
+
+// runDHCP4 gets a lease, settles it, then keeps it.
+func (s *state) runDHCP4(ctx context.Context, src *source, report func(outcome)) {
+	lk := src.link
+	d, err := s.newDHCP(lk.name, lk.mac)
+	if err != nil {
+		report(outcome{err: src.fail(err)})
+		return
+	}
+	defer d.close()
+	l, err := d.obtain(ctx)
+	if err != nil {
+		s.cfg.Log.Warn("link not configured", "link", lk.name, "source", "dhcp4", "err", err)
+		report(outcome{err: src.fail(err)})
+		return
+	}
+	if s.settle(ctx, src, l.conf(), report) {
+		s.keep(ctx, lk, d, l)
+	}
+}
+
+// keep renews the lease at T1, retries at half the remaining time (at
+// least renewRetry apart), and starts over with DISCOVER once it has
+// expired. It stops with ctx, leaving the address to expire with its
+// lifetime.
+func (s *state) keep(ctx context.Context, lk *link, d *dhcpClient, l *lease) {
+	log := s.cfg.Log.With("link", lk.name)
+	next := s.renewAfter(l)
+	for l.life > 0 {
+		if backoff.Sleep(ctx, next) != nil {
+			return
+		}
+		nl, err := d.renew(ctx, l)
+		if err != nil && time.Now().After(l.granted.Add(l.life)) {
+			log.Warn("lease expired without renewal; starting over", "addr", l.addr.String(), "err", err)
+			s.expire(lk, l)
+			nl, err = d.obtain(ctx)
+		}
+		if err == nil {
+			_, err = s.apply(lk, nl.conf())
+		}
+		if err != nil {
+			next = max(time.Until(l.granted.Add(l.life))/2, renewRetry)
+			log.Warn("lease renewal failed", "addr", l.addr.String(), "err", err, "retry_in", next)
+			continue
+		}
+		l = nl
+		next = s.renewAfter(l)
+		log.Info("lease renewed", "addr", l.addr.String(), "lease", l.life)
+	}
+	<-ctx.Done()
+}
+
+// expire removes a lease that ran out, rather than leave the kernel to
+// drop the address under routes that still name it as their source.
+func (s *state) expire(lk *link, l *lease) {
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: l.addr.IP, Mask: l.addr.Mask}}
+	if err := s.cfg.Handle.AddrDel(lk.nl, a); err != nil {
+		s.cfg.Log.Debug("expired address already gone", "link", lk.name, "addr", l.addr.String(), "err", err)
+	}
+}
+
+func (s *state) renewAfter(l *lease) time.Duration {
+	if s.cfg.renewAfter != nil {
+		return s.cfg.renewAfter(l)
+	}
+	return l.renew
 }

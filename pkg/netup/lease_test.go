@@ -118,10 +118,10 @@ func TestOfferOrRapidAck(t *testing.T) {
 
 func TestResolvConf(t *testing.T) {
 	got := resolvConf([]linkDNS{
-		{index: 2, servers: []net.IP{net.ParseIP("192.0.2.53"), net.ParseIP("192.0.2.54")}, search: []string{"a.test"}},
-		{index: 3, servers: []net.IP{net.ParseIP("192.0.2.54"), net.ParseIP("198.51.100.53")}, search: []string{"a.test", "b.test"}},
+		{key: routeKey{IPv4, 2}, servers: []net.IP{net.ParseIP("192.0.2.53"), net.ParseIP("192.0.2.54")}, search: []string{"a.test"}},
+		{key: routeKey{IPv6, 3}, servers: []net.IP{net.ParseIP("192.0.2.54"), net.ParseIP("198.51.100.53")}, search: []string{"a.test", "b.test"}},
 	})
-	want := "# written by zeroboot netup from DHCP\nsearch a.test b.test\n" +
+	want := "# written by zeroboot netup from DHCP, RAs and the command line\nsearch a.test b.test\n" +
 		"nameserver 192.0.2.53\nnameserver 192.0.2.54\nnameserver 198.51.100.53\n"
 	if got != want {
 		t.Errorf("resolvConf =\n%s\nwant\n%s", got, want)
@@ -170,7 +170,7 @@ func TestUpErrorNamesEveryLink(t *testing.T) {
 		prefix string
 	}{
 		{[]*LinkError{carrier}, "no link with carrier: eth0: no carrier"},
-		{[]*LinkError{carrier, dhcp}, "no DHCPv4 lease on any link: eth0: no carrier after 1s (operstate down); eth1: DHCP failed"},
+		{[]*LinkError{carrier, dhcp}, "no address on any link: eth0: no carrier after 1s (operstate down); eth1: DHCP failed"},
 		{[]*LinkError{carrier, dhcp, probe}, "no link passed the probe: eth0: no carrier after 1s (operstate down); eth1: DHCP failed"},
 	}
 	for _, tc := range tests {

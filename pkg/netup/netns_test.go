@@ -7,19 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"github.com/zeroboot/zeroboot/internal/testenv"
+	"github.com/zeroboot/zeroboot/pkg/netconf"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -90,18 +89,25 @@ func (n *testNet) dnsmasq(serverIf string, rapid bool) {
 // addresses .50-.99, router .1, DNS server .53.
 func (n *testNet) dnsmasqNet(serverIf, subnet string, rapid bool) {
 	n.t.Helper()
-	args := []string{"netns", "exec", n.server, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+	args := []string{"--dhcp-range=" + subnet + ".50," + subnet + ".99,255.255.255.0,1h",
+		"--dhcp-option=option:router," + subnet + ".1", "--dhcp-option=option:dns-server," + subnet + ".53"}
+	if rapid {
+		args = append(args, "--dhcp-rapid-commit")
+	}
+	n.startDnsmasq(serverIf, args...)
+}
+
+// startDnsmasq runs dnsmasq on serverIf with args until the test ends, and
+// waits until it says it serves a range.
+func (n *testNet) startDnsmasq(serverIf string, args ...string) {
+	n.t.Helper()
+	args = append([]string{"netns", "exec", n.server, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
 		"--interface=" + serverIf, "--bind-interfaces", "--except-interface=lo",
-		"--dhcp-range=" + subnet + ".50," + subnet + ".99,255.255.255.0,1h",
-		"--dhcp-option=option:router," + subnet + ".1", "--dhcp-option=option:dns-server," + subnet + ".53",
 		// --no-ping: dnsmasq otherwise pings each new address for up to 3 s
 		// before offering it, which would hide our own timing.
 		"--port=0", "--no-ping", "--log-dhcp", "--log-facility=-",
 		"--dhcp-leasefile=" + filepath.Join(n.dir, serverIf+".leases"),
-		"--pid-file=" + filepath.Join(n.dir, serverIf+".pid")}
-	if rapid {
-		args = append(args, "--dhcp-rapid-commit")
-	}
+		"--pid-file=" + filepath.Join(n.dir, serverIf+".pid")}, args...)
 	cmd := exec.Command("ip", args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -120,7 +126,7 @@ func (n *testNet) dnsmasqNet(serverIf, subnet string, rapid bool) {
 			mu.Lock()
 			log.WriteString(sc.Text() + "\n")
 			mu.Unlock()
-			if !once && strings.Contains(sc.Text(), "DHCP, IP range") {
+			if !once && (strings.Contains(sc.Text(), "IP range") || strings.Contains(sc.Text(), "router advertisement on")) {
 				once = true
 				close(ready)
 			}
@@ -142,43 +148,21 @@ func (n *testNet) dnsmasqNet(serverIf, subnet string, rapid bool) {
 	}
 }
 
-// socketIn opens DHCP sockets inside ns: a raw socket belongs to the
-// namespace of the thread that creates it, so the thread is moved there
-// for the call only.
-func socketIn(ns netns.NsHandle) func(string) (net.PacketConn, error) {
-	return func(link string) (net.PacketConn, error) {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			return nil, err
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			return nil, err
-		}
-		conn, cerr := nclient4.NewRawUDPConn(link, nclient4.ClientPort)
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: Go discards it with the goroutine
-			// rather than reuse a thread in the wrong namespace.
-			return nil, fmt.Errorf("return to original namespace: %w", err)
-		}
-		runtime.UnlockOSThread()
-		return conn, cerr
-	}
-}
+// dhcp4Only is ip=dhcp: the DHCPv4 tests leave IPv6 out, or each would
+// wait for router advertisements that never come.
+var dhcp4Only = netconf.Config{IPs: []netconf.IP{{Methods: []netconf.Method{netconf.DHCP}}}}
 
 func (n *testNet) config() Config {
 	w := &testWriter{t: n.t}
 	n.t.Cleanup(w.stop)
 	return Config{
 		Log:         slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Net:         dhcp4Only,
 		LinkTimeout: 5 * time.Second,
 		DHCPTimeout: 3 * time.Second,
 		ResolvConf:  filepath.Join(n.dir, "etc", "resolv.conf"),
 		Handle:      n.h,
-		Socket:      socketIn(n.clientNS),
+		Enter:       func(fn func() error) error { return inNS(n.clientNS, fn) },
 	}
 }
 
@@ -338,7 +322,7 @@ func TestUpNoServer(t *testing.T) {
 	}
 	t.Logf("error: %v", err)
 	msg := err.Error()
-	if !strings.Contains(msg, "no DHCPv4 lease on any link") || !strings.Contains(msg, "eth0: DHCP failed after 2 attempt(s)") {
+	if !strings.Contains(msg, "no address on any link") || !strings.Contains(msg, "eth0 dhcp4: DHCP failed after 2 attempt(s)") {
 		t.Errorf("error %q does not name eth0 and the DHCP failure", msg)
 	}
 	var le *LinkError

@@ -1,19 +1,16 @@
-// Package netup brings a node's network up at boot: loopback and every
-// Ethernet link via netlink, DHCPv4 on each link with carrier in parallel,
-// and the first lease applied (address, default route, resolv.conf) ends the
-// wait; with Config.Probe, the first lease whose link passes the probe (for
-// PID 1: reaches a registry) ends it. Links that answer later are configured
-// in the background with a higher route metric, so the chosen link stays the
-// preferred one.
-//
-// Room is left for IPv6 (SLAAC/DHCPv6), static ip=, VLANs and NIC selection:
-// links are chosen by Config.Filter, and a lease is applied by one function
-// that a static configuration can reuse. See docs/network.md.
+// Package netup brings a node's network up at boot, both families: loopback,
+// renamed links (ifname=), bonds and VLANs built before first contact, then
+// on every link to configure, in parallel, each source the configuration
+// names: DHCPv4, IPv6 from router advertisements (SLAAC, with DHCPv6 when
+// the RA asks for it), DHCPv6 alone, or static addresses. Each source that
+// configures its family is probed (for PID 1: does it reach a registry?) and
+// the first (link, family) that passes wins the default route; the others
+// stay configured behind it. Every address is kept alive (renewals, RAs) as
+// long as the context Up was given, so Core-0 inherits a working network.
+// See docs/network.md.
 package netup
 
 import (
-	"github.com/zeroboot/zeroboot/pkg/panics"
-
 	"context"
 	"errors"
 	"fmt"
@@ -26,44 +23,58 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
+	"github.com/zeroboot/zeroboot/pkg/netconf"
+	"github.com/zeroboot/zeroboot/pkg/panics"
 	"golang.org/x/sys/unix"
 )
 
-// Config says how to bring the network up. The zero value is usable.
+// Config says how to bring the network up. The zero value is usable: every
+// Ethernet link gets DHCPv4 and IPv6 autoconfiguration.
 type Config struct {
 	Log *slog.Logger
+	// Net is the configuration from the command line (ip=, vlan=, bond=,
+	// ifname=, nameserver=); the zero value means Auto on every link.
+	Net netconf.Config
 	// LinkTimeout bounds the wait for carrier on each link (default 10 s).
 	LinkTimeout time.Duration
-	// DHCPTimeout bounds one DHCP attempt (DISCOVER to ACK) on a link
-	// (default 5 s). Packets are retransmitted within it.
+	// DHCPTimeout bounds one DHCPv4 or DHCPv6 attempt, and one wait for a
+	// router advertisement (default 5 s). Packets are resent within it.
 	DHCPTimeout time.Duration
 	// Retries is the number of further attempts after a failed one on each
 	// link: 0 means the default (2), negative means none.
 	Retries int
-	// DisableRapidCommit leaves out the Rapid Commit option (RFC 4039).
-	// With it (the default) a server that supports it answers DISCOVER with
-	// an ACK directly, saving one round trip; others answer as usual.
+	// DADTimeout bounds the wait for a SLAAC address once its prefix is
+	// advertised (default 3 s). With optimistic DAD, which netup turns on,
+	// the address is usable at once; the wait covers kernels without it.
+	DADTimeout time.Duration
+	// DisableRapidCommit leaves out the Rapid Commit option (RFC 4039,
+	// RFC 8415 18.2.1) in DHCPv4 DISCOVER and DHCPv6 SOLICIT.
 	DisableRapidCommit bool
 	// ResolvConf is where DNS servers are written (default /etc/resolv.conf).
 	ResolvConf string
+	// ProcSys is the root of the sysctl tree (default /proc/sys) and Sysfs
+	// that of sysfs (default /sys); bond options are written there.
+	ProcSys, Sysfs string
+	// LoadModule loads a kernel module by name (8021q, bonding) before a
+	// VLAN or bond is built; nil means the kernel must have them built in.
+	LoadModule func(name string) error
 	// Filter selects links among the Ethernet ones by name; nil keeps all.
 	Filter func(name string) bool
 	// Handle is the netlink handle to configure through; nil means the
 	// namespace of the calling process.
 	Handle *netlink.Handle
-	// Socket opens the raw DHCP socket on a link. nil means
-	// nclient4.NewRawUDPConn, which creates the socket in the network
-	// namespace of the calling OS thread: a caller configuring another
-	// namespace must create it there (see the tests).
-	Socket func(link string) (net.PacketConn, error)
-	// Probe, when set, decides which lease wins: each applied lease is
-	// probed and Up returns the first one whose probe succeeds. Until then a
-	// lease's default route has a metric worse than any winner's (1000+),
-	// and a lease that fails its probe keeps it, so a link that cannot
-	// reach what the node needs never captures its traffic. The probe must
-	// prove the path of r.Link itself (DialProbe binds to the link), honour
-	// ctx, and be safe to call from several goroutines. nil: the first
-	// applied lease wins.
+	// Enter runs fn with the calling OS thread in the namespace being
+	// configured: sockets and /proc/sys files belong to the namespace of
+	// the thread that opens them. nil runs fn as it is (PID 1's case).
+	Enter func(fn func() error) error
+	// Probe, when set, decides which configuration wins: each applied
+	// source (a link and a family) is probed and Up returns the first one
+	// whose probe succeeds. Until then its default route has a metric worse
+	// than any winner's (1000+), and one that fails its probe keeps it, so
+	// a link that cannot reach what the node needs never captures its
+	// traffic. The probe must prove the path of r.Link in r.Family itself
+	// (DialProbe binds to the link), honour ctx, and be safe to call from
+	// several goroutines. nil: the first applied source wins.
 	Probe func(ctx context.Context, r *Result) error
 	// ProbeTimeout bounds one call of Probe (default 5 s).
 	ProbeTimeout time.Duration
@@ -75,45 +86,76 @@ type Config struct {
 	renewAfter func(*lease) time.Duration
 }
 
-// Result describes the lease that won: the first applied, or with
+// Family is an address family.
+type Family int
+
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+func (f Family) String() string { return fmt.Sprintf("IPv%d", int(f)) }
+
+func (f Family) netlink() int {
+	if f == IPv6 {
+		return netlink.FAMILY_V6
+	}
+	return netlink.FAMILY_V4
+}
+
+// Result describes the configuration that won: the first applied, or with
 // Config.Probe the first that passed the probe.
 type Result struct {
 	Link        string
+	Family      Family
+	Source      string // dhcp4, slaac, dhcp6, slaac+dhcp6, static
 	Addr        net.IPNet
-	Router      net.IP // nil when the server gave none
+	Router      net.IP // nil when there is none
 	DNS         []net.IP
-	Server      net.IP        // DHCP server identifier
-	Lease       time.Duration // 0 means infinite
+	Server      net.IP        // DHCP server identifier (DHCPv4), RA or DHCPv6 source
+	Lease       time.Duration // 0 means infinite or not leased
 	RapidCommit bool          // the lease came from a two-message exchange
 	Took        time.Duration // since Up was called
+	// Why says why this one won, and Others what the other sources had
+	// come to by then (failed, or still trying): for the log and the boot
+	// report.
+	Why    string
+	Others []string
 }
 
-// LinkError says why one link gave no lease.
+// LinkError says why one source on one link gave nothing usable.
 type LinkError struct {
-	Link string
-	Err  error
+	Link   string
+	Source string // the method: dhcp4, auto6, dhcp6, static, link; "" for the link itself
+	Err    error
 }
 
-func (e *LinkError) Error() string { return e.Link + ": " + e.Err.Error() }
+func (e *LinkError) Error() string {
+	if e.Source == "" {
+		return e.Link + ": " + e.Err.Error()
+	}
+	return e.Link + " " + e.Source + ": " + e.Err.Error()
+}
 func (e *LinkError) Unwrap() error { return e.Err }
 
 // ErrNoCarrier is wrapped by a link's error when it never had carrier.
 var ErrNoCarrier = errors.New("no carrier")
 
-// ErrProbeFailed is wrapped by a link's error when it got a lease but
+// ErrProbeFailed is wrapped by a link's error when it was configured but
 // failed Config.Probe on every attempt.
 var ErrProbeFailed = errors.New("probe failed")
 
 const (
 	defaultLinkTimeout = 10 * time.Second
 	defaultDHCPTimeout = 5 * time.Second
+	defaultDADTimeout  = 3 * time.Second
 	defaultRetries     = 2
 	defaultResolvConf  = "/etc/resolv.conf"
-	// baseMetric is the default route metric of the first link configured
-	// (with a probe: the first that passed it); later links get
-	// baseMetric+n.
+	// baseMetric is the default route metric of the first source
+	// configured (with a probe: the first that passed it); later ones get
+	// baseMetric+n. Each family has its own routing table and its own count.
 	baseMetric = 100
-	// unprovenMetric is where a link waiting for or failing its probe
+	// unprovenMetric is where a source waiting for or failing its probe
 	// starts: worse than any winner as long as fewer than 900 links pass.
 	unprovenMetric      = 1000
 	defaultProbeTimeout = 5 * time.Second
@@ -132,86 +174,121 @@ func (c Config) withDefaults() Config {
 	if c.DHCPTimeout <= 0 {
 		c.DHCPTimeout = defaultDHCPTimeout
 	}
-	switch {
-	case c.Retries == 0:
-		c.Retries = defaultRetries
-	case c.Retries < 0:
-		c.Retries = 0
+	if c.DADTimeout <= 0 {
+		c.DADTimeout = defaultDADTimeout
 	}
+	c.Retries = orDefault(c.Retries, defaultRetries)
 	if c.ProbeTimeout <= 0 {
 		c.ProbeTimeout = defaultProbeTimeout
 	}
-	switch {
-	case c.ProbeRetries == 0:
-		c.ProbeRetries = defaultProbeRetries
-	case c.ProbeRetries < 0:
-		c.ProbeRetries = 0
-	}
+	c.ProbeRetries = orDefault(c.ProbeRetries, defaultProbeRetries)
 	if c.ResolvConf == "" {
 		c.ResolvConf = defaultResolvConf
+	}
+	if c.ProcSys == "" {
+		c.ProcSys = "/proc/sys"
+	}
+	if c.Sysfs == "" {
+		c.Sysfs = "/sys"
 	}
 	if c.Handle == nil {
 		c.Handle = &netlink.Handle{} // the zero handle works in the current namespace
 	}
-	if c.Socket == nil {
-		c.Socket = func(link string) (net.PacketConn, error) {
-			return nclient4.NewRawUDPConn(link, nclient4.ClientPort)
-		}
+	if c.Enter == nil {
+		c.Enter = func(fn func() error) error { return fn() }
 	}
 	return c
 }
 
-// Up brings lo and the selected Ethernet links up and returns once the first
-// DHCPv4 lease is applied, or with Config.Probe once the first applied lease
-// passes the probe. The other links keep trying, and every applied lease is
-// renewed, in the background until ctx ends: pass a context that lives as
-// long as the node should keep its addresses. When Up fails it stops its
-// background work (leases already applied stay until they expire), so it
-// may simply be called again: addresses and routes are replaced, not added
-// twice. After a success, cancel the previous ctx before calling Up again,
-// or two loops renew the same lease.
+// orDefault reads a retry count: 0 means def, negative means none.
+func orDefault(n, def int) int {
+	switch {
+	case n == 0:
+		return def
+	case n < 0:
+		return 0
+	}
+	return n
+}
+
+// Up brings lo and the configured links up and returns once the first
+// source is applied, or with Config.Probe once the first applied source
+// passes the probe. The other sources keep trying, and every address is
+// kept (DHCP renewals, router advertisements) in the background until ctx
+// ends: pass a context that lives as long as the node should keep its
+// addresses. When Up fails it stops its background work (leases already
+// applied stay until they expire), so it may simply be called again:
+// addresses and routes are replaced, not added twice. After a success,
+// cancel the previous ctx before calling Up again, or two loops renew the
+// same lease.
 func Up(ctx context.Context, cfg Config) (*Result, error) {
 	c := cfg.withDefaults()
 	start := time.Now()
 	if err := loopbackUp(c.Handle); err != nil {
 		return nil, err
 	}
-	links, err := selectLinks(c.Handle, c.Filter)
+	if err := c.buildLinks(); err != nil {
+		return nil, err
+	}
+	plans, err := c.plan()
 	if err != nil {
 		return nil, err
 	}
 	ctx, stop := context.WithCancel(ctx)
-	st := &state{cfg: c, start: start, metrics: map[int]int{}, stop: stop}
-	outcomes := make(chan outcome, len(links))
+	st := &state{cfg: c, start: start, metrics: map[routeKey]int{}, proven: map[Family]int{}, unproven: map[Family]int{}, stop: stop}
+	var sources []*source
+	for _, p := range plans {
+		lk := st.newLink(p)
+		for _, m := range p.methods {
+			sources = append(sources, &source{link: lk, method: m})
+		}
+	}
+	outcomes := make(chan outcome, len(sources))
 	var running sync.WaitGroup
-	for _, l := range links {
+	for _, src := range sources {
 		running.Add(1)
 		go func() {
 			defer running.Done()
-			// Each link reports once: a panic after its outcome (while
-			// renewing) must not count as another link's.
+			// Each source reports once: a panic after its outcome (while
+			// renewing) must not count as another's.
 			var once sync.Once
-			report := func(o outcome) { once.Do(func() { outcomes <- o }) }
-			// A panic on hostile DHCP input fails this link, not PID 1.
-			err := panics.Catch(func() error { st.runLink(ctx, l, report); return nil })()
+			report := func(o outcome) {
+				once.Do(func() { src.setStatus(o); outcomes <- o })
+			}
+			// A panic on hostile DHCP or RA input fails this source, not
+			// PID 1.
+			err := panics.Catch(func() error { st.run(ctx, src, report); return nil })()
 			if err != nil {
-				report(outcome{err: &LinkError{Link: l.Attrs().Name, Err: err}})
+				report(outcome{err: src.fail(err)})
 			}
 		}()
 	}
 	var failed []*LinkError
-	for range links {
+	for range sources {
 		o := <-outcomes
 		if o.err == nil {
+			o.res.Others = others(sources, o.res)
 			return o.res, nil
 		}
 		failed = append(failed, o.err)
 	}
-	// Leases that failed their probe are still being renewed: stop them,
+	// Sources that failed their probe are still being renewed: stop them,
 	// and wait, or the next call would race a renewal on the same links.
 	st.stop()
 	running.Wait()
 	return nil, upError(failed)
+}
+
+// others describes every source but the winner, for the boot report.
+func others(sources []*source, won *Result) []string {
+	var out []string
+	for _, s := range sources {
+		if s.link.name == won.Link && s.method.family(s.link.ip) == won.Family {
+			continue
+		}
+		out = append(out, s.status())
+	}
+	return out
 }
 
 func loopbackUp(h *netlink.Handle) error {
@@ -225,43 +302,6 @@ func loopbackUp(h *netlink.Handle) error {
 	return nil
 }
 
-// selectLinks returns the Ethernet links to configure, in ifindex order.
-func selectLinks(h *netlink.Handle, filter func(string) bool) ([]netlink.Link, error) {
-	all, err := h.LinkList()
-	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
-	}
-	var keep []netlink.Link
-	var seen []string
-	for _, l := range all {
-		a := l.Attrs()
-		seen = append(seen, a.Name+"("+l.Type()+")")
-		if isEthernet(l) && (filter == nil || filter(a.Name)) {
-			keep = append(keep, l)
-		}
-	}
-	if len(keep) == 0 {
-		return nil, fmt.Errorf("no Ethernet link to configure among %s", strings.Join(seen, ", "))
-	}
-	return keep, nil
-}
-
-// isEthernet keeps physical NICs and veths with a MAC address. Bridges,
-// bonds, VLANs, tunnels and links enslaved to a master are left alone: a
-// later configuration step that builds them will select them explicitly.
-func isEthernet(l netlink.Link) bool {
-	a := l.Attrs()
-	switch l.Type() {
-	case "device", "veth":
-	default:
-		return false
-	}
-	return a.Flags&net.FlagLoopback == 0 &&
-		a.EncapType == "ether" &&
-		len(a.HardwareAddr) == 6 &&
-		a.MasterIndex == 0
-}
-
 type outcome struct {
 	res *Result
 	err *LinkError
@@ -272,77 +312,25 @@ type state struct {
 	cfg   Config
 	start time.Time
 
-	stop context.CancelFunc // ends every link's goroutine
+	stop context.CancelFunc // ends every source's goroutine
 
 	mu       sync.Mutex
-	metrics  map[int]int // ifindex -> route metric
-	proven   int         // links given a metric from baseMetric
-	unproven int         // links given a metric from unprovenMetric
-	dns      []linkDNS   // in order of first lease
+	metrics  map[routeKey]int
+	proven   map[Family]int // sources given a metric from baseMetric
+	unproven map[Family]int // sources given a metric from unprovenMetric
+	dns      []linkDNS      // in order of first configuration
+}
+
+// routeKey names one source's default route: a family on a link.
+type routeKey struct {
+	family Family
+	index  int
 }
 
 type linkDNS struct {
-	index   int
+	key     routeKey
 	servers []net.IP
 	search  []string
-}
-
-// runLink takes one link from down to configured (and probed, if asked),
-// reports the outcome once, then keeps the lease renewed until ctx ends.
-func (s *state) runLink(ctx context.Context, l netlink.Link, report func(outcome)) {
-	name := l.Attrs().Name
-	fail := func(err error) {
-		s.cfg.Log.Warn("link not configured", "link", name, "err", err)
-		report(outcome{err: &LinkError{Link: name, Err: err}})
-	}
-	if err := s.cfg.Handle.LinkSetUp(l); err != nil {
-		fail(fmt.Errorf("set up: %w", err))
-		return
-	}
-	if err := waitCarrier(ctx, s.cfg.Handle, l.Attrs().Index, s.cfg.LinkTimeout); err != nil {
-		fail(err)
-		return
-	}
-	s.cfg.Log.Debug("carrier", "link", name, "after", time.Since(s.start))
-	d, err := s.newDHCP(name, l.Attrs().HardwareAddr)
-	if err != nil {
-		fail(err)
-		return
-	}
-	defer d.close()
-	lease, err := d.obtain(ctx)
-	if err != nil {
-		fail(err)
-		return
-	}
-	metric, err := s.apply(l, lease)
-	if err != nil {
-		fail(err)
-		return
-	}
-	res := lease.result(name)
-	s.cfg.Log.Info("lease applied", "link", name, "addr", res.Addr.String(), "router", res.Router,
-		"dns", res.DNS, "lease", res.Lease, "metric", metric, "rapid_commit", res.RapidCommit,
-		"took", time.Since(s.start))
-	if s.cfg.Probe != nil {
-		if err := s.probe(ctx, res); err != nil {
-			// The lease stays, renewed, with its unproven metric: the
-			// address is the node's, only its route must not win.
-			s.cfg.Log.Warn("link not chosen", "link", name, "metric", metric, "err", err)
-			report(outcome{err: &LinkError{Link: name, Err: err}})
-			s.keep(ctx, l, d, lease)
-			return
-		}
-		if metric, err = s.promote(l, lease); err != nil {
-			fail(err)
-			s.keep(ctx, l, d, lease)
-			return
-		}
-		s.cfg.Log.Info("default route promoted", "link", name, "addr", res.Addr.String(), "metric", metric)
-	}
-	res.Took = time.Since(s.start)
-	report(outcome{res: res})
-	s.keep(ctx, l, d, lease)
 }
 
 // waitCarrier polls rather than subscribing: it is simpler, the same in
@@ -396,19 +384,22 @@ func linkState(a *netlink.LinkAttrs) string {
 	return fmt.Sprintf("admin %s, operstate %s, carrier %s", admin, a.OperState, carrier)
 }
 
-// upError reports every link's reason, and says first whether no link had
-// carrier at all, which points at cabling or drivers rather than DHCP.
+// upError reports every source's reason, and says first whether no link
+// had carrier at all, which points at cabling or drivers rather than DHCP.
 func upError(failed []*LinkError) error {
 	errs := make([]error, len(failed))
-	msgs := make([]string, len(failed))
+	msgs := make([]string, 0, len(failed))
 	noCarrier := true
 	for i, f := range failed {
-		errs[i], msgs[i] = f, f.Error()
+		errs[i] = f
+		if m := f.Error(); !slices.Contains(msgs, m) {
+			msgs = append(msgs, m)
+		}
 		if !errors.Is(f, ErrNoCarrier) {
 			noCarrier = false
 		}
 	}
-	what := "no DHCPv4 lease on any link"
+	what := "no address on any link"
 	switch {
 	case noCarrier:
 		what = "no link with carrier"
@@ -425,3 +416,8 @@ type upErr struct {
 
 func (e *upErr) Error() string   { return e.msg }
 func (e *upErr) Unwrap() []error { return e.errs }
+
+// defaultSocket opens DHCPv4's raw socket on a link.
+func defaultSocket(link string) (net.PacketConn, error) {
+	return nclient4.NewRawUDPConn(link, nclient4.ClientPort)
+}

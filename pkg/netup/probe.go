@@ -2,9 +2,9 @@ package netup
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"syscall"
@@ -53,7 +53,8 @@ func (s *state) probe(ctx context.Context, res *Result) error {
 }
 
 // DialProbe returns a Config.Probe that passes when a TCP connection to any
-// of addrs (host:port) can be opened out of the lease's own link. The socket
+// of addrs (host:port) can be opened out of the source's own link, in its
+// own family (an IPv6 source dials only IPv6 addresses). The socket
 // is bound to the link (SO_BINDTODEVICE), so the route lookup only considers
 // routes through that link: the probe proves that link's path even while
 // another link's default route has a better metric. Each connect is bounded
@@ -66,17 +67,18 @@ func DialProbe(addrs []string, timeout time.Duration) func(ctx context.Context, 
 
 // dialFunc opens a connection with d; tests swap it to dial inside another
 // network namespace.
-type dialFunc func(ctx context.Context, d *net.Dialer, addr string) (net.Conn, error)
+type dialFunc func(ctx context.Context, d *net.Dialer, network, addr string) (net.Conn, error)
 
-func dialContext(ctx context.Context, d *net.Dialer, addr string) (net.Conn, error) {
-	return d.DialContext(ctx, "tcp", addr)
+func dialContext(ctx context.Context, d *net.Dialer, network, addr string) (net.Conn, error) {
+	return d.DialContext(ctx, network, addr)
 }
 
 func dialProbe(addrs []string, timeout time.Duration, dial dialFunc) func(context.Context, *Result) error {
 	addrs = slices.Clone(addrs)
 	return func(ctx context.Context, r *Result) error {
+		addrs := ofFamily(addrs, r.Family)
 		if len(addrs) == 0 {
-			return errors.New("no address to probe")
+			return fmt.Errorf("no %s address to probe", r.Family)
 		}
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel() // the first connection ends the others' attempts
@@ -86,7 +88,7 @@ func dialProbe(addrs []string, timeout time.Duration, dial dialFunc) func(contex
 		}
 		answers := make(chan answer, len(addrs))
 		for i, a := range addrs {
-			go func() { answers <- answer{i, dialOne(ctx, r.Link, a, timeout, dial)} }()
+			go func() { answers <- answer{i, dialOne(ctx, r.Link, r.Family, a, timeout, dial)} }()
 		}
 		errs := make([]error, len(addrs))
 		for range addrs {
@@ -100,16 +102,38 @@ func dialProbe(addrs []string, timeout time.Duration, dial dialFunc) func(contex
 		for i, e := range errs {
 			msgs[i] = e.Error()
 		}
-		return fmt.Errorf("no probe address reachable via %s: %s", r.Link, strings.Join(msgs, "; "))
+		return fmt.Errorf("no probe address reachable via %s over %s: %s", r.Link, r.Family, strings.Join(msgs, "; "))
 	}
 }
 
-func dialOne(ctx context.Context, link, addr string, timeout time.Duration, dial dialFunc) error {
+// ofFamily keeps the addresses a source of family f can dial: IP literals
+// of that family, and host names (resolved in that family).
+func ofFamily(addrs []string, f Family) []string {
+	var out []string
+	for _, a := range addrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			out = append(out, a) // dialOne names the error
+			continue
+		}
+		ip, perr := netip.ParseAddr(host)
+		if perr != nil || (ip.Unmap().Is4() == (f == IPv4)) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func dialOne(ctx context.Context, link string, f Family, addr string, timeout time.Duration, dial dialFunc) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("probe address %q: %w", addr, err)
 	}
 	d := &net.Dialer{Timeout: timeout, Control: bindToDevice(link)}
-	c, err := dial(ctx, d, addr)
+	network := "tcp4"
+	if f == IPv6 {
+		network = "tcp6"
+	}
+	c, err := dial(ctx, d, network, addr)
 	if err != nil {
 		return err // net.OpError names the address and the reason
 	}

@@ -50,9 +50,9 @@ func inNS(ns netns.NsHandle, fn func() error) error {
 // dialIn dials from inside ns: the socket, its connect and its wait all run
 // on the goroutine's locked thread.
 func dialIn(ns netns.NsHandle) dialFunc {
-	return func(ctx context.Context, d *net.Dialer, addr string) (c net.Conn, err error) {
+	return func(ctx context.Context, d *net.Dialer, network, addr string) (c net.Conn, err error) {
 		nerr := inNS(ns, func() error {
-			c, err = d.DialContext(ctx, "tcp", addr)
+			c, err = d.DialContext(ctx, network, addr)
 			return nil
 		})
 		if nerr != nil {
@@ -190,7 +190,7 @@ func TestUpProbeChoosesReachableLink(t *testing.T) {
 		if r.Link == "eth1" && eth1Probes.Add(1) == 1 {
 			unboundLink, _ = n.routeTo(registryIP)
 			var c net.Conn
-			if c, unboundErr = dialIn(n.clientNS)(ctx, &net.Dialer{Timeout: 300 * time.Millisecond}, registryAddr); c != nil {
+			if c, unboundErr = dialIn(n.clientNS)(ctx, &net.Dialer{Timeout: 300 * time.Millisecond}, "tcp", registryAddr); c != nil {
 				c.Close()
 			}
 		}
@@ -270,8 +270,8 @@ func TestUpProbeFailsEverywhere(t *testing.T) {
 	}
 	t.Logf("error: %v", err)
 	msg := err.Error()
-	for _, want := range []string{"no link passed the probe: ", "eth0: 192.0.2.", "eth1: 198.51.100.",
-		"/24: probe failed after 2 attempt(s): ", "dial tcp " + registryAddr} {
+	for _, want := range []string{"no link passed the probe: ", "eth0 dhcp4: 192.0.2.", "eth1 dhcp4: 198.51.100.",
+		"/24: probe failed after 2 attempt(s): ", "dial tcp4 " + registryAddr} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error lacks %q", want)
 		}
@@ -298,7 +298,7 @@ func TestUpProbeRetries(t *testing.T) {
 	}{
 		{"first probe passes", 0, 0, 1, ""},
 		{"passes on the last retry", 2, 2, 3, ""},
-		{"no retry", 1, -1, 1, "no link passed the probe: eth0: 192.0.2."},
+		{"no retry", 1, -1, 1, "no link passed the probe: eth0 dhcp4: 192.0.2."},
 		{"retries exhausted", 5, 1, 2, "probe failed after 2 attempt(s): registry down"},
 	}
 	for _, tc := range tests {
@@ -376,14 +376,14 @@ func TestDialProbe(t *testing.T) {
 	}{
 		{"listener on lo", "lo", []string{good}, nil},
 		{"any address will do", "lo", []string{refused, good}, nil},
-		{"nothing listens", "lo", []string{refused}, []string{"no probe address reachable via lo", "dial tcp " + refused, "refused"}},
+		{"nothing listens", "lo", []string{refused}, []string{"no probe address reachable via lo", "dial tcp4 " + refused, "refused"}},
 		{"missing link", "nosuch0", []string{good}, []string{"bind socket to nosuch0", "no such device"}},
 		{"no port", "lo", []string{"127.0.0.1"}, []string{`probe address "127.0.0.1"`, "missing port"}},
-		{"no address", "lo", nil, []string{"no address to probe"}},
+		{"no address", "lo", nil, []string{"no IPv4 address to probe"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := DialProbe(tc.addrs, time.Second)(context.Background(), &Result{Link: tc.link})
+			err := DialProbe(tc.addrs, time.Second)(context.Background(), &Result{Link: tc.link, Family: IPv4})
 			if len(tc.wantErr) == 0 {
 				if err != nil {
 					t.Fatalf("DialProbe via %s to %v: %v", tc.link, tc.addrs, err)

@@ -1,0 +1,456 @@
+package netup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/mdlayher/ndp"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// ipv6Sysctls sets a link's IPv6 knobs before it goes up, when its
+// link-local address is made:
+//   - RAs are accepted where a source configures IPv6, and SLAAC runs in
+//     the kernel for auto6 (it keeps the address alive from later RAs);
+//   - the default route from RAs is ours (accept_ra_defrtr 0), so it gets
+//     our metric and only wins after the probe;
+//   - optimistic DAD (RFC 4429): the link-local address can solicit
+//     routers and DHCPv6 at once instead of after a second of duplicate
+//     address detection (global addresses are still waited for, see
+//     waitDAD);
+//   - no random delay before the first router solicitation.
+//
+// Links without an IPv6 source accept no RAs: a rogue router on a link the
+// node does not use for IPv6 must not give it an address.
+func (s *state) ipv6Sysctls(lk *link) error {
+	dir := filepath.Join(s.cfg.ProcSys, "net/ipv6/conf", lk.name)
+	set := func(key, val string) error {
+		return s.cfg.Enter(func() error {
+			return os.WriteFile(filepath.Join(dir, key), []byte(val), 0)
+		})
+	}
+	if err := s.cfg.Enter(func() error { _, err := os.Stat(dir); return err }); err != nil {
+		if lk.v6 {
+			return fmt.Errorf("IPv6 on %s: %w", lk.name, errNoIPv6)
+		}
+		return nil // nothing to turn off
+	}
+	kv := [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}}
+	if lk.v6 {
+		autoconf := "0"
+		if slices.Contains(methodsOf(lk.ip), mAuto6) {
+			autoconf = "1"
+		}
+		kv = [][2]string{
+			{"disable_ipv6", "0"}, {"accept_ra", "1"}, {"autoconf", autoconf}, {"accept_ra_defrtr", "0"},
+			{"optimistic_dad", "1"}, {"use_optimistic", "1"}, {"router_solicitation_delay", "0"},
+		}
+	}
+	for _, e := range kv {
+		if err := set(e[0], e[1]); err != nil {
+			if lk.v6 && (e[0] == "optimistic_dad" || e[0] == "use_optimistic") {
+				// A kernel without CONFIG_IPV6_OPTIMISTIC_DAD: the DAD
+				// wait (DADTimeout) covers it.
+				s.cfg.Log.Debug("no optimistic DAD", "link", lk.name, "err", err)
+				continue
+			}
+			return fmt.Errorf("set IPv6 %s=%s on %s: %w", e[0], e[1], lk.name, err)
+		}
+	}
+	return nil
+}
+
+// ra is what a router advertisement says, checked.
+type ra struct {
+	router   net.IP // link-local source; nil when its lifetime is 0
+	life     time.Duration
+	managed  bool // M: addresses from DHCPv6
+	other    bool // O: other configuration (DNS) from DHCPv6
+	prefixes []netip.Prefix
+	dns      []net.IP
+	search   []string
+}
+
+// Limits on what one RA may make us use: more is ignored, not an error.
+const (
+	maxRAPrefixes = 8
+	maxDNS        = 8
+	maxSearch     = 8
+)
+
+// parseRA checks an RA from src: RFC 4861 6.1.2 (source link-local, hop
+// limit 255, checked by the caller who has the header) and keeps the
+// prefixes a node can autoconfigure (/64, autonomous, not link-local or
+// multicast, preferred <= valid), and sane DNS servers and domains.
+func parseRA(m *ndp.RouterAdvertisement, src netip.Addr) (*ra, error) {
+	if !src.Is6() || !src.IsLinkLocalUnicast() {
+		return nil, fmt.Errorf("router advertisement from %v: not a link-local source", src)
+	}
+	r := &ra{managed: m.ManagedConfiguration, other: m.OtherConfiguration, life: m.RouterLifetime}
+	if m.RouterLifetime > 0 {
+		r.router = ipOf(src)
+	}
+	for _, o := range m.Options {
+		switch o := o.(type) {
+		case *ndp.PrefixInformation:
+			p := netip.PrefixFrom(o.Prefix, int(o.PrefixLength)).Masked()
+			if o.AutonomousAddressConfiguration && o.PrefixLength == 64 && o.ValidLifetime > 0 &&
+				o.PreferredLifetime <= o.ValidLifetime && p.Addr().IsGlobalUnicast() && len(r.prefixes) < maxRAPrefixes {
+				r.prefixes = append(r.prefixes, p)
+			}
+		case *ndp.RecursiveDNSServer:
+			if o.Lifetime == 0 {
+				continue
+			}
+			for _, d := range o.Servers {
+				if usableDNS(d) && len(r.dns) < maxDNS {
+					r.dns = append(r.dns, ipOf(d))
+				}
+			}
+		case *ndp.DNSSearchList:
+			if o.Lifetime == 0 {
+				continue
+			}
+			for _, d := range o.DomainNames {
+				if validDomain(d) && len(r.search) < maxSearch {
+					r.search = append(r.search, d)
+				}
+			}
+		}
+	}
+	return r, nil
+}
+
+func usableDNS(a netip.Addr) bool {
+	return a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() && !a.IsLoopback()
+}
+
+// validDomain keeps a search domain safe to write into resolv.conf: host
+// name characters only, at most 253 bytes.
+func validDomain(d string) bool {
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, c := range []byte(d) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// raConn listens for RAs on one link and solicits them.
+type raConn struct {
+	c     *ndp.Conn
+	index int
+	// enter is Config.Enter: ndp resolves the link's name to an index on
+	// each write, in the namespace of the writing thread.
+	enter func(func() error) error
+}
+
+func (s *state) listenRA(lk *link) (*raConn, error) {
+	var c *ndp.Conn
+	err := s.cfg.Enter(func() error {
+		ifi, err := net.InterfaceByName(lk.name)
+		if err != nil {
+			return err
+		}
+		c, _, err = ndp.Listen(ifi, ndp.Unspecified)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listen for router advertisements: %w", err)
+	}
+	var f ipv6.ICMPFilter
+	f.SetAll(true)
+	f.Accept(ipv6.ICMPTypeRouterAdvertisement)
+	if err := c.SetICMPFilter(&f); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("filter ICMPv6: %w", err)
+	}
+	if err := c.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagInterface, true); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("ask for hop limits: %w", err)
+	}
+	return &raConn{c: c, index: lk.index, enter: s.cfg.Enter}, nil
+}
+
+var allRouters = netip.MustParseAddr("ff02::2")
+
+func (r *raConn) solicit() error {
+	return r.enter(func() error {
+		return r.c.WriteTo(&ndp.RouterSolicitation{}, &ipv6.ControlMessage{HopLimit: ndp.HopLimit, IfIndex: r.index}, allRouters)
+	})
+}
+
+// next returns the next valid RA on this link before deadline. Invalid
+// ones (another link, hop limit below 255, not link-local) are dropped.
+func (r *raConn) next(deadline time.Time) (*ra, error) {
+	if err := r.c.SetReadDeadline(deadline); err != nil {
+		return nil, err
+	}
+	for {
+		m, cm, src, err := r.c.ReadFrom()
+		if err != nil {
+			return nil, err
+		}
+		adv, ok := m.(*ndp.RouterAdvertisement)
+		if !ok || cm == nil || cm.IfIndex != r.index || cm.HopLimit != ndp.HopLimit {
+			continue
+		}
+		if a, err := parseRA(adv, src); err == nil {
+			return a, nil
+		}
+	}
+}
+
+// waitRA solicits and waits for a first RA, resending the solicitation
+// after 1 s, 2 s, 4 s... (RFC 7559 backoff, faster start: a booting node
+// has nothing else to do) within timeout.
+func (r *raConn) waitRA(ctx context.Context, timeout time.Duration) (*ra, error) {
+	deadline := time.Now().Add(timeout)
+	wait := time.Second
+	for {
+		if err := r.solicit(); err != nil {
+			return nil, fmt.Errorf("send router solicitation: %w", err)
+		}
+		until := time.Now().Add(wait)
+		if until.After(deadline) {
+			until = deadline
+		}
+		a, err := r.next(until)
+		if err == nil {
+			return a, nil
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, fmt.Errorf("read router advertisements: %w", err)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !time.Now().Before(deadline) {
+			return nil, fmt.Errorf("no router advertisement within %v", timeout)
+		}
+		wait *= 2
+	}
+}
+
+// runIPv6 configures IPv6 from RAs: the router for the default route,
+// SLAAC's address (auto6), DHCPv6's when the RA sets M or the method is
+// dhcp6, and DNS from RDNSS/DNSSL and DHCPv6. Then it follows later RAs
+// and renews DHCPv6 for the node's life.
+func (s *state) runIPv6(ctx context.Context, src *source, report func(outcome)) {
+	lk := src.link
+	rc, err := s.listenRA(lk)
+	if err != nil {
+		report(outcome{err: src.fail(err)})
+		return
+	}
+	defer rc.c.Close()
+	var a *ra
+	var c *conf
+	var d6 *dhcp6Client
+	defer func() {
+		if d6 != nil {
+			d6.close()
+		}
+	}()
+	var errs []error
+	for try := 0; try <= s.cfg.Retries; try++ {
+		if a, err = rc.waitRA(ctx, s.cfg.DHCPTimeout); err != nil {
+			if src.method != mDHCP6 {
+				errs = append(errs, err)
+				continue
+			}
+			a = &ra{managed: true} // DHCPv6 without RA: an address, no route
+		}
+		if c, d6, err = s.ipv6Conf(ctx, src, a, d6); err == nil {
+			break
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if c == nil {
+		err := fmt.Errorf("IPv6 failed after %d attempt(s): %w", len(errs), errors.Join(errs...))
+		s.cfg.Log.Warn("link not configured", "link", lk.name, "source", src.method, "err", err)
+		report(outcome{err: src.fail(err)})
+		return
+	}
+	if s.settle(ctx, src, c, report) {
+		s.followRA(ctx, src, rc, c, d6)
+	}
+}
+
+// ipv6Conf builds the configuration an RA leads to.
+func (s *state) ipv6Conf(ctx context.Context, src *source, a *ra, d6 *dhcp6Client) (*conf, *dhcp6Client, error) {
+	lk := src.link
+	c := &conf{family: IPv6, router: a.router, proto: unix.RTPROT_RA, dns: a.dns, search: a.search}
+	if a.router != nil {
+		c.server = a.router
+	}
+	if src.method == mAuto6 && len(a.prefixes) > 0 {
+		inPrefix := func(ip netip.Addr) bool {
+			return slices.ContainsFunc(a.prefixes, func(p netip.Prefix) bool { return p.Contains(ip) })
+		}
+		addr, err := s.waitDAD(ctx, lk, fmt.Sprintf("SLAAC address in %v", a.prefixes), inPrefix)
+		if err != nil {
+			return nil, d6, err
+		}
+		c.addr, c.kernel, c.source = addr, true, "slaac"
+	}
+	if a.managed || a.other || src.method == mDHCP6 {
+		if d6 == nil {
+			var err error
+			if d6, err = s.newDHCP6(lk); err != nil {
+				return nil, nil, err
+			}
+		}
+		stateful := a.managed || src.method == mDHCP6
+		rep, err := d6.exchange(ctx, stateful)
+		switch {
+		case err != nil && c.source == "":
+			return nil, d6, err
+		case err != nil:
+			// SLAAC works; DNS from DHCPv6 is missing, RDNSS may have it.
+			s.cfg.Log.Warn("DHCPv6 failed; keeping SLAAC", "link", lk.name, "err", err)
+		default:
+			c.dns = appendNew(c.dns, rep.dns...)
+			c.search = appendNewS(c.search, rep.search...)
+			if rep.addr.IP == nil {
+				break
+			}
+			if err := addAddr(s.cfg.Handle, lk, rep.addr, rep.valid, rep.prefer, false); err != nil {
+				return nil, d6, err
+			}
+			if c.source != "" {
+				c.source = "slaac+dhcp6"
+				break
+			}
+			want, _ := netip.AddrFromSlice(rep.addr.IP)
+			if _, err := s.waitDAD(ctx, lk, "DHCPv6 address", func(ip netip.Addr) bool { return ip == want }); err != nil {
+				return nil, d6, err
+			}
+			// Added and past DAD: settle refreshes it with the same lifetimes.
+			c.addr, c.valid, c.prefer, c.lease = rep.addr, rep.valid, rep.prefer, rep.valid
+			c.source, c.rapid = "dhcp6", rep.rapid
+		}
+	}
+	if c.source == "" {
+		return nil, d6, fmt.Errorf("router advertisement offers no address: no autonomous /64 prefix and the M flag is clear")
+	}
+	return c, d6, nil
+}
+
+// waitDAD waits until an address of the link that match accepts has
+// passed duplicate address detection, and returns it. Optimistic DAD lets
+// the link-local address solicit routers and DHCPv6 at once, but a global
+// optimistic address is not yet answered for by neighbour discovery on the
+// far side, so a connection from it stalls for seconds: the wait for DAD
+// (RetransTimer, 1 s by RFC 4862) is the price of a working first probe.
+func (s *state) waitDAD(ctx context.Context, lk *link, what string, accepts func(netip.Addr) bool) (net.IPNet, error) {
+	deadline := time.Now().Add(s.cfg.DADTimeout)
+	for {
+		addrs, err := s.cfg.Handle.AddrList(lk.nl, netlink.FAMILY_V6)
+		if err != nil {
+			return net.IPNet{}, fmt.Errorf("list IPv6 addresses of %s: %w", lk.name, err)
+		}
+		var tentative net.IP
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok || !accepts(ip) {
+				continue
+			}
+			switch {
+			case a.Flags&unix.IFA_F_DADFAILED != 0:
+				return net.IPNet{}, fmt.Errorf("%s %s failed duplicate address detection: another host has it", what, a.IP)
+			case a.Flags&unix.IFA_F_TENTATIVE == 0:
+				return *a.IPNet, nil
+			}
+			tentative = a.IP
+		}
+		if time.Now().After(deadline) {
+			if tentative != nil {
+				return net.IPNet{}, fmt.Errorf("%s %s still in duplicate address detection after %v", what, tentative, s.cfg.DADTimeout)
+			}
+			return net.IPNet{}, fmt.Errorf("no %s within %v", what, s.cfg.DADTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return net.IPNet{}, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// followRA keeps IPv6 alive: each new RA refreshes the default route and
+// DNS (a lifetime of 0 removes the route), and DHCPv6 is asked again at T1.
+func (s *state) followRA(ctx context.Context, src *source, rc *raConn, c *conf, d6 *dhcp6Client) {
+	lk := src.link
+	go func() { <-ctx.Done(); rc.c.SetReadDeadline(time.Now()) }()
+	renew := time.Time{}
+	if d6 != nil && c.lease > 0 {
+		renew = time.Now().Add(c.lease / 2)
+	}
+	for ctx.Err() == nil {
+		until := time.Now().Add(time.Minute)
+		if !renew.IsZero() && renew.Before(until) {
+			until = renew
+		}
+		a, err := rc.next(until)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil:
+			nc := *c
+			nc.kernel = true // an RA refreshes the route and DNS, not DHCPv6's lifetimes
+			nc.router, nc.dns, nc.search = a.router, appendNew(a.dns, c.dns...), appendNewS(a.search, c.search...)
+			if _, err := s.apply(lk, &nc); err != nil {
+				s.cfg.Log.Warn("router advertisement not applied", "link", lk.name, "err", err)
+			}
+		case !renew.IsZero() && !time.Now().Before(renew):
+			rep, err := d6.exchange(ctx, true)
+			if err != nil || rep.addr.IP == nil {
+				s.cfg.Log.Warn("DHCPv6 renewal failed", "link", lk.name, "err", err)
+				renew = time.Now().Add(renewRetry)
+				continue
+			}
+			if err := addAddr(s.cfg.Handle, lk, rep.addr, rep.valid, rep.prefer, false); err != nil {
+				s.cfg.Log.Warn("DHCPv6 renewal not applied", "link", lk.name, "err", err)
+			}
+			renew = time.Now().Add(max(rep.valid/2, renewRetry))
+			s.cfg.Log.Info("DHCPv6 lease renewed", "link", lk.name, "addr", rep.addr.String(), "lease", rep.valid)
+		}
+	}
+}
+
+func appendNew(to []net.IP, add ...net.IP) []net.IP {
+	out := slices.Clone(to)
+	for _, a := range add {
+		if !slices.ContainsFunc(out, a.Equal) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func appendNewS(to []string, add ...string) []string {
+	out := slices.Clone(to)
+	for _, a := range add {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -1,0 +1,211 @@
+package netup
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"github.com/zeroboot/zeroboot/pkg/netconf"
+)
+
+// v6net puts 2001:db8:1::1/64 on the server side of eth0 (no DAD, so the
+// router is ready at once) and returns the router's link-local address.
+func (n *testNet) v6net() net.IP {
+	n.t.Helper()
+	n.veth("eth0", "srv0", "", true)
+	// No DAD on the router's side: its link-local address, the RA's
+	// source, is usable as soon as the link is.
+	if out, err := exec.Command("ip", "netns", "exec", n.server, "sysctl", "-qw", "net.ipv6.conf.srv0.accept_dad=0").CombinedOutput(); err != nil {
+		n.t.Fatalf("sysctl: %v %s", err, out)
+	}
+	n.ip("-n", n.server, "link", "set", "srv0", "up")
+	n.ip("-n", n.server, "addr", "add", "2001:db8:1::1/64", "dev", "srv0", "nodad")
+	// The kernel makes the link-local address only once the link has
+	// carrier, i.e. once the client side is up: derive it (EUI-64).
+	out, err := execOut("ip", "-n", n.server, "-o", "link", "show", "dev", "srv0")
+	i := strings.Index(out, "link/ether ")
+	if err != nil || i < 0 {
+		n.t.Fatalf("MAC of srv0: %v %q", err, out)
+	}
+	mac, err := net.ParseMAC(strings.Fields(out[i:])[1])
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	ll := net.IP{0xfe, 0x80, 0, 0, 0, 0, 0, 0, mac[0] ^ 2, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]}
+	return ll
+}
+
+func execOut(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).Output()
+	return string(out), err
+}
+
+func (n *testNet) serverNS() netns.NsHandle {
+	n.t.Helper()
+	h, err := netns.GetFromName(n.server)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// v6Config is cfg for one IPv6 method on eth0.
+func (n *testNet) v6Config(m netconf.Method) Config {
+	cfg := n.config()
+	cfg.Net = netconf.Config{IPs: []netconf.IP{{Device: "eth0", Methods: []netconf.Method{m}}}}
+	cfg.DHCPTimeout = 3 * time.Second
+	return cfg
+}
+
+func (n *testNet) defaultRoutes6(link string) []netlink.Route {
+	n.t.Helper()
+	routes, err := n.h.RouteListFiltered(netlink.FAMILY_V6,
+		&netlink.Route{LinkIndex: n.link(link).Attrs().Index}, netlink.RT_FILTER_OIF)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var defaults []netlink.Route
+	for _, r := range routes {
+		if isDefault(r.Dst) {
+			defaults = append(defaults, r)
+		}
+	}
+	return defaults
+}
+
+func TestUpIPv6(t *testing.T) {
+	prefix := netip.MustParsePrefix("2001:db8:1::/64")
+	tests := []struct {
+		name       string
+		method     netconf.Method
+		dnsmasq    []string
+		wantSource string
+		wantDNS    string // "" : none expected
+		wantPrefix int
+	}{
+		{"SLAAC with RDNSS and DNSSL", netconf.Auto6,
+			[]string{"--enable-ra", "--dhcp-range=2001:db8:1::,ra-only,64,1h", "--dhcp-option=option6:dns-server,[2001:db8:1::53]", "--domain=v6.test"},
+			"slaac", "2001:db8:1::53", 64},
+		{"SLAAC, RA without RDNSS", netconf.Auto6,
+			[]string{"--enable-ra", "--dhcp-range=2001:db8:1::,ra-only,64,1h"},
+			"slaac", "", 64},
+		{"SLAAC, DNS from stateless DHCPv6", netconf.Auto6,
+			[]string{"--enable-ra", "--dhcp-range=2001:db8:1::,ra-stateless,64,1h", "--dhcp-option=option6:dns-server,[2001:db8:1::54]"},
+			"slaac", "2001:db8:1::54", 64},
+		{"stateful DHCPv6 from the RA's M flag", netconf.Auto6,
+			[]string{"--enable-ra", "--dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,1h", "--dhcp-option=option6:dns-server,[2001:db8:1::55]", "--dhcp-rapid-commit"},
+			"dhcp6", "2001:db8:1::55", 128},
+		{"ip=eth0:dhcp6", netconf.DHCP6,
+			[]string{"--enable-ra", "--dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,1h", "--dhcp-option=option6:dns-server,[2001:db8:1::55]"},
+			"dhcp6", "2001:db8:1::55", 128},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newTestNet(t)
+			router := n.v6net()
+			n.startDnsmasq("srv0", tc.dnsmasq...)
+			cfg := n.v6Config(tc.method)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			res, err := Up(ctx, cfg)
+			if err != nil {
+				t.Fatalf("Up: %v", err)
+			}
+			t.Logf("result: %+v (took %v)", res, res.Took)
+			ip, _ := netip.AddrFromSlice(res.Addr.IP)
+			ones, _ := res.Addr.Mask.Size()
+			if res.Link != "eth0" || res.Family != IPv6 || res.Source != tc.wantSource || !prefix.Contains(ip) || ones != tc.wantPrefix {
+				t.Errorf("result %s %s %s %s, want eth0 IPv6 %s in %s/%d", res.Link, res.Family, res.Source, res.Addr.String(), tc.wantSource, prefix, tc.wantPrefix)
+			}
+			if !res.Router.Equal(router) {
+				t.Errorf("router %v, want the RA's source %v", res.Router, router)
+			}
+			defaults := n.defaultRoutes6("eth0")
+			if len(defaults) != 1 || !defaults[0].Gw.Equal(router) || defaults[0].Priority != baseMetric {
+				t.Errorf("IPv6 default routes on eth0 = %v, want one via %v metric %d", defaults, router, baseMetric)
+			}
+			rc, _ := os.ReadFile(cfg.ResolvConf)
+			if tc.wantDNS != "" && !strings.Contains(string(rc), "nameserver "+tc.wantDNS+"\n") {
+				t.Errorf("resolv.conf = %q, want nameserver %s", rc, tc.wantDNS)
+			}
+			if tc.wantDNS == "" && strings.Contains(string(rc), "nameserver") {
+				t.Errorf("resolv.conf = %q, want no nameserver", rc)
+			}
+		})
+	}
+}
+
+func TestUpIPv6NoRouter(t *testing.T) {
+	n := newTestNet(t)
+	n.v6net()
+	cfg := n.v6Config(netconf.Auto6)
+	cfg.DHCPTimeout = 500 * time.Millisecond
+	cfg.Retries = 1
+	_, err := Up(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "eth0 auto6: IPv6 failed after 2 attempt(s): no router advertisement within 500ms") {
+		t.Fatalf("Up without a router: %v, want the RA wait named", err)
+	}
+}
+
+// TestUpDualStackIPv6Wins: DHCPv4 answers, but only IPv6 reaches the
+// registry: the IPv6 source wins, IPv4 stays configured behind it.
+func TestUpDualStackIPv6Wins(t *testing.T) {
+	n := newTestNet(t)
+	n.v6net()
+	n.ip("-n", n.server, "addr", "add", "192.0.2.1/24", "dev", "srv0")
+	n.startDnsmasq("srv0", "--enable-ra", "--dhcp-range=2001:db8:1::,ra-only,64,1h",
+		"--dhcp-range=192.0.2.50,192.0.2.99,255.255.255.0,1h", "--dhcp-option=option:router,192.0.2.1", "--dhcp-rapid-commit")
+	// The "registry" listens on the server's IPv6 address only.
+	var ln net.Listener
+	if err := inNS(n.serverNS(), func() (err error) {
+		ln, err = net.Listen("tcp", "[2001:db8:1::1]:8443")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	cfg := n.config()
+	cfg.Net = netconf.Config{}
+	cfg.Probe = dialProbe([]string{"198.51.100.10:8443", "[2001:db8:1::1]:8443"}, 300*time.Millisecond, dialIn(n.clientNS))
+	// No retry: past DAD, the first connection from the SLAAC address
+	// must go through.
+	cfg.ProbeRetries = -1
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res, err := Up(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	if res.Family != IPv6 || res.Source != "slaac" {
+		t.Fatalf("winner %s %s %s, want IPv6 slaac", res.Link, res.Family, res.Source)
+	}
+	if !strings.Contains(strings.Join(res.Others, "; "), "eth0 dhcp4") {
+		t.Errorf("Others = %q, want the IPv4 source's state", res.Others)
+	}
+	// IPv4 stays configured (the probe fails, its route stays unproven).
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if addrs, _ := n.h.AddrList(n.link("eth0"), netlink.FAMILY_V4); len(addrs) == 1 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("eth0 has no IPv4 address beside IPv6")
+}
