@@ -50,6 +50,7 @@ type node struct {
 	sup    atomic.Pointer[supervise.Supervisor]
 
 	cfg    cmdline.Config
+	net    *registry.NetworkChoice // which link won, for the reports
 	ident  identity.Identity
 	client *registry.Client
 	boot   *registry.BootResponse
@@ -175,6 +176,7 @@ func (n *node) report(state, reason string) {
 		State:    state,
 		Reason:   clip(reason),
 		Timeline: recent(n.tl.Steps()),
+		Network:  n.net,
 	}
 	if n.rel != nil {
 		rep.ReleaseVersion = n.rel.Version

@@ -139,17 +139,28 @@ func (n *node) entropy(context.Context) error {
 }
 
 func (n *node) network(ctx context.Context) error {
-	cfg := netup.Config{Log: n.log}
+	cfg := netup.Config{Log: n.log, Net: n.cfg.Net, LoadModule: coldplug.KmoduleLoader("/")}
 	if addrs := registryAddrs(n.cfg.Registries); len(addrs) > 0 {
-		// The first lease whose link reaches a registry wins the
-		// default route; a link into a dead network does not.
+		// The first link and family to reach a registry wins the default
+		// route; a link into a dead network does not.
 		cfg.Probe = netup.DialProbe(addrs, 3*time.Second)
 	}
 	res, err := netup.Up(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	n.log.Info(fmt.Sprintf("network: %s on %s via %s in %s", res.Addr.String(), res.Link, res.Router, res.Took.Round(time.Millisecond)))
+	n.net = &registry.NetworkChoice{
+		Link: res.Link, Family: res.Family.String(), Source: res.Source, Addr: res.Addr.String(),
+		Why: res.Why, Others: res.Others,
+	}
+	if res.Router != nil {
+		n.net.Router = res.Router.String()
+	}
+	n.log.Info(fmt.Sprintf("network: %s on %s (%s %s) via %s in %s: %s", res.Addr.String(), res.Link, res.Family, res.Source,
+		res.Router, res.Took.Round(time.Millisecond), res.Why))
+	for _, o := range res.Others {
+		n.log.Info("network: also " + o)
+	}
 	return nil
 }
 

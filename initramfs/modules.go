@@ -19,6 +19,8 @@ var DefaultModules = []string{
 	"e1000", "e1000e", "igb", "ixgbe", "i40e", "ice",
 	"r8169", "tg3", "bnx2x", "mlx5_core", "bnxt_en",
 	"af_packet",
+	// vlan= and bond= on the command line; PID 1 loads them only then.
+	"8021q", "bonding",
 }
 
 // RequiredModules must be present (as a module or built in): without them

@@ -166,6 +166,13 @@ func cmdNodeShow(args []string) error {
 	if n.Reason != "" {
 		fmt.Printf("reason      %s\n", console.Sanitize(n.Reason, registry.MaxReasonLen))
 	}
+	if nw := n.Network; nw != nil {
+		fmt.Printf("network     %s on %s (%s, %s) via %s: %s\n", console.Sanitize(nw.Addr, 64), console.Sanitize(nw.Link, 32),
+			console.Sanitize(nw.Family, 8), console.Sanitize(nw.Source, 16), orDash(console.Sanitize(nw.Router, 64)), console.Sanitize(nw.Why, 128))
+		for _, o := range nw.Others {
+			fmt.Printf("            also %s\n", console.Sanitize(o, registry.MaxNetworkText))
+		}
+	}
 	if len(n.Timeline) > 0 {
 		fmt.Printf("\n%s", timeline.Table(n.Timeline))
 	}

@@ -91,6 +91,9 @@ type StatusReport struct {
 	Reason         string          `json:"reason,omitempty"`
 	ReleaseVersion uint64          `json:"release_version,omitempty"`
 	Timeline       []timeline.Step `json:"timeline,omitempty"`
+	// Network is the link and family PID 1 chose and why; only PID 1's
+	// reports carry it.
+	Network *NetworkChoice `json:"network,omitempty"`
 	// Token is BootResponse.Token of the node's last boot.
 	Token string `json:"token"`
 }
@@ -142,6 +145,43 @@ type Node struct {
 	Source          string           `json:"source,omitempty"` // who reported State
 	Reason          string           `json:"reason,omitempty"`
 	Timeline        []timeline.Step  `json:"timeline,omitempty"`
+	Network         *NetworkChoice   `json:"network,omitempty"`
+}
+
+// NetworkChoice is which link and family first reached the registry at
+// boot, why, and what the node's other links and families had come to.
+type NetworkChoice struct {
+	Link   string   `json:"link"`
+	Family string   `json:"family"` // IPv4 or IPv6
+	Source string   `json:"source"` // dhcp4, slaac, dhcp6, slaac+dhcp6, static
+	Addr   string   `json:"addr"`
+	Router string   `json:"router,omitempty"`
+	Why    string   `json:"why"`
+	Others []string `json:"others,omitempty"`
+}
+
+// Limits of a NetworkChoice: a node has a few links, each with two
+// families.
+const (
+	MaxNetworkOthers = 32
+	MaxNetworkText   = 512
+)
+
+func (c *NetworkChoice) validate() error {
+	for _, f := range []string{c.Link, c.Family, c.Source, c.Addr, c.Router, c.Why} {
+		if len(f) > MaxNetworkText {
+			return fmt.Errorf("status: network: a field is %d bytes, limit %d", len(f), MaxNetworkText)
+		}
+	}
+	if len(c.Others) > MaxNetworkOthers {
+		return fmt.Errorf("status: network: %d other sources, limit %d", len(c.Others), MaxNetworkOthers)
+	}
+	for _, o := range c.Others {
+		if len(o) > MaxNetworkText {
+			return fmt.Errorf("status: network: an other source's state is %d bytes, limit %d", len(o), MaxNetworkText)
+		}
+	}
+	return nil
 }
 
 // Component is one flist of a release, as listed by the admin API.
@@ -204,6 +244,11 @@ func (r *StatusReport) Validate() error {
 	}
 	if err := CheckToken(r.Token); err != nil {
 		return fmt.Errorf("status: %w", err)
+	}
+	if r.Network != nil {
+		if err := r.Network.validate(); err != nil {
+			return err
+		}
 	}
 	for i, st := range r.Timeline {
 		if st.Name == "" || len(st.Name) > 64 || len(st.Error) > MaxReasonLen {

@@ -345,6 +345,9 @@ func (d *DB) RecordStatus(rep registry.StatusReport, now time.Time) error {
 		if len(rep.Timeline) > 0 {
 			n.Timeline = rep.Timeline
 		}
+		if rep.Network != nil {
+			n.Network = rep.Network
+		}
 		return put(b, []byte(n.ID), n)
 	})
 }
