@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zeroboot/zeroboot/pkg/ntp"
 )
 
 type fakeClock struct {
@@ -221,5 +223,101 @@ func TestParseBuildTime(t *testing.T) {
 		if _, err := ParseBuildTime(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseBuildTime(%q) error %v, want %q", in, err, want)
 		}
+	}
+}
+
+// agreed is what ntp.Query returns when the servers agree on at.
+func agreed(at time.Time, servers ...string) ntp.Result {
+	r := ntp.Result{Time: at, Single: len(servers) == 1}
+	for _, s := range servers {
+		r.Agreeing = append(r.Agreeing, ntp.Sample{Server: s, Time: at})
+	}
+	return r
+}
+
+func TestFromNTP(t *testing.T) {
+	three := []string{"192.0.2.1:123", "192.0.2.2:123", "[2001:db8::3]:123"}
+	tests := []struct {
+		name    string
+		now     time.Time
+		servers []string
+		at      time.Time
+		lead    time.Duration
+		changed bool
+		want    time.Time
+		err     string // in the error, "" for none
+	}{
+		{"three agree, clock at the build floor", build, three, build.Add(10 * 24 * time.Hour), 0, true, build.Add(10 * 24 * time.Hour), ""},
+		{"one server: the same bounds", build, three[:1], build.Add(10 * 24 * time.Hour), 0, true, build.Add(10 * 24 * time.Hour), ""},
+		{"within skew: quiet", build.Add(time.Hour), three, build.Add(time.Hour + time.Second), 0, false, build.Add(time.Hour), ""},
+		{"at the default lead", build, three, build.Add(DefaultMaxLead), 0, true, build.Add(DefaultMaxLead), ""},
+
+		{"before the build floor", build.Add(time.Hour), three, build.Add(-24 * time.Hour), 0, false, build.Add(time.Hour),
+			"clock not set from NTP servers 192.0.2.1:123, 192.0.2.2:123, [2001:db8::3]:123 (time 2026-02-28T12:00:00Z, build 2026-03-01T12:00:00Z): the date is not after the image's build time"},
+		{"at the build floor", time.Unix(0, 0), three, build, 0, false, time.Unix(0, 0), "not after the image's build time"},
+		{"past the default lead, agreeing", build, three, build.Add(DefaultMaxLead + time.Second), 0, false, build,
+			"the date is more than 365 days past the image's build time (2026-03-01T12:00:00Z, limit 2027-03-01T12:00:00Z)"},
+		{"past the default lead, one server", build, three[:1], time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), 0, false, build,
+			"clock not set from NTP server 192.0.2.1:123 (time 2100-01-01T00:00:00Z, clock 2026-03-01T12:00:00Z): the date is more than 365 days past"},
+		{"past a shorter lead", build, three, build.Add(31 * 24 * time.Hour), 30 * 24 * time.Hour, false, build, "more than 30 days past"},
+		{"lead counts from the build time, not the clock", build.Add(300 * 24 * time.Hour), three, build.Add(400 * 24 * time.Hour), 0, false, build.Add(300 * 24 * time.Hour), "more than 365 days past"},
+		{"never back, however many agree", build.Add(72 * time.Hour), three, build.Add(time.Hour), 0, false, build.Add(72 * time.Hour),
+			"the date is behind the clock, and the clock only moves forward"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			f := &fakeClock{now: tt.now}
+			c := f.clock(build, slog.New(slog.NewTextHandler(&buf, nil)))
+			c.MaxLead = tt.lead
+			changed, err := c.FromNTP(agreed(tt.at, tt.servers...))
+			if changed != tt.changed || !f.now.Equal(tt.want) {
+				t.Errorf("changed=%v now=%v; want changed=%v now=%v", changed, f.now, tt.changed, tt.want)
+			}
+			if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+				t.Errorf("err %v, want %q", err, tt.err)
+			}
+			if !changed {
+				if buf.Len() != 0 {
+					t.Errorf("logged %q without a move (the error says it)", buf.String())
+				}
+				return
+			}
+			source := "NTP servers " + strings.Join(tt.servers, ", ")
+			vouch := "3 NTP servers agree on (within 1s)"
+			if len(tt.servers) == 1 {
+				source, vouch = "NTP server "+tt.servers[0], "one NTP server gave, unchecked by any other"
+			}
+			for _, want := range []string{"clock set", `source="` + source + `"`, "old=" + stamp(tt.now), "new=" + stamp(tt.want), vouch, "lead_limit=2027-03-01T12:00:00Z"} {
+				if !strings.Contains(buf.String(), want) {
+					t.Errorf("log %q lacks %q", buf.String(), want)
+				}
+			}
+		})
+	}
+}
+
+func TestFromNTPErrors(t *testing.T) {
+	f := &fakeClock{now: build}
+	c := f.clock(build, nil)
+	if _, err := c.FromNTP(ntp.Result{}); err == nil || !strings.Contains(err.Error(), "no agreed time") {
+		t.Errorf("empty result: %v", err)
+	}
+	f.err = errors.New("operation not permitted")
+	if _, err := c.FromNTP(agreed(build.Add(time.Hour), "192.0.2.1:123")); err == nil || !strings.Contains(err.Error(), "set clock to 2026-03-01T13:00:00Z from NTP server 192.0.2.1:123: operation not permitted") {
+		t.Errorf("clock that cannot be set: %v", err)
+	}
+}
+
+// A server's name may come from DHCP; it must not reach the console raw.
+func TestFromNTPSanitizesServers(t *testing.T) {
+	var buf bytes.Buffer
+	f := &fakeClock{now: build}
+	c := f.clock(build, slog.New(slog.NewTextHandler(&buf, nil)))
+	if _, err := c.FromNTP(agreed(build.Add(time.Hour), "ntp\x1b[2J:123")); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "\x1b") || strings.Contains(buf.String(), `\x1b`) || !strings.Contains(buf.String(), "ntp?[2J:123") {
+		t.Errorf("log %q: escape character not neutralised", buf.String())
 	}
 }
