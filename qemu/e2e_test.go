@@ -169,6 +169,16 @@ func reportFigures(t *testing.T, vm *VM) {
 		}
 		t.Logf("figure: %s", re.FindString(lines[0]))
 	}
+	networkFigures(t, vm)
+}
+
+// networkFigures logs the network step's row of the boot timeline and
+// the lines that say where its time went.
+func networkFigures(t *testing.T, vm *VM) {
+	t.Helper()
+	for _, l := range matching(vm, regexp.MustCompile(`^\s*network\s+[0-9]|network: | (carrier|configured|probe passed|default route promoted) link=`)) {
+		t.Logf("figure: %s", strings.TrimSpace(l))
+	}
 }
 
 // TestCtrlAltDelRebootsInOrder presses Ctrl-Alt-Del on a running node: PID 1

@@ -160,7 +160,7 @@ const (
 	unprovenMetric      = 1000
 	defaultProbeTimeout = 5 * time.Second
 	defaultProbeRetries = 2
-	carrierPoll         = 50 * time.Millisecond
+	carrierPoll         = 10 * time.Millisecond
 	packetResend        = time.Second
 )
 
@@ -334,7 +334,7 @@ type linkDNS struct {
 }
 
 // waitCarrier polls rather than subscribing: it is simpler, the same in
-// every namespace, and 50 ms is well below a link's negotiation time.
+// every namespace, and 10 ms is well below a link's negotiation time.
 func waitCarrier(ctx context.Context, h *netlink.Handle, index int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -342,7 +342,7 @@ func waitCarrier(ctx context.Context, h *netlink.Handle, index int, timeout time
 		if err != nil {
 			return fmt.Errorf("read link state: %w", err)
 		}
-		if hasCarrier(l.Attrs()) {
+		if canTransmit(h, l) {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -356,18 +356,29 @@ func waitCarrier(ctx context.Context, h *netlink.Handle, index int, timeout time
 	}
 }
 
-// hasCarrier trusts the operational state rather than the bare carrier
-// bit: the kernel sets it from its linkwatch work, the same place that
-// attaches the queueing discipline, so a link reported up can transmit.
-// Drivers that do not report operstate stay "unknown" and count as up once
-// IFF_RUNNING and IFF_LOWER_UP say so.
-func hasCarrier(a *netlink.LinkAttrs) bool {
-	switch a.OperState {
-	case netlink.OperUp:
+// canTransmit says whether a frame sent now leaves the link. Operstate up
+// says so, but the kernel sets it from its linkwatch work, which runs at
+// most once a second for ordinary events: waiting for it cost most of a
+// second per boot. Carrier plus a real queueing discipline says the same
+// earlier: until the kernel activates the device (when it is up with
+// carrier) its qdisc is "noop", which drops every frame, so a DHCP
+// DISCOVER sent then would be lost and cost a resend.
+func canTransmit(h *netlink.Handle, l netlink.Link) bool {
+	a := l.Attrs()
+	if a.OperState == netlink.OperUp {
 		return true
-	case netlink.OperUnknown:
-		const want = unix.IFF_RUNNING | unix.IFF_LOWER_UP
-		return a.RawFlags&want == want
+	}
+	if a.Flags&net.FlagUp == 0 || a.RawFlags&unix.IFF_LOWER_UP == 0 {
+		return false
+	}
+	qs, err := h.QdiscList(l)
+	if err != nil {
+		return false
+	}
+	for _, q := range qs {
+		if q.Attrs().Parent == netlink.HANDLE_ROOT {
+			return q.Type() != "noop"
+		}
 	}
 	return false
 }
