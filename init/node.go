@@ -49,14 +49,17 @@ type node struct {
 	halt   func()              // failedForever; tests swap it
 	sup    atomic.Pointer[supervise.Supervisor]
 
-	cfg    cmdline.Config
-	net    *registry.NetworkChoice // which link won, for the reports
-	ident  identity.Identity
-	client *registry.Client
-	boot   *registry.BootResponse
-	rel    *release.Release
-	info   handoff.BootInfo
-	entry  handoff.Entrypoint // the hashed file Core-0 is started from
+	cfg cmdline.Config
+	net *registry.NetworkChoice // which link won, for the reports
+	// dhcpNTP are the winning source's NTP servers (host:port), used when
+	// the command line names none.
+	dhcpNTP []string
+	ident   identity.Identity
+	client  *registry.Client
+	boot    *registry.BootResponse
+	rel     *release.Release
+	info    handoff.BootInfo
+	entry   handoff.Entrypoint // the hashed file Core-0 is started from
 	// rootMounted tells a retried components step to discard the
 	// previous attempt's tmpfs.
 	rootMounted bool

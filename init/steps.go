@@ -21,6 +21,7 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/mounts"
 	"github.com/zeroboot/zeroboot/pkg/netup"
+	"github.com/zeroboot/zeroboot/pkg/ntp"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/supervise"
 	"github.com/zeroboot/zeroboot/pkg/trust"
@@ -161,6 +162,10 @@ func (n *node) network(ctx context.Context) error {
 	for _, o := range res.Others {
 		n.log.Info("network: also " + o)
 	}
+	n.dhcpNTP = nil
+	for _, ip := range res.NTP {
+		n.dhcpNTP = append(n.dhcpNTP, net.JoinHostPort(ip.String(), "123"))
+	}
 	return nil
 }
 
@@ -178,13 +183,33 @@ func registryAddrs(urls []*url.URL) []string {
 	return addrs
 }
 
-func (n *node) time(context.Context) error {
+func (n *node) time(ctx context.Context) error {
 	changed, err := n.clock.EnsureNotBefore()
 	if err != nil {
 		return err
 	}
 	if changed {
 		n.log.Warn("clock was earlier than the image build time; set to build time", "now", n.clock.Now().UTC())
+	}
+	servers, from := n.cfg.NTP, "zeroboot.ntp"
+	if len(servers) == 0 {
+		servers, from = n.dhcpNTP, "DHCP"
+	}
+	if len(servers) == 0 {
+		n.log.Info("ntp: no servers (zeroboot.ntp, DHCP); the registry's Date corrects the clock")
+		return nil
+	}
+	// NTP never fails the step: it is unauthenticated, and the registry's
+	// signed Date is the fallback.
+	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	res, err := ntp.Query(qctx, ntp.Config{Servers: servers, Log: n.log})
+	if err != nil {
+		n.log.Warn(fmt.Sprintf("ntp (from %s): clock not checked: %v", from, err))
+		return nil
+	}
+	if _, err := n.clock.FromNTP(res); err != nil {
+		n.log.Warn("ntp: " + err.Error())
 	}
 	return nil
 }

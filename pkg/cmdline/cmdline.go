@@ -96,7 +96,7 @@ var Params = []ParamDoc{
 	{"zeroboot.rescue", "bare, or 1|0|true|false|yes|no|on|off", "off",
 		"Stop before fetching anything and stay in the rescue state."},
 	{"zeroboot.ntp", "HOST[:PORT][,HOST[:PORT]...], IPv6 as [ADDR][:PORT], at most 8", "(none)",
-		"NTP servers, tried in order; port 123 unless given."},
+		"NTP servers, asked all at once; port 123 unless given."},
 	{"console", "kernel console spec, e.g. ttyS0,115200 (repeatable)", "/dev/console",
 		"Consoles PID 1 writes its log to, as the kernel reads them."},
 	{"ip", "METHOD | DEVICE:METHOD[:[MTU][:MAC]] | CLIENT:[PEER]:GATEWAY:NETMASK:HOSTNAME:DEVICE:AUTOCONF[:...] (repeatable)",

@@ -32,6 +32,7 @@ type conf struct {
 	proto         netlink.RouteProtocol
 	dns           []net.IP
 	search        []string
+	ntp           []net.IP
 	server        net.IP
 	lease         time.Duration
 	rapid         bool
@@ -41,7 +42,7 @@ type conf struct {
 func (c *conf) result(link string) *Result {
 	return &Result{
 		Link: link, Family: c.family, Source: c.source, Addr: c.addr, Router: c.router,
-		DNS: c.dns, Server: c.server, Lease: c.lease, RapidCommit: c.rapid,
+		DNS: c.dns, NTP: c.ntp, Server: c.server, Lease: c.lease, RapidCommit: c.rapid,
 	}
 }
 

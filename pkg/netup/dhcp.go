@@ -22,6 +22,7 @@ type lease struct {
 	router  net.IP
 	dns     []net.IP
 	search  []string
+	ntp     []net.IP
 	server  net.IP
 	life    time.Duration // 0: infinite
 	renew   time.Duration // T1; 0 when life is infinite
@@ -58,8 +59,13 @@ func parseLease(raw *nclient4.Lease, rapid bool, now time.Time) (*lease, error) 
 		}
 	}
 	for _, d := range ack.DNS() {
-		if d4 := d.To4(); d4 != nil && !d4.IsUnspecified() {
+		if d4 := d.To4(); d4 != nil && usableServer(d4) && len(l.dns) < maxDNS {
 			l.dns = append(l.dns, d4)
+		}
+	}
+	for _, n := range ack.NTPServers() {
+		if n4 := n.To4(); n4 != nil && usableServer(n4) && len(l.ntp) < maxDNS {
+			l.ntp = append(l.ntp, n4)
 		}
 	}
 	if s := ack.DomainSearch(); s != nil {
@@ -81,7 +87,7 @@ func parseLease(raw *nclient4.Lease, rapid bool, now time.Time) (*lease, error) 
 func (l *lease) conf() *conf {
 	return &conf{
 		family: IPv4, source: "dhcp4", addr: l.addr, valid: l.life, prefer: l.life,
-		router: l.router, proto: unix.RTPROT_DHCP, dns: l.dns, search: l.search,
+		router: l.router, proto: unix.RTPROT_DHCP, dns: l.dns, search: l.search, ntp: l.ntp,
 		server: l.server, lease: l.life, rapid: l.rapid,
 	}
 }
@@ -150,6 +156,7 @@ var requested = dhcpv4.WithRequestedOptions(
 	dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter, dhcpv4.OptionDomainNameServer,
 	dhcpv4.OptionDomainName, dhcpv4.OptionDNSDomainSearchList,
 	dhcpv4.OptionIPAddressLeaseTime, dhcpv4.OptionRenewTimeValue, dhcpv4.OptionRebindingTimeValue,
+	dhcpv4.OptionNTPServers,
 )
 
 // exchange does DISCOVER/OFFER/REQUEST/ACK, or DISCOVER/ACK when the

@@ -27,6 +27,7 @@ type reply6 struct {
 	valid, prefer time.Duration
 	dns           []net.IP
 	search        []string
+	ntp           []net.IP
 	rapid         bool
 }
 
@@ -64,7 +65,8 @@ func (d *dhcp6Client) duid() dhcpv6.DUID {
 	return &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: d.mac}
 }
 
-var requested6 = dhcpv6.WithRequestedOptions(dhcpv6.OptionDNSRecursiveNameServer, dhcpv6.OptionDomainSearchList)
+var requested6 = dhcpv6.WithRequestedOptions(dhcpv6.OptionDNSRecursiveNameServer, dhcpv6.OptionDomainSearchList,
+	dhcpv6.OptionNTPServer)
 
 // exchange asks for an address (stateful: Solicit, with Rapid Commit
 // unless disabled, then Request) or for configuration only
@@ -135,8 +137,13 @@ func parseReply6(m *dhcpv6.Message, stateful bool) (*reply6, error) {
 		return nil, errors.New("DHCPv6: Reply without a usable address")
 	}
 	for _, d := range m.Options.DNS() {
-		if d.To16() != nil && d.To4() == nil && !d.IsUnspecified() && !d.IsMulticast() && !d.IsLoopback() && len(r.dns) < maxDNS {
+		if d.To16() != nil && d.To4() == nil && usableServer(d) && len(r.dns) < maxDNS {
 			r.dns = append(r.dns, d)
+		}
+	}
+	for _, d := range m.Options.NTPServers() {
+		if d.To16() != nil && d.To4() == nil && usableServer(d) && len(r.ntp) < maxDNS {
+			r.ntp = append(r.ntp, d)
 		}
 	}
 	if l := m.Options.DomainSearchList(); l != nil {

@@ -130,8 +130,12 @@ func parseRA(m *ndp.RouterAdvertisement, src netip.Addr) (*ra, error) {
 	return r, nil
 }
 
-func usableDNS(a netip.Addr) bool {
-	return a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() && !a.IsLoopback()
+func usableDNS(a netip.Addr) bool { return usableServer(ipOf(a)) }
+
+// usableServer keeps a DNS or NTP server a network may point the node to:
+// not unspecified, multicast, broadcast or loopback.
+func usableServer(ip net.IP) bool {
+	return len(ip) > 0 && !ip.IsUnspecified() && !ip.IsMulticast() && !ip.IsLoopback() && !ip.Equal(net.IPv4bcast)
 }
 
 // validDomain keeps a search domain safe to write into resolv.conf: host
@@ -327,6 +331,7 @@ func (s *state) ipv6Conf(ctx context.Context, src *source, a *ra, d6 *dhcp6Clien
 			s.cfg.Log.Warn("DHCPv6 failed; keeping SLAAC", "link", lk.name, "err", err)
 		default:
 			c.dns = appendNew(c.dns, rep.dns...)
+			c.ntp = appendNew(c.ntp, rep.ntp...)
 			c.search = appendNewS(c.search, rep.search...)
 			if rep.addr.IP == nil {
 				break

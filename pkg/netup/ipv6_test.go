@@ -98,7 +98,8 @@ func TestUpIPv6(t *testing.T) {
 			[]string{"--enable-ra", "--dhcp-range=2001:db8:1::,ra-only,64,1h"},
 			"slaac", "", 64},
 		{"SLAAC, DNS from stateless DHCPv6", netconf.Auto6,
-			[]string{"--enable-ra", "--dhcp-range=2001:db8:1::,ra-stateless,64,1h", "--dhcp-option=option6:dns-server,[2001:db8:1::54]"},
+			[]string{"--enable-ra", "--dhcp-range=2001:db8:1::,ra-stateless,64,1h", "--dhcp-option=option6:dns-server,[2001:db8:1::54]",
+				"--dhcp-option=option6:ntp-server,[2001:db8:1::123]"},
 			"slaac", "2001:db8:1::54", 64},
 		{"stateful DHCPv6 from the RA's M flag", netconf.Auto6,
 			[]string{"--enable-ra", "--dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,1h", "--dhcp-option=option6:dns-server,[2001:db8:1::55]", "--dhcp-rapid-commit"},
@@ -131,6 +132,9 @@ func TestUpIPv6(t *testing.T) {
 			defaults := n.defaultRoutes6("eth0")
 			if len(defaults) != 1 || !defaults[0].Gw.Equal(router) || defaults[0].Priority != baseMetric {
 				t.Errorf("IPv6 default routes on eth0 = %v, want one via %v metric %d", defaults, router, baseMetric)
+			}
+			if strings.Contains(strings.Join(tc.dnsmasq, " "), "ntp-server") && (len(res.NTP) != 1 || res.NTP[0].String() != "2001:db8:1::123") {
+				t.Errorf("NTP %v, want [2001:db8:1::123] (DHCPv6 option 56)", res.NTP)
 			}
 			rc, _ := os.ReadFile(cfg.ResolvConf)
 			if tc.wantDNS != "" && !strings.Contains(string(rc), "nameserver "+tc.wantDNS+"\n") {

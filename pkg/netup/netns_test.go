@@ -90,7 +90,8 @@ func (n *testNet) dnsmasq(serverIf string, rapid bool) {
 func (n *testNet) dnsmasqNet(serverIf, subnet string, rapid bool) {
 	n.t.Helper()
 	args := []string{"--dhcp-range=" + subnet + ".50," + subnet + ".99,255.255.255.0,1h",
-		"--dhcp-option=option:router," + subnet + ".1", "--dhcp-option=option:dns-server," + subnet + ".53"}
+		"--dhcp-option=option:router," + subnet + ".1", "--dhcp-option=option:dns-server," + subnet + ".53",
+		"--dhcp-option=option:ntp-server," + subnet + ".123"}
 	if rapid {
 		args = append(args, "--dhcp-rapid-commit")
 	}
@@ -235,6 +236,9 @@ func checkResult(t *testing.T, res *Result, link string, rapid bool) {
 	}
 	if len(res.DNS) != 1 || !res.DNS[0].Equal(net.IPv4(192, 0, 2, 53)) {
 		t.Errorf("DNS %v, want [192.0.2.53]", res.DNS)
+	}
+	if len(res.NTP) != 1 || !res.NTP[0].Equal(net.IPv4(192, 0, 2, 123)) {
+		t.Errorf("NTP %v, want [192.0.2.123] (option 42)", res.NTP)
 	}
 	if res.Lease != time.Hour {
 		t.Errorf("lease time %v, want 1h", res.Lease)

@@ -112,6 +112,7 @@ type Result struct {
 	Addr        net.IPNet
 	Router      net.IP // nil when there is none
 	DNS         []net.IP
+	NTP         []net.IP      // NTP servers from DHCPv4 option 42 or DHCPv6 option 56
 	Server      net.IP        // DHCP server identifier (DHCPv4), RA or DHCPv6 source
 	Lease       time.Duration // 0 means infinite or not leased
 	RapidCommit bool          // the lease came from a two-message exchange
