@@ -53,7 +53,7 @@ func parseLease(raw *nclient4.Lease, rapid bool, now time.Time) (*lease, error) 
 		granted: now,
 	}
 	for _, r := range ack.Router() {
-		if r4 := r.To4(); r4 != nil && !r4.IsUnspecified() {
+		if r4 := r.To4(); r4 != nil && usableServer(r4) { // not broadcast, multicast or loopback either
 			l.router = r4
 			break
 		}
