@@ -78,18 +78,19 @@ var (
 // announced.
 func boot(t *testing.T, ctx context.Context, g *grid, uuid, registries string) (*VM, string) {
 	t.Helper()
+	return bootVM(t, ctx, g, &VM{UUID: uuid, Append: fmt.Sprintf("zeroboot.registry=%s zeroboot.farm=demo", registries)})
+}
+
+// bootVM starts vm (its command line, UUID and NICs set by the caller)
+// with g's initramfs, and returns it with the node ID it announced.
+func bootVM(t *testing.T, ctx context.Context, g *grid, vm *VM) (*VM, string) {
+	t.Helper()
 	logf, err := os.Create(filepath.Join(g.dir, "console.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := &VM{
-		Kernel:  kernel,
-		Initrd:  g.initramfs(kver),
-		Append:  fmt.Sprintf("zeroboot.registry=%s zeroboot.farm=demo", registries),
-		UUID:    uuid,
-		Console: logf,
-		Monitor: filepath.Join(g.dir, "monitor.sock"),
-	}
+	vm.Kernel, vm.Initrd, vm.Console = kernel, g.initramfs(kver), logf
+	vm.Monitor = filepath.Join(g.dir, "monitor.sock")
 	if err := vm.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,9 @@ func newGrid(t *testing.T) *grid {
 	g.data = filepath.Join(g.dir, "grid")
 	g.key = filepath.Join(g.dir, "release.key")
 	g.rootKey = filepath.Join(g.dir, "root.key")
-	g.run("init", "--data", g.data, "--san", HostAddr)
+	// The sites of the network tests (network_test.go) reach it at their
+	// gateways too.
+	g.run("init", "--data", g.data, "--san", HostAddr, "--san", siteV4, "--san", siteDeadV4, "--san", siteV6)
 	g.run("key", "new", "--out", g.key)
 	g.run("key", "new", "--out", g.rootKey)
 	g.run("root", "init", "--data", g.data, "--root-key", g.rootKey+".pub", "--sign", g.rootKey, "--release-key", g.key+".pub")

@@ -30,12 +30,15 @@ const (
 type VM struct {
 	Kernel  string
 	Initrd  string
-	Append  string   // kernel command line; console=ttyS0 is added
-	Memory  string   // default 1024M
-	CPUs    int      // default 2
-	UUID    string   // SMBIOS product UUID: the node's identity
-	NIC     string   // default virtio-net-pci
-	Monitor string   // unix socket path for the QEMU monitor (HMP), optional
+	Append  string // kernel command line; console=ttyS0 is added
+	Memory  string // default 1024M
+	CPUs    int    // default 2
+	UUID    string // SMBIOS product UUID: the node's identity
+	NIC     string // default virtio-net-pci
+	Monitor string // unix socket path for the QEMU monitor (HMP), optional
+	// NICs, when set, replace the default NIC on QEMU's user network: each
+	// is a -netdev argument and the -device that uses it.
+	NICs    []NIC
 	Extra   []string // more QEMU arguments
 	Console io.Writer
 
@@ -46,6 +49,9 @@ type VM struct {
 	done  chan struct{}
 	err   error
 }
+
+// NIC is one network card: its backend (-netdev) and device (-device).
+type NIC struct{ Netdev, Device string }
 
 // Accel is the accelerator: TCG by default because KVM hangs on our CI
 // machines; ZEROBOOT_QEMU_ACCEL=kvm chooses KVM where it works.
@@ -85,11 +91,16 @@ func (v *VM) Args() []string {
 		"-serial", "stdio",
 		"-kernel", v.Kernel, "-initrd", v.Initrd,
 		"-append", strings.TrimSpace("console=ttyS0 panic=-1 " + v.Append),
-		"-netdev", "user,id=n0,net=" + UserNet,
-		"-device", nic + ",netdev=n0",
 		// A hardware RNG, as servers have: without one the kernel's CRNG
 		// can take minutes to seed under TCG and TLS waits for it.
 		"-device", "virtio-rng-pci",
+	}
+	nics := v.NICs
+	if nics == nil {
+		nics = []NIC{{Netdev: "user,id=n0,net=" + UserNet, Device: nic + ",netdev=n0"}}
+	}
+	for _, n := range nics {
+		args = append(args, "-netdev", n.Netdev, "-device", n.Device)
 	}
 	if v.UUID != "" {
 		args = append(args, "-uuid", v.UUID)

@@ -68,9 +68,16 @@ func parseLease(raw *nclient4.Lease, rapid bool, now time.Time) (*lease, error) 
 			l.ntp = append(l.ntp, n4)
 		}
 	}
+	// Search domains go into resolv.conf: only host name characters, or a
+	// rogue server could write lines of its own there.
 	if s := ack.DomainSearch(); s != nil {
-		l.search = append(l.search, s.Labels...)
-	} else if dn := strings.TrimSpace(ack.DomainName()); dn != "" {
+		for _, d := range s.Labels {
+			if validDomain(d) && len(l.search) < maxSearch {
+				l.search = append(l.search, d)
+			}
+		}
+	}
+	if dn := strings.TrimSpace(strings.TrimRight(ack.DomainName(), "\x00")); len(l.search) == 0 && validDomain(dn) {
 		l.search = []string{dn}
 	}
 	life := ack.IPAddressLeaseTime(infinite)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mdlayher/ndp"
@@ -220,13 +221,17 @@ func (r *raConn) next(deadline time.Time) (*ra, error) {
 
 // waitRA solicits and waits for a first RA, resending the solicitation
 // after 1 s, 2 s, 4 s... (RFC 7559 backoff, faster start: a booting node
-// has nothing else to do) within timeout.
+// has nothing else to do) within timeout. A solicitation that cannot be
+// sent yet (the link's IPv6 is still being set up: "network is
+// unreachable") is sent again at the next interval; an unsolicited RA is
+// taken all the same.
 func (r *raConn) waitRA(ctx context.Context, timeout time.Duration) (*ra, error) {
 	deadline := time.Now().Add(timeout)
-	wait := time.Second
+	wait := 100 * time.Millisecond
+	var sendErr error
 	for {
-		if err := r.solicit(); err != nil {
-			return nil, fmt.Errorf("send router solicitation: %w", err)
+		if sendErr = r.solicit(); sendErr == nil {
+			wait = max(wait, time.Second)
 		}
 		until := time.Now().Add(wait)
 		if until.After(deadline) {
@@ -243,9 +248,14 @@ func (r *raConn) waitRA(ctx context.Context, timeout time.Duration) (*ra, error)
 			return nil, ctx.Err()
 		}
 		if !time.Now().Before(deadline) {
+			if sendErr != nil {
+				return nil, fmt.Errorf("no router advertisement within %v (router solicitation: %v)", timeout, sendErr)
+			}
 			return nil, fmt.Errorf("no router advertisement within %v", timeout)
 		}
-		wait *= 2
+		if sendErr == nil {
+			wait *= 2
+		}
 	}
 }
 
@@ -287,7 +297,7 @@ func (s *state) runIPv6(ctx context.Context, src *source, report func(outcome)) 
 		}
 	}
 	if c == nil {
-		err := fmt.Errorf("IPv6 failed after %d attempt(s): %w", len(errs), errors.Join(errs...))
+		err := fmt.Errorf("IPv6 failed after %d attempt(s): %s", len(errs), joinErrs(errs))
 		s.cfg.Log.Warn("link not configured", "link", lk.name, "source", src.method, "err", err)
 		report(outcome{err: src.fail(err)})
 		return
@@ -458,4 +468,15 @@ func appendNewS(to []string, add ...string) []string {
 		}
 	}
 	return out
+}
+
+// joinErrs lists distinct errors on one line: they go to the console.
+func joinErrs(errs []error) string {
+	var msgs []string
+	for _, e := range errs {
+		if m := e.Error(); !slices.Contains(msgs, m) {
+			msgs = append(msgs, m)
+		}
+	}
+	return strings.Join(msgs, "; ")
 }

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"github.com/zeroboot/zeroboot/internal/testenv"
 )
 
 // registry is where the test "registry" listens: a third namespace behind
@@ -27,25 +26,7 @@ const registryAddr = "203.0.113.10:8443"
 var registryIP = net.IPv4(203, 0, 113, 10)
 
 // inNS runs fn with the calling thread in ns, for the sockets fn creates.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		return fmt.Errorf("return to original namespace: %w", err) // thread stays locked and dies
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
+func inNS(ns netns.NsHandle, fn func() error) error { return testenv.InNS(ns, fn) }
 
 // dialIn dials from inside ns: the socket, its connect and its wait all run
 // on the goroutine's locked thread.

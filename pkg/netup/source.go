@@ -23,13 +23,17 @@ func (src *source) fail(err error) *LinkError {
 }
 
 func (src *source) setStatus(o outcome) {
+	if o.err != nil {
+		src.mark(o.err.Error())
+	} else {
+		src.mark(fmt.Sprintf("%s: %s configured, probe passed", src.name(), o.res.Addr.String()))
+	}
+}
+
+func (src *source) mark(state string) {
 	src.mu.Lock()
 	defer src.mu.Unlock()
-	if o.err != nil {
-		src.state = o.err.Error()
-	} else {
-		src.state = fmt.Sprintf("%s: %s configured, probe passed", src.name(), o.res.Addr.String())
-	}
+	src.state = state
 }
 
 func (src *source) status() string {
@@ -77,6 +81,7 @@ func (s *state) settle(ctx context.Context, src *source, c *conf, report func(ou
 		"metric", metric, "rapid_commit", res.RapidCommit, "took", sinceMS(s.start))
 	res.Why = "first configured (no probe)"
 	if s.cfg.Probe != nil {
+		src.mark(fmt.Sprintf("%s: %s configured, probing", src.name(), res.Addr.String()))
 		if err := s.probe(ctx, res); err != nil {
 			// The address stays, kept alive, with its unproven metric:
 			// it is the node's, only its route must not win.
