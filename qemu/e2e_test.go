@@ -173,11 +173,39 @@ func reportFigures(t *testing.T, vm *VM) {
 	networkFigures(t, vm)
 }
 
-// networkFigures logs the network step's row of the boot timeline and
-// the lines that say where its time went.
+// networkFigures logs where the network step's time went: when PID 1 had
+// its first usable address and when the chosen link reached the registry
+// (from the boot timeline and the winner's "configured ... took=" line),
+// and the lines behind them.
 func networkFigures(t *testing.T, vm *VM) {
 	t.Helper()
-	for _, l := range matching(vm, regexp.MustCompile(`^\s*network\s+[0-9]|network: | (carrier|configured|probe passed|default route promoted) link=`)) {
+	row := regexp.MustCompile(`^\s*network\s+([0-9.]+)\s+([0-9.]+)\s+[0-9.]+\s+ok`)
+	won := regexp.MustCompile(`network: \S+ on (\S+) \((IPv[46]) (\S+)\)`)
+	var start, end float64
+	var link, family, source string
+	for _, l := range vm.Lines() {
+		if m := row.FindStringSubmatch(l); m != nil {
+			fmt.Sscan(m[1], &start)
+			fmt.Sscan(m[2], &end)
+		}
+		if m := won.FindStringSubmatch(l); m != nil {
+			link, family, source = m[1], m[2], m[3]
+		}
+	}
+	took := regexp.MustCompile(`configured link=` + regexp.QuoteMeta(link) + ` family=` + family + ` source=` + regexp.QuoteMeta(source) + ` .* took=([0-9.]+)(ms|s)`)
+	for _, l := range vm.Lines() {
+		if m := took.FindStringSubmatch(l); m != nil && link != "" {
+			var d float64
+			fmt.Sscan(m[1], &d)
+			if m[2] == "s" {
+				d *= 1000
+			}
+			t.Logf("figure: network %s %s on %s: first usable address %.0f ms, registry reached %.0f ms after PID 1 started (network step %.0f ms)",
+				family, source, link, start+d, end, end-start)
+			break
+		}
+	}
+	for _, l := range matching(vm, regexp.MustCompile(`network: | (carrier|configured|probe passed|default route promoted) link=`)) {
 		t.Logf("figure: %s", strings.TrimSpace(l))
 	}
 }

@@ -217,16 +217,27 @@ func gridFor(t *testing.T) *grid {
 	return g
 }
 
-// TestNetIPv6Only: no IPv4 anywhere; SLAAC from the RA, DNS from RDNSS,
-// the registry by its IPv6 address.
+// TestNetIPv6Only: no IPv4 anywhere; SLAAC from the RA with DNS from
+// RDNSS, or an address from stateful DHCPv6 (the RA's M flag); the
+// registry by its IPv6 address.
 func TestNetIPv6Only(t *testing.T) {
-	g := gridFor(t)
-	s := newSite(t)
-	s.addr(siteV6 + "/64")
-	s.dnsmasq("--enable-ra", "--dhcp-range=2001:db8:1::,ra-only,64,1h", "--dhcp-option=option6:dns-server,[2001:db8:1::53]")
-	s.relay(siteV6, g)
-	vm := netBoot(t, g, "5a1c0b0e-0000-4000-8000-000000000601", "zeroboot.registry="+registryURL(siteV6), s.nic("nic1", 1, vswitch.Access()))
-	wantNetwork(t, vm, "eth0", "IPv6", "slaac")
+	for i, tc := range []struct {
+		mode, source string
+		dnsmasq      []string
+	}{
+		{"SLAAC", "slaac", []string{"--dhcp-range=2001:db8:1::,ra-only,64,1h", "--dhcp-option=option6:dns-server,[2001:db8:1::53]"}},
+		{"DHCPv6", "dhcp6", []string{"--dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,1h", "--dhcp-rapid-commit"}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			g := gridFor(t)
+			s := newSite(t)
+			s.addr(siteV6 + "/64")
+			s.dnsmasq(append([]string{"--enable-ra"}, tc.dnsmasq...)...)
+			s.relay(siteV6, g)
+			vm := netBoot(t, g, fmt.Sprintf("5a1c0b0e-0000-4000-8000-00000000061%d", i), "zeroboot.registry="+registryURL(siteV6), s.nic("nic1", 1, vswitch.Access()))
+			wantNetwork(t, vm, "eth0", "IPv6", tc.source)
+		})
+	}
 }
 
 // TestNetDualStackIPv4Dead: DHCPv4 answers but the registry is only on
