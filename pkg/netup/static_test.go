@@ -111,3 +111,37 @@ func TestUpOffAndNamed(t *testing.T) {
 		t.Errorf("Up with ip= naming a missing link: %v", err)
 	}
 }
+
+// TestUpRename: ifname= renames by MAC before anything else, so ip= can
+// name the link by its new name.
+func TestUpRename(t *testing.T) {
+	n := newTestNet(t)
+	n.veth("eth0", "srv0", "192.0.2.1/24", false)
+	n.dnsmasq("srv0", true)
+	mac := n.link("eth0").Attrs().HardwareAddr
+	r, err := netconf.ParseRename("uplink0:" + mac.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip, _ := netconf.ParseIP("uplink0:dhcp")
+	cfg := n.config()
+	cfg.Net = netconf.Config{Renames: []netconf.Rename{r}, IPs: []netconf.IP{ip}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res, err := Up(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	if res.Link != "uplink0" {
+		t.Errorf("configured %s, want uplink0", res.Link)
+	}
+	// Up again: the rename is already done, nothing fails.
+	if _, err := Up(ctx, cfg); err != nil {
+		t.Errorf("second Up after the rename: %v", err)
+	}
+	r.MAC = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x99}
+	cfg.Net.Renames = []netconf.Rename{r}
+	if _, err := Up(ctx, cfg); err == nil || !strings.Contains(err.Error(), "no link has MAC 02:00:00:00:00:99") {
+		t.Errorf("Up renaming a MAC no link has: %v", err)
+	}
+}
