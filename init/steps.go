@@ -140,15 +140,17 @@ func (n *node) entropy(context.Context) error {
 }
 
 func (n *node) network(ctx context.Context) error {
-	cfg := netup.Config{Log: n.log, Net: n.cfg.Net, LoadModule: coldplug.KmoduleLoader("/")}
-	if addrs := registryAddrs(n.cfg.Registries); len(addrs) > 0 {
-		// The first link and family to reach a registry wins the default
-		// route; a link into a dead network does not.
-		cfg.Probe = netup.DialProbe(addrs, 3*time.Second)
-	}
+	// The first link and family to reach a registry wins the default
+	// route; a link into a dead network does not.
+	cfg := netup.Config{Log: n.log, Net: n.cfg.Net, LoadModule: coldplug.KmoduleLoader("/"), Probe: n.registryProbe()}
 	res, err := netup.Up(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if len(n.cfg.Registries) == 0 && res.Registry != "" {
+		urls, _ := cmdline.ParseRegistries(res.Registry) // the probe has checked them
+		n.cfg.Registries = urls
+		n.log.Info(fmt.Sprintf("registry from DHCP (%s on %s): %s", res.Source, res.Link, res.Registry))
 	}
 	n.net = &registry.NetworkChoice{
 		Link: res.Link, Family: res.Family.String(), Source: res.Source, Addr: res.Addr.String(),
@@ -167,6 +169,31 @@ func (n *node) network(ctx context.Context) error {
 		n.dhcpNTP = append(n.dhcpNTP, net.JoinHostPort(ip.String(), "123"))
 	}
 	return nil
+}
+
+// registryProbe reaches a registry of the command line; without one, a
+// registry the source's own DHCP answer names (user class zeroboot): a
+// URL from DHCP gets no more trust than one typed, only https, and the
+// pinned CA decides. In rescue mode without a registry nothing is probed:
+// the node only needs an address.
+func (n *node) registryProbe() func(context.Context, *netup.Result) error {
+	const timeout = 3 * time.Second
+	if addrs := registryAddrs(n.cfg.Registries); len(addrs) > 0 {
+		return netup.DialProbe(addrs, timeout)
+	}
+	if n.cfg.Rescue {
+		return nil
+	}
+	return func(ctx context.Context, r *netup.Result) error {
+		if r.Registry == "" {
+			return errors.New("no registry: none on the command line (zeroboot.registry) and none in this DHCP answer (DHCPv4 option 67 or DHCPv6 option 59 for user class " + netup.UserClass + ")")
+		}
+		urls, problems := cmdline.ParseRegistries(r.Registry)
+		if len(urls) == 0 {
+			return fmt.Errorf("registry list from DHCP %q: %v", r.Registry, problems)
+		}
+		return netup.DialProbe(registryAddrs(urls), timeout)(ctx, r)
+	}
 }
 
 // registryAddrs gives each registry's host:port for the network probe; the

@@ -431,3 +431,19 @@ func (s *site) ping(addr string) error {
 	}
 	return fmt.Errorf("no echo reply from %s within 3 s", addr)
 }
+
+// TestNetRegistryFromDHCP: no zeroboot.registry on the command line; the
+// site's DHCP server gives it to nodes of user class zeroboot (option 67).
+func TestNetRegistryFromDHCP(t *testing.T) {
+	g := gridFor(t)
+	s := newSite(t)
+	s.addr(siteV4 + "/24")
+	s.dnsmasq("--dhcp-range=192.0.2.50,192.0.2.99,255.255.255.0,1h", "--dhcp-option=option:router,"+siteV4, "--dhcp-rapid-commit",
+		"--dhcp-userclass=set:zb,zeroboot", "--dhcp-option=tag:zb,option:bootfile-name,"+registryURL(siteV4))
+	s.relay(siteV4, g)
+	vm := netBoot(t, g, "5a1c0b0e-0000-4000-8000-000000000608", "", s.nic("nic1", 1, vswitch.Access()))
+	wantNetwork(t, vm, "eth0", "IPv4", "dhcp4")
+	if vm.Count(regexp.MustCompile(`registry from DHCP \(dhcp4 on eth0\): `+regexp.QuoteMeta(registryURL(siteV4)))) == 0 {
+		t.Errorf("console does not say the registry came from DHCP")
+	}
+}

@@ -85,7 +85,7 @@ type ParamDoc struct {
 
 // Params lists every parameter zeroboot reads.
 var Params = []ParamDoc{
-	{"zeroboot.registry", "https://HOST[:PORT][/PATH][,https://...]", "(none: required unless zeroboot.rescue)",
+	{"zeroboot.registry", "https://HOST[:PORT][/PATH][,https://...]", "(none: from DHCP, see docs/network.md)",
 		"Registry URLs, tried in order with failover. Only https; http is refused."},
 	{"zeroboot.farm", "[a-z0-9-]{1,63}", `"" (the registry decides)`,
 		"Farm the node asks to join."},
@@ -129,9 +129,9 @@ func Parse(cmdline string) (Config, []Problem) {
 		p.arg(a)
 	}
 	p.netCheck()
-	if len(p.cfg.Registries) == 0 && !p.cfg.Rescue && !p.registryGiven {
-		p.errorf("zeroboot.registry", "", "no registry: add zeroboot.registry=https://...")
-	}
+	// No registry on the command line: the network step takes it from
+	// DHCP (a PXE setup needs no per-node command line) and fails, naming
+	// both places, when DHCP has none either.
 	return p.cfg, p.problems
 }
 
@@ -139,7 +139,6 @@ type parser struct {
 	cfg           Config
 	problems      []Problem
 	seen          map[string]string // zeroboot.* name -> first value
-	registryGiven bool
 }
 
 func (p *parser) errorf(param, value, format string, args ...any) {
@@ -242,24 +241,55 @@ func (p *parser) boolean(name string, a arg) bool {
 }
 
 func (p *parser) registry(a arg) {
-	p.registryGiven = true
 	if !p.need("zeroboot.registry", a) {
 		return
 	}
-	seen := map[string]bool{}
-	for _, s := range strings.Split(a.val, ",") {
-		u, err := registryURL(s)
-		if err != nil {
-			p.errorf("zeroboot.registry", s, "%v", err)
-			continue
+	urls, problems := ParseRegistries(a.val)
+	for _, pr := range problems {
+		if pr.dup {
+			p.warnf("zeroboot.registry", pr.item, "listed twice, using it once")
+		} else {
+			p.errorf("zeroboot.registry", pr.item, "%v", pr.err)
 		}
-		if seen[u.String()] {
-			p.warnf("zeroboot.registry", s, "listed twice, using it once")
-			continue
-		}
-		seen[u.String()] = true
-		p.cfg.Registries = append(p.cfg.Registries, u)
 	}
+	p.cfg.Registries = append(p.cfg.Registries, urls...)
+}
+
+// RegistryProblem is one item of a registry list that was not taken.
+type RegistryProblem struct {
+	item string
+	dup  bool // listed twice: used once, a warning
+	err  error
+}
+
+func (r RegistryProblem) Error() string {
+	if r.dup {
+		return fmt.Sprintf("%q: listed twice, using it once", r.item)
+	}
+	return fmt.Sprintf("%q: %v", r.item, r.err)
+}
+
+// ParseRegistries reads a comma-separated list of registry URLs: the one
+// grammar for zeroboot.registry and for a registry list that DHCP gives
+// (which earns no more trust than one typed: only https, and the pinned
+// CA still decides).
+func ParseRegistries(list string) ([]*url.URL, []RegistryProblem) {
+	var urls []*url.URL
+	var problems []RegistryProblem
+	seen := map[string]bool{}
+	for _, s := range strings.Split(list, ",") {
+		u, err := registryURL(s)
+		switch {
+		case err != nil:
+			problems = append(problems, RegistryProblem{item: s, err: err})
+		case seen[u.String()]:
+			problems = append(problems, RegistryProblem{item: s, dup: true})
+		default:
+			seen[u.String()] = true
+			urls = append(urls, u)
+		}
+	}
+	return urls, problems
 }
 
 func registryURL(s string) (*url.URL, error) {

@@ -104,7 +104,6 @@ func TestParseProblems(t *testing.T) {
 		param    string
 		msg      string // substring
 	}{
-		{"no registry", "quiet", Error, "zeroboot.registry", "no registry: add zeroboot.registry=https://..."},
 		{"http", "zeroboot.registry=http://203.0.113.1", Error, "zeroboot.registry", "http refused"},
 		{"http in list", reg + ",http://203.0.113.2", Error, "zeroboot.registry", "http refused"},
 		{"ftp", "zeroboot.registry=ftp://203.0.113.1", Error, "zeroboot.registry", `scheme "ftp" refused`},
@@ -302,13 +301,46 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("accepted registry %v", u)
 			}
 		}
-		if !HasErrors(ps) && len(c.Registries) == 0 && !c.Rescue {
-			t.Fatalf("no registry and no error for %q", s)
-		}
 		for _, p := range ps {
 			if p.Msg == "" || p.Param == "" && p.Value == "" {
 				t.Fatalf("problem without explanation: %#v", p)
 			}
 		}
 	})
+}
+
+func TestParseRegistries(t *testing.T) {
+	tests := []struct {
+		in       string
+		want     []string
+		problems []string
+	}{
+		{"https://192.0.2.1:8443", []string{"https://192.0.2.1:8443"}, nil},
+		{"https://[2001:db8:1::1]:8443,https://reg.example.net", []string{"https://[2001:db8:1::1]:8443", "https://reg.example.net"}, nil},
+		{"http://192.0.2.1", nil, []string{`"http://192.0.2.1": http refused`}},
+		{"https://a.test,,https://a.test", []string{"https://a.test"}, []string{`"": empty URL`, `"https://a.test": listed twice`}},
+		{"https://u:p@a.test", nil, []string{"credentials in the URL refused"}},
+	}
+	for _, tc := range tests {
+		urls, problems := ParseRegistries(tc.in)
+		var got []string
+		for _, u := range urls {
+			got = append(got, u.String())
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("ParseRegistries(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+		if len(problems) != len(tc.problems) {
+			t.Errorf("ParseRegistries(%q) problems %v, want %d", tc.in, problems, len(tc.problems))
+			continue
+		}
+		for i, p := range problems {
+			if !strings.Contains(p.Error(), tc.problems[i]) {
+				t.Errorf("ParseRegistries(%q) problem %q, want %q", tc.in, p.Error(), tc.problems[i])
+			}
+		}
+	}
+	if c, ps := Parse("quiet"); HasErrors(ps) || len(c.Registries) != 0 {
+		t.Errorf("no zeroboot.registry: %v %v, want no error (DHCP may give it)", c.Registries, ps)
+	}
 }

@@ -33,6 +33,7 @@ type conf struct {
 	dns           []net.IP
 	search        []string
 	ntp           []net.IP
+	registry      string
 	server        net.IP
 	lease         time.Duration
 	rapid         bool
@@ -42,7 +43,7 @@ type conf struct {
 func (c *conf) result(link string) *Result {
 	return &Result{
 		Link: link, Family: c.family, Source: c.source, Addr: c.addr, Router: c.router,
-		DNS: c.dns, NTP: c.ntp, Server: c.server, Lease: c.lease, RapidCommit: c.rapid,
+		DNS: c.dns, NTP: c.ntp, Registry: c.registry, Server: c.server, Lease: c.lease, RapidCommit: c.rapid,
 	}
 }
 

@@ -17,17 +17,18 @@ import (
 
 // lease is what a DHCP ACK says, checked and reduced to what we apply.
 type lease struct {
-	raw     *nclient4.Lease
-	addr    net.IPNet
-	router  net.IP
-	dns     []net.IP
-	search  []string
-	ntp     []net.IP
-	server  net.IP
-	life    time.Duration // 0: infinite
-	renew   time.Duration // T1; 0 when life is infinite
-	rapid   bool
-	granted time.Time
+	raw      *nclient4.Lease
+	addr     net.IPNet
+	router   net.IP
+	dns      []net.IP
+	search   []string
+	ntp      []net.IP
+	registry string
+	server   net.IP
+	life     time.Duration // 0: infinite
+	renew    time.Duration // T1; 0 when life is infinite
+	rapid    bool
+	granted  time.Time
 }
 
 // infinite is the DHCP lease time that never expires (RFC 2131 3.3).
@@ -63,6 +64,7 @@ func parseLease(raw *nclient4.Lease, rapid bool, now time.Time) (*lease, error) 
 			l.dns = append(l.dns, d4)
 		}
 	}
+	l.registry = registryText(ack.BootFileNameOption())
 	for _, n := range ack.NTPServers() {
 		if n4 := n.To4(); n4 != nil && usableServer(n4) && len(l.ntp) < maxDNS {
 			l.ntp = append(l.ntp, n4)
@@ -94,7 +96,7 @@ func parseLease(raw *nclient4.Lease, rapid bool, now time.Time) (*lease, error) 
 func (l *lease) conf() *conf {
 	return &conf{
 		family: IPv4, source: "dhcp4", addr: l.addr, valid: l.life, prefer: l.life,
-		router: l.router, proto: unix.RTPROT_DHCP, dns: l.dns, search: l.search, ntp: l.ntp,
+		router: l.router, proto: unix.RTPROT_DHCP, dns: l.dns, search: l.search, ntp: l.ntp, registry: l.registry,
 		server: l.server, lease: l.life, rapid: l.rapid,
 	}
 }
@@ -163,14 +165,18 @@ var requested = dhcpv4.WithRequestedOptions(
 	dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter, dhcpv4.OptionDomainNameServer,
 	dhcpv4.OptionDomainName, dhcpv4.OptionDNSDomainSearchList,
 	dhcpv4.OptionIPAddressLeaseTime, dhcpv4.OptionRenewTimeValue, dhcpv4.OptionRebindingTimeValue,
-	dhcpv4.OptionNTPServers,
+	dhcpv4.OptionNTPServers, dhcpv4.OptionBootfileName,
 )
+
+// userClass4 tells the server this is a zeroboot node (option 77, as iPXE
+// says "iPXE"), so it can answer with the registry in option 67.
+var userClass4 = dhcpv4.WithOption(dhcpv4.OptUserClass(UserClass))
 
 // exchange does DISCOVER/OFFER/REQUEST/ACK, or DISCOVER/ACK when the
 // server honours Rapid Commit. nclient4 has no Rapid Commit support, so the
 // DISCOVER is built here and either answer is accepted.
 func (d *dhcpClient) exchange(ctx context.Context) (*lease, error) {
-	mods := []dhcpv4.Modifier{requested, dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(nclient4.MaxMessageSize))}
+	mods := []dhcpv4.Modifier{requested, userClass4, dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(nclient4.MaxMessageSize))}
 	disc := mods
 	if d.rapid {
 		disc = append(disc[:len(disc):len(disc)], dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionRapidCommit, nil)))
@@ -211,7 +217,7 @@ func offerOrRapidAck(rapid bool) nclient4.Matcher {
 func (d *dhcpClient) renew(ctx context.Context, l *lease) (*lease, error) {
 	actx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	raw, err := d.c.Renew(actx, l.raw, requested)
+	raw, err := d.c.Renew(actx, l.raw, requested, userClass4)
 	if err != nil {
 		return nil, fmt.Errorf("renew %v: %w", l.addr.IP, err)
 	}

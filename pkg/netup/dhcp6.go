@@ -28,6 +28,7 @@ type reply6 struct {
 	dns           []net.IP
 	search        []string
 	ntp           []net.IP
+	registry      string
 	rapid         bool
 }
 
@@ -66,7 +67,7 @@ func (d *dhcp6Client) duid() dhcpv6.DUID {
 }
 
 var requested6 = dhcpv6.WithRequestedOptions(dhcpv6.OptionDNSRecursiveNameServer, dhcpv6.OptionDomainSearchList,
-	dhcpv6.OptionNTPServer)
+	dhcpv6.OptionNTPServer, dhcpv6.OptionBootfileURL)
 
 // exchange asks for an address (stateful: Solicit, with Rapid Commit
 // unless disabled, then Request) or for configuration only
@@ -76,7 +77,7 @@ func (d *dhcp6Client) exchange(ctx context.Context, stateful bool) (*reply6, err
 	defer cancel()
 	var msg *dhcpv6.Message
 	var err error
-	mods := []dhcpv6.Modifier{dhcpv6.WithClientID(d.duid()), requested6}
+	mods := []dhcpv6.Modifier{dhcpv6.WithClientID(d.duid()), requested6, dhcpv6.WithUserClass([]byte(UserClass))}
 	switch {
 	case !stateful:
 		msg, err = d.inform(ctx, mods)
@@ -115,7 +116,7 @@ func parseReply6(m *dhcpv6.Message, stateful bool) (*reply6, error) {
 	if st := m.Options.Status(); st != nil && st.StatusCode != iana.StatusSuccess {
 		return nil, fmt.Errorf("DHCPv6: server says %s: %s", st.StatusCode, console.Sanitize(st.StatusMessage, 120))
 	}
-	r := &reply6{rapid: m.GetOneOption(dhcpv6.OptionRapidCommit) != nil}
+	r := &reply6{rapid: m.GetOneOption(dhcpv6.OptionRapidCommit) != nil, registry: registryText(m.Options.BootFileURL())}
 	for _, ia := range m.Options.IANA() {
 		if st := ia.Options.Status(); st != nil && st.StatusCode != iana.StatusSuccess {
 			return nil, fmt.Errorf("DHCPv6: no address: %s: %s", st.StatusCode, console.Sanitize(st.StatusMessage, 120))

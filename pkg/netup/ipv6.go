@@ -342,6 +342,7 @@ func (s *state) ipv6Conf(ctx context.Context, src *source, a *ra, d6 *dhcp6Clien
 		default:
 			c.dns = appendNew(c.dns, rep.dns...)
 			c.ntp = appendNew(c.ntp, rep.ntp...)
+			c.registry = rep.registry
 			c.search = appendNewS(c.search, rep.search...)
 			if rep.addr.IP == nil {
 				break

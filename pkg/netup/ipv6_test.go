@@ -213,3 +213,42 @@ func TestUpDualStackIPv6Wins(t *testing.T) {
 	}
 	t.Errorf("eth0 has no IPv4 address beside IPv6")
 }
+
+// TestUpRegistryFromDHCP: a server that knows zeroboot's user class gives
+// the registry list in DHCPv4 option 67 and DHCPv6 option 59.
+func TestUpRegistryFromDHCP(t *testing.T) {
+	tests := []struct {
+		name    string
+		v6      bool
+		dnsmasq []string
+		want    string
+	}{
+		{"DHCPv4 option 67", false, []string{"--dhcp-range=192.0.2.50,192.0.2.99,255.255.255.0,1h", "--dhcp-userclass=set:zb,zeroboot",
+			"--dhcp-option=tag:zb,option:bootfile-name,https://192.0.2.1:8443,https://reg.example.net"}, "https://192.0.2.1:8443,https://reg.example.net"},
+		{"DHCPv4, other user class only", false, []string{"--dhcp-range=192.0.2.50,192.0.2.99,255.255.255.0,1h", "--dhcp-userclass=set:ipxe,iPXE",
+			"--dhcp-option=tag:ipxe,option:bootfile-name,http://192.0.2.1/boot.ipxe"}, ""},
+		{"DHCPv6 option 59", true, []string{"--enable-ra", "--dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,1h", "--dhcp-userclass=set:zb,zeroboot",
+			"--dhcp-option=tag:zb,option6:bootfile-url,https://[2001:db8:1::1]:8443"}, "https://[2001:db8:1::1]:8443"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newTestNet(t)
+			n.v6net()
+			n.ip("-n", n.server, "addr", "add", "192.0.2.1/24", "dev", "srv0")
+			n.startDnsmasq("srv0", tc.dnsmasq...)
+			cfg := n.config()
+			if tc.v6 {
+				cfg = n.v6Config(netconf.Auto6)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			res, err := Up(ctx, cfg)
+			if err != nil {
+				t.Fatalf("Up: %v", err)
+			}
+			if res.Registry != tc.want {
+				t.Errorf("registry from DHCP = %q, want %q", res.Registry, tc.want)
+			}
+		})
+	}
+}

@@ -106,13 +106,17 @@ func (f Family) netlink() int {
 // Result describes the configuration that won: the first applied, or with
 // Config.Probe the first that passed the probe.
 type Result struct {
-	Link        string
-	Family      Family
-	Source      string // dhcp4, slaac, dhcp6, slaac+dhcp6, static
-	Addr        net.IPNet
-	Router      net.IP // nil when there is none
-	DNS         []net.IP
-	NTP         []net.IP      // NTP servers from DHCPv4 option 42 or DHCPv6 option 56
+	Link   string
+	Family Family
+	Source string // dhcp4, slaac, dhcp6, slaac+dhcp6, static
+	Addr   net.IPNet
+	Router net.IP // nil when there is none
+	DNS    []net.IP
+	NTP    []net.IP // NTP servers from DHCPv4 option 42 or DHCPv6 option 56
+	// Registry is the registry list a DHCP server gave a node of user
+	// class UserClass (DHCPv4 option 67, DHCPv6 option 59), as text: the
+	// caller parses it with the command line's grammar.
+	Registry    string
 	Server      net.IP        // DHCP server identifier (DHCPv4), RA or DHCPv6 source
 	Lease       time.Duration // 0 means infinite or not leased
 	RapidCommit bool          // the lease came from a two-message exchange
@@ -122,6 +126,28 @@ type Result struct {
 	// report.
 	Why    string
 	Others []string
+}
+
+// UserClass is what a node says it is in DHCPv4 option 77 and DHCPv6
+// option 15, so a server can give zeroboot nodes their registry.
+const UserClass = "zeroboot"
+
+// maxRegistryText bounds the registry list a DHCP answer may carry.
+const maxRegistryText = 1024
+
+// registryText keeps a registry list from DHCP only when it is printable
+// ASCII and not too long: it is parsed, logged and shown on the console.
+func registryText(s string) string {
+	s = strings.TrimRight(s, "\x00")
+	if len(s) > maxRegistryText {
+		return ""
+	}
+	for _, c := range []byte(s) {
+		if c < 0x21 || c > 0x7e {
+			return ""
+		}
+	}
+	return s
 }
 
 // LinkError says why one source on one link gave nothing usable.
