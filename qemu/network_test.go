@@ -286,22 +286,37 @@ func TestNetVLAN(t *testing.T) {
 	}
 }
 
-// TestNetLACP: two NICs in an 802.3ad bond; the switch forwards nothing on
-// a member until LACP has negotiated on it.
-func TestNetLACP(t *testing.T) {
-	g := gridFor(t)
-	s := newSite(t)
-	s.addr(siteV4 + "/24")
-	s.dnsmasq("--dhcp-range=192.0.2.50,192.0.2.99,255.255.255.0,1h", "--dhcp-option=option:router,"+siteV4, "--dhcp-rapid-commit")
-	s.relay(siteV4, g)
-	vm := netBoot(t, g, "5a1c0b0e-0000-4000-8000-000000000605",
-		"bond=bond0:eth0,eth1:mode=802.3ad,miimon=100,lacp_rate=fast ip=bond0:dhcp zeroboot.registry="+registryURL(siteV4),
-		s.nic("nic1", 1, vswitch.LACP("bond0")), s.nic("nic2", 2, vswitch.LACP("bond0")))
-	wantNetwork(t, vm, "bond0", "IPv4", "dhcp4")
-	if up := s.sw.Negotiated("bond0"); len(up) != 2 {
-		t.Errorf("negotiated members %v, want both", up)
+// TestNetBond: two NICs in a bond. With 802.3ad the switch forwards
+// nothing on a member until LACP has negotiated on it; a VLAN may ride on
+// the bond; active-backup needs no partner.
+func TestNetBond(t *testing.T) {
+	for i, tc := range []struct {
+		name, cmdline, link string
+		mode                vswitch.PortMode
+		lacp                bool
+	}{
+		{"LACP", "bond=bond0:eth0,eth1:mode=802.3ad,miimon=100,lacp_rate=fast ip=bond0:dhcp", "bond0", vswitch.LACP("bond0"), true},
+		{"VLAN on LACP", "bond=bond0:eth0,eth1:mode=802.3ad,miimon=100,lacp_rate=fast vlan=bond0.10:bond0 ip=bond0.10:dhcp", "bond0.10",
+			vswitch.LACP("bond0").Tagged(10), true},
+		{"active-backup", "bond=bond0:eth0,eth1:mode=active-backup,miimon=100 ip=bond0:dhcp", "bond0", vswitch.Access(), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := gridFor(t)
+			s := newSite(t)
+			s.addr(siteV4 + "/24")
+			s.dnsmasq("--dhcp-range=192.0.2.50,192.0.2.99,255.255.255.0,1h", "--dhcp-option=option:router,"+siteV4, "--dhcp-rapid-commit")
+			s.relay(siteV4, g)
+			vm := netBoot(t, g, fmt.Sprintf("5a1c0b0e-0000-4000-8000-00000000065%d", i), tc.cmdline+" zeroboot.registry="+registryURL(siteV4),
+				s.nic("nic1", 1, tc.mode), s.nic("nic2", 2, tc.mode))
+			wantNetwork(t, vm, tc.link, "IPv4", "dhcp4")
+			if tc.lacp {
+				if up := s.sw.Negotiated("bond0"); len(up) != 2 {
+					t.Errorf("negotiated members %v, want both", up)
+				}
+				t.Logf("figure: switch bond0 %+v", s.sw.Counters("bond0"))
+			}
+		})
 	}
-	t.Logf("figure: switch bond0 %+v", s.sw.Counters("bond0"))
 }
 
 // TestNetSecondNICLeadsHome: eth0 gets a DHCP lease on a network without
