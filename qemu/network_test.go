@@ -1,14 +1,12 @@
 package qemu
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -102,36 +100,7 @@ func (s *site) addr(cidr string) { s.ip("-n", s.ns, "addr", "add", cidr, "dev", 
 // dnsmasq serves the site with args (ranges, RA) until the test ends.
 func (s *site) dnsmasq(args ...string) {
 	s.t.Helper()
-	args = append([]string{"netns", "exec", s.ns, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
-		"--interface=sw0", "--bind-interfaces", "--except-interface=lo", "--port=0", "--no-ping",
-		"--log-dhcp", "--log-facility=-", "--dhcp-leasefile=" + filepath.Join(s.dir, "leases"),
-		"--pid-file=" + filepath.Join(s.dir, "dnsmasq.pid")}, args...)
-	cmd := exec.Command("ip", args...)
-	out, err := cmd.StderrPipe()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start dnsmasq: %v", err)
-	}
-	s.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(out)
-		once := false
-		for sc.Scan() {
-			s.logf("dnsmasq: %s", sc.Text())
-			if !once && (strings.Contains(sc.Text(), "IP range") || strings.Contains(sc.Text(), "router advertisement on")) {
-				once = true
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		s.t.Fatal("dnsmasq did not start")
-	}
+	testenv.Dnsmasq(s.t, s.ns, "sw0", s.dir, func(l string) { s.logf("dnsmasq: %s", l) }, args...)
 }
 
 // relay makes the grid's registry answer at host:sitePort inside the site:

@@ -66,19 +66,7 @@ func (n *testNet) v6Config(m netconf.Method) Config {
 }
 
 func (n *testNet) defaultRoutes6(link string) []netlink.Route {
-	n.t.Helper()
-	routes, err := n.h.RouteListFiltered(netlink.FAMILY_V6,
-		&netlink.Route{LinkIndex: n.link(link).Attrs().Index}, netlink.RT_FILTER_OIF)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	var defaults []netlink.Route
-	for _, r := range routes {
-		if isDefault(r.Dst) {
-			defaults = append(defaults, r)
-		}
-	}
-	return defaults
+	return n.defaultRoutesOf(netlink.FAMILY_V6, link)
 }
 
 func TestUpIPv6(t *testing.T) {

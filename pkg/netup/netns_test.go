@@ -1,7 +1,6 @@
 package netup
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -98,55 +97,24 @@ func (n *testNet) dnsmasqNet(serverIf, subnet string, rapid bool) {
 	n.startDnsmasq(serverIf, args...)
 }
 
-// startDnsmasq runs dnsmasq on serverIf with args until the test ends, and
-// waits until it says it serves a range.
+// startDnsmasq runs dnsmasq on serverIf with args until the test ends;
+// its log is shown when the test fails or runs verbose.
 func (n *testNet) startDnsmasq(serverIf string, args ...string) {
 	n.t.Helper()
-	args = append([]string{"netns", "exec", n.server, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
-		"--interface=" + serverIf, "--bind-interfaces", "--except-interface=lo",
-		// --no-ping: dnsmasq otherwise pings each new address for up to 3 s
-		// before offering it, which would hide our own timing.
-		"--port=0", "--no-ping", "--log-dhcp", "--log-facility=-",
-		"--dhcp-leasefile=" + filepath.Join(n.dir, serverIf+".leases"),
-		"--pid-file=" + filepath.Join(n.dir, serverIf+".pid")}, args...)
-	cmd := exec.Command("ip", args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		n.t.Fatalf("start dnsmasq: %v", err)
-	}
 	var log bytes.Buffer
 	var mu sync.Mutex
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := false
-		for sc.Scan() {
-			mu.Lock()
-			log.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-			if !once && (strings.Contains(sc.Text(), "IP range") || strings.Contains(sc.Text(), "router advertisement on")) {
-				once = true
-				close(ready)
-			}
-		}
-	}()
+	testenv.Dnsmasq(n.t, n.server, serverIf, n.dir, func(l string) {
+		mu.Lock()
+		log.WriteString(l + "\n")
+		mu.Unlock()
+	}, args...)
 	n.t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
 		if n.t.Failed() || testing.Verbose() {
 			mu.Lock()
 			n.t.Logf("dnsmasq on %s:\n%s", serverIf, log.String())
 			mu.Unlock()
 		}
 	})
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		n.t.Fatalf("dnsmasq did not start on %s", serverIf)
-	}
 }
 
 // dhcp4Only is ip=dhcp: the DHCPv4 tests leave IPv6 out, or each would

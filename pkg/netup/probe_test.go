@@ -93,8 +93,12 @@ func (n *testNet) registry() {
 }
 
 func (n *testNet) defaultRoutes(link string) []netlink.Route {
+	return n.defaultRoutesOf(netlink.FAMILY_V4, link)
+}
+
+func (n *testNet) defaultRoutesOf(family int, link string) []netlink.Route {
 	n.t.Helper()
-	routes, err := n.h.RouteListFiltered(netlink.FAMILY_V4,
+	routes, err := n.h.RouteListFiltered(family,
 		&netlink.Route{LinkIndex: n.link(link).Attrs().Index}, netlink.RT_FILTER_OIF)
 	if err != nil {
 		n.t.Fatal(err)
