@@ -136,9 +136,9 @@ func Parse(cmdline string) (Config, []Problem) {
 }
 
 type parser struct {
-	cfg           Config
-	problems      []Problem
-	seen          map[string]string // zeroboot.* name -> first value
+	cfg      Config
+	problems []Problem
+	seen     map[string]string // zeroboot.* name -> first value
 }
 
 func (p *parser) errorf(param, value, format string, args ...any) {
