@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zeroboot/zeroboot/pkg/netup"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
@@ -142,5 +143,22 @@ func TestLogSwitchMovesEveryHolder(t *testing.T) {
 	held.Info("late")
 	if !strings.Contains(before.String(), "early") || strings.Contains(before.String(), "late") || !strings.Contains(after.String(), "late") {
 		t.Fatalf("before=%q after=%q", before.String(), after.String())
+	}
+}
+
+func TestNetworkChoiceFitsTheReport(t *testing.T) {
+	long := strings.Repeat("nak from a rogue server \x1b[2J ", 100)
+	res := &netup.Result{Link: "eth0", Family: netup.IPv4, Source: "dhcp4", Why: long}
+	for i := 0; i < registry.MaxNetworkOthers+5; i++ {
+		res.Others = append(res.Others, long)
+	}
+	c := networkChoice(res)
+	rep := registry.StatusReport{NodeID: "n1", Source: registry.SourcePID1, State: registry.StateBooting,
+		Token: strings.Repeat("ab", registry.TokenSize), Network: c}
+	if err := rep.Validate(); err != nil {
+		t.Fatalf("report with a clipped network choice refused: %v", err)
+	}
+	if strings.Contains(c.Why, "\x1b") || len(c.Others) != registry.MaxNetworkOthers {
+		t.Errorf("choice not sanitised or not capped: why %q, %d others", c.Why[:40], len(c.Others))
 	}
 }

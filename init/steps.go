@@ -152,13 +152,7 @@ func (n *node) network(ctx context.Context) error {
 		n.cfg.Registries = urls
 		n.log.Info(fmt.Sprintf("registry from DHCP (%s on %s): %s", res.Source, res.Link, res.Registry))
 	}
-	n.net = &registry.NetworkChoice{
-		Link: res.Link, Family: res.Family.String(), Source: res.Source, Addr: res.Addr.String(),
-		Why: res.Why, Others: res.Others,
-	}
-	if res.Router != nil {
-		n.net.Router = res.Router.String()
-	}
+	n.net = networkChoice(res)
 	n.log.Info(fmt.Sprintf("network: %s on %s (%s %s) via %s in %s: %s", res.Addr.String(), res.Link, res.Family, res.Source,
 		res.Router, res.Took.Round(time.Millisecond), res.Why))
 	for _, o := range res.Others {
@@ -169,6 +163,23 @@ func (n *node) network(ctx context.Context) error {
 		n.dhcpNTP = append(n.dhcpNTP, net.JoinHostPort(ip.String(), "123"))
 	}
 	return nil
+}
+
+// networkChoice is what the status reports say of the network, each text
+// clipped to the registry's limits: one long error from a rogue DHCP
+// server on another link must not get every report refused.
+func networkChoice(res *netup.Result) *registry.NetworkChoice {
+	clip := func(s string) string { return console.Sanitize(s, registry.MaxNetworkText-len("...")) }
+	c := &registry.NetworkChoice{
+		Link: clip(res.Link), Family: res.Family.String(), Source: clip(res.Source), Addr: res.Addr.String(), Why: clip(res.Why),
+	}
+	if res.Router != nil {
+		c.Router = res.Router.String()
+	}
+	for _, o := range res.Others[:min(len(res.Others), registry.MaxNetworkOthers)] {
+		c.Others = append(c.Others, clip(o))
+	}
+	return c
 }
 
 // registryProbe reaches a registry of the command line; without one, a

@@ -141,14 +141,16 @@ func broadcast(n net.IPNet) net.IP {
 }
 
 // dropOtherAddrs removes IPv4 addresses an earlier lease left on the link,
-// so a changed lease does not leave two source addresses.
+// so a changed lease does not leave two source addresses. Only leased
+// ones (with a lifetime): a permanent address, static or added by Core-0
+// or a workload (a VIP), is not ours to remove.
 func dropOtherAddrs(h *netlink.Handle, lk *link, keep net.IP) error {
 	addrs, err := h.AddrList(lk.nl, netlink.FAMILY_V4)
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", lk.name, err)
 	}
 	for _, a := range addrs {
-		if a.IP.Equal(keep) || a.Scope != int(netlink.SCOPE_UNIVERSE) {
+		if a.IP.Equal(keep) || a.Scope != int(netlink.SCOPE_UNIVERSE) || a.Flags&unix.IFA_F_PERMANENT != 0 {
 			continue
 		}
 		if err := h.AddrDel(lk.nl, &a); err != nil {

@@ -104,7 +104,6 @@ func (l *lease) conf() *conf {
 // dhcpClient runs DHCP on one link with its own raw socket, kept open for
 // renewals.
 type dhcpClient struct {
-	link    string
 	mac     net.HardwareAddr
 	c       *nclient4.Client
 	rapid   bool
@@ -131,7 +130,7 @@ func (s *state) newDHCP(link string, mac net.HardwareAddr) (*dhcpClient, error) 
 		return nil, fmt.Errorf("start DHCP client: %w", err)
 	}
 	return &dhcpClient{
-		link: link, mac: mac, c: c,
+		mac: mac, c: c,
 		rapid:   !s.cfg.DisableRapidCommit,
 		timeout: s.cfg.DHCPTimeout,
 		tries:   s.cfg.Retries + 1,

@@ -33,38 +33,49 @@ import (
 // Links without an IPv6 source accept no RAs: a rogue router on a link the
 // node does not use for IPv6 must not give it an address.
 func (s *state) ipv6Sysctls(lk *link) error {
-	dir := filepath.Join(s.cfg.ProcSys, "net/ipv6/conf", lk.name)
-	set := func(key, val string) error {
-		return s.cfg.Enter(func() error {
-			return os.WriteFile(filepath.Join(dir, key), []byte(val), 0)
-		})
+	if !s.cfg.hasIPv6(lk.name) {
+		return nil // IPv6 sources fail on their own (errNoIPv6)
 	}
-	if err := s.cfg.Enter(func() error { _, err := os.Stat(dir); return err }); err != nil {
-		if lk.v6 {
-			return fmt.Errorf("IPv6 on %s: %w", lk.name, errNoIPv6)
-		}
-		return nil // nothing to turn off
+	if !lk.ra {
+		// Static IPv6 too: RAs would add prefixes and routes beside it.
+		return s.cfg.sysctls(lk.name, [][2]string{{"disable_ipv6", "0"}, {"accept_ra", "0"}, {"autoconf", "0"}})
 	}
-	kv := [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}}
-	if lk.v6 {
-		autoconf := "0"
-		if slices.Contains(methodsOf(lk.ip), mAuto6) {
-			autoconf = "1"
-		}
-		kv = [][2]string{
-			{"disable_ipv6", "0"}, {"accept_ra", "1"}, {"autoconf", autoconf}, {"accept_ra_defrtr", "0"},
-			{"optimistic_dad", "1"}, {"use_optimistic", "1"}, {"router_solicitation_delay", "0"},
-		}
+	autoconf := "0"
+	if lk.slaac {
+		autoconf = "1"
 	}
+	if err := s.cfg.sysctls(lk.name, [][2]string{{"disable_ipv6", "0"}, {"accept_ra", "1"}, {"autoconf", autoconf},
+		{"accept_ra_defrtr", "0"}, {"router_solicitation_delay", "0"}}); err != nil {
+		return err
+	}
+	// A kernel without CONFIG_IPV6_OPTIMISTIC_DAD has no such knobs: the
+	// DAD wait (DADTimeout) covers it.
+	if err := s.cfg.sysctls(lk.name, [][2]string{{"optimistic_dad", "1"}, {"use_optimistic", "1"}}); err != nil {
+		s.cfg.Log.Debug("no optimistic DAD", "link", lk.name, "err", err)
+	}
+	return nil
+}
+
+// ipv6Off keeps a link the node brings up without configuring it (a VLAN's
+// parent) out of IPv6 autoconfiguration.
+func (c Config) ipv6Off(link string) error {
+	if !c.hasIPv6(link) {
+		return nil
+	}
+	return c.sysctls(link, [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}})
+}
+
+func (c Config) confDir(link string) string { return filepath.Join(c.ProcSys, "net/ipv6/conf", link) }
+
+func (c Config) hasIPv6(link string) bool {
+	return c.Enter(func() error { _, err := os.Stat(c.confDir(link)); return err }) == nil
+}
+
+func (c Config) sysctls(link string, kv [][2]string) error {
 	for _, e := range kv {
-		if err := set(e[0], e[1]); err != nil {
-			if lk.v6 && (e[0] == "optimistic_dad" || e[0] == "use_optimistic") {
-				// A kernel without CONFIG_IPV6_OPTIMISTIC_DAD: the DAD
-				// wait (DADTimeout) covers it.
-				s.cfg.Log.Debug("no optimistic DAD", "link", lk.name, "err", err)
-				continue
-			}
-			return fmt.Errorf("set IPv6 %s=%s on %s: %w", e[0], e[1], lk.name, err)
+		p := filepath.Join(c.confDir(link), e[0])
+		if err := c.Enter(func() error { return os.WriteFile(p, []byte(e[1]), 0) }); err != nil {
+			return fmt.Errorf("set IPv6 %s=%s on %s: %w", e[0], e[1], link, err)
 		}
 	}
 	return nil
@@ -72,7 +83,8 @@ func (s *state) ipv6Sysctls(lk *link) error {
 
 // ra is what a router advertisement says, checked.
 type ra struct {
-	router   net.IP // link-local source; nil when its lifetime is 0
+	from     net.IP // link-local source
+	router   net.IP // from, or nil when its router lifetime is 0
 	life     time.Duration
 	managed  bool // M: addresses from DHCPv6
 	other    bool // O: other configuration (DNS) from DHCPv6
@@ -96,7 +108,7 @@ func parseRA(m *ndp.RouterAdvertisement, src netip.Addr) (*ra, error) {
 	if !src.Is6() || !src.IsLinkLocalUnicast() {
 		return nil, fmt.Errorf("router advertisement from %v: not a link-local source", src)
 	}
-	r := &ra{managed: m.ManagedConfiguration, other: m.OtherConfiguration, life: m.RouterLifetime}
+	r := &ra{from: ipOf(src), managed: m.ManagedConfiguration, other: m.OtherConfiguration, life: m.RouterLifetime}
 	if m.RouterLifetime > 0 {
 		r.router = ipOf(src)
 	}
@@ -265,6 +277,10 @@ func (r *raConn) waitRA(ctx context.Context, timeout time.Duration) (*ra, error)
 // and renews DHCPv6 for the node's life.
 func (s *state) runIPv6(ctx context.Context, src *source, report func(outcome)) {
 	lk := src.link
+	if !s.cfg.hasIPv6(lk.name) {
+		report(outcome{err: src.fail(errNoIPv6)})
+		return
+	}
 	rc, err := s.listenRA(lk)
 	if err != nil {
 		report(outcome{err: src.fail(err)})
@@ -324,14 +340,17 @@ func (s *state) ipv6Conf(ctx context.Context, src *source, a *ra, d6 *dhcp6Clien
 		}
 		c.addr, c.kernel, c.source = addr, true, "slaac"
 	}
-	if a.managed || a.other || src.method == mDHCP6 {
+	if a.managed || a.other || src.method == mDHCP6 || lk.dhcp6 {
 		if d6 == nil {
 			var err error
-			if d6, err = s.newDHCP6(lk); err != nil {
+			if d6, err = s.newDHCP6(lk); err != nil && c.source == "" {
 				return nil, nil, err
+			} else if err != nil {
+				s.cfg.Log.Warn("DHCPv6 unavailable; keeping SLAAC", "link", lk.name, "err", err)
+				return c, nil, nil
 			}
 		}
-		stateful := a.managed || src.method == mDHCP6
+		stateful := a.managed || src.method == mDHCP6 || lk.dhcp6
 		rep, err := d6.exchange(ctx, stateful)
 		switch {
 		case err != nil && c.source == "":
@@ -340,10 +359,10 @@ func (s *state) ipv6Conf(ctx context.Context, src *source, a *ra, d6 *dhcp6Clien
 			// SLAAC works; DNS from DHCPv6 is missing, RDNSS may have it.
 			s.cfg.Log.Warn("DHCPv6 failed; keeping SLAAC", "link", lk.name, "err", err)
 		default:
-			c.dns = appendNew(c.dns, rep.dns...)
-			c.ntp = appendNew(c.ntp, rep.ntp...)
+			c.dns = appendNew(c.dns, net.IP.Equal, rep.dns...)
+			c.ntp = appendNew(c.ntp, net.IP.Equal, rep.ntp...)
 			c.registry = rep.registry
-			c.search = appendNewS(c.search, rep.search...)
+			c.search = appendNew(c.search, sameString, rep.search...)
 			if rep.addr.IP == nil {
 				break
 			}
@@ -351,7 +370,9 @@ func (s *state) ipv6Conf(ctx context.Context, src *source, a *ra, d6 *dhcp6Clien
 				return nil, d6, err
 			}
 			if c.source != "" {
-				c.source = "slaac+dhcp6"
+				// SLAAC's address is the one probed; DHCPv6's is kept
+				// beside it and renewed at half its lease.
+				c.source, c.lease = "slaac+dhcp6", rep.valid
 				break
 			}
 			want, _ := netip.AddrFromSlice(rep.addr.IP)
@@ -429,9 +450,20 @@ func (s *state) followRA(ctx context.Context, src *source, rc *raConn, c *conf, 
 		case ctx.Err() != nil:
 			return
 		case err == nil:
+			// One router's RA speaks for that router only: another's, or
+			// a lifetime-0 RA from a router we do not use, changes nothing.
+			switch {
+			case a.router != nil && (c.router == nil || c.router.Equal(a.router)):
+				c.router = a.router
+			case a.router == nil && c.router != nil && c.router.Equal(a.from):
+				c.router = nil
+				s.cfg.Log.Warn("router withdrew (lifetime 0); IPv6 default route removed", "link", lk.name, "router", a.from)
+			default:
+				continue
+			}
 			nc := *c
 			nc.kernel = true // an RA refreshes the route and DNS, not DHCPv6's lifetimes
-			nc.router, nc.dns, nc.search = a.router, appendNew(a.dns, c.dns...), appendNewS(a.search, c.search...)
+			nc.dns, nc.search = appendNew(a.dns, net.IP.Equal, c.dns...), appendNew(a.search, sameString, c.search...)
 			if _, err := s.apply(lk, &nc); err != nil {
 				s.cfg.Log.Warn("router advertisement not applied", "link", lk.name, "err", err)
 			}
@@ -451,25 +483,18 @@ func (s *state) followRA(ctx context.Context, src *source, rc *raConn, c *conf, 
 	}
 }
 
-func appendNew(to []net.IP, add ...net.IP) []net.IP {
+// appendNew appends what to does not hold yet, same saying what is equal.
+func appendNew[T any](to []T, same func(T, T) bool, add ...T) []T {
 	out := slices.Clone(to)
 	for _, a := range add {
-		if !slices.ContainsFunc(out, a.Equal) {
+		if !slices.ContainsFunc(out, func(b T) bool { return same(a, b) }) {
 			out = append(out, a)
 		}
 	}
 	return out
 }
 
-func appendNewS(to []string, add ...string) []string {
-	out := slices.Clone(to)
-	for _, a := range add {
-		if !slices.Contains(out, a) {
-			out = append(out, a)
-		}
-	}
-	return out
-}
+func sameString(a, b string) bool { return a == b }
 
 // joinErrs lists distinct errors on one line: they go to the console.
 func joinErrs(errs []error) string {

@@ -240,3 +240,26 @@ func TestUpRegistryFromDHCP(t *testing.T) {
 		})
 	}
 }
+
+// TestUpWithoutIPv6: a kernel booted with ipv6.disable=1 has no
+// /proc/sys/net/ipv6; auto still gets its DHCPv4 address, and the IPv6
+// source says why it gave nothing.
+func TestUpWithoutIPv6(t *testing.T) {
+	n := newTestNet(t)
+	n.veth("eth0", "srv0", "192.0.2.1/24", false)
+	n.dnsmasq("srv0", true)
+	cfg := n.config()
+	cfg.Net = netconf.Config{}
+	cfg.ProcSys = t.TempDir() // no net/ipv6 in it
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res, err := Up(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	checkResult(t, res, "eth0", true)
+	// The IPv6 source fails at once, before DHCPv4 can answer.
+	if want := "eth0 auto6: the kernel has no IPv6"; !strings.Contains(strings.Join(res.Others, "; "), want) {
+		t.Errorf("Others = %q, want %q", res.Others, want)
+	}
+}

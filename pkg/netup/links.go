@@ -33,31 +33,22 @@ type plan struct {
 }
 
 // methodsOf turns an ip= entry into sources; nil means Auto. Off gives
-// none: the link is brought up and left alone.
+// none: the link is brought up and left alone. auto6 with dhcp6 is one
+// IPv6 source that always asks DHCPv6 (two would fight over port 546 and
+// the link's IPv6 route); see link.dhcp6.
 func methodsOf(ip *netconf.IP) []method {
-	if ip == nil {
-		return []method{mDHCP4, mAuto6}
+	if ip.Uses(netconf.Static) {
+		return []method{mStatic}
 	}
 	var ms []method
-	add := func(m method) {
-		if !slices.Contains(ms, m) {
-			ms = append(ms, m)
-		}
+	if ip.Uses(netconf.DHCP) {
+		ms = append(ms, mDHCP4)
 	}
-	for _, m := range ip.Methods {
-		switch m {
-		case netconf.DHCP:
-			add(mDHCP4)
-		case netconf.DHCP6:
-			add(mDHCP6)
-		case netconf.Auto6:
-			add(mAuto6)
-		case netconf.Auto:
-			add(mDHCP4)
-			add(mAuto6)
-		case netconf.Static:
-			add(mStatic)
-		}
+	switch {
+	case ip.Uses(netconf.Auto6):
+		ms = append(ms, mAuto6)
+	case ip.Uses(netconf.DHCP6):
+		ms = append(ms, mDHCP6)
 	}
 	return ms
 }
@@ -118,22 +109,22 @@ func (c Config) load(module string) error {
 }
 
 func (c Config) rename(r netconf.Rename) error {
+	if l, err := c.Handle.LinkByName(r.Name); err == nil && isNIC(l) && hasMAC(l, r.MAC) {
+		return nil // done by an earlier Up: since then a bond or VLAN may share the MAC
+	}
 	all, err := c.Handle.LinkList()
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}
 	var found netlink.Link
 	for _, l := range all {
-		a := l.Attrs()
-		if a.MasterIndex == 0 && a.HardwareAddr.String() == r.MAC.String() {
+		if isNIC(l) && hasMAC(l, r.MAC) {
 			found = l
+			break
 		}
 	}
 	if found == nil {
 		return fmt.Errorf("ifname=%s:%s: no link has MAC %s (links: %s)", r.Name, r.MAC, r.MAC, describe(all))
-	}
-	if found.Attrs().Name == r.Name {
-		return nil
 	}
 	if other, err := c.Handle.LinkByName(r.Name); err == nil {
 		return fmt.Errorf("ifname=%s:%s: name %s is taken by the link with MAC %s", r.Name, r.MAC, r.Name, other.Attrs().HardwareAddr)
@@ -146,6 +137,13 @@ func (c Config) rename(r netconf.Rename) error {
 	}
 	c.Log.Info("link renamed", "from", found.Attrs().Name, "to", r.Name, "mac", r.MAC.String())
 	return nil
+}
+
+// hasMAC: the link's MAC is mac, or was before ip=...:MAC changed it (its
+// permanent address, where the driver reports one).
+func hasMAC(l netlink.Link, mac net.HardwareAddr) bool {
+	a := l.Attrs()
+	return a.HardwareAddr.String() == mac.String() || (len(a.PermHWAddr) > 0 && a.PermHWAddr.String() == mac.String())
 }
 
 // bond creates the bond, writes its options through sysfs (the bonding
@@ -171,9 +169,8 @@ func (c Config) bond(b netconf.Bond) error {
 			return fmt.Errorf("set down: %w", err)
 		}
 		for _, o := range bondOptionOrder(b.Options) {
-			p := filepath.Join(c.Sysfs, "class/net", b.Name, "bonding", o.Key)
-			if err := os.WriteFile(p, []byte(o.Value), 0); err != nil {
-				return fmt.Errorf("option %s=%s: %w", o.Key, o.Value, err)
+			if err := c.bondOption(b.Name, o); err != nil {
+				return err
 			}
 		}
 	}
@@ -198,6 +195,29 @@ func (c Config) bond(b netconf.Bond) error {
 		}
 	}
 	c.Log.Info("bond built", "bond", b.Name, "slaves", b.Slaves, "options", bondOptionString(b.Options))
+	return nil
+}
+
+// bondOption writes one option. arp_ip_target takes one +ADDR per write
+// (the driver's syntax), and a target the bond already has is skipped, so
+// a retried Up does not fail on it.
+func (c Config) bondOption(bond string, o netconf.BondOption) error {
+	p := filepath.Join(c.Sysfs, "class/net", bond, "bonding", o.Key)
+	values := []string{o.Value}
+	if o.Key == "arp_ip_target" {
+		have, _ := os.ReadFile(p)
+		values = nil
+		for _, a := range strings.Split(o.Value, ";") {
+			if a != "" && !slices.Contains(strings.Fields(string(have)), a) {
+				values = append(values, "+"+a)
+			}
+		}
+	}
+	for _, v := range values {
+		if err := os.WriteFile(p, []byte(v), 0); err != nil {
+			return fmt.Errorf("option %s=%s: %w", o.Key, o.Value, err)
+		}
+	}
 	return nil
 }
 
@@ -248,7 +268,12 @@ func (c Config) vlan(v netconf.VLAN) error {
 	}); err != nil {
 		return fmt.Errorf("create VLAN %d: %w", v.ID, err)
 	}
-	// A VLAN has carrier only while its parent is up.
+	// A VLAN has carrier only while its parent is up. Unless an ip= names
+	// the parent (then its own bring-up sets these), a router on its
+	// untagged network must not give the node an address or a route.
+	if err := c.ipv6Off(v.Parent); err != nil {
+		return err
+	}
 	if err := c.Handle.LinkSetUp(parent); err != nil {
 		return fmt.Errorf("set parent %s up: %w", v.Parent, err)
 	}
@@ -285,7 +310,7 @@ func (c Config) plan() ([]plan, error) {
 	for _, l := range all {
 		name := l.Attrs().Name
 		seen[name] = true
-		candidate := (isEthernet(l) || built[name]) && (!parents[name] || named[name])
+		candidate := (isEthernet(l) || built[name]) && (!parents[name] || named[name]) && c.Net.BondOf(name) == ""
 		if !candidate || (c.Filter != nil && !c.Filter(name)) {
 			continue
 		}
@@ -303,6 +328,9 @@ func (c Config) plan() ([]plan, error) {
 	if len(plans) == 0 {
 		return nil, fmt.Errorf("no Ethernet link to configure among %s", describe(all))
 	}
+	if !slices.ContainsFunc(plans, func(p plan) bool { return len(p.methods) > 0 }) {
+		return nil, fmt.Errorf("ip=: every link is off, nothing to configure (links: %s)", describe(all))
+	}
 	return plans, nil
 }
 
@@ -317,17 +345,17 @@ func describe(all []netlink.Link) string {
 // isEthernet keeps physical NICs and veths with a MAC address. Bridges,
 // bonds, VLANs, tunnels and links enslaved to a master are left alone
 // unless the command line built them.
-func isEthernet(l netlink.Link) bool {
+func isEthernet(l netlink.Link) bool { return isNIC(l) && l.Attrs().MasterIndex == 0 }
+
+// isNIC: a physical NIC or a veth with an Ethernet MAC, enslaved or not.
+func isNIC(l netlink.Link) bool {
 	a := l.Attrs()
 	switch l.Type() {
 	case "device", "veth":
 	default:
 		return false
 	}
-	return a.Flags&net.FlagLoopback == 0 &&
-		a.EncapType == "ether" &&
-		len(a.HardwareAddr) == 6 &&
-		a.MasterIndex == 0
+	return a.Flags&net.FlagLoopback == 0 && a.EncapType == "ether" && len(a.HardwareAddr) == 6
 }
 
 // link is one link being configured, shared by its sources: it is set up
@@ -338,6 +366,9 @@ type link struct {
 	mac   net.HardwareAddr
 	ip    *netconf.IP
 	v6    bool // some source configures IPv6 here
+	ra    bool // ... from router advertisements (auto6, dhcp6; not static)
+	slaac bool // ... with SLAAC (auto6)
+	dhcp6 bool // auto6 asks DHCPv6 even when the RA says neither M nor O
 	nl    netlink.Link
 	ready func(ctx context.Context) error
 }
@@ -347,7 +378,10 @@ func (s *state) newLink(p plan) *link {
 	lk := &link{name: a.Name, index: a.Index, mac: a.HardwareAddr, ip: p.ip, nl: p.link}
 	for _, m := range p.methods {
 		lk.v6 = lk.v6 || m.family(p.ip) == IPv6
+		lk.ra = lk.ra || m == mAuto6 || m == mDHCP6
+		lk.slaac = lk.slaac || m == mAuto6
 	}
+	lk.dhcp6 = p.ip.Uses(netconf.Auto6) && p.ip.Uses(netconf.DHCP6)
 	var once sync.Once
 	var err error
 	lk.ready = func(ctx context.Context) error {
@@ -356,7 +390,11 @@ func (s *state) newLink(p plan) *link {
 	}
 	if len(p.methods) == 0 {
 		// ip=DEV:off: up, nothing else.
-		go lk.ready(context.Background())
+		go func() {
+			if err := lk.ready(context.Background()); err != nil {
+				s.cfg.Log.Warn("link (ip=off) not brought up", "link", lk.name, "err", err)
+			}
+		}()
 	}
 	return lk
 }
@@ -389,5 +427,6 @@ func (s *state) bringUp(ctx context.Context, lk *link) error {
 	return nil
 }
 
-// errNoIPv6 is returned by IPv6 sources on a kernel without IPv6.
-var errNoIPv6 = errors.New("the kernel has no IPv6 (no /proc/sys/net/ipv6)")
+// errNoIPv6 fails the IPv6 sources of a kernel without IPv6 (or booted
+// with ipv6.disable=1); IPv4 sources on the same link carry on.
+var errNoIPv6 = errors.New("the kernel has no IPv6 (no /proc/sys/net/ipv6; ipv6.disable=1?)")

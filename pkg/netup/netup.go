@@ -153,7 +153,7 @@ func registryText(s string) string {
 // LinkError says why one source on one link gave nothing usable.
 type LinkError struct {
 	Link   string
-	Source string // the method: dhcp4, auto6, dhcp6, static, link; "" for the link itself
+	Source string // the method: dhcp4, auto6, dhcp6, static; "" for the link itself
 	Err    error
 }
 
@@ -279,13 +279,17 @@ func Up(ctx context.Context, cfg Config) (*Result, error) {
 			// Each source reports once: a panic after its outcome (while
 			// renewing) must not count as another's.
 			var once sync.Once
+			reported := false
 			report := func(o outcome) {
-				once.Do(func() { src.setStatus(o); outcomes <- o })
+				once.Do(func() { reported = true; src.setStatus(o); outcomes <- o })
 			}
 			// A panic on hostile DHCP or RA input fails this source, not
-			// PID 1.
+			// PID 1. After its outcome (while keeping the address alive)
+			// it can only be logged: the address now lapses.
 			err := panics.Catch(func() error { st.run(ctx, src, report); return nil })()
-			if err != nil {
+			if err != nil && reported {
+				st.cfg.Log.Error("address no longer kept alive: its source panicked", "link", src.link.name, "source", src.method, "err", err)
+			} else if err != nil {
 				report(outcome{err: src.fail(err)})
 			}
 		}()
