@@ -319,7 +319,7 @@ func (s *state) runIPv6(ctx context.Context, src *source, report func(outcome)) 
 		return
 	}
 	if s.settle(ctx, src, c, report) {
-		s.followRA(ctx, src, rc, c, d6)
+		s.followRA(ctx, src, rc, c, d6, a.life)
 	}
 }
 
@@ -431,21 +431,24 @@ func (s *state) waitDAD(ctx context.Context, lk *link, what string, accepts func
 	}
 }
 
-// followRA keeps IPv6 alive: each new RA refreshes the default route and
-// DNS (a lifetime of 0 removes the route), and DHCPv6 is asked again at T1.
-func (s *state) followRA(ctx context.Context, src *source, rc *raConn, c *conf, d6 *dhcp6Client) {
+// followRA keeps IPv6 alive: each new RA from the router in use refreshes
+// the default route and DNS; the route goes when that router says lifetime
+// 0 or stops advertising past its lifetime (a later RA brings it back);
+// DHCPv6 is asked again at half its lease.
+func (s *state) followRA(ctx context.Context, src *source, rc *raConn, c *conf, d6 *dhcp6Client, life time.Duration) {
 	lk := src.link
 	go func() { <-ctx.Done(); rc.c.SetReadDeadline(time.Now()) }()
-	renew := time.Time{}
+	var renew, routerUntil time.Time
 	if d6 != nil && c.lease > 0 {
 		renew = time.Now().Add(c.lease / 2)
 	}
+	if c.router != nil {
+		routerUntil = time.Now().Add(life)
+	}
 	for ctx.Err() == nil {
-		until := time.Now().Add(time.Minute)
-		if !renew.IsZero() && renew.Before(until) {
-			until = renew
-		}
+		until := earliest(time.Now().Add(time.Minute), renew, routerUntil)
 		a, err := rc.next(until)
+		now := time.Now()
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -454,33 +457,56 @@ func (s *state) followRA(ctx context.Context, src *source, rc *raConn, c *conf, 
 			// a lifetime-0 RA from a router we do not use, changes nothing.
 			switch {
 			case a.router != nil && (c.router == nil || c.router.Equal(a.router)):
-				c.router = a.router
+				c.router, routerUntil = a.router, now.Add(a.life)
 			case a.router == nil && c.router != nil && c.router.Equal(a.from):
-				c.router = nil
+				c.router, routerUntil = nil, time.Time{}
 				s.cfg.Log.Warn("router withdrew (lifetime 0); IPv6 default route removed", "link", lk.name, "router", a.from)
 			default:
 				continue
 			}
-			nc := *c
-			nc.kernel = true // an RA refreshes the route and DNS, not DHCPv6's lifetimes
-			nc.dns, nc.search = appendNew(a.dns, net.IP.Equal, c.dns...), appendNew(a.search, sameString, c.search...)
-			if _, err := s.apply(lk, &nc); err != nil {
-				s.cfg.Log.Warn("router advertisement not applied", "link", lk.name, "err", err)
-			}
-		case !renew.IsZero() && !time.Now().Before(renew):
-			rep, err := d6.exchange(ctx, true)
-			if err != nil || rep.addr.IP == nil {
-				s.cfg.Log.Warn("DHCPv6 renewal failed", "link", lk.name, "err", err)
-				renew = time.Now().Add(renewRetry)
-				continue
-			}
-			if err := addAddr(s.cfg.Handle, lk, rep.addr, rep.valid, rep.prefer, false); err != nil {
-				s.cfg.Log.Warn("DHCPv6 renewal not applied", "link", lk.name, "err", err)
-			}
-			renew = time.Now().Add(max(rep.valid/2, renewRetry))
-			s.cfg.Log.Info("DHCPv6 lease renewed", "link", lk.name, "addr", rep.addr.String(), "lease", rep.valid)
+			s.refreshRA(lk, c, a.dns, a.search)
+		case !routerUntil.IsZero() && !now.Before(routerUntil):
+			s.cfg.Log.Warn("router lifetime ran out without a new advertisement; IPv6 default route removed", "link", lk.name, "router", c.router)
+			c.router, routerUntil = nil, time.Time{}
+			s.refreshRA(lk, c, nil, nil)
+		case !renew.IsZero() && !now.Before(renew):
+			renew = s.renewDHCP6(ctx, lk, d6)
 		}
 	}
+}
+
+// refreshRA applies c with an RA's DNS servers and domains in front.
+func (s *state) refreshRA(lk *link, c *conf, dns []net.IP, search []string) {
+	nc := *c
+	nc.kernel = true // an RA refreshes the route and DNS, not DHCPv6's lifetimes
+	nc.dns, nc.search = appendNew(dns, net.IP.Equal, c.dns...), appendNew(search, sameString, c.search...)
+	if _, err := s.apply(lk, &nc); err != nil {
+		s.cfg.Log.Warn("router advertisement not applied", "link", lk.name, "err", err)
+	}
+}
+
+// renewDHCP6 asks DHCPv6 again and returns when to ask next.
+func (s *state) renewDHCP6(ctx context.Context, lk *link, d6 *dhcp6Client) time.Time {
+	rep, err := d6.exchange(ctx, true)
+	if err != nil || rep.addr.IP == nil {
+		s.cfg.Log.Warn("DHCPv6 renewal failed", "link", lk.name, "err", err)
+		return time.Now().Add(renewRetry)
+	}
+	if err := addAddr(s.cfg.Handle, lk, rep.addr, rep.valid, rep.prefer, false); err != nil {
+		s.cfg.Log.Warn("DHCPv6 renewal not applied", "link", lk.name, "err", err)
+	}
+	s.cfg.Log.Info("DHCPv6 lease renewed", "link", lk.name, "addr", rep.addr.String(), "lease", rep.valid)
+	return time.Now().Add(max(rep.valid/2, renewRetry))
+}
+
+// earliest of t and the non-zero others.
+func earliest(t time.Time, others ...time.Time) time.Time {
+	for _, o := range others {
+		if !o.IsZero() && o.Before(t) {
+			t = o
+		}
+	}
+	return t
 }
 
 // appendNew appends what to does not hold yet, same saying what is equal.

@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/ndp"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"github.com/zeroboot/zeroboot/internal/testenv"
+	"golang.org/x/net/ipv6"
 	"github.com/zeroboot/zeroboot/pkg/netconf"
 )
 
@@ -262,4 +265,109 @@ func TestUpWithoutIPv6(t *testing.T) {
 	if want := "eth0 auto6: the kernel has no IPv6"; !strings.Contains(strings.Join(res.Others, "; "), want) {
 		t.Errorf("Others = %q, want %q", res.Others, want)
 	}
+}
+
+// raSender sends router advertisements on srv0 from the server namespace,
+// from a chosen link-local source, as a second router or a liar would.
+type raSender struct {
+	t *testing.T
+	c *ndp.Conn
+}
+
+func (n *testNet) raSender() *raSender {
+	n.t.Helper()
+	var c *ndp.Conn
+	if err := testenv.InNS(n.serverNS(), func() error {
+		ifi, err := net.InterfaceByName("srv0")
+		if err != nil {
+			return err
+		}
+		c, _, err = ndp.Listen(ifi, ndp.LinkLocal)
+		return err
+	}); err != nil {
+		n.t.Fatalf("RA sender: %v", err)
+	}
+	n.t.Cleanup(func() { c.Close() })
+	return &raSender{t: n.t, c: c}
+}
+
+// send advertises 2001:db8:1::/64 with the given router lifetime from src
+// (added to srv0 as a link-local address first).
+func (r *raSender) send(n *testNet, src string, life time.Duration) {
+	r.t.Helper()
+	ra := &ndp.RouterAdvertisement{CurrentHopLimit: 64, RouterLifetime: life, Options: []ndp.Option{
+		&ndp.PrefixInformation{PrefixLength: 64, OnLink: true, AutonomousAddressConfiguration: true,
+			ValidLifetime: time.Hour, PreferredLifetime: time.Hour, Prefix: netip.MustParseAddr("2001:db8:1::")},
+	}}
+	cm := &ipv6.ControlMessage{HopLimit: ndp.HopLimit, Src: net.ParseIP(src), IfIndex: 0}
+	if err := testenv.InNS(n.serverNS(), func() error {
+		ifi, err := net.InterfaceByName("srv0")
+		if err != nil {
+			return err
+		}
+		cm.IfIndex = ifi.Index
+		return r.c.WriteTo(ra, cm, netip.MustParseAddr("ff02::1"))
+	}); err != nil {
+		r.t.Fatalf("send RA from %s: %v", src, err)
+	}
+}
+
+// TestRADefaultRoutePerRouter: the route follows the router in use only.
+// Another router's lifetime-0 RA leaves it; the router's own lifetime-0 RA
+// removes it; a lifetime that runs out removes it too.
+func TestRADefaultRoutePerRouter(t *testing.T) {
+	n := newTestNet(t)
+	n.v6net()
+	const a, b = "fe80::a", "fe80::b"
+	for _, ll := range []string{a, b} {
+		n.ip("-n", n.server, "addr", "add", ll+"/64", "dev", "srv0", "nodad")
+	}
+	rs := n.raSender()
+	cfg := n.v6Config(netconf.Auto6)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // answer the solicitations: router a, lifetime 30 s
+		for ctx.Err() == nil {
+			rs.send(n, a, 30*time.Second)
+			time.Sleep(300 * time.Millisecond)
+			if len(n.defaultRoutes6("eth0")) > 0 {
+				return
+			}
+		}
+	}()
+	res, err := Up(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	if res.Router.String() != a {
+		t.Fatalf("router %v, want %s", res.Router, a)
+	}
+	routeVia := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			rs := n.defaultRoutes6("eth0")
+			got := ""
+			if len(rs) == 1 {
+				got = rs[0].Gw.String()
+			}
+			if got == want && len(rs) <= 1 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("IPv6 default routes %v, want via %q", rs, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	routeVia(a)
+	rs.send(n, b, 0) // another router says it is none: nothing changes
+	time.Sleep(300 * time.Millisecond)
+	routeVia(a)
+	rs.send(n, a, 0) // the router in use withdraws
+	routeVia("")
+	rs.send(n, a, 2*time.Second) // back, for two seconds only
+	routeVia(a)
+	time.Sleep(2500 * time.Millisecond)
+	routeVia("")
 }
