@@ -14,8 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"github.com/zeroboot/zeroboot/internal/testenv"
-	"golang.org/x/net/ipv6"
 	"github.com/zeroboot/zeroboot/pkg/netconf"
+	"golang.org/x/net/ipv6"
 )
 
 // v6net puts 2001:db8:1::1/64 on the server side of eth0 (no DAD, so the
