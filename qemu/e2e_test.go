@@ -85,6 +85,17 @@ func boot(t *testing.T, ctx context.Context, g *grid, uuid, registries string) (
 // with g's initramfs, and returns it with the node ID it announced.
 func bootVM(t *testing.T, ctx context.Context, g *grid, vm *VM) (*VM, string) {
 	t.Helper()
+	startVM(t, g, vm)
+	line, err := vm.WaitFor(ctx, reIdentity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vm, reIdentity.FindStringSubmatch(line)[1]
+}
+
+// startVM starts vm with g's initramfs; it is stopped when the test ends.
+func startVM(t *testing.T, g *grid, vm *VM) {
+	t.Helper()
 	logf, err := os.Create(filepath.Join(g.dir, "console.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -101,11 +112,6 @@ func bootVM(t *testing.T, ctx context.Context, g *grid, vm *VM) (*VM, string) {
 			t.Logf("console:\n%s\nserver log:\n%s", vm.Tail(200), g.log.String())
 		}
 	})
-	line, err := vm.WaitFor(ctx, reIdentity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return vm, reIdentity.FindStringSubmatch(line)[1]
 }
 
 func TestBootToReady(t *testing.T) {

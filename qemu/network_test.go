@@ -431,3 +431,35 @@ func TestNetRegistryFromDHCP(t *testing.T) {
 		t.Errorf("console does not say the registry came from DHCP")
 	}
 }
+
+// TestNetUntaggedAndUnbondedFail shows the switch tells: a node that does
+// not tag on the VLAN port (eth0) and does not bond its LACP port (eth1)
+// gets no address at all, and the switch counts why.
+func TestNetUntaggedAndUnbondedFail(t *testing.T) {
+	g := gridFor(t)
+	s := newSite(t)
+	s.addr(siteV4 + "/24")
+	s.dnsmasq("--dhcp-range=192.0.2.50,192.0.2.99,255.255.255.0,1h", "--dhcp-option=option:router,"+siteV4, "--dhcp-rapid-commit")
+	s.relay(siteV4, g)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	vm := &VM{UUID: "5a1c0b0e-0000-4000-8000-000000000609",
+		Append: "ip=dhcp zeroboot.farm=demo zeroboot.registry=" + registryURL(siteV4),
+		NICs:   []NIC{s.nic("nic1", 1, vswitch.Tagged(10)), s.nic("nic2", 2, vswitch.LACP("bond0"))}}
+	startVM(t, g, vm)
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`network failed \(attempt 1\)`)); err != nil {
+		t.Fatal(err)
+	}
+	if vm.Count(regexp.MustCompile(`no address on any link: eth0 dhcp4: DHCP failed.*eth1 dhcp4: DHCP failed`)) == 0 {
+		t.Errorf("the failure does not name both links' DHCP: %v", matching(vm, regexp.MustCompile(`network failed`)))
+	}
+	if c := s.sw.Counters("nic1"); c.DropUntagged == 0 {
+		t.Errorf("VLAN port dropped no untagged frame: %+v", c)
+	}
+	if c := s.sw.Counters("nic2"); c.DropNotNegotiated == 0 {
+		t.Errorf("LACP port dropped no frame before negotiation: %+v", c)
+	}
+	if vm.Count(reReady) != 0 {
+		t.Errorf("Core-0 started through ports the node did not tag or bond")
+	}
+}
