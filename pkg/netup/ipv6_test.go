@@ -167,15 +167,7 @@ func TestUpDualStackIPv6Wins(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(ln)
 	cfg := n.config()
 	cfg.Net = netconf.Config{}
 	cfg.Probe = dialProbe([]string{"198.51.100.10:8443", "[2001:db8:1::1]:8443"}, 300*time.Millisecond, dialIn(n.clientNS))

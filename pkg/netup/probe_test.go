@@ -25,6 +25,18 @@ const registryAddr = "203.0.113.10:8443"
 
 var registryIP = net.IPv4(203, 0, 113, 10)
 
+// acceptAndClose plays a registry for the probe: it takes every
+// connection and closes it, until ln is closed.
+func acceptAndClose(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
 // inNS runs fn with the calling thread in ns, for the sockets fn creates.
 func inNS(ns netns.NsHandle, fn func() error) error { return testenv.InNS(ns, fn) }
 
@@ -81,15 +93,7 @@ func (n *testNet) registry() {
 		n.t.Fatalf("listen on %s in %s: %v", registryAddr, reg, err)
 	}
 	n.t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(ln)
 }
 
 func (n *testNet) defaultRoutes(link string) []netlink.Route {
@@ -336,15 +340,7 @@ func TestDialProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(ln)
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
