@@ -20,6 +20,7 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/mounts"
+	"github.com/zeroboot/zeroboot/pkg/netconf"
 	"github.com/zeroboot/zeroboot/pkg/netup"
 	"github.com/zeroboot/zeroboot/pkg/ntp"
 	"github.com/zeroboot/zeroboot/pkg/registry"
@@ -153,6 +154,12 @@ func (n *node) network(ctx context.Context) error {
 		n.log.Info(fmt.Sprintf("registry from DHCP (%s on %s): %s", res.Source, res.Link, res.Registry))
 	}
 	n.net = networkChoice(res)
+	if h := hostname(n.cfg.Net); h != "" {
+		if err := unix.Sethostname([]byte(h)); err != nil {
+			return fmt.Errorf("set host name %s from ip=: %w", h, err)
+		}
+		n.log.Info("host name " + h + " (from ip=)")
+	}
 	n.log.Info(fmt.Sprintf("network: %s on %s (%s %s) via %s in %s: %s", res.Addr.String(), res.Link, res.Family, res.Source,
 		res.Router, res.Took.Round(time.Millisecond), res.Why))
 	for _, o := range res.Others {
@@ -163,6 +170,17 @@ func (n *node) network(ctx context.Context) error {
 		n.dhcpNTP = append(n.dhcpNTP, net.JoinHostPort(ip.String(), "123"))
 	}
 	return nil
+}
+
+// hostname is the HOSTNAME field of the ip= entries (netconf refuses two
+// different ones).
+func hostname(c netconf.Config) string {
+	for _, ip := range c.IPs {
+		if ip.Hostname != "" {
+			return ip.Hostname
+		}
+	}
+	return ""
 }
 
 // networkChoice is what the status reports say of the network, each text

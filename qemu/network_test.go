@@ -237,6 +237,9 @@ func TestNetStatic(t *testing.T) {
 		"ip=192.0.2.10::"+siteV4+":255.255.255.0:node603:eth0:none nameserver=192.0.2.53 zeroboot.registry="+registryURL(siteV4),
 		s.nic("nic1", 1, vswitch.Access()))
 	wantNetwork(t, vm, "eth0", "IPv4", "static")
+	if vm.Count(regexp.MustCompile(`host name node603 \(from ip=\)`)) == 0 {
+		t.Errorf("the host name of ip= was not set")
+	}
 }
 
 // TestNetVLAN: the registry is reachable only on VLAN 10; the switch
