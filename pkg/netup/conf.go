@@ -38,6 +38,7 @@ type conf struct {
 	lease         time.Duration
 	rapid         bool
 	nodad         bool // static IPv6: the operator vouches for it
+	peer          net.IP // static point-to-point peer (ip=CLIENT:PEER:...)
 }
 
 func (c *conf) result(link string) *Result {
@@ -53,7 +54,7 @@ func (c *conf) result(link string) *Result {
 func (s *state) apply(lk *link, c *conf) (int, error) {
 	h := s.cfg.Handle
 	if !c.kernel {
-		if err := addAddr(h, lk, c.addr, c.valid, c.prefer, c.nodad); err != nil {
+		if err := addAddr(h, lk, c.addr, c.valid, c.prefer, c.nodad, c.peer); err != nil {
 			return 0, err
 		}
 	}
@@ -73,9 +74,13 @@ func (s *state) apply(lk *link, c *conf) (int, error) {
 	return metric, nil
 }
 
-// addAddr adds or refreshes one address with its lifetimes.
-func addAddr(h *netlink.Handle, lk *link, a net.IPNet, valid, prefer time.Duration, nodad bool) error {
+// addAddr adds or refreshes one address with its lifetimes; with a peer,
+// as a point-to-point address (the kernel routes the peer on-link).
+func addAddr(h *netlink.Handle, lk *link, a net.IPNet, valid, prefer time.Duration, nodad bool, peer net.IP) error {
 	na := &netlink.Addr{IPNet: &net.IPNet{IP: a.IP, Mask: a.Mask}}
+	if peer != nil {
+		na.Peer = &net.IPNet{IP: peer, Mask: net.CIDRMask(len(peer)*8, len(peer)*8)}
+	}
 	if a.IP.To4() != nil {
 		na.Broadcast = broadcast(a)
 	}

@@ -366,7 +366,7 @@ func (s *state) ipv6Conf(ctx context.Context, src *source, a *ra, d6 *dhcp6Clien
 			if rep.addr.IP == nil {
 				break
 			}
-			if err := addAddr(s.cfg.Handle, lk, rep.addr, rep.valid, rep.prefer, false); err != nil {
+			if err := addAddr(s.cfg.Handle, lk, rep.addr, rep.valid, rep.prefer, false, nil); err != nil {
 				return nil, d6, err
 			}
 			if c.source != "" {
@@ -492,7 +492,7 @@ func (s *state) renewDHCP6(ctx context.Context, lk *link, d6 *dhcp6Client) time.
 		s.cfg.Log.Warn("DHCPv6 renewal failed", "link", lk.name, "err", err)
 		return time.Now().Add(renewRetry)
 	}
-	if err := addAddr(s.cfg.Handle, lk, rep.addr, rep.valid, rep.prefer, false); err != nil {
+	if err := addAddr(s.cfg.Handle, lk, rep.addr, rep.valid, rep.prefer, false, nil); err != nil {
 		s.cfg.Log.Warn("DHCPv6 renewal not applied", "link", lk.name, "err", err)
 	}
 	s.cfg.Log.Info("DHCPv6 lease renewed", "link", lk.name, "addr", rep.addr.String(), "lease", rep.valid)

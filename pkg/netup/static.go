@@ -31,6 +31,9 @@ func staticConf(ip *netconf.IP) (*conf, error) {
 		// operator chose; a clash shows as unreachable, not as a hang.
 		nodad: fam == IPv6,
 	}
+	if ip.Peer.IsValid() {
+		c.peer = ipOf(ip.Peer)
+	}
 	if ip.Gateway.IsValid() {
 		c.router = ipOf(ip.Gateway)
 		c.onlink = !ip.Addr.Masked().Contains(ip.Gateway)

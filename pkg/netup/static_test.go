@@ -24,6 +24,7 @@ func TestUpStatic(t *testing.T) {
 		{"IPv4 gateway outside the subnet", "192.0.2.10::198.51.100.1:32::eth0:off", netlink.FAMILY_V4, "198.51.100.1", true},
 		{"IPv6", "[2001:db8:1::10]::[2001:db8:1::1]:64::eth0:none:[2001:db8:1::53]", netlink.FAMILY_V6, "2001:db8:1::1", true},
 		{"IPv6 without gateway", "[2001:db8:1::10]:::64::eth0:none", netlink.FAMILY_V6, "", false},
+		{"IPv4 point-to-point peer", "192.0.2.10:198.51.100.7:198.51.100.7:32::eth0:none", netlink.FAMILY_V4, "198.51.100.7", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,7 +51,8 @@ func TestUpStatic(t *testing.T) {
 			}
 			found := false
 			for _, a := range addrs {
-				found = found || a.IPNet.String() == ip.Addr.String()
+				samePeer := !ip.Peer.IsValid() || (a.Peer != nil && a.Peer.IP.String() == ip.Peer.String())
+				found = found || (a.IPNet.String() == ip.Addr.String() && samePeer)
 			}
 			if !found {
 				t.Errorf("addresses on eth0 = %v, want %s", addrs, ip.Addr)
