@@ -37,7 +37,7 @@ type conf struct {
 	server        net.IP
 	lease         time.Duration
 	rapid         bool
-	nodad         bool // static IPv6: the operator vouches for it
+	nodad         bool   // static IPv6: the operator vouches for it
 	peer          net.IP // static point-to-point peer (ip=CLIENT:PEER:...)
 }
 
