@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+	"unicode/utf16"
 
 	"golang.org/x/sys/unix"
 
@@ -53,7 +54,33 @@ func (n *node) mount(context.Context) error {
 		}
 		n.logs.set(h)
 	}
+	// Only where efivarfs is mounted (Debian builds it as a module, which
+	// nothing has loaded at this point).
+	if stub, ok := efiStubInfo(stubInfoVar); ok {
+		n.log.Info("booted from a unified kernel image", "stub", stub)
+	}
 	return nil
+}
+
+// stubInfoVar is the EFI variable systemd-stub sets when it boots a UKI.
+const stubInfoVar = "/sys/firmware/efi/efivars/StubInfo-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+
+// efiStubInfo reads the stub's variable from efivarfs: 4 bytes of
+// attributes, then the stub's name and version in UTF-16LE.
+func efiStubInfo(path string) (string, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 4 {
+		return "", false
+	}
+	var u []uint16
+	for i := 4; i+1 < len(b); i += 2 {
+		c := uint16(b[i]) | uint16(b[i+1])<<8
+		if c == 0 {
+			break
+		}
+		u = append(u, c)
+	}
+	return string(utf16.Decode(u)), true
 }
 
 func (n *node) cmdline(context.Context) error {

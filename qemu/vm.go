@@ -28,7 +28,7 @@ const (
 
 // VM is one QEMU guest with a serial console.
 type VM struct {
-	Kernel  string
+	Kernel  string // empty: no -kernel, the firmware boots what Extra gives
 	Initrd  string
 	Append  string // kernel command line; console=ttyS0 is added
 	Memory  string // default 1024M
@@ -89,11 +89,15 @@ func (v *VM) Args() []string {
 		"-accel", Accel(), "-m", mem, "-smp", fmt.Sprint(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-serial", "stdio",
-		"-kernel", v.Kernel, "-initrd", v.Initrd,
-		"-append", strings.TrimSpace("console=ttyS0 panic=-1 " + v.Append),
 		// A hardware RNG, as servers have: without one the kernel's CRNG
 		// can take minutes to seed under TCG and TLS waits for it.
 		"-device", "virtio-rng-pci",
+	}
+	// Without a kernel the firmware boots from a disk in Extra (a UKI
+	// carries its own command line).
+	if v.Kernel != "" {
+		args = append(args, "-kernel", v.Kernel, "-initrd", v.Initrd,
+			"-append", strings.TrimSpace("console=ttyS0 panic=-1 "+v.Append))
 	}
 	nics := v.NICs
 	if nics == nil {

@@ -14,7 +14,14 @@ have pgrep || need+=(procps)
 have tail || need+=(coreutils)
 have tar || need+=(tar)
 have xorriso || need+=(xorriso)
-[ -e /usr/share/OVMF/OVMF_CODE.fd ] || need+=(ovmf)
+[ -e /usr/share/OVMF/OVMF_CODE.fd ] && [ -e /usr/share/OVMF/OVMF_CODE_4M.secboot.fd ] || need+=(ovmf)
+# make uki and its Secure Boot test: the systemd EFI stub, sbsign, an ESP
+# built with mtools, the snakeoil key decrypted with openssl.
+[ -e /usr/lib/systemd/boot/efi/linuxx64.efi.stub ] || need+=(systemd-boot-efi)
+have sbsign || need+=(sbsigntool)
+have mcopy || need+=(mtools)
+have openssl || need+=(openssl)
+have objcopy || need+=(binutils)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
 
 if [ ${#need[@]} -gt 0 ]; then
