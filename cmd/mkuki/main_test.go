@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zeroboot/zeroboot/internal/testenv"
 )
 
 func writeKeyCert(t *testing.T, dir, name string) (key, cert string) {
@@ -62,9 +64,8 @@ func TestBuildNamesMissingFile(t *testing.T) {
 }
 
 func TestLayoutFollowsStub(t *testing.T) {
-	if _, err := os.Stat(DefaultStub); err != nil {
-		t.Skipf("no stub (systemd-boot-efi): %v", err)
-	}
+	_, err := os.Stat(DefaultStub)
+	testenv.Need(t, err == nil, "the systemd EFI stub %s (systemd-boot-efi; make deps): %v", DefaultStub, err)
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	os.WriteFile(a, make([]byte, 5000), 0o644)
