@@ -24,8 +24,26 @@ UKI_STUB ?= /usr/lib/systemd/boot/efi/linuxx64.efi.stub
 SB_KEY ?= /usr/share/ovmf/PkKek-1-snakeoil.key
 SB_CERT ?= /usr/share/ovmf/PkKek-1-snakeoil.pem
 SB_PASS ?= snakeoil
+# make iso: one hybrid image (BIOS and UEFI, CD and USB stick) with the same
+# GRID, REGISTRY, FARM, CONSOLE and KERNEL (docs/iso.md). ISO_UKI: an EFI
+# application for EFI/BOOT/BOOTX64.EFI (say a signed out/zeroboot.efi from
+# make uki); empty, mkiso builds an unsigned UKI with bin/mkuki.
+ISO_UKI ?=
 
-.PHONY: all deps build test unit e2e demo bench fuzz vet fmt clean uki
+# grid-initramfs,TARGET,DOC: checks REGISTRY and GRID, then writes
+# out/initramfs.cpio.zst trusting GRID's TUF root, channels and CA.
+define grid-initramfs
+@test -n "$(REGISTRY)" || { echo "make $(1): set REGISTRY=https://host:port (and FARM=, GRID=zgrid data dir); see $(2)" >&2; exit 1; }
+@for f in $(GRID)/tuf/root/1.root.json $(GRID)/tuf/channels.json $(GRID)/tls/ca.pem; do test -f $$f || { echo "make $(1): $$f missing: GRID=$(GRID) is not a zgrid data dir (zgrid init, zgrid root init)" >&2; exit 1; }; done
+@mkdir -p out
+$(BIN)/mkinitramfs -init $(BIN)/init -kernel-version $(KVER) \
+	-file $(GRID)/tuf/root/1.root.json:/etc/zeroboot/root.json \
+	-file $(GRID)/tuf/channels.json:/etc/zeroboot/channels.json \
+	-file $(GRID)/tls/ca.pem:/etc/zeroboot/ca.pem \
+	-o out/initramfs.cpio.zst
+endef
+
+.PHONY: all deps build test unit e2e demo bench fuzz vet fmt clean uki iso
 
 all: build
 
@@ -39,22 +57,23 @@ build:
 	$(STATIC) -o $(BIN)/zgrid ./cmd/zgrid
 	$(STATIC) -o $(BIN)/mkinitramfs ./cmd/mkinitramfs
 	$(STATIC) -o $(BIN)/mkuki ./cmd/mkuki
+	$(STATIC) -o $(BIN)/mkiso ./cmd/mkiso
 
 uki: deps build
-	@test -n "$(REGISTRY)" || { echo "make uki: set REGISTRY=https://host:port (and FARM=, GRID=zgrid data dir); see docs/uki.md" >&2; exit 1; }
-	@for f in $(GRID)/tuf/root/1.root.json $(GRID)/tuf/channels.json $(GRID)/tls/ca.pem; do test -f $$f || { echo "make uki: $$f missing: GRID=$(GRID) is not a zgrid data dir (zgrid init, zgrid root init)" >&2; exit 1; }; done
-	@mkdir -p out
-	$(BIN)/mkinitramfs -init $(BIN)/init -kernel-version $(KVER) \
-		-file $(GRID)/tuf/root/1.root.json:/etc/zeroboot/root.json \
-		-file $(GRID)/tuf/channels.json:/etc/zeroboot/channels.json \
-		-file $(GRID)/tls/ca.pem:/etc/zeroboot/ca.pem \
-		-o out/initramfs.cpio.zst
+	$(call grid-initramfs,uki,docs/uki.md)
 	@set -e; key=$$(mktemp); trap 'rm -f $$key' EXIT; \
 	if [ -n "$(SB_PASS)" ]; then openssl pkey -in $(SB_KEY) -passin pass:$(SB_PASS) -out $$key; else cp $(SB_KEY) $$key; fi; \
 	$(BIN)/mkuki -kernel $(KERNEL) -initrd out/initramfs.cpio.zst -stub $(UKI_STUB) \
 		-cmdline "$(CONSOLE) panic=-1 zeroboot.registry=$(REGISTRY) zeroboot.farm=$(FARM)" \
 		-sign-key $$key -sign-cert $(SB_CERT) -out out/zeroboot.efi
 	@echo "uki: out/zeroboot.efi ($$(du -h out/zeroboot.efi | cut -f1)), signed with $(SB_CERT)"
+
+iso: deps build
+	$(call grid-initramfs,iso,docs/iso.md)
+	$(BIN)/mkiso -kernel $(KERNEL) -initrd out/initramfs.cpio.zst -stub $(UKI_STUB) $(if $(ISO_UKI),-uki $(ISO_UKI)) \
+		-cmdline "$(CONSOLE) panic=-1 zeroboot.registry=$(REGISTRY) zeroboot.farm=$(FARM)" \
+		-out out/zeroboot.iso
+	@echo "iso: out/zeroboot.iso ($$(du -h out/zeroboot.iso | cut -f1)); to a USB stick: dd if=out/zeroboot.iso of=/dev/sdX bs=4M conv=fsync"
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }

@@ -22,6 +22,10 @@ have sbsign || need+=(sbsigntool)
 have mcopy || need+=(mtools)
 have openssl || need+=(openssl)
 have objcopy || need+=(binutils)
+# make iso: isolinux and its isohybrid MBR for BIOS, ldlinux.c32; the image
+# is written by xorriso, its EFI boot image by mtools (both above).
+[ -e /usr/lib/ISOLINUX/isolinux.bin ] && [ -e /usr/lib/ISOLINUX/isohdpfx.bin ] || need+=(isolinux)
+[ -e /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need+=(syslinux-common)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,0 +1,218 @@
+// Command mkiso builds one hybrid image that boots a zeroboot node from a
+// CD or, written with dd, from a USB stick, with BIOS and with UEFI:
+//
+//	mkiso -kernel vmlinuz -initrd initramfs.cpio.zst -cmdline "..." -out zeroboot.iso \
+//	      [-uki zeroboot.efi | -mkuki bin/mkuki [-stub linuxx64.efi.stub]] \
+//	      [-isolinux /usr/lib/ISOLINUX] [-syslinux-modules /usr/lib/syslinux/modules/bios]
+//
+// BIOS boots isolinux (El Torito, and the isohybrid MBR isohdpfx.bin on a
+// disk), which loads the kernel and initramfs with the command line. UEFI
+// boots EFI/BOOT/BOOTX64.EFI from a FAT image (El Torito EFI entry, and a
+// GPT/MBR partition on a disk): a Unified Kernel Image carrying the same
+// kernel, initramfs and command line, made by mkuki unless -uki gives one.
+// The image is written by xorriso; the FAT image by mtools.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Where Debian's isolinux and syslinux-common put their files.
+const (
+	DefaultIsolinux = "/usr/lib/ISOLINUX"
+	DefaultModules  = "/usr/lib/syslinux/modules/bios"
+	DefaultStub     = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+)
+
+func main() {
+	var o options
+	flag.StringVar(&o.kernel, "kernel", "", "kernel image (bzImage)")
+	flag.StringVar(&o.initrd, "initrd", "", "initramfs")
+	flag.StringVar(&o.cmdline, "cmdline", "", "kernel command line, fixed in the image (BIOS and UEFI)")
+	flag.StringVar(&o.out, "out", "", "output image (ISO 9660, hybrid)")
+	flag.StringVar(&o.uki, "uki", "", "EFI application for EFI/BOOT/BOOTX64.EFI (default: a UKI built with -mkuki)")
+	flag.StringVar(&o.mkuki, "mkuki", "", "mkuki binary (default: next to mkiso, else in PATH)")
+	flag.StringVar(&o.stub, "stub", DefaultStub, "systemd EFI stub, passed to mkuki")
+	flag.StringVar(&o.isolinux, "isolinux", DefaultIsolinux, "directory with isolinux.bin and isohdpfx.bin (isolinux)")
+	flag.StringVar(&o.modules, "syslinux-modules", DefaultModules, "directory with ldlinux.c32 (syslinux-common)")
+	flag.Parse()
+	if err := o.build(); err != nil {
+		fmt.Fprintln(os.Stderr, "mkiso:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	kernel, initrd, cmdline, out, uki, mkuki, stub, isolinux, modules string
+}
+
+// tools are the programs mkiso runs, found in PATH.
+type tools struct{ xorriso, mformat, mmd, mcopy, mkuki string }
+
+func (o *options) build() error {
+	if o.kernel == "" || o.initrd == "" || o.out == "" {
+		return errors.New("-kernel, -initrd and -out are required")
+	}
+	if strings.ContainsAny(o.cmdline, "\n\r") {
+		return errors.New("-cmdline: one line only")
+	}
+	isolinuxBin := filepath.Join(o.isolinux, "isolinux.bin")
+	mbr := filepath.Join(o.isolinux, "isohdpfx.bin")
+	ldlinux := filepath.Join(o.modules, "ldlinux.c32")
+	files := []struct{ what, path string }{
+		{"-kernel", o.kernel}, {"-initrd", o.initrd},
+		{"isolinux.bin (install isolinux)", isolinuxBin},
+		{"isohdpfx.bin (install isolinux)", mbr},
+		{"ldlinux.c32 (install syslinux-common)", ldlinux},
+	}
+	if o.uki != "" {
+		files = append(files, struct{ what, path string }{"-uki", o.uki})
+	} else {
+		files = append(files, struct{ what, path string }{"-stub (install systemd-boot-efi)", o.stub})
+	}
+	for _, f := range files {
+		if fi, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s %s: %w", f.what, f.path, err)
+		} else if !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s %s: not a regular file", f.what, f.path)
+		}
+	}
+	var tl tools
+	var err error
+	for _, t := range []struct {
+		name, pkg string
+		p         *string
+	}{{"xorriso", "xorriso", &tl.xorriso}, {"mformat", "mtools", &tl.mformat}, {"mmd", "mtools", &tl.mmd}, {"mcopy", "mtools", &tl.mcopy}} {
+		if *t.p, err = exec.LookPath(t.name); err != nil {
+			return fmt.Errorf("%s not found (install %s): %w", t.name, t.pkg, err)
+		}
+	}
+	if o.uki == "" {
+		if tl.mkuki, err = findMkuki(o.mkuki); err != nil {
+			return err
+		}
+	}
+
+	tmp, err := os.MkdirTemp(filepath.Dir(o.out), ".mkiso-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	root := filepath.Join(tmp, "root")
+	for _, d := range []string{"isolinux", "boot"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, c := range []struct{ src, dst string }{
+		{isolinuxBin, "isolinux/isolinux.bin"},
+		{ldlinux, "isolinux/ldlinux.c32"},
+		{o.kernel, "boot/vmlinuz"},
+		{o.initrd, "boot/initrd"},
+	} {
+		if err := copyFile(c.src, filepath.Join(root, c.dst)); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "isolinux", "isolinux.cfg"), []byte(isolinuxCfg(o.cmdline)), 0o644); err != nil {
+		return err
+	}
+
+	efi := o.uki
+	if efi == "" {
+		efi = filepath.Join(tmp, "zeroboot.efi")
+		args := []string{"-kernel", o.kernel, "-initrd", o.initrd, "-cmdline", o.cmdline, "-stub", o.stub, "-out", efi}
+		if out, err := exec.Command(tl.mkuki, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v\n%s", tl.mkuki, err, out)
+		}
+	}
+	if err := espImage(tl, efi, filepath.Join(root, "boot", "efiboot.img")); err != nil {
+		return err
+	}
+
+	iso := filepath.Join(tmp, "zeroboot.iso")
+	args := []string{"-as", "mkisofs", "-o", iso, "-quiet",
+		"-R", "-J", "-V", "ZEROBOOT",
+		"-isohybrid-mbr", mbr,
+		"-c", "isolinux/boot.cat",
+		"-b", "isolinux/isolinux.bin", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",
+		"-eltorito-alt-boot",
+		"-e", "boot/efiboot.img", "-no-emul-boot", "-isohybrid-gpt-basdat",
+		root}
+	if out, err := exec.Command(tl.xorriso, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("xorriso: %v\n%s", err, out)
+	}
+	return os.Rename(iso, o.out)
+}
+
+// isolinuxCfg boots the kernel at once, its messages on the serial line
+// and the screen.
+func isolinuxCfg(cmdline string) string {
+	return "SERIAL 0 115200\nDEFAULT zeroboot\nPROMPT 0\nTIMEOUT 0\n" +
+		"LABEL zeroboot\n  KERNEL /boot/vmlinuz\n  INITRD /boot/initrd\n  APPEND " + cmdline + "\n"
+}
+
+// espImage writes a FAT image holding efi as EFI/BOOT/BOOTX64.EFI, sized
+// to it with room for the file system.
+func espImage(tl tools, efi, img string) error {
+	fi, err := os.Stat(efi)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(img)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	// FAT overhead plus a margin, rounded to a MiB.
+	size := (fi.Size() + fi.Size()/16 + 2<<20 + 1<<20 - 1) &^ (1<<20 - 1)
+	if err := os.Truncate(img, size); err != nil {
+		return err
+	}
+	for _, c := range [][]string{
+		{tl.mformat, "-i", img, "-v", "ZEROBOOTEFI", "::"},
+		{tl.mmd, "-i", img, "::/EFI", "::/EFI/BOOT"},
+		{tl.mcopy, "-i", img, efi, "::/EFI/BOOT/BOOTX64.EFI"},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v\n%s", filepath.Base(c[0]), err, out)
+		}
+	}
+	return nil
+}
+
+// findMkuki returns the mkuki binary: the one given, else the one next to
+// this executable (bin/), else mkuki in PATH.
+func findMkuki(given string) (string, error) {
+	if given != "" {
+		if _, err := os.Stat(given); err != nil {
+			return "", fmt.Errorf("-mkuki %s: %w", given, err)
+		}
+		return given, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "mkuki")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("mkuki")
+	if err != nil {
+		return "", fmt.Errorf("mkuki not found next to mkiso or in PATH (go build ./cmd/mkuki, or give -mkuki or -uki): %w", err)
+	}
+	return p, nil
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}

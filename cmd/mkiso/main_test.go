@@ -1,0 +1,74 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestBuildNamesMissingFile(t *testing.T) {
+	dir := t.TempDir()
+	kernel, initrd := filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd")
+	o := options{kernel: kernel, initrd: initrd, isolinux: DefaultIsolinux, modules: DefaultModules, stub: DefaultStub, out: filepath.Join(dir, "out.iso")}
+	if err := o.build(); err == nil || !strings.Contains(err.Error(), "-kernel "+kernel) {
+		t.Fatalf("missing kernel: %v", err)
+	}
+	for _, f := range []string{kernel, initrd} {
+		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.isolinux = filepath.Join(dir, "no-isolinux")
+	if err := o.build(); err == nil || !strings.Contains(err.Error(), "isolinux.bin (install isolinux) "+o.isolinux) {
+		t.Fatalf("missing isolinux.bin: %v", err)
+	}
+	o.isolinux, o.modules = DefaultIsolinux, filepath.Join(dir, "no-modules")
+	if _, err := os.Stat(filepath.Join(DefaultIsolinux, "isolinux.bin")); err == nil {
+		if err := o.build(); err == nil || !strings.Contains(err.Error(), "ldlinux.c32 (install syslinux-common)") {
+			t.Fatalf("missing ldlinux.c32: %v", err)
+		}
+	}
+	if _, err := os.Stat(o.out); err == nil {
+		t.Fatal("output left behind")
+	}
+}
+
+// A failing step (here mkuki, given a kernel that is not one) leaves
+// nothing at -out and no temporary directory beside it.
+func TestFailureLeavesNothing(t *testing.T) {
+	for _, f := range []string{filepath.Join(DefaultIsolinux, "isolinux.bin"), filepath.Join(DefaultModules, "ldlinux.c32"), DefaultStub} {
+		if _, err := os.Stat(f); err != nil {
+			t.Skipf("%s: %v", f, err)
+		}
+	}
+	dir := t.TempDir()
+	kernel, initrd := filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd")
+	os.WriteFile(kernel, []byte("x"), 0o644)
+	os.WriteFile(initrd, []byte("x"), 0o644)
+	fake := filepath.Join(dir, "mkuki")
+	os.WriteFile(fake, []byte("#!/bin/sh\necho mkuki failed >&2\nexit 1\n"), 0o755)
+	o := options{kernel: kernel, initrd: initrd, isolinux: DefaultIsolinux, modules: DefaultModules, stub: DefaultStub, mkuki: fake, out: filepath.Join(dir, "out.iso")}
+	if err := o.build(); err == nil || !strings.Contains(err.Error(), "mkuki failed") {
+		t.Fatalf("mkuki failure: %v", err)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.Name() == "out.iso" || strings.HasPrefix(e.Name(), ".mkiso-") {
+			t.Fatalf("%s left behind", e.Name())
+		}
+	}
+}
+
+func TestIsolinuxCfg(t *testing.T) {
+	got := isolinuxCfg("console=ttyS0 zeroboot.registry=https://r:8443")
+	for _, want := range []string{"DEFAULT zeroboot\n", "TIMEOUT 0\n", "KERNEL /boot/vmlinuz\n", "INITRD /boot/initrd\n", "APPEND console=ttyS0 zeroboot.registry=https://r:8443\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("isolinux.cfg lacks %q:\n%s", want, got)
+		}
+	}
+	o := options{kernel: "k", initrd: "i", out: "o", cmdline: "a\nb"}
+	if err := o.build(); err == nil {
+		t.Fatal("a command line with a newline accepted")
+	}
+}
