@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/zeroboot/zeroboot/internal/testenv"
 )
 
 func TestBuildNamesMissingFile(t *testing.T) {
@@ -38,9 +40,8 @@ func TestBuildNamesMissingFile(t *testing.T) {
 // nothing at -out and no temporary directory beside it.
 func TestFailureLeavesNothing(t *testing.T) {
 	for _, f := range []string{filepath.Join(DefaultIsolinux, "isolinux.bin"), filepath.Join(DefaultModules, "ldlinux.c32"), DefaultStub} {
-		if _, err := os.Stat(f); err != nil {
-			t.Skipf("%s: %v", f, err)
-		}
+		_, err := os.Stat(f)
+		testenv.Need(t, err == nil, "%s (isolinux, syslinux-common, systemd-boot-efi; make deps): %v", f, err)
 	}
 	dir := t.TempDir()
 	kernel, initrd := filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd")
