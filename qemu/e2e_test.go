@@ -93,15 +93,25 @@ func bootVM(t *testing.T, ctx context.Context, g *grid, vm *VM) (*VM, string) {
 	return vm, reIdentity.FindStringSubmatch(line)[1]
 }
 
-// startVM starts vm with g's initramfs; it is stopped when the test ends.
+// startVM starts vm with the kernel and g's initramfs; it is stopped when
+// the test ends.
 func startVM(t *testing.T, g *grid, vm *VM) {
 	t.Helper()
-	logf, err := os.Create(filepath.Join(g.dir, "console.log"))
+	vm.Kernel, vm.Initrd = kernel, g.initramfs(kver)
+	vm.Monitor = filepath.Join(g.dir, "monitor.sock")
+	runVM(t, g, vm, "console.log")
+}
+
+// runVM starts vm as it is (a firmware boot when vm.Kernel is empty) with
+// its console copied to the file name in g's directory; it is stopped when
+// the test ends, and on failure its console and the server log are shown.
+func runVM(t *testing.T, g *grid, vm *VM, name string) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(g.dir, name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm.Kernel, vm.Initrd, vm.Console = kernel, g.initramfs(kver), logf
-	vm.Monitor = filepath.Join(g.dir, "monitor.sock")
+	vm.Console = logf
 	if err := vm.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -89,10 +89,6 @@ func isoBoot(t *testing.T, g *grid, name, uuid, cmdline string, uefi bool, disk 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	logf, err := os.Create(filepath.Join(g.dir, filepath.Base(dir)+".console.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	extra := []string{"-machine", "q35"}
 	if uefi {
 		vars := filepath.Join(dir, "OVMF_VARS.fd")
@@ -106,21 +102,11 @@ func isoBoot(t *testing.T, g *grid, name, uuid, cmdline string, uefi bool, disk 
 	vm := &VM{
 		UUID: uuid,
 		// No iPXE ROM: the image is the only thing to boot.
-		NIC:     "virtio-net-pci,romfile=",
-		Console: logf,
-		Extra:   append(extra, disk...),
+		NIC:   "virtio-net-pci,romfile=",
+		Extra: append(extra, disk...),
 	}
 	start := time.Now()
-	if err := vm.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		vm.Stop()
-		logf.Close()
-		if t.Failed() {
-			t.Logf("console:\n%s\nserver log:\n%s", vm.Tail(200), g.log.String())
-		}
-	})
+	runVM(t, g, vm, filepath.Base(dir)+".console.log")
 	line, err := vm.WaitFor(ctx, reIdentity)
 	if err != nil {
 		t.Fatal(err)

@@ -172,22 +172,13 @@ func startUKI(t *testing.T, g *grid, uki, name, uuid string) *VM {
 		}
 	}
 	vars := filepath.Join(dir, "OVMF_VARS.fd")
-	b, err := os.ReadFile(ovmfVars)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(vars, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(g.dir, name+".console.log"))
-	if err != nil {
+	if err := copyFile(ovmfVars, vars); err != nil {
 		t.Fatal(err)
 	}
 	vm := &VM{
 		UUID: uuid,
 		// No iPXE ROM: the ESP is the only thing to boot.
-		NIC:     "virtio-net-pci,romfile=",
-		Console: logf,
+		NIC: "virtio-net-pci,romfile=",
 		Extra: []string{
 			"-machine", "q35,smm=on",
 			"-global", "driver=cfi.pflash01,property=secure,value=on",
@@ -197,16 +188,7 @@ func startUKI(t *testing.T, g *grid, uki, name, uuid string) *VM {
 			"-device", "virtio-blk-pci,drive=esp,bootindex=0",
 		},
 	}
-	if err := vm.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		vm.Stop()
-		logf.Close()
-		if t.Failed() {
-			t.Logf("console:\n%s\nserver log:\n%s", vm.Tail(200), g.log.String())
-		}
-	})
+	runVM(t, g, vm, name+".console.log")
 	return vm
 }
 
