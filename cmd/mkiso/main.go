@@ -21,6 +21,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/zeroboot/zeroboot/internal/buildtool"
 )
 
 // Where Debian's isolinux and syslinux-common put their files.
@@ -65,23 +67,15 @@ func (o *options) build() error {
 	isolinuxBin := filepath.Join(o.isolinux, "isolinux.bin")
 	mbr := filepath.Join(o.isolinux, "isohdpfx.bin")
 	ldlinux := filepath.Join(o.modules, "ldlinux.c32")
-	files := []struct{ what, path string }{
-		{"-kernel", o.kernel}, {"-initrd", o.initrd},
-		{"isolinux.bin (install isolinux)", isolinuxBin},
-		{"isohdpfx.bin (install isolinux)", mbr},
-		{"ldlinux.c32 (install syslinux-common)", ldlinux},
-	}
+	efiIn := buildtool.In("-stub (install systemd-boot-efi)", o.stub)
 	if o.uki != "" {
-		files = append(files, struct{ what, path string }{"-uki", o.uki})
-	} else {
-		files = append(files, struct{ what, path string }{"-stub (install systemd-boot-efi)", o.stub})
+		efiIn = buildtool.In("-uki", o.uki)
 	}
-	for _, f := range files {
-		if fi, err := os.Stat(f.path); err != nil {
-			return fmt.Errorf("%s %s: %w", f.what, f.path, err)
-		} else if !fi.Mode().IsRegular() {
-			return fmt.Errorf("%s %s: not a regular file", f.what, f.path)
-		}
+	if err := buildtool.Check(buildtool.In("-kernel", o.kernel), buildtool.In("-initrd", o.initrd),
+		buildtool.In("isolinux.bin (install isolinux)", isolinuxBin),
+		buildtool.In("isohdpfx.bin (install isolinux)", mbr),
+		buildtool.In("ldlinux.c32 (install syslinux-common)", ldlinux), efiIn); err != nil {
+		return err
 	}
 	var tl tools
 	var err error
@@ -89,8 +83,8 @@ func (o *options) build() error {
 		name, pkg string
 		p         *string
 	}{{"xorriso", "xorriso", &tl.xorriso}, {"mformat", "mtools", &tl.mformat}, {"mmd", "mtools", &tl.mmd}, {"mcopy", "mtools", &tl.mcopy}} {
-		if *t.p, err = exec.LookPath(t.name); err != nil {
-			return fmt.Errorf("%s not found (install %s): %w", t.name, t.pkg, err)
+		if *t.p, err = buildtool.Find(t.name, t.pkg); err != nil {
+			return err
 		}
 	}
 	if o.uki == "" {

@@ -23,6 +23,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/zeroboot/zeroboot/internal/buildtool"
 )
 
 // DefaultStub is where Debian's systemd-boot-efi puts the x86-64 stub.
@@ -61,24 +63,18 @@ func (o *options) build() error {
 	if (o.key == "") != (o.cert == "") {
 		return errors.New("-sign-key and -sign-cert go together")
 	}
-	for _, f := range []struct{ flag, path string }{{"-kernel", o.kernel}, {"-initrd", o.initrd}, {"-stub", o.stub}, {"-os-release", o.osRelease}, {"-sign-key", o.key}, {"-sign-cert", o.cert}} {
-		if f.path == "" {
-			continue
-		}
-		if fi, err := os.Stat(f.path); err != nil {
-			return fmt.Errorf("%s %s: %w", f.flag, f.path, err)
-		} else if !fi.Mode().IsRegular() {
-			return fmt.Errorf("%s %s: not a regular file", f.flag, f.path)
-		}
+	if err := buildtool.Check(buildtool.In("-kernel", o.kernel), buildtool.In("-initrd", o.initrd), buildtool.In("-stub", o.stub),
+		buildtool.In("-os-release", o.osRelease), buildtool.In("-sign-key", o.key), buildtool.In("-sign-cert", o.cert)); err != nil {
+		return err
 	}
-	objcopy, err := exec.LookPath("objcopy")
+	objcopy, err := buildtool.Find("objcopy", "binutils")
 	if err != nil {
-		return fmt.Errorf("objcopy not found (install binutils): %w", err)
+		return err
 	}
 	var sbsign string
 	if o.key != "" {
-		if sbsign, err = exec.LookPath("sbsign"); err != nil {
-			return fmt.Errorf("sbsign not found (install sbsigntool): %w", err)
+		if sbsign, err = buildtool.Find("sbsign", "sbsigntool"); err != nil {
+			return err
 		}
 		if err := keyMatchesCert(o.key, o.cert); err != nil {
 			return err
