@@ -497,5 +497,8 @@ func (n *node) core0Supervisor(first *bool) *supervise.Supervisor {
 			// reports ready again; never hold the restart for it.
 			go n.report("failed", msg)
 		},
+		OnStop: func(st supervise.ExitStatus, ran time.Duration) {
+			n.log.Info(fmt.Sprintf("core0 stopped for shutdown: %s after %s", st, ran.Round(time.Millisecond)))
+		},
 	}
 }

@@ -286,6 +286,7 @@ func TestSupervisorRestartsKilledProcess(t *testing.T) {
 	defer cancel()
 	pids := make(chan int, 4)
 	exits := make(chan ExitStatus, 4)
+	stops := make(chan ExitStatus, 1)
 	var slept []time.Duration
 	s := &Supervisor{
 		Name:    "core0",
@@ -293,6 +294,7 @@ func TestSupervisorRestartsKilledProcess(t *testing.T) {
 		Reaper:  reaper, StopTimeout: 5 * time.Second,
 		OnStart: func(pid int) { pids <- pid },
 		OnExit:  func(st ExitStatus, _, _ time.Duration) { exits <- st },
+		OnStop:  func(st ExitStatus, _ time.Duration) { stops <- st },
 		Sleep: func(ctx context.Context, d time.Duration) error {
 			slept = append(slept, d)
 			return nil
@@ -320,8 +322,11 @@ func TestSupervisorRestartsKilledProcess(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Run = %v, want context.Canceled", err)
 	}
-	if st := waitStatus(t, exits); st.String() != "killed by signal 15" {
+	if st := waitStatus(t, stops); st.String() != "killed by signal 15" {
 		t.Errorf("on cancel the process ended with %s, want SIGTERM", st)
+	}
+	if len(exits) != 0 {
+		t.Errorf("the stop on cancel was also reported as an exit: %v", <-exits)
 	}
 	if len(slept) != 1 || slept[0] < 500*time.Millisecond || slept[0] > time.Second {
 		t.Errorf("delays %v, want one within the default first backoff [0.5s, 1s]", slept)
@@ -363,37 +368,52 @@ func TestSupervisorResetAfterLongRun(t *testing.T) {
 	}
 }
 
-func TestSupervisorStopEscalatesToKill(t *testing.T) {
-	pids := make(chan int, 1)
-	exits := make(chan ExitStatus, 1)
-	s := &Supervisor{
-		Name: "stubborn", Reaper: reaper,
-		Command: func() *exec.Cmd {
-			// SIG_IGN survives exec, so sleep itself ignores SIGTERM.
-			return exec.Command("/bin/sh", "-c", `trap "" TERM; exec sleep 30`)
-		},
-		OnStart: func(pid int) { pids <- pid },
-		OnExit:  func(st ExitStatus, _, _ time.Duration) { exits <- st },
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	pid := <-pids
-	waitComm(t, pid, "sleep") // the trap is in place once sleep runs
-	start := time.Now()
-	if err := s.Stop(300 * time.Millisecond); err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
-	if waited := time.Since(start); waited < 300*time.Millisecond {
-		t.Errorf("Stop returned after %v, before the SIGTERM grace period", waited)
-	}
-	if st := waitStatus(t, exits); st.String() != "killed by signal 9" {
-		t.Errorf("status %s, want killed by signal 9", st)
-	}
-	if err := <-done; !errors.Is(err, ErrStopped) {
-		t.Errorf("Run after Stop = %v, want ErrStopped", err)
-	}
-	if err := s.Stop(time.Second); err != nil {
-		t.Errorf("second Stop: %v", err)
+// TestSupervisorStop stops a process that obeys SIGTERM and one that
+// ignores it: either way the end is reported through OnStop, never as an
+// exit to restart from.
+func TestSupervisorStop(t *testing.T) {
+	for _, tc := range []struct {
+		name, script string
+		minWait      time.Duration
+		want         string
+	}{
+		{"obeys SIGTERM", `exec sleep 30`, 0, "killed by signal 15"},
+		// SIG_IGN survives exec, so sleep itself ignores SIGTERM.
+		{"ignores SIGTERM", `trap "" TERM; exec sleep 30`, 300 * time.Millisecond, "killed by signal 9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pids := make(chan int, 1)
+			stops := make(chan ExitStatus, 1)
+			s := &Supervisor{
+				Name: "stopped", Reaper: reaper,
+				Command: func() *exec.Cmd { return exec.Command("/bin/sh", "-c", tc.script) },
+				OnStart: func(pid int) { pids <- pid },
+				OnExit: func(st ExitStatus, _, next time.Duration) {
+					t.Errorf("OnExit(%s, restart in %v) after Stop", st, next)
+				},
+				OnStop: func(st ExitStatus, _ time.Duration) { stops <- st },
+			}
+			done := make(chan error, 1)
+			go func() { done <- s.Run(context.Background()) }()
+			pid := <-pids
+			waitComm(t, pid, "sleep") // any trap is in place once sleep runs
+			start := time.Now()
+			if err := s.Stop(300 * time.Millisecond); err != nil {
+				t.Fatalf("Stop: %v", err)
+			}
+			if waited := time.Since(start); waited < tc.minWait {
+				t.Errorf("Stop returned after %v, before the SIGTERM grace period", waited)
+			}
+			if st := waitStatus(t, stops); st.String() != tc.want {
+				t.Errorf("status %s, want %s", st, tc.want)
+			}
+			if err := <-done; !errors.Is(err, ErrStopped) {
+				t.Errorf("Run after Stop = %v, want ErrStopped", err)
+			}
+			if err := s.Stop(time.Second); err != nil {
+				t.Errorf("second Stop: %v", err)
+			}
+		})
 	}
 }
 

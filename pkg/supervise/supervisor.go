@@ -33,9 +33,13 @@ type Supervisor struct {
 	StopTimeout time.Duration
 	Log         *slog.Logger
 	OnStart     func(pid int)
-	// OnExit is told of every run's end, its length and the wait before
-	// the next start.
+	// OnExit is told of every run that ended on its own, its length and
+	// the wait before the next start.
 	OnExit func(st ExitStatus, run time.Duration, next time.Duration)
+	// OnStop is told instead of OnExit when the run ended because Stop was
+	// called or Run's context ended: no restart follows, and the exit is
+	// no failure of the process.
+	OnStop func(st ExitStatus, run time.Duration)
 	// Sleep waits d or until ctx ends (tests record the delays); it
 	// returns ctx.Err() when cut short.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -91,18 +95,20 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			st = r.status
 		}
 		took := time.Since(started)
+		if s.finish(r) {
+			// Stop's SIGTERM usually ends the process before Stop
+			// returns, so its exit arrives here, not in stopOnCancel.
+			s.reportStop(st, took, log)
+			return ErrStopped
+		}
 		if took >= resetAfter {
 			failures = 0
 		}
 		next := pol.Delay(failures)
 		failures++
-		stopped := s.finish(r)
 		log.Warn("process ended", "name", s.Name, "pid", st.Pid, "status", st.String(), "ran", took, "restart_in", next)
 		if s.OnExit != nil {
 			s.OnExit(st, took, next)
-		}
-		if stopped {
-			return ErrStopped
 		}
 		if err := sleep(ctx, next); err != nil {
 			return err
@@ -122,9 +128,13 @@ func (s *Supervisor) stopOnCancel(r *run, started time.Time, log *slog.Logger) {
 	default:
 		return // Stop's error said why
 	}
-	log.Info("process stopped", "name", s.Name, "pid", r.status.Pid, "status", r.status.String())
-	if s.OnExit != nil {
-		s.OnExit(r.status, time.Since(started), 0)
+	s.reportStop(r.status, time.Since(started), log)
+}
+
+func (s *Supervisor) reportStop(st ExitStatus, took time.Duration, log *slog.Logger) {
+	log.Info("process stopped", "name", s.Name, "pid", st.Pid, "status", st.String(), "ran", took)
+	if s.OnStop != nil {
+		s.OnStop(st, took)
 	}
 }
 
