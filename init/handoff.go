@@ -15,6 +15,7 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/flist"
 	"github.com/zeroboot/zeroboot/pkg/handoff"
+	"github.com/zeroboot/zeroboot/pkg/measure"
 	"github.com/zeroboot/zeroboot/pkg/store"
 	"github.com/zeroboot/zeroboot/pkg/supervise"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
@@ -55,6 +56,9 @@ func (n *node) components(ctx context.Context) error {
 		x := &flist.Extractor{Source: src, Chown: true, Policy: pol, Progress: n.progress(c.Name)}
 		if err := x.Extract(ctx, fl, dir); err != nil {
 			return fmt.Errorf("component %s: %w", c.Name, err)
+		}
+		if err := n.measured.Measure(measure.TypeComponent, measure.ComponentValue(c.Name, c.Flist.String(), c.Mount)); err != nil {
+			return err
 		}
 		n.log.Info(fmt.Sprintf("component %s: %s verified and written to %s", c.Name, c.Flist.Short(), c.Mount))
 	}
@@ -114,6 +118,8 @@ func (n *node) handoff(context.Context) error {
 		Entrypoint:       e.Path,
 		EntrypointDigest: e.Digest.String(),
 		BootedAt:         n.clock.Now().UTC(),
+		IdentityKind:     n.kind,
+		Measured:         n.measured.Measured(),
 	}
 	for _, c := range n.rel.Components {
 		n.info.Components = append(n.info.Components, handoff.ComponentInfo{Name: c.Name, Flist: c.Flist.String(), Mount: c.Mount})
@@ -126,13 +132,16 @@ func (n *node) handoff(context.Context) error {
 func (n *node) announce() {
 	steps := n.tl.Steps()
 	fmt.Fprintf(n.out, "\nzeroboot: boot timeline (ms since PID 1 started)\n%s\n", timeline.Table(steps))
-	n.report("booting", "")
+	rep := n.statusReport("booting", "")
+	n.addEvidence(rep)
+	n.send(rep, "booting")
 }
 
 // core0Command is called by the supervisor for every start: boot.json is
 // rewritten with the timeline so far, so a restarted Core-0 sees it too.
 func (n *node) core0Command() *exec.Cmd {
 	n.info.Timeline = n.tl.Steps()
+	n.info.Events = n.measured.Events()
 	if err := handoff.WriteBootInfo(bootInfo, n.info); err != nil {
 		n.log.Error("write boot.json", "err", err)
 	}

@@ -16,7 +16,9 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/handoff"
 	"github.com/zeroboot/zeroboot/pkg/identity"
+	"github.com/zeroboot/zeroboot/pkg/measure"
 	"github.com/zeroboot/zeroboot/pkg/panics"
+	"github.com/zeroboot/zeroboot/pkg/prove"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/supervise"
@@ -55,11 +57,19 @@ type node struct {
 	// the command line names none.
 	dhcpNTP []string
 	ident   identity.Identity
-	client  *registry.Client
-	boot    *registry.BootResponse
-	rel     *release.Release
-	info    handoff.BootInfo
-	entry   handoff.Entrypoint // the hashed file Core-0 is started from
+	// kind is the identity's registry.Kind*; prover is set for a TPM
+	// node, tpmErr says why a node has none. measured is the boot's
+	// measurement log, extended into the TPM when there is one.
+	kind     string
+	prover   *prove.Prover
+	tpmErr   string
+	measured *measure.Measurer
+	rawCmd   string // /proc/cmdline, as measured
+	client   *registry.Client
+	boot     *registry.BootResponse
+	rel      *release.Release
+	info     handoff.BootInfo
+	entry    handoff.Entrypoint // the hashed file Core-0 is started from
 	// rootMounted tells a retried components step to discard the
 	// previous attempt's tmpfs.
 	rootMounted bool
@@ -165,14 +175,29 @@ func (n *node) setFailed(reason string) {
 // report sends the node's state and timeline to the registry, once per
 // registry URL; it never blocks the boot for long and never fails it.
 func (n *node) report(state, reason string) {
+	n.send(n.statusReport(state, reason), state)
+}
+
+func (n *node) send(rep *registry.StatusReport, state string) {
 	// Before the registry's first answer there is no boot token, and the
 	// registry would refuse the report: it does not know this boot yet.
-	if n.client == nil || n.boot == nil {
+	if rep == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rep := registry.StatusReport{
+	if err := n.client.Status(ctx, *rep); err != nil {
+		n.log.Warn("status report not delivered", "state", state, "err", err)
+	}
+}
+
+// statusReport is the report of state now, nil before the registry's first
+// answer.
+func (n *node) statusReport(state, reason string) *registry.StatusReport {
+	if n.client == nil || n.boot == nil {
+		return nil
+	}
+	rep := &registry.StatusReport{
 		NodeID:   n.ident.NodeID,
 		Token:    n.boot.Token,
 		Source:   "pid1",
@@ -184,9 +209,7 @@ func (n *node) report(state, reason string) {
 	if n.rel != nil {
 		rep.ReleaseVersion = n.rel.Version
 	}
-	if err := n.client.Status(ctx, rep); err != nil {
-		n.log.Warn("status report not delivered", "state", state, "err", err)
-	}
+	return rep
 }
 
 // recent keeps a report within the registry's limits however long a node
@@ -222,3 +245,26 @@ type permanent struct{ err error }
 
 func (p permanent) Error() string { return p.err.Error() }
 func (p permanent) Unwrap() error { return p.err }
+
+// addEvidence puts the measurement log into PID 1's last report before
+// hand-off: quoted for a TPM node (over the boot answer's nonce, good
+// once), as a plain record otherwise.
+func (n *node) addEvidence(rep *registry.StatusReport) {
+	if rep == nil {
+		return
+	}
+	if n.prover == nil || n.boot.QuoteNonce == "" {
+		rep.Measured = n.measured.Events()
+		return
+	}
+	ev, err := n.prover.Final(n.boot.QuoteNonce)
+	if err != nil {
+		n.log.Error("no final quote for the registry: the node will not count as attested", "err", err)
+		rep.Measured = n.measured.Events()
+		return
+	}
+	rep.TPM = ev
+}
+
+// clipTo bounds text from the TPM for the boot request.
+func clipTo(s string, n int) string { return console.Sanitize(s, n) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -20,12 +21,15 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/coldplug"
 	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/identity"
+	"github.com/zeroboot/zeroboot/pkg/measure"
 	"github.com/zeroboot/zeroboot/pkg/mounts"
 	"github.com/zeroboot/zeroboot/pkg/netconf"
 	"github.com/zeroboot/zeroboot/pkg/netup"
 	"github.com/zeroboot/zeroboot/pkg/ntp"
+	"github.com/zeroboot/zeroboot/pkg/prove"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/supervise"
+	"github.com/zeroboot/zeroboot/pkg/tpm"
 	"github.com/zeroboot/zeroboot/pkg/trust"
 )
 
@@ -88,6 +92,7 @@ func (n *node) cmdline(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read /proc/cmdline: %w", err)
 	}
+	n.rawCmd = strings.TrimSpace(string(raw))
 	cfg, problems := cmdline.Parse(string(raw))
 	var errs []string
 	for _, p := range problems {
@@ -297,14 +302,63 @@ func (n *node) time(ctx context.Context) error {
 	return nil
 }
 
+// identity names the node: from the TPM's identity key where there is a
+// TPM, else from DMI, else (for farms that allow it) an ephemeral ID. It
+// then measures the trust root and command line, before anything fetched
+// is used.
 func (n *node) identity(context.Context) error {
 	id, err := identity.Reader{}.Read()
+	n.ident = id
+	switch p, terr := openProver(n.log); {
+	case terr == nil:
+		if n.ident.NodeID, err = p.NodeID(); err != nil {
+			return fmt.Errorf("TPM identity key: %w", err)
+		}
+		n.prover, n.kind = p, registry.KindTPM
+		n.ident.Source, n.ident.Proven = identity.SourceTPM, true
+		n.measured = p.Log
+		n.log.Info(fmt.Sprintf("identity: node %s from the TPM's identity key; proven by a quote on every boot", n.ident.NodeID))
+	case err == nil:
+		n.kind, n.tpmErr = registry.KindDMI, terr.Error()
+		n.log.Warn(fmt.Sprintf("identity: node %s (from %s); not proven: %v", id.NodeID, id.Source, terr))
+	default:
+		n.kind, n.tpmErr = registry.KindEphemeral, terr.Error()
+		n.ident.NodeID, n.ident.Source = identity.Ephemeral(), identity.SourceEphemeral
+		n.log.Warn(fmt.Sprintf("identity: no TPM (%v) and %v; using ephemeral ID %s for this boot: only farms that allow ephemeral nodes take it", terr, err, n.ident.NodeID))
+	}
+	if n.measured == nil {
+		n.measured = &measure.Measurer{}
+	}
+	return n.measureBoot()
+}
+
+// openProver opens the TPM, if any, for the boot's identity and
+// measurements.
+func openProver(log *slog.Logger) (*prove.Prover, error) {
+	t, err := tpm.Open("")
 	if err != nil {
+		return nil, err
+	}
+	return &prove.Prover{
+		TPM:         t,
+		Log:         &measure.Measurer{Extend: t.Extend},
+		FirmwareLog: func() ([]byte, error) { return tpm.FirmwareLog("") },
+		Report:      func(msg string) { log.Info(msg) },
+	}, nil
+}
+
+// measureBoot records what the node trusts and how it was told to boot. A
+// failing extend fails the step: a TPM node whose log does not match its
+// PCR would not be attested, and it says so here rather than later.
+func (n *node) measureBoot() error {
+	root, err := os.ReadFile(rootPath)
+	if err != nil {
+		return permanent{fmt.Errorf("TUF root: %w", err)}
+	}
+	if err := n.measured.Measure(measure.TypeTrustRoot, measure.TrustRootValue(root)); err != nil {
 		return err
 	}
-	n.ident = id
-	n.log.Info(fmt.Sprintf("identity: node %s (from %s; not proven: no TPM attestation yet)", id.NodeID, id.Source))
-	return nil
+	return n.measured.Measure(measure.TypeCmdline, n.rawCmd)
 }
 
 // rescueIfAsked stops here when the command line says zeroboot.rescue: the
@@ -328,15 +382,24 @@ func (n *node) registry(ctx context.Context) error {
 	if err != nil {
 		return permanent{err}
 	}
-	resp, err := n.client.Boot(ctx, registry.BootRequest{
-		Protocol:    registry.Protocol,
-		NodeID:      n.ident.NodeID,
-		Farm:        n.cfg.Farm,
-		Profile:     n.ident.Profile,
-		Agent:       "zeroboot-init",
-		RootVersion: rootVersion,
-		Channel:     n.cfg.Channel,
-	})
+	req := registry.BootRequest{
+		Protocol:       registry.Protocol,
+		NodeID:         n.ident.NodeID,
+		Farm:           n.cfg.Farm,
+		Profile:        n.ident.Profile,
+		Agent:          "zeroboot-init",
+		RootVersion:    rootVersion,
+		Channel:        n.cfg.Channel,
+		IdentityKind:   n.kind,
+		IdentitySource: n.ident.Source,
+		TPMError:       clipTo(n.tpmErr, registry.MaxTPMErrText),
+	}
+	var resp *registry.BootResponse
+	if n.prover != nil {
+		resp, err = n.prover.Boot(ctx, n.client, req)
+	} else {
+		resp, err = n.client.Boot(ctx, req, nil)
+	}
 	if err != nil {
 		return err
 	}
@@ -357,6 +420,9 @@ func (n *node) registry(ctx context.Context) error {
 	}
 	if len(resp.Stores) == 0 {
 		return errors.New("registry named no store URLs")
+	}
+	if err := n.measured.Measure(measure.TypeRelease, measure.ReleaseValue(rel.Channel, rel.Version)); err != nil {
+		return err
 	}
 	n.rel = rel
 	n.log.Info(fmt.Sprintf("release: %s v%d, %d components, expires %s; root v%d; freshness until %s", rel.Channel, rel.Version, len(rel.Components),
@@ -388,7 +454,13 @@ func (n *node) connect() error {
 		HTTP:    hc,
 		Backoff: n.retry,
 		Report: func(attempt int, url string, err error, wait time.Duration) {
-			n.log.Warn(fmt.Sprintf("registry %s unreachable (attempt %d); retrying in %s", url, attempt, wait.Round(100*time.Millisecond)), "err", err)
+			what := "unreachable"
+			var se *registry.StatusError
+			if errors.As(err, &se) {
+				// It answered: say what it said, first, not as a detail.
+				what = "refused the boot: " + se.Msg
+			}
+			n.log.Warn(fmt.Sprintf("registry %s %s (attempt %d); retrying in %s", url, what, attempt, wait.Round(100*time.Millisecond)), "err", err)
 		},
 	}
 	return nil

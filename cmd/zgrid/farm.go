@@ -10,24 +10,52 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
-	"github.com/zeroboot/zeroboot/pkg/console"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/server"
 	"github.com/zeroboot/zeroboot/pkg/registry"
-	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
 
 func cmdFarm(args []string) error {
-	return subcommand("farm", map[string]func([]string) error{"create": cmdFarmCreate, "list": cmdFarmList}, args)
+	return subcommand("farm", map[string]func([]string) error{"create": cmdFarmCreate, "set": cmdFarmSet, "list": cmdFarmList}, args)
+}
+
+const policyHelp = `Enrollment (how a node never seen joins the farm):
+  open       the first boot enrolls it (default)
+  approval   it waits, shown as pending, until zgrid node approve ID
+  listed     only node IDs or EK fingerprints listed with zgrid node allow
+--require-tpm refuses nodes without a TPM identity; --allow-ephemeral takes
+nodes that found no identity (QEMU without SMBIOS UUID) under a random ID
+for the boot. See docs/identity.md.`
+
+// policyFlags are a farm's enrollment policy on the command line.
+type policyFlags struct {
+	enroll     *string
+	requireTPM *bool
+	ephemeral  *bool
+}
+
+func registerPolicy(fs *flag.FlagSet) policyFlags {
+	return policyFlags{
+		enroll:     fs.String("enroll", registry.EnrollOpen, "enrollment of new nodes: open, approval or listed"),
+		requireTPM: fs.Bool("require-tpm", false, "refuse nodes without a TPM identity"),
+		ephemeral:  fs.Bool("allow-ephemeral", false, "take nodes that have no identity of their own under a per-boot ID"),
+	}
+}
+
+func (p policyFlags) farm(name, channel string) registry.Farm {
+	return registry.Farm{Name: name, Channel: channel, Enroll: *p.enroll, RequireTPM: *p.requireTPM, AllowEphemeral: *p.ephemeral}
 }
 
 func cmdFarmCreate(args []string) error {
-	fs := newFlags("farm create", "zgrid farm create NAME --channel CHANNEL [--data DIR | --server URL ...]",
-		"Create a farm: nodes booting with zeroboot.farm=NAME get the newest\nrelease of CHANNEL.\n\n"+connHelp,
+	fs := newFlags("farm create", "zgrid farm create NAME --channel CHANNEL [--enroll POLICY] [--require-tpm] [--allow-ephemeral] [--data DIR | --server URL ...]",
+		"Create a farm: nodes booting with zeroboot.farm=NAME get the newest\nrelease of CHANNEL.\n\n"+policyHelp+"\n\n"+connHelp,
 		`  zgrid farm create demo --channel stable --data ./grid
+  zgrid farm create lab --channel stable --enroll approval --require-tpm --data ./grid
   ZGRID_SERVER=https://registry.example.net:8443 ZGRID_TOKEN_FILE=admin.token ZGRID_CA=ca.pem \
-    zgrid farm create lab --channel beta`)
+    zgrid farm create ci --channel beta --allow-ephemeral`)
 	var c conn
 	c.register(fs)
 	channel := fs.String("channel", "", "release channel the farm follows (required)")
+	pol := registerPolicy(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -35,33 +63,80 @@ func cmdFarmCreate(args []string) error {
 	if len(pos) != 1 || *channel == "" {
 		return usageErr(fs, "need one farm NAME and --channel")
 	}
-	if err := c.check(); err != nil {
-		return err
-	}
-	var f registry.Farm
-	d, ok, err := c.local()
+	f, err := apply(&c, "POST", "/v1/admin/farms", pol.farm(pos[0], *channel), func(s *server.Server) (registry.Farm, error) {
+		return s.CreateFarm(pol.farm(pos[0], *channel))
+	})
 	if err != nil {
 		return err
+	}
+	fmt.Printf("farm %s created, channel %s, %s\n", f.Name, f.Channel, policyText(f))
+	return nil
+}
+
+func cmdFarmSet(args []string) error {
+	fs := newFlags("farm set", "zgrid farm set NAME --channel CHANNEL [--enroll POLICY] [--require-tpm] [--allow-ephemeral] [--data DIR | --server URL ...]",
+		"Replace a farm's channel and enrollment policy (flags not given take\ntheir defaults, as in farm create).\n\n"+policyHelp+"\n\n"+connHelp,
+		"  zgrid farm set ci --channel stable --allow-ephemeral --data ./grid")
+	var c conn
+	c.register(fs)
+	channel := fs.String("channel", "", "release channel the farm follows (required)")
+	pol := registerPolicy(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *channel == "" {
+		return usageErr(fs, "need one farm NAME and --channel")
+	}
+	f, err := apply(&c, "PUT", "/v1/admin/farms/"+url.PathEscape(pos[0]), pol.farm(pos[0], *channel), func(s *server.Server) (registry.Farm, error) {
+		return s.UpdateFarm(pol.farm(pos[0], *channel))
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("farm %s: channel %s, %s\n", f.Name, f.Channel, policyText(f))
+	return nil
+}
+
+func policyText(f registry.Farm) string {
+	t := "enroll " + f.Enroll
+	if f.Enroll == "" {
+		t = "enroll " + registry.EnrollOpen
+	}
+	if f.RequireTPM {
+		t += ", TPM required"
+	}
+	if f.AllowEphemeral {
+		t += ", ephemeral nodes allowed"
+	}
+	return t
+}
+
+// apply runs a change against the local database (through the server's
+// checks) or the running server.
+func apply[T any](c *conn, method, path string, body any, local func(*server.Server) (T, error)) (T, error) {
+	var out T
+	if err := c.check(); err != nil {
+		return out, err
+	}
+	d, ok, err := c.local()
+	if err != nil {
+		return out, err
 	}
 	if ok {
 		defer d.Close()
-		s, serr := c.localServer(d)
-		if serr != nil {
-			return serr
+		s, err := c.localServer(d)
+		if err != nil {
+			return out, err
 		}
-		f, err = s.CreateFarm(pos[0], *channel)
-	} else {
-		a, aerr := c.admin()
-		if aerr != nil {
-			return aerr
-		}
-		err = a.call("POST", "/v1/admin/farms", registry.Farm{Name: pos[0], Channel: *channel}, &f)
+		return local(s)
 	}
+	a, err := c.admin()
 	if err != nil {
-		return err
+		return out, err
 	}
-	fmt.Printf("farm %s created, channel %s\n", f.Name, f.Channel)
-	return nil
+	err = a.call(method, path, body, &out)
+	return out, err
 }
 
 // query runs a read against the local database or the running server.
@@ -96,87 +171,11 @@ func cmdFarmList(args []string) error {
 		return err
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tCHANNEL\tCREATED")
+	fmt.Fprintln(w, "NAME\tCHANNEL\tPOLICY\tCREATED")
 	for _, f := range farms {
-		fmt.Fprintf(w, "%s\t%s\t%s\n", f.Name, f.Channel, f.Created.UTC().Format(time.RFC3339))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", f.Name, f.Channel, policyText(f), f.Created.UTC().Format(time.RFC3339))
 	}
 	return w.Flush()
-}
-
-func cmdNode(args []string) error {
-	return subcommand("node", map[string]func([]string) error{"list": cmdNodeList, "show": cmdNodeShow}, args)
-}
-
-func cmdNodeList(args []string) error {
-	fs := newFlags("node list", "zgrid node list [--data DIR | --server URL ...]",
-		"List nodes: ID, farm, release version (served, and reported when it\ndiffers), state, and when the registry last heard from it.\n\n"+connHelp,
-		"  zgrid node list --data ./grid\n  zgrid node list --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem")
-	var c conn
-	c.register(fs)
-	if err := noArgs(fs, args, &c); err != nil {
-		return err
-	}
-	nodes, err := query(&c, "/v1/admin/nodes", func(d *db.DB) ([]registry.Node, error) { return d.Nodes() })
-	if err != nil {
-		return err
-	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tFARM\tRELEASE\tSTATE\tLAST SEEN")
-	for _, n := range nodes {
-		rel := fmt.Sprint(n.ReleaseServed)
-		if n.ReleaseReported != 0 && n.ReleaseReported != n.ReleaseServed {
-			rel += fmt.Sprintf(" (runs %d)", n.ReleaseReported)
-		}
-		state := n.State
-		if n.Reason != "" {
-			state += ": " + console.Sanitize(n.Reason, 60)
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.ID, n.Farm, rel, state, n.LastSeen.UTC().Format(time.RFC3339))
-	}
-	return w.Flush()
-}
-
-func cmdNodeShow(args []string) error {
-	fs := newFlags("node show", "zgrid node show ID [--json] [--data DIR | --server URL ...]",
-		"Show one node's record and boot timeline.\n\n"+connHelp,
-		"  zgrid node show 4c4c4544-0042 --data ./grid\n  zgrid node show 4c4c4544-0042 --data ./grid --json")
-	var c conn
-	c.register(fs)
-	asJSON := fs.Bool("json", false, "print the record as JSON")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageErr(fs, "need one node ID")
-	}
-	if err := c.check(); err != nil {
-		return err
-	}
-	n, err := query(&c, "/v1/admin/nodes/"+url.PathEscape(pos[0]), func(d *db.DB) (registry.Node, error) { return d.Node(pos[0]) })
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(n)
-	}
-	fmt.Printf("node        %s\nfarm        %s\nagent       %s\nfirst seen  %s\nlast seen   %s\nrelease     served %d, reported %d\nstate       %s (from %s)\n",
-		n.ID, n.Farm, console.Sanitize(n.Agent, 80), n.FirstSeen.UTC().Format(time.RFC3339), n.LastSeen.UTC().Format(time.RFC3339),
-		n.ReleaseServed, n.ReleaseReported, n.State, orDash(n.Source))
-	if n.Reason != "" {
-		fmt.Printf("reason      %s\n", console.Sanitize(n.Reason, registry.MaxReasonLen))
-	}
-	if nw := n.Network; nw != nil {
-		fmt.Printf("network     %s on %s (%s, %s) via %s: %s\n", console.Sanitize(nw.Addr, 64), console.Sanitize(nw.Link, 32),
-			console.Sanitize(nw.Family, 8), console.Sanitize(nw.Source, 16), orDash(console.Sanitize(nw.Router, 64)), console.Sanitize(nw.Why, 128))
-		for _, o := range nw.Others {
-			fmt.Printf("            also %s\n", console.Sanitize(o, registry.MaxNetworkText))
-		}
-	}
-	if len(n.Timeline) > 0 {
-		fmt.Printf("\n%s", timeline.Table(n.Timeline))
-	}
-	return nil
 }
 
 // noArgs parses flags of a command that takes no arguments.

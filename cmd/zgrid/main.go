@@ -31,8 +31,8 @@ func init() {
 		"root":    {"the TUF root nodes carry: init, rotate keys, show", cmdRoot},
 		"flist":   {"pack a directory or tar into an flist (flist build)", cmdFlist},
 		"release": {"create, sign, show, publish, withdraw and list signed releases", cmdRelease},
-		"farm":    {"create and list farms", cmdFarm},
-		"node":    {"list nodes and show one node's boot report", cmdNode},
+		"farm":    {"create, change and list farms and their enrollment policy", cmdFarm},
+		"node":    {"list nodes, show one node's boot report and identity, approve and allow nodes", cmdNode},
 	}
 }
 

@@ -193,8 +193,8 @@ func TestCLI(t *testing.T) {
 	}
 	resp.Body.Close()
 	out, _ = c.run(0, append([]string{"node", "list"}, remote...)...)
-	if !regexp.MustCompile(`(?m)^ID\s+FARM\s+RELEASE\s+STATE\s+LAST SEEN$`).MatchString(out) ||
-		!regexp.MustCompile(`(?m)^n0123\s+demo\s+3\s+booting\s+\d{4}-`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^ID\s+FARM\s+IDENTITY\s+RELEASE\s+STATE\s+LAST SEEN$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^n0123\s+demo\s+dmi\s+3\s+booting\s+\d{4}-`).MatchString(out) {
 		t.Errorf("node list:\n%s", out)
 	}
 	// --data alone reaches the server when it holds the database... at the

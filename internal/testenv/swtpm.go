@@ -96,3 +96,46 @@ func (s *SwtpmServer) Stop() {
 		<-done
 	}
 }
+
+// SwtpmForQEMU starts swtpm on stateDir as QEMU's TPM emulator backend (a
+// control socket only; the guest's firmware sends TPM2_Startup) and returns
+// the QEMU arguments that attach it as a TIS TPM. swtpm ends with QEMU's
+// connection, or in t.Cleanup.
+func SwtpmForQEMU(t testing.TB, stateDir string) []string {
+	t.Helper()
+	bin := NeedTool(t, "swtpm")
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sockDir, err := os.MkdirTemp("", "swtpm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	s := &SwtpmServer{Socket: filepath.Join(sockDir, "ctrl")}
+	s.cmd = exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+stateDir,
+		"--ctrl", "type=unixio,path="+s.Socket, "--terminate")
+	var stderr bytes.Buffer
+	s.cmd.Stderr = &stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start swtpm: %v", err)
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() && stderr.Len() > 0 {
+			t.Logf("swtpm stderr:\n%s", stderr.Bytes())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(s.Socket); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("swtpm control socket %s never appeared", s.Socket)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return []string{"-chardev", "socket,id=chrtpm,path=" + s.Socket,
+		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0"}
+}

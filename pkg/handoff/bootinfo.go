@@ -22,6 +22,7 @@ import (
 
 	"github.com/zeroboot/zeroboot/pkg/atomicfile"
 	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/measure"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
 
@@ -62,6 +63,12 @@ type BootInfo struct {
 	EntrypointDigest string          `json:"entrypoint_digest"` // sha256:... of the file executed, hashed after the binds
 	Timeline         []timeline.Step `json:"timeline"`
 	BootedAt         time.Time       `json:"booted_at"`
+	// IdentityKind is how the node proved who it is (registry.KindTPM,
+	// KindDMI, KindEphemeral); Events is the measurement log, extended into
+	// the TPM's PCR measure.PCR when Measured.
+	IdentityKind string          `json:"identity_kind"`
+	Measured     bool            `json:"measured"`
+	Events       []measure.Event `json:"events"`
 }
 
 // WriteBootInfo writes bi to path atomically (temporary file, fsync,

@@ -8,6 +8,7 @@ package identity
 
 import (
 	"bufio"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -22,9 +23,14 @@ import (
 
 // Sources of a node ID, best first.
 const (
+	// SourceTPM: the name of the TPM's identity key (pkg/tpm), hex.
+	SourceTPM    = "tpm-identity-key"
 	SourceUUID   = "dmi-product-uuid"
 	SourceSerial = "dmi-serial"
 	SourceMAC    = "mac"
+	// SourceEphemeral: random, for this boot only, when nothing else is
+	// usable and the farm allows it.
+	SourceEphemeral = "ephemeral"
 )
 
 // Identity is the node's name and hardware profile.
@@ -82,6 +88,15 @@ type Reader struct {
 func NodeID(source, value string) string {
 	h := sha256.Sum256([]byte("zeroboot-node-id-v1\x00" + source + "\x00" + value))
 	return "n" + hex.EncodeToString(h[:16])
+}
+
+// Ephemeral is a node ID made up for one boot: "e" and 32 random hex
+// digits, so that no derived ID (which starts with "n") can collide with
+// it and operators see at once what it is.
+func Ephemeral() string {
+	b := make([]byte, 16)
+	rand.Read(b) // never fails (crypto/rand since Go 1.24)
+	return "e" + hex.EncodeToString(b)
 }
 
 // Read reads the profile and derives the node ID. It fails only when no

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 
@@ -81,6 +82,28 @@ func (r *BootRequest) Validate() error {
 	}
 	if err := r.Profile.Validate(); err != nil {
 		return fmt.Errorf("boot request: %w", err)
+	}
+	return r.validateIdentity()
+}
+
+func (r *BootRequest) validateIdentity() error {
+	switch r.IdentityKind {
+	case "", KindDMI, KindEphemeral:
+		if r.TPM != nil {
+			return fmt.Errorf("boot request: identity kind %q with TPM evidence", r.IdentityKind)
+		}
+	case KindTPM:
+		if r.TPM == nil || len(r.TPM.AKPublic) == 0 {
+			return errors.New("boot request: identity kind tpm without a quote and identity key")
+		}
+		if err := r.TPM.Validate(); err != nil {
+			return fmt.Errorf("boot request: %w", err)
+		}
+	default:
+		return fmt.Errorf("boot request: identity kind %q: want %s, %s or %s", shorten(r.IdentityKind, MaxNameLen), KindTPM, KindDMI, KindEphemeral)
+	}
+	if len(r.IdentitySource) > MaxNameLen || len(r.TPMError) > MaxTPMErrText {
+		return fmt.Errorf("boot request: identity source (%d bytes) or tpm_error (%d bytes) over its limit (%d, %d)", len(r.IdentitySource), len(r.TPMError), MaxNameLen, MaxTPMErrText)
 	}
 	return nil
 }

@@ -92,24 +92,43 @@ func (c *Client) policy() backoff.Policy {
 	return c.Backoff
 }
 
+// Prover makes TPM evidence over a registry's nonce; nodes without a TPM
+// pass nil.
+type Prover func(nonce []byte) (*Evidence, error)
+
+// pendingPoll is how often a node held for approval asks again, whatever
+// the backoff has grown to: it boots within seconds of the approval.
+const pendingPoll = 5 * time.Second
+
 // Boot asks the registries in turn for the node's release until one answers
-// well or ctx ends. Each failure is reported and followed by a backoff wait
-// that grows with every full round over the URLs.
-func (c *Client) Boot(ctx context.Context, req BootRequest) (*BootResponse, error) {
+// well or ctx ends. With prove set, every attempt first fetches a nonce
+// from that registry and sends prove's quote over it. Each failure is
+// reported and followed by a backoff wait that grows with every full round
+// over the URLs. An answer may hold only Activate: the caller activates
+// the credential and boots again.
+func (c *Client) Boot(ctx context.Context, req BootRequest, prove Prover) (*BootResponse, error) {
 	if len(c.URLs) == 0 {
 		return nil, errors.New("boot: no registry URLs")
 	}
 	p := c.policy()
 	for n := 0; ; n++ {
 		u := c.URLs[n%len(c.URLs)]
-		resp, err := c.boot(ctx, u, req)
+		resp, err := c.proveAndBoot(ctx, u, req, prove)
 		if err == nil {
 			return resp, nil
+		}
+		var te *TPMError
+		if errors.As(err, &te) {
+			return nil, err // the node's own TPM: no other registry helps
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("boot: %w (last error: %v)", ctx.Err(), err)
 		}
 		wait := p.Delay(n / len(c.URLs))
+		var se *StatusError
+		if errors.As(err, &se) && se.Code == http.StatusConflict {
+			wait = min(wait, pendingPoll)
+		}
 		if c.Report != nil {
 			c.Report(n+1, u, err, wait)
 		}
@@ -119,13 +138,51 @@ func (c *Client) Boot(ctx context.Context, req BootRequest) (*BootResponse, erro
 	}
 }
 
+// TPMError is a failure of the node's TPM while proving its identity.
+type TPMError struct{ Err error }
+
+func (e *TPMError) Error() string { return "tpm: " + e.Err.Error() }
+func (e *TPMError) Unwrap() error { return e.Err }
+
+func (c *Client) proveAndBoot(ctx context.Context, base string, req BootRequest, prove Prover) (*BootResponse, error) {
+	if prove != nil {
+		nonce, err := c.challenge(ctx, base, req.NodeID)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := prove(nonce)
+		if err != nil {
+			return nil, &TPMError{err}
+		}
+		req.TPM = ev
+	}
+	return c.boot(ctx, base, req)
+}
+
+// challenge fetches a fresh nonce from base for the node's next quote.
+func (c *Client) challenge(ctx context.Context, base, nodeID string) ([]byte, error) {
+	var resp ChallengeResponse
+	_, err := c.do(ctx, base, "/v1/challenge", ChallengeRequest{Protocol: Protocol, NodeID: nodeID}, http.StatusOK, &resp)
+	var se *StatusError
+	if errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusMethodNotAllowed) {
+		return nil, fmt.Errorf("%w (no /v1/challenge: a registry of protocol 2 or older cannot verify a TPM node; upgrade zgrid to protocol %d)", err, Protocol)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckNonce(resp.Nonce); err != nil {
+		return nil, fmt.Errorf("registry %s: challenge: %w", base, err)
+	}
+	return nonceBytes(resp.Nonce), nil
+}
+
 func (c *Client) boot(ctx context.Context, base string, req BootRequest) (*BootResponse, error) {
 	var resp BootResponse
 	st, err := c.do(ctx, base, "/v1/boot", req, http.StatusOK, &resp)
-	if err != nil && strings.Contains(err.Error(), `unknown field "protocol"`) {
-		// A protocol 1 registry refuses the request before it can say
-		// which protocol it speaks.
-		return nil, fmt.Errorf("%w (a protocol 1 registry: upgrade zgrid to protocol %d)", err, Protocol)
+	if err != nil && strings.Contains(err.Error(), `unknown field`) {
+		// An older registry refuses the request before it can say which
+		// protocol it speaks.
+		return nil, fmt.Errorf("%w (an older registry: upgrade zgrid to protocol %d)", err, Protocol)
 	}
 	if err != nil {
 		return nil, err
@@ -147,6 +204,24 @@ func (r *BootResponse) check(nodeID string) error {
 			r.Protocol = 1
 		}
 		return fmt.Errorf("registry speaks protocol %d, this node protocol %d: upgrade the older of the two (a protocol 1 registry serves no TUF metadata)", r.Protocol, Protocol)
+	}
+	if r.SendEK {
+		if r.Activate != nil || r.TUF != nil {
+			return errors.New("answer asks for the EK and carries more")
+		}
+		return nil
+	}
+	if r.Activate != nil {
+		a := r.Activate
+		if len(a.Credential) == 0 || len(a.Secret) == 0 || len(a.Credential) > MaxTPMBlob || len(a.Secret) > MaxTPMBlob {
+			return fmt.Errorf("activation challenge: credential of %d bytes and secret of %d, want 1-%d each", len(a.Credential), len(a.Secret), MaxTPMBlob)
+		}
+		return nil
+	}
+	if r.QuoteNonce != "" {
+		if err := CheckNonce(r.QuoteNonce); err != nil {
+			return fmt.Errorf("answer: quote_%w", err)
+		}
 	}
 	if r.TUF == nil {
 		return errors.New("answer carries no TUF metadata")
@@ -263,7 +338,7 @@ func (c *Client) do(ctx context.Context, base, path string, in any, want int, ou
 		return stamp{}, fmt.Errorf("registry %s: answer exceeds %d bytes", base, MaxBodySize)
 	}
 	if resp.StatusCode != want {
-		return stamp{}, fmt.Errorf("registry %s: HTTP %d: %s", base, resp.StatusCode, reason(resp, b))
+		return stamp{}, &StatusError{URL: base, Code: resp.StatusCode, Msg: reason(resp, b)}
 	}
 	if out != nil {
 		ct, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
@@ -276,6 +351,18 @@ func (c *Client) do(ctx context.Context, base, path string, in any, want int, ou
 	}
 	date, _ := http.ParseTime(resp.Header.Get("Date"))
 	return stamp{date: date, notAfter: chainEnd(resp.TLS)}, nil
+}
+
+// StatusError is a registry's answer with an unexpected HTTP status; Msg
+// is its error text, sanitised.
+type StatusError struct {
+	URL  string
+	Code int
+	Msg  string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("registry %s: HTTP %d: %s", e.URL, e.Code, e.Msg)
 }
 
 // reason extracts the registry's error message, or a clipped body.

@@ -75,7 +75,7 @@ func TestBootFailsOverAndPassesDate(t *testing.T) {
 		},
 		OnDate: func(src string, d, notAfter time.Time) { dates = append(dates, dated{src, d, notAfter}) },
 	}
-	resp, err := c.Boot(context.Background(), BootRequest{NodeID: "n1", Farm: "f"})
+	resp, err := c.Boot(context.Background(), BootRequest{NodeID: "n1", Farm: "f"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestOnDateWithoutTLS(t *testing.T) {
 	var got []dated
 	c := &Client{URLs: []string{srv.URL}, HTTP: srv.Client(),
 		OnDate: func(src string, d, notAfter time.Time) { got = append(got, dated{src, d, notAfter}) }}
-	if _, err := c.Boot(context.Background(), BootRequest{NodeID: "n1", Farm: "f"}); err != nil {
+	if _, err := c.Boot(context.Background(), BootRequest{NodeID: "n1", Farm: "f"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1 || !got[0].notAfter.IsZero() {
@@ -195,7 +195,7 @@ func TestBootRefusesRedirects(t *testing.T) {
 					Report: func(n int, u string, err error, wait time.Duration) { reports = append(reports, report{u, err}) },
 					OnDate: func(src string, d, notAfter time.Time) { dates = append(dates, src) },
 				}
-				resp, err := c.Boot(context.Background(), BootRequest{NodeID: "n1", Farm: "f"})
+				resp, err := c.Boot(context.Background(), BootRequest{NodeID: "n1", Farm: "f"}, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -242,7 +242,7 @@ func TestBootReportsServerReason(t *testing.T) {
 	var errs []string
 	c := &Client{URLs: []string{srv.URL}, HTTP: hc, Backoff: fast,
 		Report: func(n int, u string, err error, wait time.Duration) { errs = append(errs, err.Error()) }}
-	if _, err := c.Boot(context.Background(), BootRequest{NodeID: "n1", Farm: "f"}); err != nil {
+	if _, err := c.Boot(context.Background(), BootRequest{NodeID: "n1", Farm: "f"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(errs) != 2 || !strings.Contains(errs[0], "HTTP 404: farm f not found?[2J") {
@@ -255,23 +255,23 @@ func TestBootRefusesGarbage(t *testing.T) {
 	for _, tc := range []struct {
 		name, ctype, body, want string
 	}{
-		{"content type", "text/html", `{"node_id":"n1","protocol":2,"tuf":{},"stores":["https://x/store"]}`, "content type"},
+		{"content type", "text/html", `{"node_id":"n1","protocol":3,"tuf":{},"stores":["https://x/store"]}`, "content type"},
 		{"huge", "application/json", `{"node_id":"n1","channel":"` + strings.Repeat("A", MaxBodySize) + `"}`, "exceeds"},
 		{"deep nesting", "application/json", `{"node_id":"n1","stores":["https://x/store"],"tuf":` + deep + `}`, "nested deeper than 32"},
-		{"case-only key", "application/json", `{"NODE_ID":"n1","protocol":2,"tuf":{},"stores":["https://x/store"]}`, `the field is "node_id"`},
-		{"duplicate key", "application/json", `{"node_id":"n1","node_id":"n2","protocol":2,"tuf":{},"stores":["https://x/store"]}`, `appears twice`},
+		{"case-only key", "application/json", `{"NODE_ID":"n1","protocol":3,"tuf":{},"stores":["https://x/store"]}`, `the field is "node_id"`},
+		{"duplicate key", "application/json", `{"node_id":"n1","node_id":"n2","protocol":3,"tuf":{},"stores":["https://x/store"]}`, `appears twice`},
 		{"deep nesting small", "application/json", `{"node_id":"n1","stores":["https://x/store"],"extra":` + strings.Repeat("[", 11000) + strings.Repeat("]", 11000) + `}`, "decode JSON"},
-		{"unknown field", "application/json", `{"node_id":"n1","protocol":2,"tuf":{},"stores":["https://x/store"],"debug":true}`, "unknown field"},
-		{"wrong node", "application/json", `{"node_id":"n2","protocol":2,"tuf":{},"stores":["https://x/store"]}`, `registry answered for node "n2", we are "n1"`},
-		{"trailing", "application/json", `{"node_id":"n1","protocol":2,"tuf":{},"stores":["https://x/store"]} {}`, "trailing"},
-		{"no release", "application/json", `{"protocol":2,"node_id":"n1","stores":["https://x/store"]}`, "no TUF metadata"},
-		{"protocol 1 registry", "application/json", `{"node_id":"n1","stores":["https://x/store"],"release":{}}`, "registry speaks protocol 1, this node protocol 2"},
-		{"other protocol", "application/json", `{"protocol":3,"node_id":"n1","stores":["https://x/store"]}`, "registry speaks protocol 3"},
-		{"no stores", "application/json", `{"node_id":"n1","protocol":2,"tuf":{}}`, "store URLs"},
-		{"bad store", "application/json", `{"node_id":"n1","protocol":2,"tuf":{},"stores":["file:///etc"]}`, "absolute http(s) URL"},
+		{"unknown field", "application/json", `{"node_id":"n1","protocol":3,"tuf":{},"stores":["https://x/store"],"debug":true}`, "unknown field"},
+		{"wrong node", "application/json", `{"node_id":"n2","protocol":3,"tuf":{},"stores":["https://x/store"]}`, `registry answered for node "n2", we are "n1"`},
+		{"trailing", "application/json", `{"node_id":"n1","protocol":3,"tuf":{},"stores":["https://x/store"]} {}`, "trailing"},
+		{"no release", "application/json", `{"protocol":3,"node_id":"n1","stores":["https://x/store"]}`, "no TUF metadata"},
+		{"protocol 1 registry", "application/json", `{"node_id":"n1","stores":["https://x/store"],"release":{}}`, "registry speaks protocol 1, this node protocol 3"},
+		{"other protocol", "application/json", `{"protocol":4,"node_id":"n1","stores":["https://x/store"]}`, "registry speaks protocol 4"},
+		{"no stores", "application/json", `{"node_id":"n1","protocol":3,"tuf":{}}`, "store URLs"},
+		{"bad store", "application/json", `{"node_id":"n1","protocol":3,"tuf":{},"stores":["file:///etc"]}`, "absolute http(s) URL"},
 		{"not json", "application/json", `<html>`, "decode JSON"},
-		{"no token", "application/json", `{"node_id":"n1","protocol":2,"tuf":{},"stores":["https://x/store"]}`, "boot token missing"},
-		{"bad token", "application/json", `{"node_id":"n1","protocol":2,"tuf":{},"stores":["https://x/store"],"token":"` + strings.Repeat("Z", 64) + `"}`, "not a lower-case hex digit"},
+		{"no token", "application/json", `{"node_id":"n1","protocol":3,"tuf":{},"stores":["https://x/store"]}`, "boot token missing"},
+		{"bad token", "application/json", `{"node_id":"n1","protocol":3,"tuf":{},"stores":["https://x/store"],"token":"` + strings.Repeat("Z", 64) + `"}`, "not a lower-case hex digit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, hc := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -284,7 +284,7 @@ func TestBootRefusesGarbage(t *testing.T) {
 				Report: func(int, string, error, time.Duration) {}}
 			c.Report = func(n int, u string, err error, wait time.Duration) { got = err; cancel() }
 			c.OnDate = func(string, time.Time, time.Time) { t.Error("OnDate called for a refused answer") }
-			if _, err := c.Boot(ctx, BootRequest{NodeID: "n1", Farm: "f"}); err == nil {
+			if _, err := c.Boot(ctx, BootRequest{NodeID: "n1", Farm: "f"}, nil); err == nil {
 				t.Fatal("garbage accepted")
 			}
 			if got == nil || !strings.Contains(got.Error(), tc.want) {
@@ -298,7 +298,7 @@ func TestBootStopsWithContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	c := &Client{URLs: []string{"https://127.0.0.1:1"}, HTTP: &http.Client{}, Backoff: fast}
-	_, err := c.Boot(ctx, BootRequest{NodeID: "n1", Farm: "f"})
+	_, err := c.Boot(ctx, BootRequest{NodeID: "n1", Farm: "f"}, nil)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("err = %v, want deadline with the last error", err)
 	}
@@ -407,8 +407,8 @@ func TestStatusValidate(t *testing.T) {
 // testToken has the shape of a boot token (64 lower-case hex digits).
 const testToken = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
-// A protocol 1 registry refuses a protocol 2 request as having an unknown
-// field before it can say which protocol it speaks; the node says what that
+// An older registry refuses a newer request as having an unknown field
+// before it can say which protocol it speaks; the node says what that
 // means.
 func TestBootProtocol1Registry(t *testing.T) {
 	srv, hc := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -421,8 +421,8 @@ func TestBootProtocol1Registry(t *testing.T) {
 	defer cancel()
 	c := &Client{URLs: []string{srv.URL}, HTTP: hc, Backoff: fast,
 		Report: func(n int, u string, err error, wait time.Duration) { got = err; cancel() }}
-	c.Boot(ctx, BootRequest{Protocol: Protocol, NodeID: "n1"})
-	if got == nil || !strings.Contains(got.Error(), "a protocol 1 registry: upgrade zgrid to protocol 2") {
+	c.Boot(ctx, BootRequest{Protocol: Protocol, NodeID: "n1"}, nil)
+	if got == nil || !strings.Contains(got.Error(), "an older registry: upgrade zgrid to protocol 3") {
 		t.Fatalf("error %v", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/identity"
+	"github.com/zeroboot/zeroboot/pkg/measure"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 	"github.com/zeroboot/zeroboot/pkg/trust"
 )
@@ -33,13 +34,23 @@ const (
 	StateBooting = "booting"
 	StateFailed  = "failed"
 	StateReady   = "ready"
+	// StatePending is set by the registry alone: the node waits for
+	// zgrid node approve.
+	StatePending = "pending"
 )
 
-// Protocol is the version of the node/registry boot exchange. Version 2
-// carries TUF metadata (pkg/trust); version 1 carried a zeroboot-release/1
-// envelope. Each side refuses the other's version with a message that says
-// which side to upgrade.
-const Protocol = 2
+// Protocol is the version of the node/registry boot exchange. Version 3
+// adds TPM identity: a challenge before the boot request, quotes, key
+// enrollment and measured boot (docs/api.md). Version 2 carries TUF
+// metadata (pkg/trust); version 1 carried a zeroboot-release/1 envelope.
+// A registry answers nodes of MinNodeProtocol and up in their own
+// version; otherwise each side refuses the other's version with a message
+// that says which side to upgrade.
+const Protocol = 3
+
+// MinNodeProtocol is the oldest node protocol a registry still answers:
+// a protocol 2 node boots as a DMI node.
+const MinNodeProtocol = 2
 
 // BootRequest is what a node sends to POST /v1/boot.
 type BootRequest struct {
@@ -53,6 +64,15 @@ type BootRequest struct {
 	RootVersion int64 `json:"root_version,omitempty"`
 	// Channel is zeroboot.channel when set; the farm's channel otherwise.
 	Channel string `json:"channel,omitempty"`
+	// IdentityKind is KindTPM, KindDMI or KindEphemeral (protocol 3;
+	// absent: KindDMI), IdentitySource what the ID was derived from.
+	IdentityKind   string `json:"identity_kind,omitempty"`
+	IdentitySource string `json:"identity_source,omitempty"`
+	// TPMError is why a node without KindTPM has no TPM identity: no
+	// device, or a TPM that failed. The farm's policy decides.
+	TPMError string `json:"tpm_error,omitempty"`
+	// TPM is the quote over a fresh challenge (KindTPM only).
+	TPM *Evidence `json:"tpm,omitempty"`
 }
 
 // BootResponse is the registry's answer: the TUF metadata of the node's
@@ -81,6 +101,18 @@ type BootResponse struct {
 	// by Client.Boot for the caller to judge against the signed metadata.
 	Date     time.Time `json:"-"`
 	ChainEnd time.Time `json:"-"`
+	// Activate, when set, is all the answer holds: the registry does not
+	// know the node's key yet and asks it to prove that the key lives in
+	// its TPM, then to ask again (protocol 3).
+	Activate *Activation `json:"activate,omitempty"`
+	// QuoteNonce is the challenge for the quote the node sends with its
+	// report before hand-off, once everything it runs is measured
+	// (protocol 3, TPM nodes).
+	QuoteNonce string `json:"quote_nonce,omitempty"`
+	// SendEK, when set, is all the answer holds: the registry does not
+	// know the node's key and asks for the endorsement key to enroll it
+	// (protocol 3).
+	SendEK bool `json:"send_ek,omitempty"`
 }
 
 // StatusReport is what PID 1 and Core-0 send to POST /v1/status.
@@ -96,6 +128,13 @@ type StatusReport struct {
 	Network *NetworkChoice `json:"network,omitempty"`
 	// Token is BootResponse.Token of the node's last boot.
 	Token string `json:"token"`
+	// TPM is the quote over BootResponse.QuoteNonce with the whole
+	// measurement log and the firmware's event log; PID 1 sends it once,
+	// with its last report before hand-off.
+	TPM *Evidence `json:"tpm,omitempty"`
+	// Measured is the measurement log of a node without a TPM: what it
+	// would have measured, for the record; it proves nothing.
+	Measured []measure.Event `json:"measured,omitempty"`
 }
 
 // TokenSize is the number of random bytes in a boot token; on the wire it
@@ -104,16 +143,19 @@ const TokenSize = 32
 
 // CheckToken reports whether t has the shape of a boot token: 64
 // lower-case hex digits. It says nothing of whether a registry issued it.
-func CheckToken(t string) error {
-	if t == "" {
-		return errors.New("boot token missing")
+func CheckToken(t string) error { return checkHex("boot token", t, TokenSize) }
+
+// checkHex reports whether s is n bytes as lower-case hex digits.
+func checkHex(what, s string, n int) error {
+	if s == "" {
+		return fmt.Errorf("%s missing", what)
 	}
-	if len(t) != 2*TokenSize {
-		return fmt.Errorf("boot token is %d characters, want %d hex digits", len(t), 2*TokenSize)
+	if len(s) != 2*n {
+		return fmt.Errorf("%s is %d characters, want %d hex digits", what, len(s), 2*n)
 	}
-	for i := 0; i < len(t); i++ {
-		if c := t[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return fmt.Errorf("boot token: character %d is not a lower-case hex digit", i)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return fmt.Errorf("%s: character %d is not a lower-case hex digit", what, i)
 		}
 	}
 	return nil
@@ -124,11 +166,48 @@ type Error struct {
 	Error string `json:"error"`
 }
 
-// Farm groups nodes that follow one release channel.
+// Farm groups nodes that follow one release channel, and says which
+// nodes may join it.
 type Farm struct {
 	Name    string    `json:"name"`
 	Channel string    `json:"channel"`
 	Created time.Time `json:"created,omitzero"`
+	// Enroll is how a node the registry has not seen joins: EnrollOpen
+	// (empty: open), EnrollApproval or EnrollListed.
+	Enroll string `json:"enroll,omitempty"`
+	// RequireTPM refuses nodes without a TPM identity.
+	RequireTPM bool `json:"require_tpm,omitempty"`
+	// AllowEphemeral takes nodes that found no identity and made one up
+	// for the boot (CI VMs without SMBIOS UUID); they are never TPM nodes.
+	AllowEphemeral bool `json:"allow_ephemeral,omitempty"`
+}
+
+// Allowed is the body of POST /v1/admin/allowed: a node ID or an EK
+// fingerprint ("sha256:" + 64 hex digits) that farms enrolling listed
+// nodes take.
+type Allowed struct {
+	Key string `json:"key"`
+}
+
+// Enrollment policies of a farm.
+const (
+	// EnrollOpen: the first boot enrolls the node.
+	EnrollOpen = "open"
+	// EnrollApproval: a new node waits, quarantined, until an admin runs
+	// zgrid node approve.
+	EnrollApproval = "approval"
+	// EnrollListed: only nodes whose ID or EK fingerprint an admin listed
+	// beforehand (zgrid node allow).
+	EnrollListed = "listed"
+)
+
+// CheckEnroll reports whether p is an enrollment policy.
+func CheckEnroll(p string) error {
+	switch p {
+	case "", EnrollOpen, EnrollApproval, EnrollListed:
+		return nil
+	}
+	return fmt.Errorf("enroll policy %q: want %s, %s or %s", p, EnrollOpen, EnrollApproval, EnrollListed)
 }
 
 // Node is the registry's record of a node, as returned by the admin API.
@@ -146,6 +225,65 @@ type Node struct {
 	Reason          string           `json:"reason,omitempty"`
 	Timeline        []timeline.Step  `json:"timeline,omitempty"`
 	Network         *NetworkChoice   `json:"network,omitempty"`
+	// HighestRelease is the highest release version the node was ever
+	// served; see docs/release.md on rollback floors.
+	HighestRelease uint64   `json:"highest_release,omitempty"`
+	Identity       Identity `json:"identity,omitzero"`
+}
+
+// Identity is what the registry knows of a node's identity and how far it
+// trusts it.
+type Identity struct {
+	Kind   string `json:"kind"`             // KindTPM, KindDMI, KindEphemeral
+	Source string `json:"source,omitempty"` // what the ID derives from
+	// Approved is false while an approval farm holds the node.
+	Approved bool   `json:"approved"`
+	TPMError string `json:"tpm_error,omitempty"`
+	// AKPublic is the enrolled identity key (TPMT_PUBLIC); Bound is set
+	// once credential activation showed it lives in the TPM of EK.
+	AKPublic      []byte `json:"ak_public,omitempty"`
+	Bound         bool   `json:"bound,omitempty"`
+	EKFingerprint string `json:"ek_fingerprint,omitempty"`
+	EKKind        string `json:"ek_kind,omitempty"`
+	// EKCert is the EK certificate's subject and issuer, and whether it
+	// chained to a manufacturer CA the operator configured.
+	EKCert         string `json:"ek_cert,omitempty"`
+	EKCertVerified bool   `json:"ek_cert_verified,omitempty"`
+	// Attestation is the verdict on the last boot's final quote.
+	Attestation *Attestation `json:"attestation,omitempty"`
+	// Baseline is the trust root and command line measured at the node's
+	// first attested boot (or its last approval): later boots must
+	// measure the same.
+	Baseline []measure.Event `json:"baseline,omitempty"`
+}
+
+// Attestation states.
+const (
+	// AttestOK: the quote verified and the measurement log is exactly
+	// what the registry served.
+	AttestOK = "attested"
+	// AttestMismatch: the quote verified but a measured event differs
+	// from what the registry expected: an alert.
+	AttestMismatch = "mismatch"
+	// AttestFailed: the quote or a log did not verify.
+	AttestFailed = "failed"
+	// AttestPending: the boot quote verified; the final one has not come.
+	AttestPending = "pending"
+)
+
+// Attestation is the registry's verdict on one boot's evidence.
+type Attestation struct {
+	State  string    `json:"state"`
+	Detail string    `json:"detail,omitempty"`
+	Time   time.Time `json:"time"`
+	// What the quote covered: the PCR values, the zeroboot log, and the
+	// firmware log summarised.
+	PCRs           []PCRValue      `json:"pcrs,omitempty"`
+	Events         []measure.Event `json:"events,omitempty"`
+	FirmwareEvents int             `json:"firmware_events,omitempty"`
+	FirmwareLog    string          `json:"firmware_log,omitempty"` // "matches PCRs 0-7", "absent", or why not
+	ResetCount     uint32          `json:"reset_count,omitempty"`
+	RestartCount   uint32          `json:"restart_count,omitempty"`
 }
 
 // NetworkChoice is which link and family first reached the registry at
@@ -248,6 +386,19 @@ func (r *StatusReport) Validate() error {
 	if r.Network != nil {
 		if err := r.Network.validate(); err != nil {
 			return err
+		}
+	}
+	if r.TPM != nil {
+		if err := r.TPM.Validate(); err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+	}
+	if len(r.Measured) > measure.MaxEvents {
+		return fmt.Errorf("status: %d measured events, limit %d", len(r.Measured), measure.MaxEvents)
+	}
+	for i, ev := range r.Measured {
+		if err := ev.Check(); err != nil {
+			return fmt.Errorf("status: measured event %d: %w", i, err)
 		}
 	}
 	for i, st := range r.Timeline {

@@ -24,8 +24,9 @@ var (
 	bReleases = []byte("releases")  // channel \x00 version(8 bytes BE) -> ReleaseInfo JSON
 	bHigh     = []byte("highwater") // channel -> highest version ever published (8 bytes BE)
 	bNodes    = []byte("nodes")
-	bTokens   = []byte("tokens") // node ID -> SHA-256 of its last KeepTokens boot tokens, newest first
-	bMeta     = []byte("meta")   // "nodes" -> number of node records (8 bytes BE); see also kStates
+	bTokens   = []byte("tokens")  // node ID -> SHA-256 of its last KeepTokens boot tokens, newest first
+	bMeta     = []byte("meta")    // "nodes" -> number of node records (8 bytes BE); see also kStates
+	bAllowed  = []byte("allowed") // node ID or EK fingerprint -> 1, for farms that enroll listed nodes
 	kNodes    = []byte("nodes")
 	// kStates marks that the meta bucket counts nodes by state, under
 	// "state\x00<state>" (8 bytes BE): kept in the transaction that
@@ -62,7 +63,7 @@ func Open(path string, timeout time.Duration) (*DB, error) {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	err = b.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bFarms, bReleases, bHigh, bNodes, bTokens, bMeta} {
+		for _, name := range [][]byte{bFarms, bReleases, bHigh, bNodes, bTokens, bMeta, bAllowed} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -170,6 +171,20 @@ func (d *DB) CreateFarm(f registry.Farm) error {
 	})
 }
 
+// UpdateFarm replaces an existing farm, keeping its creation time.
+func (d *DB) UpdateFarm(f registry.Farm) (registry.Farm, error) {
+	err := d.b.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bFarms)
+		var old registry.Farm
+		if err := get(b, []byte(f.Name), &old, "farm "+f.Name); err != nil {
+			return err
+		}
+		f.Created = old.Created
+		return put(b, []byte(f.Name), f)
+	})
+	return f, err
+}
+
 // Farm returns one farm or ErrNotFound.
 func (d *DB) Farm(name string) (registry.Farm, error) {
 	var f registry.Farm
@@ -251,6 +266,8 @@ type Boot struct {
 	// MaxNodes refuses a node ID not yet known once the database holds
 	// this many nodes (ErrFull); 0 means no limit.
 	MaxNodes int
+	// Identity is what the registry verified of the node this boot.
+	Identity registry.Identity
 }
 
 // RecordBoot notes that a node asked to boot and what it was answered. Its
@@ -259,30 +276,93 @@ type Boot struct {
 func (d *DB) RecordBoot(b Boot, now time.Time) error {
 	req := b.Request
 	return d.b.Update(func(tx *bolt.Tx) error {
-		nodes := tx.Bucket(bNodes)
-		n := registry.Node{ID: req.NodeID, FirstSeen: now}
-		v := nodes.Get([]byte(req.NodeID))
-		if v != nil {
-			if err := json.Unmarshal(v, &n); err != nil {
-				return fmt.Errorf("node %s: %w", req.NodeID, err)
-			}
-		} else if err := addNode(tx, req.NodeID, b.MaxNodes); err != nil {
+		n, err := nodeFor(tx, req, b.MaxNodes, registry.StateBooting, now)
+		if err != nil {
 			return err
 		}
-		if err := moveState(tx, n.State, registry.StateBooting, v != nil); err != nil {
-			return err
-		}
-		n.LastSeen = now
-		n.Farm = req.Farm
-		n.Agent = req.Agent
-		n.Profile = req.Profile
 		n.ReleaseServed = b.Served
+		n.HighestRelease = max(n.HighestRelease, b.Served)
 		n.State, n.Source, n.Reason, n.Timeline = registry.StateBooting, "", "", nil
-		if err := put(nodes, []byte(n.ID), n); err != nil {
+		att := n.Identity.Attestation
+		n.Identity = b.Identity
+		if b.Identity.Kind == registry.KindTPM {
+			n.Identity.Attestation = &registry.Attestation{State: registry.AttestPending, Time: now, Detail: "boot quote verified; waiting for the quote before hand-off"}
+		} else if att != nil {
+			n.Identity.Attestation = nil // a DMI boot attests nothing
+		}
+		if err := put(tx.Bucket(bNodes), []byte(n.ID), n); err != nil {
 			return err
 		}
 		return pushToken(tx.Bucket(bTokens), req.NodeID, b.Token)
 	})
+}
+
+// RecordPending keeps a node that an approval farm holds: listed as
+// pending, with the identity it proved, and no boot token.
+func (d *DB) RecordPending(req registry.BootRequest, ident registry.Identity, maxNodes int, now time.Time) error {
+	return d.b.Update(func(tx *bolt.Tx) error {
+		n, err := nodeFor(tx, req, maxNodes, registry.StatePending, now)
+		if err != nil {
+			return err
+		}
+		n.State, n.Source, n.Reason = registry.StatePending, "", "awaits zgrid node approve"
+		n.Identity = ident
+		return put(tx.Bucket(bNodes), []byte(n.ID), n)
+	})
+}
+
+// nodeFor loads (or counts in) the request's node, moves its state count
+// to state and refreshes what every request says.
+func nodeFor(tx *bolt.Tx, req registry.BootRequest, maxNodes int, state string, now time.Time) (registry.Node, error) {
+	n := registry.Node{ID: req.NodeID, FirstSeen: now}
+	v := tx.Bucket(bNodes).Get([]byte(req.NodeID))
+	if v != nil {
+		if err := json.Unmarshal(v, &n); err != nil {
+			return n, fmt.Errorf("node %s: %w", req.NodeID, err)
+		}
+	} else if err := addNode(tx, req.NodeID, maxNodes); err != nil {
+		return n, err
+	}
+	if err := moveState(tx, n.State, state, v != nil); err != nil {
+		return n, err
+	}
+	n.LastSeen, n.Farm, n.Agent, n.Profile = now, req.Farm, req.Agent, req.Profile
+	return n, nil
+}
+
+// Approve lets a held node boot, and makes what it measures next its new
+// baseline (after a deliberate change of boot media or command line).
+func (d *DB) Approve(id string) (registry.Node, error) {
+	var n registry.Node
+	err := d.b.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bNodes)
+		if err := get(b, []byte(id), &n, "node "+id); err != nil {
+			return err
+		}
+		n.Identity.Approved = true
+		n.Identity.Baseline = nil
+		return put(b, []byte(id), n)
+	})
+	return n, err
+}
+
+// Allow lists a node ID or an EK fingerprint ("sha256:...") for farms that
+// take listed nodes only.
+func (d *DB) Allow(key string) error {
+	return d.b.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bAllowed).Put([]byte(key), []byte{1})
+	})
+}
+
+// Listed reports whether the node ID or EK fingerprint was allowed.
+func (d *DB) Listed(id, ekFingerprint string) (bool, error) {
+	var ok bool
+	err := d.b.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bAllowed)
+		ok = b.Get([]byte(id)) != nil || (ekFingerprint != "" && b.Get([]byte(ekFingerprint)) != nil)
+		return nil
+	})
+	return ok, err
 }
 
 // addNode counts a new node, refusing it when max are already known.
@@ -324,7 +404,7 @@ func tokenMatches(stored []byte, token string) bool {
 // RecordStatus stores a node's report. A report from an unknown node is
 // ErrNotFound (nodes must boot through the registry first); one whose
 // token is not among the node's last KeepTokens is ErrToken.
-func (d *DB) RecordStatus(rep registry.StatusReport, now time.Time) error {
+func (d *DB) RecordStatus(rep registry.StatusReport, att *registry.Attestation, now time.Time) error {
 	return d.b.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bNodes)
 		var n registry.Node
@@ -347,6 +427,12 @@ func (d *DB) RecordStatus(rep registry.StatusReport, now time.Time) error {
 		}
 		if rep.Network != nil {
 			n.Network = rep.Network
+		}
+		if att != nil {
+			n.Identity.Attestation = att
+			if att.State == registry.AttestOK && len(n.Identity.Baseline) == 0 {
+				n.Identity.Baseline = registry.BaselineOf(att.Events)
+			}
 		}
 		return put(b, []byte(n.ID), n)
 	})

@@ -128,7 +128,7 @@ func TestNodes(t *testing.T) {
 	d := open(t)
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	rep := registry.StatusReport{NodeID: "n1", Source: "pid1", State: "ready", Token: tok(1)}
-	if err := d.RecordStatus(rep, t0); !errors.Is(err, ErrNotFound) {
+	if err := d.RecordStatus(rep, nil, t0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("status before boot: err=%v, want ErrNotFound", err)
 	}
 	req := registry.BootRequest{NodeID: "n1", Farm: "f", Agent: "test/1", Profile: identity.Profile{CPUs: 2}}
@@ -137,7 +137,7 @@ func TestNodes(t *testing.T) {
 	}
 	rep.ReleaseVersion = 3
 	rep.Timeline = []timeline.Step{{Name: "net", StartMS: 1, EndMS: 2}}
-	if err := d.RecordStatus(rep, t0.Add(time.Minute)); err != nil {
+	if err := d.RecordStatus(rep, nil, t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.RecordBoot(Boot{Request: registry.BootRequest{NodeID: "n0", Farm: "f"}, Served: 3, Token: tok(0)}, t0); err != nil {
@@ -187,7 +187,7 @@ func TestStatusTokens(t *testing.T) {
 		}
 	}
 	status := func(id string, i int) error {
-		return d.RecordStatus(registry.StatusReport{NodeID: id, Source: "pid1", State: "ready", Token: tok(i)}, t0)
+		return d.RecordStatus(registry.StatusReport{NodeID: id, Source: "pid1", State: "ready", Token: tok(i)}, nil, t0)
 	}
 	boot("other", 100)
 	for i := range KeepTokens + 2 {
@@ -203,7 +203,7 @@ func TestStatusTokens(t *testing.T) {
 	if err := status("n1", 100); !errors.Is(err, ErrToken) || !strings.Contains(err.Error(), "status for node n1: boot token does not match") {
 		t.Errorf("status with another node's token: err=%v", err)
 	}
-	if err := d.RecordStatus(registry.StatusReport{NodeID: "n1", Source: "pid1", State: "ready"}, t0); !errors.Is(err, ErrToken) {
+	if err := d.RecordStatus(registry.StatusReport{NodeID: "n1", Source: "pid1", State: "ready"}, nil, t0); !errors.Is(err, ErrToken) {
 		t.Errorf("status without a token: err=%v, want ErrToken", err)
 	}
 	if err := d.RecordBoot(Boot{Request: registry.BootRequest{NodeID: "n2"}}, t0); err == nil || !strings.Contains(err.Error(), "without a token") {
@@ -276,7 +276,7 @@ func TestNodeStates(t *testing.T) {
 	}
 	report := func(id, state string, i int) func() error {
 		return func() error {
-			return d.RecordStatus(registry.StatusReport{NodeID: id, Source: "pid1", State: state, Reason: "r", Token: tok(i)}, t0)
+			return d.RecordStatus(registry.StatusReport{NodeID: id, Source: "pid1", State: state, Reason: "r", Token: tok(i)}, nil, t0)
 		}
 	}
 	steps := []struct {

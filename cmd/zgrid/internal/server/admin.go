@@ -49,7 +49,7 @@ func (s *Server) postFarm(w http.ResponseWriter, r *http.Request) {
 	var f registry.Farm
 	err := decodeJSON(w, r, &f)
 	if err == nil {
-		f, err = s.CreateFarm(f.Name, f.Channel)
+		f, err = s.CreateFarm(f)
 	}
 	if err != nil {
 		s.replyError(w, r, err)
@@ -100,22 +100,110 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
-// CreateFarm adds a farm following channel.
-func (s *Server) CreateFarm(name, channel string) (registry.Farm, error) {
-	f := registry.Farm{Name: name, Channel: channel, Created: s.now()}
-	if err := checkName("farm name", name); err != nil {
+// CreateFarm adds a farm following its channel, with its enrollment
+// policy.
+func (s *Server) CreateFarm(f registry.Farm) (registry.Farm, error) {
+	f.Created = s.now()
+	if err := s.checkFarm(f); err != nil {
 		return f, err
-	}
-	if err := checkChannel(channel); err != nil {
-		return f, err
-	}
-	if s.TUF != nil {
-		if _, ok := s.TUF.Channels.Channels[channel]; !ok {
-			return f, fail(http.StatusBadRequest, "channel %s: nodes do not accept it (channels.json has %s)", channel, strings.Join(s.TUF.Channels.Names(), ", "))
-		}
 	}
 	if err := s.DB.CreateFarm(f); err != nil {
 		return f, fail(dbStatus(err), "%v", err)
 	}
 	return f, nil
+}
+
+// UpdateFarm replaces an existing farm's channel and policy.
+func (s *Server) UpdateFarm(f registry.Farm) (registry.Farm, error) {
+	if err := s.checkFarm(f); err != nil {
+		return f, err
+	}
+	f, err := s.DB.UpdateFarm(f)
+	if err != nil {
+		return f, fail(dbStatus(err), "%v", err)
+	}
+	return f, nil
+}
+
+func (s *Server) checkFarm(f registry.Farm) error {
+	if err := checkName("farm name", f.Name); err != nil {
+		return err
+	}
+	if err := checkChannel(f.Channel); err != nil {
+		return err
+	}
+	if err := registry.CheckEnroll(f.Enroll); err != nil {
+		return fail(http.StatusBadRequest, "farm %s: %v", f.Name, err)
+	}
+	if s.TUF != nil {
+		if _, ok := s.TUF.Channels.Channels[f.Channel]; !ok {
+			return fail(http.StatusBadRequest, "channel %s: nodes do not accept it (channels.json has %s)", f.Channel, strings.Join(s.TUF.Channels.Names(), ", "))
+		}
+	}
+	return nil
+}
+
+func (s *Server) putFarm(w http.ResponseWriter, r *http.Request) {
+	var f registry.Farm
+	err := decodeJSON(w, r, &f)
+	if err == nil && f.Name != r.PathValue("name") {
+		err = fail(http.StatusBadRequest, "farm %q in the body, %q in the path", f.Name, r.PathValue("name"))
+	}
+	if err == nil {
+		f, err = s.UpdateFarm(f)
+	}
+	if err != nil {
+		s.replyError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+// Approve lets a node held by an approval farm boot, and resets its
+// measurement baseline.
+func (s *Server) Approve(id string) (registry.Node, error) {
+	if err := checkNodeID(id); err != nil {
+		return registry.Node{}, err
+	}
+	n, err := s.DB.Approve(id)
+	if err != nil {
+		return n, fail(dbStatus(err), "%v", err)
+	}
+	s.log().Info("node approved", "node", id)
+	return n, nil
+}
+
+func (s *Server) approveNode(w http.ResponseWriter, r *http.Request) {
+	n, err := s.Approve(r.PathValue("id"))
+	if err != nil {
+		s.replyError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, n)
+}
+
+// Allow lists a node ID or EK fingerprint for farms that enroll listed
+// nodes only.
+func (s *Server) Allow(key string) error {
+	if strings.HasPrefix(key, "sha256:") {
+		if len(key) != len("sha256:")+64 || strings.Trim(key[len("sha256:"):], "0123456789abcdef") != "" {
+			return fail(http.StatusBadRequest, "EK fingerprint %q: want sha256: and 64 lower-case hex digits", key)
+		}
+	} else if err := checkNodeID(key); err != nil {
+		return err
+	}
+	return s.DB.Allow(key)
+}
+
+func (s *Server) allow(w http.ResponseWriter, r *http.Request) {
+	var a registry.Allowed
+	err := decodeJSON(w, r, &a)
+	if err == nil {
+		err = s.Allow(a.Key)
+	}
+	if err != nil {
+		s.replyError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
 }

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 
@@ -66,6 +68,22 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 	} else if err != nil {
 		return nil, err
 	}
+	known, err := s.knownNode(req.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	adm, err := s.admit(&req, farm, known)
+	if err == errPending {
+		return nil, s.hold(&req, adm.ident)
+	}
+	if err != nil {
+		s.log().Warn("boot refused", "node", req.NodeID, "farm", req.Farm, "kind", adm.ident.Kind, "err", err)
+		return nil, err
+	}
+	if adm.answer != nil {
+		s.log().Info("enrolling", "node", req.NodeID, "step", enrollStep(adm.answer))
+		return adm.answer, nil
+	}
 	channel, err := s.channelFor(&req, farm.Channel)
 	if err != nil {
 		return nil, err
@@ -81,7 +99,7 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 		return nil, err
 	}
 	token := newToken()
-	err = s.DB.RecordBoot(db.Boot{Request: req, Served: rel.Version, Token: token, MaxNodes: s.maxNodes()}, s.now())
+	err = s.DB.RecordBoot(db.Boot{Request: req, Served: rel.Version, Token: token, MaxNodes: s.maxNodes(), Identity: adm.ident}, s.now())
 	if errors.Is(err, db.ErrFull) {
 		s.log().Warn("boot refused: node limit", "node", req.NodeID, "max_nodes", s.maxNodes())
 		return nil, fail(http.StatusServiceUnavailable, "%v (--max-nodes %d); nodes already known still boot", err, s.maxNodes())
@@ -89,15 +107,60 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 		return nil, err
 	}
 	s.metrics.boot()
-	s.log().Info("boot", "node", req.NodeID, "farm", req.Farm, "channel", channel, "version", rel.Version, "agent", req.Agent)
-	return &registry.BootResponse{
-		Protocol: registry.Protocol,
+	s.log().Info("boot", "node", req.NodeID, "farm", req.Farm, "channel", channel, "version", rel.Version, "agent", req.Agent, "identity", adm.ident.Kind)
+	resp := &registry.BootResponse{
+		Protocol: answerProtocol(&req),
 		NodeID:   req.NodeID,
 		Channel:  channel,
 		TUF:      bundle,
 		Stores:   append([]string{s.ownStore(r)}, s.Mirrors...),
 		Token:    token,
-	}, nil
+	}
+	if adm.ident.Kind == registry.KindTPM {
+		resp.QuoteNonce = s.nonces.issueFinal(req.NodeID, expected(rel), s.now())
+	}
+	return resp, nil
+}
+
+// answerProtocol answers a node in its own protocol: a protocol 2 node
+// refuses any other, and gets no field it does not know.
+func answerProtocol(req *registry.BootRequest) int {
+	if req.Protocol < registry.Protocol {
+		return req.Protocol
+	}
+	return registry.Protocol
+}
+
+// knownNode is the node's record, or nil for a node never seen.
+func (s *Server) knownNode(id string) (*registry.Node, error) {
+	n, err := s.DB.Node(id)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// hold records a node that waits for approval and tells it so: 409, which
+// a node answers by asking again every few seconds.
+func (s *Server) hold(req *registry.BootRequest, ident registry.Identity) error {
+	if err := s.DB.RecordPending(*req, ident, s.maxNodes(), s.now()); err != nil {
+		if errors.Is(err, db.ErrFull) {
+			return fail(http.StatusServiceUnavailable, "%v (--max-nodes %d)", err, s.maxNodes())
+		}
+		return err
+	}
+	s.log().Info("boot held for approval", "node", req.NodeID, "farm", req.Farm, "identity", ident.Kind)
+	return fail(http.StatusConflict, "node %s (%s identity) awaits approval in farm %s: zgrid node approve %s", req.NodeID, ident.Kind, req.Farm, req.NodeID)
+}
+
+func enrollStep(r *registry.BootResponse) string {
+	if r.SendEK {
+		return "asked for the endorsement key"
+	}
+	return "sent a credential to activate"
 }
 
 // newToken is a fresh boot token: whoever can show it received this boot
@@ -140,7 +203,11 @@ func (s *Server) recordStatus(w http.ResponseWriter, r *http.Request) error {
 	if err := rep.Validate(); err != nil {
 		return fail(http.StatusBadRequest, "%v", err)
 	}
-	err := s.DB.RecordStatus(rep, s.now())
+	att, err := s.attestation(&rep)
+	if err != nil {
+		return err
+	}
+	err = s.DB.RecordStatus(rep, att, s.now())
 	switch {
 	case errors.Is(err, db.ErrNotFound):
 		return fail(http.StatusNotFound, "node %s unknown: it must boot through this registry first", rep.NodeID)
@@ -152,5 +219,31 @@ func (s *Server) recordStatus(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.log().Info("status", "node", rep.NodeID, "source", rep.Source, "state", rep.State, "reason", rep.Reason)
+	if att != nil {
+		lvl := slog.LevelInfo
+		if att.State != registry.AttestOK {
+			lvl = slog.LevelWarn
+		}
+		s.log().Log(context.Background(), lvl, "attestation", "node", rep.NodeID, "state", att.State, "detail", att.Detail)
+	}
 	return nil
+}
+
+// attestation verifies the quote a report carries against the node's
+// enrolled key. It runs before the database checks the token; a forger
+// cannot spend the node's nonce, which only the node's boot answer held.
+func (s *Server) attestation(rep *registry.StatusReport) (*registry.Attestation, error) {
+	if rep.TPM == nil {
+		return nil, nil
+	}
+	n, err := s.DB.Node(rep.NodeID)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, fail(http.StatusNotFound, "node %s unknown: it must boot through this registry first", rep.NodeID)
+	} else if err != nil {
+		return nil, err
+	}
+	if n.Identity.Kind != registry.KindTPM {
+		return nil, fail(http.StatusBadRequest, "status for node %s: a quote from a node enrolled without a TPM", rep.NodeID)
+	}
+	return s.verifyFinal(n, rep), nil
 }

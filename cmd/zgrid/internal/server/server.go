@@ -4,8 +4,10 @@
 package server
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +60,14 @@ type Server struct {
 	// DefaultMaxNodes; negative, no limit.
 	MaxNodes int
 
+	// EKRoots, when set, are the TPM manufacturers' CAs (zgrid serve
+	// --ek-ca): a TPM node enrolls only with an EK certificate that chains
+	// to one. EKIntermediates may help build the chain.
+	EKRoots, EKIntermediates *x509.CertPool
+
+	nonces        nonces
+	activationKey [32]byte // set by Handler; see activate
+
 	metrics metrics
 	limOnce sync.Once
 	lim     *limiter
@@ -100,11 +110,13 @@ func (s *Server) now() time.Time {
 // Handler returns the API's routes wrapped in panic recovery, metrics and
 // JSON errors for unknown routes.
 func (s *Server) Handler() http.Handler {
+	rand.Read(s.activationKey[:])
 	mux := http.NewServeMux()
 	// Admin endpoints need the token; these two need nothing, so they
 	// are the ones a stranger can hammer.
 	mux.Handle("POST /v1/boot", s.limit(s.boot))
 	mux.Handle("POST /v1/status", s.limit(s.status))
+	mux.Handle("POST /v1/challenge", s.limit(s.challenge))
 	mux.HandleFunc("GET /store/chunks/{prefix}/{name}", s.getChunk)
 	mux.HandleFunc("GET /store/flists/{name}", s.getFlist)
 	mux.HandleFunc("GET /healthz", s.healthz)
@@ -119,6 +131,9 @@ func (s *Server) Handler() http.Handler {
 		"GET /v1/admin/farms":               s.listFarms,
 		"GET /v1/admin/nodes":               s.listNodes,
 		"GET /v1/admin/nodes/{id}":          s.getNode,
+		"PUT /v1/admin/farms/{name}":        s.putFarm,
+		"POST /v1/admin/nodes/{id}/approve": s.approveNode,
+		"POST /v1/admin/allowed":            s.allow,
 	}
 	for pattern, h := range admin {
 		mux.Handle(pattern, s.requireToken(h))

@@ -147,13 +147,28 @@ func TestWithdrawal(t *testing.T) {
 func TestBootProtocolVersions(t *testing.T) {
 	e := newEnv(t)
 	for _, tc := range []struct{ body, want string }{
-		{`{"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 1, this registry protocol 2: rebuild the node's initramfs"},
-		{`{"protocol":3,"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 3, this registry only 2: upgrade zgrid"},
+		{`{"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 1, this registry protocols 2-3: rebuild the node's initramfs"},
+		{`{"protocol":4,"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 4, this registry only 3: upgrade zgrid"},
+		{`{"protocol":2,"node_id":"n1","farm":"demo","identity_kind":"tpm"}`, "node speaks boot protocol 2 but sends protocol 3 identity fields"},
 	} {
 		a := e.do("POST", "/v1/boot", asJSON, []byte(tc.body))
 		if a.code != 400 || !strings.Contains(a.body, tc.want) {
 			t.Errorf("%s: HTTP %d %s, want 400 %q", tc.body, a.code, a.body, tc.want)
 		}
+	}
+	_, id := e.build()
+	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable"}`)), 201)
+	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(1, id, time.Hour)), 201)
+	// A protocol 2 node, one version behind, still boots, answered in its
+	// own version (its strict decoder would refuse any field it does not
+	// know).
+	a := e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"n1","farm":"demo"}`)), 200)
+	var resp map[string]any
+	if err := json.Unmarshal([]byte(a.body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp["protocol"] != float64(2) || resp["quote_nonce"] != nil || resp["send_ek"] != nil {
+		t.Errorf("answer to a protocol 2 node: %s", a.body)
 	}
 }
 

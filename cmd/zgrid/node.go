@@ -1,0 +1,189 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/server"
+	"github.com/zeroboot/zeroboot/pkg/console"
+	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/timeline"
+)
+
+func cmdNode(args []string) error {
+	return subcommand("node", map[string]func([]string) error{"list": cmdNodeList, "show": cmdNodeShow, "approve": cmdNodeApprove, "allow": cmdNodeAllow}, args)
+}
+
+func cmdNodeList(args []string) error {
+	fs := newFlags("node list", "zgrid node list [--data DIR | --server URL ...]",
+		"List nodes: ID, farm, identity (tpm-attested, tpm, dmi, ephemeral; with\nthe attestation state), release version (served, and reported when it\ndiffers), state, and when the registry last heard from it.\n\n"+connHelp,
+		"  zgrid node list --data ./grid\n  zgrid node list --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem")
+	var c conn
+	c.register(fs)
+	if err := noArgs(fs, args, &c); err != nil {
+		return err
+	}
+	nodes, err := query(&c, "/v1/admin/nodes", func(d *db.DB) ([]registry.Node, error) { return d.Nodes() })
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tFARM\tIDENTITY\tRELEASE\tSTATE\tLAST SEEN")
+	for _, n := range nodes {
+		rel := fmt.Sprint(n.ReleaseServed)
+		if n.ReleaseReported != 0 && n.ReleaseReported != n.ReleaseServed {
+			rel += fmt.Sprintf(" (runs %d)", n.ReleaseReported)
+		}
+		state := n.State
+		if n.Reason != "" {
+			state += ": " + console.Sanitize(n.Reason, 60)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, n.Farm, identityText(n.Identity), rel, state, n.LastSeen.UTC().Format(time.RFC3339))
+	}
+	return w.Flush()
+}
+
+func cmdNodeShow(args []string) error {
+	fs := newFlags("node show", "zgrid node show ID [--json] [--data DIR | --server URL ...]",
+		"Show one node's record and boot timeline.\n\n"+connHelp,
+		"  zgrid node show 4c4c4544-0042 --data ./grid\n  zgrid node show 4c4c4544-0042 --data ./grid --json")
+	var c conn
+	c.register(fs)
+	asJSON := fs.Bool("json", false, "print the record as JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr(fs, "need one node ID")
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	n, err := query(&c, "/v1/admin/nodes/"+url.PathEscape(pos[0]), func(d *db.DB) (registry.Node, error) { return d.Node(pos[0]) })
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(n)
+	}
+	fmt.Printf("node        %s\nfarm        %s\nagent       %s\nfirst seen  %s\nlast seen   %s\nrelease     served %d, reported %d\nstate       %s (from %s)\n",
+		n.ID, n.Farm, console.Sanitize(n.Agent, 80), n.FirstSeen.UTC().Format(time.RFC3339), n.LastSeen.UTC().Format(time.RFC3339),
+		n.ReleaseServed, n.ReleaseReported, n.State, orDash(n.Source))
+	if n.Reason != "" {
+		fmt.Printf("reason      %s\n", console.Sanitize(n.Reason, registry.MaxReasonLen))
+	}
+	if nw := n.Network; nw != nil {
+		fmt.Printf("network     %s on %s (%s, %s) via %s: %s\n", console.Sanitize(nw.Addr, 64), console.Sanitize(nw.Link, 32),
+			console.Sanitize(nw.Family, 8), console.Sanitize(nw.Source, 16), orDash(console.Sanitize(nw.Router, 64)), console.Sanitize(nw.Why, 128))
+		for _, o := range nw.Others {
+			fmt.Printf("            also %s\n", console.Sanitize(o, registry.MaxNetworkText))
+		}
+	}
+	fmt.Printf("highest     release %d ever served\n", n.HighestRelease)
+	printIdentity(n.Identity)
+	if len(n.Timeline) > 0 {
+		fmt.Printf("\n%s", timeline.Table(n.Timeline))
+	}
+	return nil
+}
+
+// identityText is the IDENTITY column: the kind, attested or not.
+func identityText(id registry.Identity) string {
+	k := id.Kind
+	if k == "" {
+		k = registry.KindDMI
+	}
+	if a := id.Attestation; a != nil {
+		if a.State == registry.AttestOK {
+			return k + "-attested"
+		}
+		k += " (" + a.State + ")"
+	}
+	if !id.Approved {
+		k += ", unapproved"
+	}
+	return k
+}
+
+func printIdentity(id registry.Identity) {
+	approved := "not approved"
+	if id.Approved {
+		approved = "approved"
+	}
+	fmt.Printf("identity    %s from %s, %s\n", identityText(id), orDash(console.Sanitize(id.Source, 64)), approved)
+	if id.TPMError != "" {
+		fmt.Printf("tpm         %s\n", console.Sanitize(id.TPMError, registry.MaxTPMErrText))
+	}
+	if id.EKFingerprint != "" {
+		fmt.Printf("ek          %s %s (identity key activated: %v)\n", id.EKKind, id.EKFingerprint, id.Bound)
+	}
+	if id.EKCert != "" {
+		fmt.Printf("ek cert     %s; chains to a manufacturer CA: %v\n", console.Sanitize(id.EKCert, 256), id.EKCertVerified)
+	}
+	a := id.Attestation
+	if a == nil {
+		return
+	}
+	fmt.Printf("attested    %s at %s", a.State, a.Time.UTC().Format(time.RFC3339))
+	if a.Detail != "" {
+		fmt.Printf(": %s", console.Sanitize(a.Detail, registry.MaxReasonLen))
+	}
+	fmt.Printf("\nfirmware    log %s (%d events); TPM resets %d, restarts %d\n", a.FirmwareLog, a.FirmwareEvents, a.ResetCount, a.RestartCount)
+	for _, p := range a.PCRs {
+		fmt.Printf("pcr %-7d %x\n", p.Index, p.Digest)
+	}
+	for i, e := range a.Events {
+		fmt.Printf("event %-5d pcr %d %-11s %s\n", i, e.PCR, e.Type, console.Sanitize(e.Value, 160))
+	}
+}
+
+func cmdNodeApprove(args []string) error {
+	fs := newFlags("node approve", "zgrid node approve ID [--data DIR | --server URL ...]",
+		"Let a node that an approval farm holds boot: it does on its next attempt,\nwithin seconds, without a reboot. Also resets the node's measurement\nbaseline: its next boot's trust root and command line become the expected ones.\n\n"+connHelp,
+		"  zgrid node approve n0123456789abcdef0123456789abcdef --data ./grid")
+	var c conn
+	c.register(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr(fs, "need one node ID")
+	}
+	n, err := apply(&c, "POST", "/v1/admin/nodes/"+url.PathEscape(pos[0])+"/approve", struct{}{}, func(s *server.Server) (registry.Node, error) {
+		return s.Approve(pos[0])
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("node %s approved (farm %s, %s identity)\n", n.ID, n.Farm, identityText(n.Identity))
+	return nil
+}
+
+func cmdNodeAllow(args []string) error {
+	fs := newFlags("node allow", "zgrid node allow ID|EK-FINGERPRINT [--data DIR | --server URL ...]",
+		"List a node ID, or the fingerprint of a TPM's endorsement key, for farms\nthat enroll listed nodes only (--enroll listed). The fingerprint is\nsha256: and the hex SHA-256 of the EK's public key in PKIX DER:\n  openssl x509 -in ek.pem -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum\n\n"+connHelp,
+		"  zgrid node allow sha256:3f7a...e1 --data ./grid")
+	var c conn
+	c.register(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr(fs, "need one node ID or EK fingerprint")
+	}
+	_, err = apply(&c, "POST", "/v1/admin/allowed", registry.Allowed{Key: pos[0]}, func(s *server.Server) (registry.Allowed, error) {
+		return registry.Allowed{Key: pos[0]}, s.Allow(pos[0])
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s allowed\n", pos[0])
+	return nil
+}
