@@ -311,13 +311,14 @@ func (n *node) identity(context.Context) error {
 	n.ident = id
 	switch p, terr := openProver(n.log); {
 	case terr == nil:
+		start := time.Now()
 		if n.ident.NodeID, err = p.NodeID(); err != nil {
 			return fmt.Errorf("TPM identity key: %w", err)
 		}
 		n.prover, n.kind = p, registry.KindTPM
 		n.ident.Source, n.ident.Proven = identity.SourceTPM, true
 		n.measured = p.Log
-		n.log.Info(fmt.Sprintf("identity: node %s from the TPM's identity key; proven by a quote on every boot", n.ident.NodeID))
+		n.log.Info(fmt.Sprintf("identity: node %s from the TPM's identity key (created in %d ms); proven by a quote on every boot", n.ident.NodeID, time.Since(start).Milliseconds()))
 	case err == nil:
 		n.kind, n.tpmErr = registry.KindDMI, terr.Error()
 		n.log.Warn(fmt.Sprintf("identity: node %s (from %s); not proven: %v", id.NodeID, id.Source, terr))
@@ -397,6 +398,7 @@ func (n *node) registry(ctx context.Context) error {
 	var resp *registry.BootResponse
 	if n.prover != nil {
 		resp, err = n.prover.Boot(ctx, n.client, req)
+		n.log.Info(fmt.Sprintf("tpm: %d quotes, %d ms in the TPM", n.prover.Quotes, n.prover.TPMTime.Milliseconds()))
 	} else {
 		resp, err = n.client.Boot(ctx, req, nil)
 	}
@@ -454,13 +456,14 @@ func (n *node) connect() error {
 		HTTP:    hc,
 		Backoff: n.retry,
 		Report: func(attempt int, url string, err error, wait time.Duration) {
-			what := "unreachable"
+			again := fmt.Sprintf("(attempt %d); retrying in %s", attempt, wait.Round(100*time.Millisecond))
 			var se *registry.StatusError
 			if errors.As(err, &se) {
 				// It answered: say what it said, first, not as a detail.
-				what = "refused the boot: " + se.Msg
+				n.log.Warn(fmt.Sprintf("registry %s refused the boot (HTTP %d): %s %s", url, se.Code, se.Msg, again))
+				return
 			}
-			n.log.Warn(fmt.Sprintf("registry %s %s (attempt %d); retrying in %s", url, what, attempt, wait.Round(100*time.Millisecond)), "err", err)
+			n.log.Warn(fmt.Sprintf("registry %s unreachable %s", url, again), "err", err)
 		},
 	}
 	return nil

@@ -98,9 +98,20 @@ func TestTPMIdentity(t *testing.T) {
 	if _, state, _ := attestation(t, g, id3); state != "attested" {
 		t.Errorf("second TPM: attestation %q, want attested", state)
 	}
-	for _, vm := range []*VM{vm1, vm2} {
-		for _, l := range matching(vm, regexp.MustCompile(`^(identity|registry) +[0-9.]+ +[0-9.]+ +[0-9.]+ +ok`)) {
-			t.Logf("figure: %s", strings.Join(strings.Fields(l), " "))
+
+	// The same boot without a TPM, for the figures: the DMI path.
+	dmi := &VM{UUID: "5a1c0b0e-0000-4000-8000-0000000000a4", Append: fmt.Sprintf("zeroboot.registry=%s zeroboot.farm=demo", g.registry())}
+	dmi, id4 := bootVM(t, ctx, g, dmi)
+	if _, err := dmi.WaitFor(ctx, reReady); err != nil {
+		t.Fatal(err)
+	}
+	if kind, state, _ := attestation(t, g, id4); kind != "dmi" || state != "" {
+		t.Errorf("node without a TPM: identity %q, attestation %q; want dmi and none", kind, state)
+	}
+	figures := regexp.MustCompile(`^(identity|registry) +[0-9.]+ +[0-9.]+ +[0-9.]+ +ok|created in [0-9]+ ms|tpm: [0-9]+ quotes`)
+	for i, vm := range []*VM{vm1, vm2, dmi} {
+		for _, l := range matching(vm, figures) {
+			t.Logf("figure: %s: %s", []string{"TPM, enrolling", "TPM, enrolled", "DMI"}[i], strings.Join(strings.Fields(l), " "))
 		}
 	}
 }
@@ -147,7 +158,7 @@ func TestFarmRequiresTPM(t *testing.T) {
 	g.run("farm", "create", "secure", "--channel", "stable", "--require-tpm", "--data", g.data, "--server", g.url(""))
 	vm := &VM{UUID: "5a1c0b0e-0000-4000-8000-0000000000c1", Append: fmt.Sprintf("zeroboot.registry=%s zeroboot.farm=secure", g.registry())}
 	vm, _ = bootVM(t, ctx, g, vm)
-	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`refused the boot: farm secure requires a TPM identity; node n[0-9a-f]+ is a dmi node \(its TPM: no TPM`)); err != nil {
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`refused the boot \(HTTP 403\): farm secure requires a TPM identity; node n[0-9a-f]+ is a dmi node \(its TPM: open /dev/tpmrm0: no TPM\)`)); err != nil {
 		t.Fatal(err)
 	}
 	vm.Stop()

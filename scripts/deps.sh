@@ -7,6 +7,8 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have qemu-system-x86_64 || need+=(qemu-system-x86)
 have swtpm || need+=(swtpm swtpm-tools)
+# pkg/tpm tests clear and lock out a swtpm with tpm2-tools.
+have tpm2_clear || need+=(tpm2-tools)
 have dnsmasq || need+=(dnsmasq)
 have zstd || need+=(zstd)
 have ip || need+=(iproute2)

@@ -84,7 +84,7 @@ func cmdNodeShow(args []string) error {
 			fmt.Printf("            also %s\n", console.Sanitize(o, registry.MaxNetworkText))
 		}
 	}
-	fmt.Printf("highest     release %d ever served\n", n.HighestRelease)
+	fmt.Printf("highest     release %d ever reported running\n", n.HighestRelease)
 	printIdentity(n.Identity)
 	if len(n.Timeline) > 0 {
 		fmt.Printf("\n%s", timeline.Table(n.Timeline))

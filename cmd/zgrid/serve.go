@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,7 +29,7 @@ import (
 )
 
 func cmdServe(args []string) error {
-	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--rate R] [--burst N] [--max-nodes N] [-v]",
+	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--rate R] [--burst N] [--max-nodes N] [--ek-ca FILE]... [-v]",
 		`Run the registry: boot and status endpoints for nodes, the content store
 under /store/ for anyone, and the admin API (bearer token) over HTTPS with
 TLS 1.3 only, using the certificate in DIR/tls. Every release uploaded is
@@ -40,6 +43,9 @@ client address (an IPv6 /64 counts as one) may send --rate requests per
 second on average and --burst at once, else HTTP 429; a fleet behind one
 NAT address shares one allowance. A boot from a node ID not yet known is
 refused (HTTP 503) once the database holds --max-nodes nodes.
+With --ek-ca (PEM files of TPM manufacturers' CAs, roots and
+intermediates), a TPM node enrolls only if its EK certificate chains to one
+of them; without, EK certificates are recorded but not checked.
 Stops cleanly on SIGINT or SIGTERM.`,
 		`  zgrid serve --data /var/lib/zgrid --listen :8443
   zgrid serve --data ./grid --listen 127.0.0.1:8443 --mirror https://cdn.example.net/zeroboot/store`)
@@ -50,8 +56,9 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	rate := fs.Float64("rate", server.DefaultRate, "node endpoint requests per second per client address (0: no limit)")
 	burst := fs.Int("burst", server.DefaultBurst, "node endpoint requests a client address may send at once")
 	maxNodes := fs.Int("max-nodes", server.DefaultMaxNodes, "refuse boots from new node IDs once this many nodes are known (0: no limit)")
-	var mirrors listFlag
+	var mirrors, ekCAs listFlag
 	fs.Var(&mirrors, "mirror", "store base URL of a mirror offered to nodes (repeatable)")
+	fs.Var(&ekCAs, "ek-ca", "PEM file of TPM manufacturer CA certificates EK certificates must chain to (repeatable)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -115,6 +122,9 @@ Stops cleanly on SIGINT or SIGTERM.`,
 		CheckFlist: func(b []byte) error { _, err := flist.Decode(b); return err },
 		Log:        log,
 	}
+	if s.EKRoots, s.EKIntermediates, err = loadEKCAs(ekCAs); err != nil {
+		return err
+	}
 	warnUnverified(s, log)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -161,4 +171,39 @@ func warnUnverified(s *server.Server, log *slog.Logger) {
 			log.Warn("current release is refused by nodes", "channel", ch, "version", r.Version, "err", err)
 		}
 	}
+}
+
+// loadEKCAs reads --ek-ca files: self-signed certificates are roots, the
+// others intermediates. No files: nil pools, EK certificates unchecked.
+func loadEKCAs(files []string) (roots, inter *x509.CertPool, err error) {
+	if len(files) == 0 {
+		return nil, nil, nil
+	}
+	roots, inter = x509.NewCertPool(), x509.NewCertPool()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--ek-ca: %w", err)
+		}
+		n := 0
+		for blk, rest := pem.Decode(b); blk != nil; blk, rest = pem.Decode(rest) {
+			if blk.Type != "CERTIFICATE" {
+				continue
+			}
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return nil, nil, fmt.Errorf("--ek-ca %s: certificate %d: %w", f, n+1, err)
+			}
+			if bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
+				roots.AddCert(c)
+			} else {
+				inter.AddCert(c)
+			}
+			n++
+		}
+		if n == 0 {
+			return nil, nil, fmt.Errorf("--ek-ca %s: no PEM certificate", f)
+		}
+	}
+	return roots, inter, nil
 }

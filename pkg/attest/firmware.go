@@ -6,15 +6,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/zeroboot/zeroboot/pkg/measure"
 )
 
 // Bounds on a firmware event log.
 const (
-	MaxFirmwareLog    = 1 << 20 // what the node reads at most
-	MaxFirmwareEvents = 4096    // real logs have a few hundred
-	maxEventData      = 256     // bytes of event data kept for display
-	maxAlgorithms     = 16      // in the Spec ID event
-	maxDigestSize     = 64      // SHA-512
+	MaxFirmwareLog    = measure.MaxFirmwareLog // what the node reads at most
+	MaxFirmwareEvents = 4096                   // real logs have a few hundred
+	maxEventData      = 256                    // bytes of event data kept for display
+	maxAlgorithms     = 16                     // in the Spec ID event
+	maxDigestSize     = 64                     // SHA-512
 )
 
 // Event types the log handling depends on (TCG PC Client Platform

@@ -97,7 +97,7 @@ func TestParseFirmwareLogErrors(t *testing.T) {
 		{"no digests", noDigests.b, "EV_SEPARATOR: 0 digests, log has 2 algorithms"},
 		{"no SHA-256 digest", onlySHA1.b, "EV_SEPARATOR in PCR 5: no SHA-256 digest"},
 		{"too many events", many.b, "firmware log: more than 4096 events"},
-		{"too large", make([]byte, MaxFirmwareLog+1), "more than 1048576"},
+		{"too large", make([]byte, MaxFirmwareLog+1), "more than 524288"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseFirmwareLog(tc.b)

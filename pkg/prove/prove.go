@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/measure"
@@ -35,6 +36,10 @@ type Prover struct {
 	FirmwareLog func() ([]byte, error)
 	// Report, if set, is told of each enrollment step.
 	Report func(msg string)
+	// Quotes counts the quotes made and TPMTime the time spent in the TPM
+	// for them and for enrollment, for the boot's figures.
+	Quotes  int
+	TPMTime time.Duration
 
 	key *tpm.Key
 }
@@ -101,6 +106,7 @@ func (p *Prover) report(msg string) {
 }
 
 func (p *Prover) ek() (*registry.EKEvidence, error) {
+	defer p.timed(time.Now())
 	ek, err := p.TPM.EK()
 	if err != nil {
 		return nil, err
@@ -108,7 +114,10 @@ func (p *Prover) ek() (*registry.EKEvidence, error) {
 	return &registry.EKEvidence{Public: ek.Public, Cert: ek.Cert}, nil
 }
 
+func (p *Prover) timed(start time.Time) { p.TPMTime += time.Since(start) }
+
 func (p *Prover) activate(a *registry.Activation) ([]byte, error) {
+	defer p.timed(time.Now())
 	ek, err := p.TPM.EK()
 	if err != nil {
 		return nil, err
@@ -122,10 +131,13 @@ func (p *Prover) evidence(nonce []byte) (*registry.Evidence, error) {
 	// PID 1's steps measure one after the other, never during a quote, so
 	// the log read here is the one the quoted PCR holds.
 	events := p.Log.Events()
+	start := time.Now()
 	q, err := p.TPM.Quote(p.key, nonce, registry.QuotedPCRs())
+	p.TPMTime += time.Since(start)
 	if err != nil {
 		return nil, err
 	}
+	p.Quotes++
 	ev := &registry.Evidence{Nonce: hex.EncodeToString(nonce), Quote: q.Attest, Signature: q.Signature, Events: events}
 	for _, i := range registry.QuotedPCRs() {
 		ev.PCRs = append(ev.PCRs, registry.PCRValue{Index: i, Digest: q.PCRs[i]})

@@ -225,8 +225,8 @@ type Node struct {
 	Reason          string           `json:"reason,omitempty"`
 	Timeline        []timeline.Step  `json:"timeline,omitempty"`
 	Network         *NetworkChoice   `json:"network,omitempty"`
-	// HighestRelease is the highest release version the node was ever
-	// served; see docs/release.md on rollback floors.
+	// HighestRelease is the highest release version the node ever
+	// reported running; see docs/release.md on rollback floors.
 	HighestRelease uint64   `json:"highest_release,omitempty"`
 	Identity       Identity `json:"identity,omitzero"`
 }

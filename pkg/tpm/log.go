@@ -6,13 +6,16 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/zeroboot/zeroboot/pkg/measure"
 )
 
 // DefaultSecurityFS is where the kernel publishes the firmware event log.
 const DefaultSecurityFS = "/sys/kernel/security"
 
-// MaxFirmwareLog bounds the firmware event log; real logs are tens of KiB.
-const MaxFirmwareLog = 1 << 20
+// MaxFirmwareLog bounds the firmware event log: the one limit node and
+// registry share.
+const MaxFirmwareLog = measure.MaxFirmwareLog
 
 // FirmwareLog reads the firmware's TCG event log from securityfs under root
 // ("" means DefaultSecurityFS). A machine without one returns nil, nil.

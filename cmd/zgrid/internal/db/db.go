@@ -281,7 +281,6 @@ func (d *DB) RecordBoot(b Boot, now time.Time) error {
 			return err
 		}
 		n.ReleaseServed = b.Served
-		n.HighestRelease = max(n.HighestRelease, b.Served)
 		n.State, n.Source, n.Reason, n.Timeline = registry.StateBooting, "", "", nil
 		att := n.Identity.Attestation
 		n.Identity = b.Identity
@@ -421,6 +420,7 @@ func (d *DB) RecordStatus(rep registry.StatusReport, att *registry.Attestation, 
 		n.State, n.Source, n.Reason = rep.State, rep.Source, rep.Reason
 		if rep.ReleaseVersion != 0 {
 			n.ReleaseReported = rep.ReleaseVersion
+			n.HighestRelease = max(n.HighestRelease, rep.ReleaseVersion)
 		}
 		if len(rep.Timeline) > 0 {
 			n.Timeline = rep.Timeline

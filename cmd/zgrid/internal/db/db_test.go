@@ -160,6 +160,20 @@ func TestNodes(t *testing.T) {
 	if !n.FirstSeen.Equal(t0) || n.State != registry.StateBooting || n.ReleaseServed != 4 || n.Timeline != nil {
 		t.Fatalf("after reboot: %+v", n)
 	}
+	// The highest release a node reported running stays when it later
+	// runs an older one.
+	for i, v := range []uint64{5, 2} {
+		rep.ReleaseVersion, rep.Token = v, tok(2)
+		if err := d.RecordStatus(rep, nil, t0.Add(time.Duration(i+2)*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ = d.Node("n1"); n.HighestRelease != 5 || n.ReleaseReported != 2 {
+		t.Fatalf("highest %d, reported %d after running 3, 5, 2: want 5, 2", n.HighestRelease, n.ReleaseReported)
+	}
+	if err := d.RecordBoot(Boot{Request: req, Served: 4, Token: tok(2)}, t0.Add(5*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	ns, _ := d.Nodes()
 	if len(ns) != 2 || ns[0].ID != "n0" {
 		t.Fatalf("Nodes() = %+v", ns)

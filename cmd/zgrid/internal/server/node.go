@@ -94,6 +94,11 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 	} else if err != nil {
 		return nil, err
 	}
+	if known != nil && known.HighestRelease > rel.Version {
+		// The node's image floor decides whether it boots this; the
+		// operator should know it goes back.
+		s.log().Warn("serving a release below the highest the node ran", "node", req.NodeID, "channel", channel, "version", rel.Version, "highest", known.HighestRelease)
+	}
 	bundle, err := s.bundle(&req, rel)
 	if err != nil {
 		return nil, err
