@@ -307,27 +307,13 @@ func (n *node) time(ctx context.Context) error {
 // then measures the trust root and command line, before anything fetched
 // is used.
 func (n *node) identity(context.Context) error {
-	id, err := identity.Reader{}.Read()
-	n.ident = id
-	switch p, terr := openProver(n.log); {
-	case terr == nil:
-		start := time.Now()
-		if n.ident.NodeID, err = p.NodeID(); err != nil {
-			return fmt.Errorf("TPM identity key: %w", err)
-		}
-		n.prover, n.kind = p, registry.KindTPM
-		n.ident.Source, n.ident.Proven = identity.SourceTPM, true
-		n.measured = p.Log
-		n.log.Info(fmt.Sprintf("identity: node %s from the TPM's identity key (created in %d ms); proven by a quote on every boot", n.ident.NodeID, time.Since(start).Milliseconds()))
-	case err == nil:
-		n.kind, n.tpmErr = registry.KindDMI, terr.Error()
-		n.log.Warn(fmt.Sprintf("identity: node %s (from %s); not proven: %v", id.NodeID, id.Source, terr))
-	default:
-		n.kind, n.tpmErr = registry.KindEphemeral, terr.Error()
-		n.ident.NodeID, n.ident.Source = identity.Ephemeral(), identity.SourceEphemeral
-		n.log.Warn(fmt.Sprintf("identity: no TPM (%v) and %v; using ephemeral ID %s for this boot: only farms that allow ephemeral nodes take it", terr, err, n.ident.NodeID))
-	}
-	if n.measured == nil {
+	c := prove.Choose(func() (*prove.Prover, error) { return openProver(n.log) }, identity.Reader{}.Read)
+	n.ident, n.kind, n.prover, n.tpmErr = c.Ident, c.Kind, c.TPM, c.TPMErr
+	if c.TPM != nil {
+		n.log.Info(c.Says)
+		n.measured = c.TPM.Log
+	} else {
+		n.log.Warn(c.Says)
 		n.measured = &measure.Measurer{}
 	}
 	return n.measureBoot()

@@ -35,6 +35,11 @@ func (s *Server) admit(req *registry.BootRequest, farm registry.Farm, known *reg
 	}
 	a := admission{ident: registry.Identity{Kind: kind, Source: req.IdentitySource, TPMError: req.TPMError}}
 	if known != nil {
+		if known.Identity.Kind == registry.KindTPM && kind != registry.KindTPM {
+			// Node IDs are printed everywhere: without this, anyone could
+			// boot as an enrolled TPM node and erase its enrollment.
+			return a, fail(http.StatusForbidden, "node %s is enrolled with a TPM identity; a request without a quote by its key cannot speak for it", req.NodeID)
+		}
 		a.ident.Approved = known.Identity.Approved
 		a.ident.Baseline = known.Identity.Baseline
 	}

@@ -99,6 +99,21 @@ func TestTPMEnrollAndAttest(t *testing.T) {
 	if len(id.Baseline) != 2 || id.Baseline[1].Value != testCmdline {
 		t.Fatalf("a mismatch moved the baseline: %+v", id.Baseline)
 	}
+
+	// Its ID is no secret: a request without a quote (DMI, protocol 2 or
+	// 3) cannot speak for it, nor erase its enrollment.
+	for _, body := range []string{
+		`{"protocol":2,"node_id":"` + n.id + `","farm":"demo"}`,
+		`{"protocol":3,"node_id":"` + n.id + `","farm":"demo","identity_kind":"dmi"}`,
+	} {
+		a := e.do("POST", "/v1/boot", asJSON, []byte(body))
+		if a.code != 403 || !strings.Contains(a.body, "enrolled with a TPM identity; a request without a quote by its key cannot speak for it") {
+			t.Errorf("%s: HTTP %d %s, want 403", body, a.code, a.body)
+		}
+	}
+	if id := e.nodeRecord(n.id).Identity; id.Kind != registry.KindTPM || !id.Bound || len(id.AKPublic) == 0 {
+		t.Fatalf("enrollment after forged requests: %+v", id)
+	}
 }
 
 // TestTPMBootRefused: forged or broken evidence is refused with the status
