@@ -77,6 +77,11 @@ func TestTPMIdentity(t *testing.T) {
 			t.Errorf("node show lacks %q:\n%s", want, out)
 		}
 	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "firmware ") {
+			t.Logf("figure: SeaBIOS with swtpm, %s", strings.Join(strings.Fields(l), " "))
+		}
+	}
 
 	// The same TPM under another SMBIOS UUID, with one more kernel
 	// parameter: the same node, known already (no enrollment), not attested.

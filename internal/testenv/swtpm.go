@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 )
 
@@ -33,19 +34,28 @@ func Swtpm(t testing.TB, stateDir string) transport.TPMCloser {
 // StartSwtpm starts swtpm on stateDir, already past TPM2_Startup(CLEAR).
 func StartSwtpm(t testing.TB, stateDir string) *SwtpmServer {
 	t.Helper()
+	return startSwtpm(t, stateDir, "sock", func(sock string) []string {
+		return []string{"--server", "type=unixio,path=" + sock, "--ctrl", "type=unixio,path=" + sock + ".ctrl",
+			"--flags", "not-need-init,startup-clear"}
+	})
+}
+
+// startSwtpm runs swtpm on stateDir with the socket arguments args gives
+// for a socket path named name; it is stopped in t.Cleanup.
+func startSwtpm(t testing.TB, stateDir, name string, args func(sock string) []string) *SwtpmServer {
+	t.Helper()
 	bin := NeedTool(t, "swtpm")
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	// t.TempDir paths can exceed the 108-byte limit of a unix socket path.
 	sockDir, err := os.MkdirTemp("", "swtpm")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	s := &SwtpmServer{Socket: filepath.Join(sockDir, "sock")}
-	s.cmd = exec.Command(bin, "socket", "--tpm2",
-		"--tpmstate", "dir="+stateDir,
-		"--server", "type=unixio,path="+s.Socket,
-		"--ctrl", "type=unixio,path="+s.Socket+".ctrl",
-		"--flags", "not-need-init,startup-clear")
+	s := &SwtpmServer{Socket: filepath.Join(sockDir, name)}
+	s.cmd = exec.Command(bin, append([]string{"socket", "--tpm2", "--tpmstate", "dir=" + stateDir}, args(s.Socket)...)...)
 	// swtpm chatters on every disconnect: show it only when it may explain
 	// a failure.
 	var stderr bytes.Buffer
@@ -103,28 +113,8 @@ func (s *SwtpmServer) Stop() {
 // connection, or in t.Cleanup.
 func SwtpmForQEMU(t testing.TB, stateDir string) []string {
 	t.Helper()
-	bin := NeedTool(t, "swtpm")
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	sockDir, err := os.MkdirTemp("", "swtpm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	s := &SwtpmServer{Socket: filepath.Join(sockDir, "ctrl")}
-	s.cmd = exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+stateDir,
-		"--ctrl", "type=unixio,path="+s.Socket, "--terminate")
-	var stderr bytes.Buffer
-	s.cmd.Stderr = &stderr
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start swtpm: %v", err)
-	}
-	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() && stderr.Len() > 0 {
-			t.Logf("swtpm stderr:\n%s", stderr.Bytes())
-		}
+	s := startSwtpm(t, stateDir, "ctrl", func(sock string) []string {
+		return []string{"--ctrl", "type=unixio,path=" + sock, "--terminate"}
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -138,4 +128,39 @@ func SwtpmForQEMU(t testing.TB, stateDir string) []string {
 	}
 	return []string{"-chardev", "socket,id=chrtpm,path=" + s.Socket,
 		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0"}
+}
+
+// WriteNV defines index under platform auth, as a TPM manufacturer does,
+// and writes data to it: how tests store an EK certificate in a swtpm.
+func WriteNV(t testing.TB, tr transport.TPM, index tpm2.TPMHandle, data []byte) {
+	t.Helper()
+	platform := tpm2.AuthHandle{Handle: tpm2.TPMRHPlatform, Auth: tpm2.PasswordAuth(nil)}
+	pub := tpm2.TPMSNVPublic{
+		NVIndex: index,
+		NameAlg: tpm2.TPMAlgSHA256,
+		Attributes: tpm2.TPMANV{
+			PPWrite: true, PPRead: true, OwnerRead: true, AuthRead: true,
+			NoDA: true, PlatformCreate: true, NT: tpm2.TPMNTOrdinary,
+		},
+		DataSize: uint16(len(data)),
+	}
+	if _, err := (tpm2.NVDefineSpace{AuthHandle: platform, PublicInfo: tpm2.New2B(pub)}).Execute(tr); err != nil {
+		t.Fatalf("define NV %#x: %v", index, err)
+	}
+	name, err := tpm2.NVName(&pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(data); off += 512 {
+		end := min(off+512, len(data))
+		_, err := tpm2.NVWrite{
+			AuthHandle: platform,
+			NVIndex:    tpm2.NamedHandle{Handle: index, Name: *name},
+			Data:       tpm2.TPM2BMaxNVBuffer{Buffer: data[off:end]},
+			Offset:     uint16(off),
+		}.Execute(tr)
+		if err != nil {
+			t.Fatalf("write NV %#x at %d: %v", index, off, err)
+		}
+	}
 }

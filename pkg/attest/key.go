@@ -43,21 +43,15 @@ func ParseAK(pub []byte) (*AK, error) {
 		return nil, err
 	}
 	a := p.ObjectAttributes
-	for _, c := range []struct {
-		attr string
-		got  bool
-		want bool
-	}{
+	if err := checkAttrs([]attr{
 		{"fixedTPM", a.FixedTPM, true},
 		{"fixedParent", a.FixedParent, true},
 		{"sensitiveDataOrigin", a.SensitiveDataOrigin, true},
 		{"restricted", a.Restricted, true},
 		{"sign", a.SignEncrypt, true},
 		{"decrypt", a.Decrypt, false},
-	} {
-		if err := checkAttr("AK", c.attr, c.got, c.want); err != nil {
-			return nil, err
-		}
+	}); err != nil {
+		return nil, fmt.Errorf("parse AK: %w", err)
 	}
 	if _, err := sigScheme(p); err != nil {
 		return nil, fmt.Errorf("parse AK: %w", err)
@@ -81,20 +75,14 @@ func ParseEK(pub []byte) (*EK, error) {
 
 func checkEK(p *tpm2.TPMTPublic) error {
 	a := p.ObjectAttributes
-	for _, c := range []struct {
-		attr string
-		got  bool
-		want bool
-	}{
+	if err := checkAttrs([]attr{
 		{"fixedTPM", a.FixedTPM, true},
 		{"fixedParent", a.FixedParent, true},
 		{"restricted", a.Restricted, true},
 		{"decrypt", a.Decrypt, true},
 		{"sign", a.SignEncrypt, false},
-	} {
-		if c.got != c.want {
-			return attrError(c.attr, c.want)
-		}
+	}); err != nil {
+		return err
 	}
 	if p.Type == tpm2.TPMAlgRSA {
 		if d, err := p.Parameters.RSADetail(); err == nil && d.KeyBits != 2048 {
@@ -104,9 +92,18 @@ func checkEK(p *tpm2.TPMTPublic) error {
 	return nil
 }
 
-func checkAttr(what, attr string, got, want bool) error {
-	if got != want {
-		return fmt.Errorf("parse %s: %w", what, attrError(attr, want))
+// attr is one object attribute a key must have set (want) or clear.
+type attr struct {
+	name      string
+	got, want bool
+}
+
+// checkAttrs names the first attribute that is not as wanted.
+func checkAttrs(as []attr) error {
+	for _, a := range as {
+		if a.got != a.want {
+			return attrError(a.name, a.want)
+		}
 	}
 	return nil
 }

@@ -125,41 +125,6 @@ func TestIdentityKeySurvivesClear(t *testing.T) {
 	}
 }
 
-// writeNV defines index under platform auth, as a manufacturer does, and
-// writes data to it.
-func writeNV(t *testing.T, tp *TPM, index tpm2.TPMHandle, data []byte) {
-	t.Helper()
-	platform := tpm2.AuthHandle{Handle: tpm2.TPMRHPlatform, Auth: tpm2.PasswordAuth(nil)}
-	pub := tpm2.TPMSNVPublic{
-		NVIndex: index,
-		NameAlg: tpm2.TPMAlgSHA256,
-		Attributes: tpm2.TPMANV{
-			PPWrite: true, PPRead: true, OwnerRead: true, AuthRead: true,
-			NoDA: true, PlatformCreate: true, NT: tpm2.TPMNTOrdinary,
-		},
-		DataSize: uint16(len(data)),
-	}
-	if _, err := (tpm2.NVDefineSpace{AuthHandle: platform, PublicInfo: tpm2.New2B(pub)}).Execute(tp.tr); err != nil {
-		t.Fatalf("define NV %#x: %v", index, err)
-	}
-	name, err := tpm2.NVName(&pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for off := 0; off < len(data); off += 512 {
-		end := min(off+512, len(data))
-		_, err := tpm2.NVWrite{
-			AuthHandle: platform,
-			NVIndex:    tpm2.NamedHandle{Handle: index, Name: *name},
-			Data:       tpm2.TPM2BMaxNVBuffer{Buffer: data[off:end]},
-			Offset:     uint16(off),
-		}.Execute(tp.tr)
-		if err != nil {
-			t.Fatalf("write NV %#x at %d: %v", index, off, err)
-		}
-	}
-}
-
 func testCert(t *testing.T) []byte {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -202,7 +167,7 @@ func TestEK(t *testing.T) {
 	// A certificate stored with trailing padding, longer than one NV read.
 	cert := testCert(t)
 	stored := append(bytes.Clone(cert), bytes.Repeat([]byte{0xff}, 1200-len(cert))...)
-	writeNV(t, tp, RSAEKCertIndex, stored)
+	testenv.WriteNV(t, tp.tr, RSAEKCertIndex, stored)
 	got, err := tp.readNV(RSAEKCertIndex)
 	if err != nil {
 		t.Fatalf("readNV: %v", err)

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"github.com/zeroboot/zeroboot/internal/testenv"
@@ -290,41 +289,6 @@ func (w *wire) reset() {
 	w.mu.Unlock()
 }
 
-// writeNV defines index under platform auth, as a manufacturer does, and
-// writes data to it (pkg/tpm's test helper of that name).
-func writeNV(t testing.TB, tr transport.TPM, index tpm2.TPMHandle, data []byte) {
-	t.Helper()
-	platform := tpm2.AuthHandle{Handle: tpm2.TPMRHPlatform, Auth: tpm2.PasswordAuth(nil)}
-	pub := tpm2.TPMSNVPublic{
-		NVIndex: index,
-		NameAlg: tpm2.TPMAlgSHA256,
-		Attributes: tpm2.TPMANV{
-			PPWrite: true, PPRead: true, OwnerRead: true, AuthRead: true,
-			NoDA: true, PlatformCreate: true, NT: tpm2.TPMNTOrdinary,
-		},
-		DataSize: uint16(len(data)),
-	}
-	if _, err := (tpm2.NVDefineSpace{AuthHandle: platform, PublicInfo: tpm2.New2B(pub)}).Execute(tr); err != nil {
-		t.Fatalf("define NV %#x: %v", index, err)
-	}
-	name, err := tpm2.NVName(&pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for off := 0; off < len(data); off += 512 {
-		end := min(off+512, len(data))
-		_, err := tpm2.NVWrite{
-			AuthHandle: platform,
-			NVIndex:    tpm2.NamedHandle{Handle: index, Name: *name},
-			Data:       tpm2.TPM2BMaxNVBuffer{Buffer: data[off:end]},
-			Offset:     uint16(off),
-		}.Execute(tr)
-		if err != nil {
-			t.Fatalf("write NV %#x at %d: %v", index, off, err)
-		}
-	}
-}
-
 // testCA is a TPM manufacturer's CA.
 type testCA struct {
 	cert *x509.Certificate
@@ -387,7 +351,7 @@ func provisionEK(t testing.TB, ca *testCA) func(transport.TPM) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeNV(t, tr, tpm.RSAEKCertIndex, der)
+		testenv.WriteNV(t, tr, tpm.RSAEKCertIndex, der)
 	}
 }
 
