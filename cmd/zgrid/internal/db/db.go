@@ -285,7 +285,13 @@ func (d *DB) RecordBoot(b Boot, now time.Time) error {
 		att := n.Identity.Attestation
 		n.Identity = b.Identity
 		if b.Identity.Kind == registry.KindTPM {
-			n.Identity.Attestation = &registry.Attestation{State: registry.AttestPending, Time: now, Detail: "boot quote verified; waiting for the quote before hand-off"}
+			pend := &registry.Attestation{State: registry.AttestPending, Time: now, Detail: "boot quote verified; waiting for the quote before hand-off"}
+			if att != nil {
+				// The counters seen so far, which the next quote must
+				// not go below.
+				pend.ResetCount, pend.RestartCount = att.ResetCount, att.RestartCount
+			}
+			n.Identity.Attestation = pend
 		} else if att != nil {
 			n.Identity.Attestation = nil // a DMI boot attests nothing
 		}

@@ -235,6 +235,11 @@ func (s *Server) verifyFinal(n registry.Node, rep *registry.StatusReport) *regis
 		return bad("%v", err)
 	}
 	att.ResetCount, att.RestartCount = qi.ClockInfo.ResetCount, qi.ClockInfo.RestartCount
+	if prev := n.Identity.Attestation; prev != nil && qi.ClockInfo.ResetCount < prev.ResetCount {
+		// A TPM's reset count only grows (every TPM2_Startup(CLEAR)): a
+		// lower one is not this TPM's present.
+		return bad("TPM reset count %d is below the %d seen before", qi.ClockInfo.ResetCount, prev.ResetCount)
+	}
 	if err := attest.CheckLog(ev.Events, pcrs); err != nil {
 		return bad("measurement log: %v", err)
 	}

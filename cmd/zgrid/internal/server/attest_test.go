@@ -77,9 +77,10 @@ func TestTPMEnrollAndAttest(t *testing.T) {
 	if id := e.nodeRecord(n.id).Identity; !id.Bound || id.Attestation.State != registry.AttestPending || len(id.Baseline) != 2 {
 		t.Fatalf("record after the second boot: %+v", id)
 	}
+	firstResets := id.Attestation.ResetCount
 	n.report(n.handoff(e, resp))
-	if att := e.nodeRecord(n.id).Identity.Attestation; att.State != registry.AttestOK {
-		t.Fatalf("second boot's final quote: %+v", att)
+	if att := e.nodeRecord(n.id).Identity.Attestation; att.State != registry.AttestOK || att.ResetCount <= firstResets {
+		t.Fatalf("second boot's final quote: %+v; want attested with a reset count above the first boot's %d", att, firstResets)
 	}
 
 	// A boot with another command line: the boot quote verifies (the log
