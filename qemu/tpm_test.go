@@ -72,7 +72,7 @@ func TestTPMIdentity(t *testing.T) {
 		t.Fatalf("first boot: identity %q, attestation %q (%s), want tpm, attested", kind, state, detail)
 	}
 	out := g.run("node", "show", id1, "--data", g.data, "--server", g.url(""))
-	for _, want := range []string{"tpm-attested", "ek          rsa2048 sha256:", "identity key activated: true", "event 3     pcr 15 component"} {
+	for _, want := range []string{"tpm-attested", "ek          rsa2048 sha256:", "identity key activated: true", "event 3     pcr 15 component", "firmware    log matches the quoted PCRs"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("node show lacks %q:\n%s", want, out)
 		}

@@ -2,7 +2,6 @@ package attest
 
 import (
 	"bytes"
-	"os"
 	"testing"
 )
 
@@ -155,17 +154,6 @@ func TestCheckFirmware(t *testing.T) {
 		}
 	}
 	checkErr(t, CheckFirmware(short, quoted(func(map[int][]byte) {})), "firmware log: replay of PCR 4 (0 events) is 0000")
-}
-
-// TestHostLog parses this machine's log, where there is one.
-func TestHostLog(t *testing.T) {
-	b, err := os.ReadFile("/sys/kernel/security/tpm0/binary_bios_measurements")
-	if err != nil {
-		t.Skip(err)
-	}
-	ev, err := ParseFirmwareLog(b)
-	checkErr(t, err, "")
-	t.Logf("%d events, replay %x", len(ev), ReplayFirmware(ev))
 }
 
 func FuzzParseFirmwareLog(f *testing.F) {
