@@ -265,6 +265,3 @@ func (n *node) addEvidence(rep *registry.StatusReport) {
 	}
 	rep.TPM = ev
 }
-
-// clipTo bounds text from the TPM for the boot request.
-func clipTo(s string, n int) string { return console.Sanitize(s, n) }

@@ -379,7 +379,7 @@ func (n *node) registry(ctx context.Context) error {
 		Channel:        n.cfg.Channel,
 		IdentityKind:   n.kind,
 		IdentitySource: n.ident.Source,
-		TPMError:       clipTo(n.tpmErr, registry.MaxTPMErrText),
+		TPMError:       console.Sanitize(n.tpmErr, registry.MaxTPMErrText),
 	}
 	var resp *registry.BootResponse
 	if n.prover != nil {

@@ -292,8 +292,6 @@ func (d *DB) RecordBoot(b Boot, now time.Time) error {
 				pend.ResetCount, pend.RestartCount = att.ResetCount, att.RestartCount
 			}
 			n.Identity.Attestation = pend
-		} else if att != nil {
-			n.Identity.Attestation = nil // a DMI boot attests nothing
 		}
 		if err := put(tx.Bucket(bNodes), []byte(n.ID), n); err != nil {
 			return err
