@@ -69,14 +69,9 @@ func (n *node) root() *handoff.Root { return &handoff.Root{Dir: newRoot} }
 
 // progress prints at most one line a second per component.
 func (n *node) progress(name string) func(done, total int64) {
-	var last time.Time
-	return func(done, total int64) {
-		if time.Since(last) < time.Second && done != total {
-			return
-		}
-		last = time.Now()
+	return flist.Throttled(time.Second, func(done, total int64) {
 		n.log.Info(fmt.Sprintf("component %s: %d/%d bytes", name, done, total))
-	}
+	})
 }
 
 // handoff checks the entrypoint, binds the kernel filesystems into the new

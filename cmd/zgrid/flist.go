@@ -21,7 +21,9 @@ import (
 )
 
 func cmdFlist(args []string) error {
-	return subcommand("flist", map[string]func([]string) error{"build": cmdFlistBuild}, args)
+	return subcommand("flist", map[string]func([]string) error{
+		"build": cmdFlistBuild, "extract": cmdFlistExtract, "ls": cmdFlistLs, "inspect": cmdFlistInspect, "diff": cmdFlistDiff,
+	}, args)
 }
 
 // flistSink is where a build goes: a local store directory or a server.

@@ -29,7 +29,7 @@ func init() {
 		"serve":   {"run the HTTPS registry and content store", cmdServe},
 		"key":     {"root and release signing keys (key new)", cmdKey},
 		"root":    {"the TUF root nodes carry: init, rotate keys, show", cmdRoot},
-		"flist":   {"pack a directory or tar into an flist (flist build)", cmdFlist},
+		"flist":   {"pack, extract, list, inspect and diff flists (flist build|extract|ls|inspect|diff)", cmdFlist},
 		"release": {"create, sign, show, publish, withdraw and list signed releases", cmdRelease},
 		"farm":    {"create, change and list farms and their enrollment policy", cmdFarm},
 		"node":    {"list nodes, show one node's boot report and identity, approve and allow nodes", cmdNode},

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sync/errgroup"
@@ -371,4 +372,17 @@ func (r *run) specialAt(dfd int, base string, e *Entry) error {
 		return fmt.Errorf("set mtime: %w", err)
 	}
 	return nil
+}
+
+// Throttled wraps a progress function so it runs at most once per every,
+// and always for the last call (done == total), which is the one a reader
+// waits for. Extractor calls Progress serially, so no lock is needed.
+func Throttled(every time.Duration, fn func(done, total int64)) func(done, total int64) {
+	var last time.Time
+	return func(done, total int64) {
+		if now := time.Now(); now.Sub(last) >= every || done == total {
+			last = now
+			fn(done, total)
+		}
+	}
 }

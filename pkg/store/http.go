@@ -21,6 +21,11 @@ const (
 	DefaultRequestTimeout = 2 * time.Minute
 )
 
+// MaxConnsPerHost is how many idle connections a store client should keep
+// per mirror: at least the extractor's parallel fetches, or HTTP/1.1
+// mirrors see a new connection for most chunks (net/http keeps 2).
+const MaxConnsPerHost = 16
+
 // MaxRedirects is how many redirects one fetch follows. Following them is
 // safe only because every blob is checked against its digest after the
 // fetch; a few are enough for a CDN or a mirror's front end, and a loop is

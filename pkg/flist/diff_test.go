@@ -1,0 +1,56 @@
+package flist
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/zeroboot/zeroboot/pkg/digest"
+)
+
+func TestDiff(t *testing.T) {
+	c1 := ChunkRef{ID: digest.Of([]byte("one")), Size: 3, CSize: 12}
+	c2 := ChunkRef{ID: digest.Of([]byte("two")), Size: 3, CSize: 12}
+	file := func(p string, c ChunkRef) Entry {
+		return Entry{Path: p, Type: TypeFile, Mode: 0o644, Size: 3, Chunks: []ChunkRef{c}}
+	}
+	base := []Entry{{Path: "a", Type: TypeDir, Mode: 0o755}, file("a/f", c1), file("b", c1)}
+	recompressed := c1
+	recompressed.CSize = 9
+	for _, tc := range []struct {
+		name string
+		b    []Entry
+		want []string
+	}{
+		{"same", base, nil},
+		{"same content stored smaller", []Entry{base[0], file("a/f", recompressed), base[2]}, nil},
+		{"content", []Entry{base[0], file("a/f", c2), base[2]}, []string{"~ a/f (content)"}},
+		{"mode and owner", []Entry{base[0], {Path: "a/f", Type: TypeFile, Mode: 0o4755, UID: 1, Size: 3, Chunks: []ChunkRef{c1}}, base[2]}, []string{"~ a/f (mode owner)"}},
+		{"type", []Entry{base[0], base[1], {Path: "b", Type: TypeSymlink, Mode: 0o777, Target: "a/f"}}, []string{"~ b (type mode content target)"}},
+		{"added and removed", []Entry{base[0], file("a/g", c1), base[2], file("c", c2)}, []string{"- a/f", "+ a/g", "+ c"}},
+		{"all gone", nil, []string{"- a", "- a/f", "- b"}},
+	} {
+		var got []string
+		for _, c := range Diff(&Flist{Entries: base}, &Flist{Entries: tc.b}) {
+			got = append(got, c.String())
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: Diff = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	c1 := ChunkRef{ID: digest.Of([]byte("one")), Size: 3, CSize: 12}
+	c2 := ChunkRef{ID: digest.Of([]byte("two")), Size: 5, CSize: 7}
+	f := &Flist{Entries: []Entry{
+		{Path: "a", Type: TypeDir, Mode: 0o755},
+		{Path: "a/f", Type: TypeFile, Mode: 0o4755, Size: 8, Chunks: []ChunkRef{c1, c2}},
+		{Path: "b", Type: TypeFile, Mode: 0o644, Size: 3, Chunks: []ChunkRef{c1}},
+		{Path: "c", Type: TypeSymlink, Mode: 0o777, Target: "b"},
+	}}
+	s := Summarize(f)
+	if s.Entries != 4 || s.ByType[TypeFile] != 2 || s.ByType[TypeDir] != 1 || s.ByType[TypeSymlink] != 1 ||
+		s.Bytes != 11 || s.Chunks != 3 || s.Unique != 2 || s.Wire != 19 || s.Setuid != 1 || s.MaxChunk != 5 {
+		t.Errorf("Summarize = %+v", s)
+	}
+}
