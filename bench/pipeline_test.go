@@ -269,11 +269,11 @@ func uniqueChunks(ctx context.Context, fx *fixture, max int64) (raw, compressed 
 		if err != nil {
 			return nil, nil, err
 		}
-		r, err := flist.OpenChunk(refs[i], c)
+		r, err := flist.OpenChunk(refs[i], c, nil)
 		if err != nil {
 			return nil, nil, err
 		}
-		raw, compressed = append(raw, r), append(compressed, c)
+		raw, compressed = append(raw, r.Bytes()), append(compressed, c)
 	}
 	if len(raw) == 0 {
 		return nil, nil, fmt.Errorf("flist %s has no chunks", fx.id.Short())

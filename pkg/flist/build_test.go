@@ -47,25 +47,25 @@ func (m *memStore) PutChunk(ref ChunkRef, c []byte) (ChunkRef, error) {
 	return ref, nil
 }
 
-func (m *memStore) Chunk(ctx context.Context, ref ChunkRef) ([]byte, error) {
+func (m *memStore) Chunk(ctx context.Context, ref ChunkRef, buf []byte) (Verified, error) {
 	m.mu.Lock()
 	c, ok := m.blobs[ref.ID]
 	m.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("%s: not in store", ref)
+		return Verified{}, fmt.Errorf("%s: not in store", ref)
 	}
-	return OpenChunk(ref, c)
+	return OpenChunk(ref, c, buf)
 }
 
 func (m *memStore) content(t *testing.T, e Entry) []byte {
 	t.Helper()
 	var b []byte
 	for _, r := range e.Chunks {
-		raw, err := m.Chunk(context.Background(), r)
+		v, err := m.Chunk(context.Background(), r, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", e.Path, err)
 		}
-		b = append(b, raw...)
+		b = append(b, v.Bytes()...)
 	}
 	return b
 }

@@ -76,28 +76,73 @@ func CompressChunk(raw []byte) (ChunkRef, []byte, error) {
 	return ChunkRef{ID: digest.Of(raw), Size: uint32(len(raw)), CSize: uint32(len(c))}, c, nil
 }
 
+// Verified is chunk content that OpenChunk or CheckContent checked against
+// its reference. Its fields are unexported so that only this package makes
+// one: a ChunkSource cannot hand the extractor bytes that skipped the
+// check, and the extractor need not hash them again.
+type Verified struct {
+	ref ChunkRef
+	b   []byte
+}
+
+// Ref is the reference the content was checked against.
+func (v Verified) Ref() ChunkRef { return v.ref }
+
+// Bytes is the checked content. It may share memory with the dst the
+// caller gave; the caller must not change it.
+func (v Verified) Bytes() []byte { return v.b }
+
 // OpenChunk checks a stored chunk against its reference and returns the
-// uncompressed bytes. It refuses a blob longer than CSize, one that is not
-// exactly one zstd frame (several frames, a skippable frame, bytes after
-// the frame), a frame that inflates past Size (a decompression bomb stops at Size+1 bytes)
-// or stops short of it, and content whose hash is not ID. Only bytes that
-// pass are returned.
-func OpenChunk(ref ChunkRef, compressed []byte) ([]byte, error) {
+// uncompressed bytes, decoded into dst's memory when cap(dst) is at least
+// ref.Size (so a caller can reuse buffers) and into a new slice otherwise.
+// It refuses a blob longer than CSize, one that is not exactly one zstd
+// frame (several frames, a skippable frame, bytes after the frame), a frame
+// that inflates past Size (a decompression bomb stops at Size+1 bytes) or
+// stops short of it, and content whose hash is not ID. Only bytes that pass
+// are returned.
+func OpenChunk(ref ChunkRef, compressed, dst []byte) (Verified, error) {
 	if ref.Size == 0 || ref.Size > MaxChunkSize || ref.CSize == 0 || ref.CSize > MaxCompressedSize {
-		return nil, fmt.Errorf("%s: declared size %d/%d compressed out of bounds", ref, ref.Size, ref.CSize)
+		return Verified{}, fmt.Errorf("%s: declared size %d/%d compressed out of bounds", ref, ref.Size, ref.CSize)
 	}
 	if len(compressed) == 0 || len(compressed) > int(ref.CSize) {
-		return nil, fmt.Errorf("%s: blob is %d bytes, declared at most %d", ref, len(compressed), ref.CSize)
+		return Verified{}, fmt.Errorf("%s: blob is %d bytes, declared at most %d", ref, len(compressed), ref.CSize)
 	}
 	if err := oneFrame(compressed); err != nil {
-		return nil, fmt.Errorf("%s: %w", ref, err)
+		return Verified{}, fmt.Errorf("%s: %w", ref, err)
 	}
+	raw, err := inflate(ref, compressed, dst)
+	if err != nil {
+		return Verified{}, err
+	}
+	return CheckContent(ref, raw)
+}
+
+// CheckContent returns raw as Verified when it is exactly ref's content:
+// ref.Size bytes whose SHA-256 is ref.ID. It is for content kept
+// uncompressed (a local cache); stored blobs go through OpenChunk.
+func CheckContent(ref ChunkRef, raw []byte) (Verified, error) {
+	if len(raw) != int(ref.Size) {
+		return Verified{}, fmt.Errorf("%s: %d bytes, declared %d", ref, len(raw), ref.Size)
+	}
+	if got := digest.Of(raw); got != ref.ID {
+		return Verified{}, fmt.Errorf("%s: content hash mismatch: got %s", ref, got)
+	}
+	return Verified{ref: ref, b: raw}, nil
+}
+
+// inflate decodes one frame into dst (or a new slice) and insists that it
+// holds exactly ref.Size bytes.
+func inflate(ref ChunkRef, compressed, dst []byte) ([]byte, error) {
 	d := decPool.Get().(*zstd.Decoder)
 	defer decPool.Put(d)
 	if err := d.Reset(bytes.NewReader(compressed)); err != nil {
 		return nil, fmt.Errorf("%s: zstd: %w", ref, err)
 	}
-	raw := make([]byte, int(ref.Size))
+	raw := dst[:0]
+	if cap(raw) < int(ref.Size) {
+		raw = make([]byte, 0, ref.Size)
+	}
+	raw = raw[:ref.Size]
 	if n, err := io.ReadFull(d, raw); err == io.ErrUnexpectedEOF || err == io.EOF {
 		return nil, fmt.Errorf("%s: inflates to %d bytes, declared %d", ref, n, ref.Size)
 	} else if err != nil {
@@ -112,9 +157,6 @@ func OpenChunk(ref ChunkRef, compressed []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%s: inflates past its declared %d bytes", ref, ref.Size)
 	case err != io.EOF:
 		return nil, fmt.Errorf("%s: zstd: end of frame: %w", ref, err)
-	}
-	if got := digest.Of(raw); got != ref.ID {
-		return nil, fmt.Errorf("%s: content hash mismatch: got %s", ref, got)
 	}
 	return raw, nil
 }

@@ -25,8 +25,9 @@ func TestChunkRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		got, err := OpenChunk(ref, c)
-		if err != nil || !bytes.Equal(got, raw) {
+		v, err := OpenChunk(ref, c, nil)
+		got := v.Bytes()
+		if err != nil || !bytes.Equal(got, raw) || v.Ref() != ref {
 			t.Fatalf("%s: OpenChunk = %d bytes, %v", name, len(got), err)
 		}
 	}
@@ -66,9 +67,9 @@ func TestOpenChunkRefuses(t *testing.T) {
 	}
 	tests = append(tests, frameTests(t, raw, ref)...)
 	for _, tc := range tests {
-		got, err := OpenChunk(tc.ref, tc.blob)
+		got, err := OpenChunk(tc.ref, tc.blob, nil)
 		if err == nil {
-			t.Errorf("%s: accepted (%d bytes)", tc.name, len(got))
+			t.Errorf("%s: accepted (%d bytes)", tc.name, len(got.Bytes()))
 			continue
 		}
 		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), ref.ID.String()) {
@@ -142,8 +143,32 @@ func TestOpenChunkOneFrame(t *testing.T) {
 	} {
 		blob := crc.EncodeAll(raw, nil)
 		ref := ChunkRef{ID: digest.Of(raw), Size: uint32(len(raw)), CSize: uint32(len(blob))}
-		if got, err := OpenChunk(ref, blob); err != nil || !bytes.Equal(got, raw) {
-			t.Errorf("%s: %d bytes, %v", name, len(got), err)
+		if got, err := OpenChunk(ref, blob, nil); err != nil || !bytes.Equal(got.Bytes(), raw) {
+			t.Errorf("%s: %d bytes, %v", name, len(got.Bytes()), err)
+		}
+	}
+}
+
+// TestOpenChunkReusesDst: content lands in the caller's buffer when it is
+// large enough, and in a new one otherwise, so pooled buffers are reused
+// without ever being written past their capacity.
+func TestOpenChunkReusesDst(t *testing.T) {
+	raw := bytes.Repeat([]byte("reuse "), 1000)
+	ref, c, err := CompressChunk(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		dst   []byte
+		share bool
+	}{{"large enough", make([]byte, 3, len(raw)), true}, {"too small", make([]byte, 0, len(raw)-1), false}, {"nil", nil, false}} {
+		v, err := OpenChunk(ref, c, tc.dst)
+		if err != nil || !bytes.Equal(v.Bytes(), raw) {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if shared := cap(tc.dst) > 0 && &v.Bytes()[0] == &tc.dst[:1][0]; shared != tc.share {
+			t.Errorf("%s: shares dst = %v, want %v", tc.name, shared, tc.share)
 		}
 	}
 }

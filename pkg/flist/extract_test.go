@@ -133,19 +133,44 @@ func TestExtractTamperedChunk(t *testing.T) {
 	}
 }
 
-// lyingSource skips OpenChunk and hands back whatever it has.
-type lyingSource struct{}
+// lyingSource cannot skip the check (only OpenChunk and CheckContent make
+// a Verified), so it answers with another chunk's verified content, or with
+// none.
+type lyingSource struct{ other Verified }
 
-func (lyingSource) Chunk(_ context.Context, ref ChunkRef) ([]byte, error) {
-	return bytes.Repeat([]byte{'x'}, int(ref.Size)), nil
+func (s lyingSource) Chunk(context.Context, ChunkRef, []byte) (Verified, error) {
+	return s.other, nil
 }
 
 func TestExtractChecksSourceBytes(t *testing.T) {
 	c := ref(t, "hello")
+	other, err := CheckContent(ref(t, "world"), []byte("world"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	f := &Flist{Entries: []Entry{{Path: "f", Type: TypeFile, Mode: 0o644, Size: 5, Chunks: []ChunkRef{c}}}}
-	err := (&Extractor{Source: lyingSource{}}).Extract(context.Background(), f, t.TempDir())
-	if err == nil || !strings.Contains(err.Error(), "extract f at offset 0: "+c.String()+": source returned 5 bytes that do not match") {
-		t.Fatalf("Extract = %v", err)
+	for _, src := range []lyingSource{{other}, {}} {
+		err := (&Extractor{Source: src}).Extract(context.Background(), f, t.TempDir())
+		want := "extract f at offset 0: " + c.String() + ": source returned " + src.other.Ref().String()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Extract = %v, want %q", err, want)
+		}
+	}
+}
+
+func TestCheckContent(t *testing.T) {
+	c := ref(t, "hello")
+	for _, tc := range []struct {
+		raw  string
+		want string
+	}{{"hello", ""}, {"hellO", "content hash mismatch"}, {"hell", "4 bytes, declared 5"}} {
+		v, err := CheckContent(c, []byte(tc.raw))
+		switch {
+		case tc.want == "" && (err != nil || string(v.Bytes()) != "hello" || v.Ref() != c):
+			t.Errorf("CheckContent(%q) = %q %v", tc.raw, v.Bytes(), err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || v.Bytes() != nil):
+			t.Errorf("CheckContent(%q) = %q %v, want %q", tc.raw, v.Bytes(), err, tc.want)
+		}
 	}
 }
 
@@ -283,7 +308,7 @@ type slowSource struct {
 	mu       sync.Mutex
 }
 
-func (s *slowSource) Chunk(ctx context.Context, ref ChunkRef) ([]byte, error) {
+func (s *slowSource) Chunk(ctx context.Context, ref ChunkRef, buf []byte) (Verified, error) {
 	n := s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	s.mu.Lock()
@@ -293,14 +318,14 @@ func (s *slowSource) Chunk(ctx context.Context, ref ChunkRef) ([]byte, error) {
 	s.mu.Unlock()
 	if ref == s.fail {
 		time.Sleep(20 * time.Millisecond)
-		return nil, errors.New("mirror down")
+		return Verified{}, errors.New("mirror down")
 	}
 	select {
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return Verified{}, ctx.Err()
 	case <-time.After(5 * time.Millisecond):
 	}
-	return s.st.Chunk(ctx, ref)
+	return s.st.Chunk(ctx, ref, buf)
 }
 
 func TestExtractBoundedAndCancels(t *testing.T) {

@@ -56,7 +56,7 @@ func (d *Dir) FlistPath(id digest.Digest) string {
 // wins and the other reads back and answers with the winner's copy. Only
 // the repair of a damaged copy renames over it.
 func (d *Dir) PutChunk(ref flist.ChunkRef, compressed []byte) (flist.ChunkRef, error) {
-	if _, err := flist.OpenChunk(ref, compressed); err != nil {
+	if _, err := flist.OpenChunk(ref, compressed, nil); err != nil {
 		return ref, fmt.Errorf("store %s: refusing unverified bytes: %w", ref, err)
 	}
 	mu := &chunkLocks[ref.ID[0]]
@@ -98,7 +98,7 @@ func (d *Dir) stored(ref flist.ChunkRef) (flist.ChunkRef, error) {
 		return ref, err
 	}
 	ref.CSize = uint32(len(b))
-	if _, err := flist.OpenChunk(ref, b); err != nil {
+	if _, err := flist.OpenChunk(ref, b, nil); err != nil {
 		return ref, err
 	}
 	return ref, nil
@@ -133,24 +133,24 @@ func (d *Dir) HasChunk(id digest.Digest) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// Chunk reads chunk ref and returns its verified uncompressed bytes. It
-// implements flist.ChunkSource.
-func (d *Dir) Chunk(ctx context.Context, ref flist.ChunkRef) ([]byte, error) {
+// Chunk reads chunk ref and returns its verified uncompressed bytes, in
+// buf's memory when it is large enough. It implements flist.ChunkSource.
+func (d *Dir) Chunk(ctx context.Context, ref flist.ChunkRef, buf []byte) (flist.Verified, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return flist.Verified{}, err
 	}
 	if ref.CSize == 0 || ref.CSize > flist.MaxCompressedSize {
-		return nil, fmt.Errorf("read %s: declared compressed size %d outside 1..%d", ref, ref.CSize, flist.MaxCompressedSize)
+		return flist.Verified{}, fmt.Errorf("read %s: declared compressed size %d outside 1..%d", ref, ref.CSize, flist.MaxCompressedSize)
 	}
 	b, err := readBounded(d.ChunkPath(ref.ID), int64(ref.CSize))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", ref, err)
+		return flist.Verified{}, fmt.Errorf("read %s: %w", ref, err)
 	}
-	raw, err := flist.OpenChunk(ref, b)
+	v, err := flist.OpenChunk(ref, b, buf)
 	if err != nil {
-		return nil, fmt.Errorf("read %s from %s: %w", ref, d.Root, err)
+		return flist.Verified{}, fmt.Errorf("read %s from %s: %w", ref, d.Root, err)
 	}
-	return raw, nil
+	return v, nil
 }
 
 // FlistBytes reads flist metadata id and returns it once its digest matches.

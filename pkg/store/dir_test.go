@@ -21,10 +21,10 @@ import (
 var (
 	_ flist.Sink = (*Dir)(nil)
 	_ interface {
-		Chunk(context.Context, flist.ChunkRef) ([]byte, error)
+		Chunk(context.Context, flist.ChunkRef, []byte) (flist.Verified, error)
 	} = (*Dir)(nil)
 	_ interface {
-		Chunk(context.Context, flist.ChunkRef) ([]byte, error)
+		Chunk(context.Context, flist.ChunkRef, []byte) (flist.Verified, error)
 	} = (*HTTP)(nil)
 	_ flist.Sink = (*Uploader)(nil)
 )
@@ -69,7 +69,7 @@ func TestDirRoundTrip(t *testing.T) {
 	if err != nil || !bytes.Equal(stored, c) {
 		t.Fatalf("stored file is not the compressed chunk: %v", err)
 	}
-	got, err := d.Chunk(context.Background(), ref)
+	got, err := contentOf(d.Chunk(context.Background(), ref, nil))
 	if err != nil || !bytes.Equal(got, raw) {
 		t.Fatalf("Chunk = %d bytes, %v", len(got), err)
 	}
@@ -147,20 +147,20 @@ func TestDirReadRefusesDamage(t *testing.T) {
 	if err := os.WriteFile(d.ChunkPath(ref.ID), damaged, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Chunk(context.Background(), ref); err == nil {
+	if _, err := contentOf(d.Chunk(context.Background(), ref, nil)); err == nil {
 		t.Fatal("Chunk returned damaged bytes")
 	}
 	// Re-putting repairs the damaged file.
 	if got, err := d.PutChunk(ref, c); err != nil || got != ref {
 		t.Fatalf("PutChunk over a damaged file = %s/%d, %v", got, got.CSize, err)
 	}
-	if _, err := d.Chunk(context.Background(), ref); err != nil {
+	if _, err := contentOf(d.Chunk(context.Background(), ref, nil)); err != nil {
 		t.Fatalf("after repair: %v", err)
 	}
 	if err := os.WriteFile(d.ChunkPath(ref.ID), append(bytes.Clone(c), 0), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Chunk(context.Background(), ref); err == nil || !strings.Contains(err.Error(), "at most") {
+	if _, err := contentOf(d.Chunk(context.Background(), ref, nil)); err == nil || !strings.Contains(err.Error(), "at most") {
 		t.Fatalf("Chunk of an overlong file: %v", err)
 	}
 	// A byte after the zstd frame makes the stored copy damaged even
@@ -168,13 +168,13 @@ func TestDirReadRefusesDamage(t *testing.T) {
 	// exactly what is checked. Re-putting repairs it.
 	padded := ref
 	padded.CSize++
-	if _, err := d.Chunk(context.Background(), padded); err == nil || !strings.Contains(err.Error(), "after the zstd frame") {
+	if _, err := contentOf(d.Chunk(context.Background(), padded, nil)); err == nil || !strings.Contains(err.Error(), "after the zstd frame") {
 		t.Fatalf("Chunk of a padded copy: %v", err)
 	}
 	if got, err := d.PutChunk(ref, c); err != nil || got != ref {
 		t.Fatalf("PutChunk over a padded copy = %s/%d, %v; want it replaced (CSize %d)", got, got.CSize, err, ref.CSize)
 	}
-	if _, err := d.Chunk(context.Background(), ref); err != nil {
+	if _, err := contentOf(d.Chunk(context.Background(), ref, nil)); err != nil {
 		t.Fatalf("after repair: %v", err)
 	}
 	bad := bytes.Clone(enc)
@@ -185,7 +185,7 @@ func TestDirReadRefusesDamage(t *testing.T) {
 	if _, err := d.FlistBytes(context.Background(), id); err == nil || !strings.Contains(err.Error(), "content hash is") {
 		t.Fatalf("FlistBytes of damaged metadata: %v", err)
 	}
-	if _, err := d.Chunk(context.Background(), flist.ChunkRef{ID: digest.Of([]byte("x")), Size: 1, CSize: 10}); err == nil || !os.IsNotExist(unwrapAll(err)) {
+	if _, err := contentOf(d.Chunk(context.Background(), flist.ChunkRef{ID: digest.Of([]byte("x")), Size: 1, CSize: 10}, nil)); err == nil || !os.IsNotExist(unwrapAll(err)) {
 		t.Fatalf("Chunk of a missing chunk: %v", err)
 	}
 }
@@ -235,7 +235,7 @@ func TestDirConcurrentPuts(t *testing.T) {
 		t.Fatalf("WalkChunks found %d chunks, want %d", len(walked), len(refs))
 	}
 	for _, r := range refs {
-		if _, err := d.Chunk(context.Background(), r); err != nil {
+		if _, err := contentOf(d.Chunk(context.Background(), r, nil)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -346,7 +346,7 @@ func TestDirKeepsFirstEncoding(t *testing.T) {
 				t.Fatalf("stored %d bytes (%v), want the first copy, %d bytes", len(stored), err, len(first.blob))
 			}
 			for _, r := range []flist.ChunkRef{ref, bigRef} {
-				got, err := d.Chunk(context.Background(), r)
+				got, err := contentOf(d.Chunk(context.Background(), r, nil))
 				if r.CSize >= first.ref.CSize {
 					if err != nil || !bytes.Equal(got, raw) {
 						t.Fatalf("read with CSize %d: %v", r.CSize, err)
@@ -452,9 +452,12 @@ func TestDirConcurrentEncodings(t *testing.T) {
 				t.Fatalf("run %d, put %d: %s/%d, %v; stored copy is %d bytes", run, g, got[g], got[g].CSize, errs[g], len(stored))
 			}
 		}
-		if b, err := d.Chunk(context.Background(), final); err != nil || !bytes.Equal(b, raw) {
+		if b, err := contentOf(d.Chunk(context.Background(), final, nil)); err != nil || !bytes.Equal(b, raw) {
 			t.Fatalf("run %d: stored copy does not read back: %v", run, err)
 		}
 		noTemps(t, d.Root)
 	}
 }
+
+// contentOf is a Chunk result as plain bytes.
+func contentOf(v flist.Verified, err error) ([]byte, error) { return v.Bytes(), err }

@@ -55,31 +55,38 @@ type HTTP struct {
 	RequestTimeout time.Duration
 }
 
-// Chunk fetches chunk ref and returns its verified uncompressed bytes. It
-// implements flist.ChunkSource.
-func (h *HTTP) Chunk(ctx context.Context, ref flist.ChunkRef) ([]byte, error) {
+// Chunk fetches chunk ref and returns its verified uncompressed bytes, in
+// buf's memory when it is large enough. It implements flist.ChunkSource.
+func (h *HTTP) Chunk(ctx context.Context, ref flist.ChunkRef, buf []byte) (flist.Verified, error) {
 	if ref.CSize == 0 || ref.CSize > flist.MaxCompressedSize {
-		return nil, fmt.Errorf("fetch %s: declared compressed size %d outside 1..%d", ref, ref.CSize, flist.MaxCompressedSize)
+		return flist.Verified{}, fmt.Errorf("fetch %s: declared compressed size %d outside 1..%d", ref, ref.CSize, flist.MaxCompressedSize)
 	}
 	hx := ref.ID.Hex()
-	var raw []byte
+	body := blobPool.Get().(*[]byte)
+	defer blobPool.Put(body)
+	var v flist.Verified
 	err := h.each(ctx, ref.String(), "/chunks/"+hx[:2]+"/"+hx, func(ctx context.Context, url string) error {
-		b, err := h.get(ctx, url, int64(ref.CSize), false)
+		b, err := h.get(ctx, url, int64(ref.CSize), false, (*body)[:0])
 		if err != nil {
 			return err
 		}
-		raw, err = flist.OpenChunk(ref, b)
+		*body = b
+		v, err = flist.OpenChunk(ref, b, buf)
 		return err
 	})
-	return raw, err
+	return v, err
 }
+
+// blobPool holds compressed-body buffers: a chunk's blob is dead once
+// decoded, and a fresh one per chunk is most of a delivery's garbage.
+var blobPool = sync.Pool{New: func() any { b := make([]byte, 0, flist.DefaultChunkSize+flist.DefaultChunkSize/64); return &b }}
 
 // FlistBytes fetches flist metadata id and returns it once its digest
 // matches.
 func (h *HTTP) FlistBytes(ctx context.Context, id digest.Digest) ([]byte, error) {
 	var out []byte
 	err := h.each(ctx, "flist "+id.String(), "/flists/"+id.Hex(), func(ctx context.Context, url string) error {
-		b, err := h.get(ctx, url, MaxFlistSize, false)
+		b, err := h.get(ctx, url, MaxFlistSize, false, nil)
 		if err != nil {
 			return err
 		}
@@ -124,8 +131,9 @@ func (h *HTTP) each(ctx context.Context, what, suffix string, try func(ctx conte
 var errIdle = errors.New("no data")
 
 // get fetches url and returns its body of at most max bytes (exactly max if
-// exact), under the request timeout and the idle watchdog.
-func (h *HTTP) get(ctx context.Context, url string, max int64, exact bool) ([]byte, error) {
+// exact), read into buf's memory as far as it goes, under the request
+// timeout and the idle watchdog.
+func (h *HTTP) get(ctx context.Context, url string, max int64, exact bool, buf []byte) ([]byte, error) {
 	idle := h.IdleTimeout
 	if idle <= 0 {
 		idle = DefaultIdleTimeout
@@ -171,7 +179,7 @@ func (h *HTTP) get(ctx context.Context, url string, max int64, exact bool) ([]by
 		return nil, fmt.Errorf("Content-Length %d, want at most %d", cl, max)
 	}
 	w.kick()
-	b, err := io.ReadAll(io.LimitReader(progressReader{resp.Body, w}, max+1))
+	b, err := readAll(buf, io.LimitReader(progressReader{resp.Body, w}, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("body after %d bytes: %w", len(b), causeOr(ctx, err))
 	}
@@ -182,6 +190,23 @@ func (h *HTTP) get(ctx context.Context, url string, max int64, exact bool) ([]by
 		return nil, fmt.Errorf("body is %d bytes, want %d", len(b), max)
 	}
 	return b, nil
+}
+
+// readAll is io.ReadAll appending to buf, so pooled memory is reused.
+func readAll(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // client is Client, or http.DefaultClient, with the store's redirect rule.

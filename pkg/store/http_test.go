@@ -68,7 +68,7 @@ func TestHTTPChunk(t *testing.T) {
 	ref, c, raw := chunk(t, "content ")
 	good := serve(t, blobs(map[string][]byte{chunkPath(ref): c}))
 	h := &HTTP{URLs: []string{good + "/"}}
-	got, err := h.Chunk(context.Background(), ref)
+	got, err := contentOf(h.Chunk(context.Background(), ref, nil))
 	if err != nil || !bytes.Equal(got, raw) {
 		t.Fatalf("Chunk = %d bytes, %v", len(got), err)
 	}
@@ -83,7 +83,7 @@ func TestHTTPChunkFailover(t *testing.T) {
 	good := serve(t, blobs(map[string][]byte{chunkPath(ref): c}))
 	var l logger
 	h := &HTTP{URLs: []string{bad, missing, good}, Log: l.log}
-	got, err := h.Chunk(context.Background(), ref)
+	got, err := contentOf(h.Chunk(context.Background(), ref, nil))
 	if err != nil || !bytes.Equal(got, raw) {
 		t.Fatalf("Chunk = %d bytes, %v", len(got), err)
 	}
@@ -93,7 +93,7 @@ func TestHTTPChunkFailover(t *testing.T) {
 	}
 
 	h.URLs = []string{bad, missing}
-	_, err = h.Chunk(context.Background(), ref)
+	_, err = contentOf(h.Chunk(context.Background(), ref, nil))
 	if err == nil {
 		t.Fatal("Chunk succeeded with no good mirror")
 	}
@@ -151,7 +151,7 @@ func TestHTTPChunkRefuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &HTTP{URLs: []string{serve(t, tc.h)}}
-			got, err := h.Chunk(context.Background(), tc.ref)
+			got, err := contentOf(h.Chunk(context.Background(), tc.ref, nil))
 			if err == nil {
 				t.Fatalf("Chunk accepted %d bytes", len(got))
 			}
@@ -192,7 +192,7 @@ func TestHTTPTrickle(t *testing.T) {
 			slow := serve(t, tc.h)
 			var l logger
 			h := &HTTP{URLs: []string{slow, good}, IdleTimeout: 200 * time.Millisecond, Log: l.log}
-			got, err := h.Chunk(context.Background(), ref)
+			got, err := contentOf(h.Chunk(context.Background(), ref, nil))
 			if err != nil || !bytes.Equal(got, raw) {
 				t.Fatalf("Chunk = %d bytes, %v", len(got), err)
 			}
@@ -219,7 +219,7 @@ func TestHTTPRequestTimeout(t *testing.T) {
 		}
 	})
 	h := &HTTP{URLs: []string{slow}, IdleTimeout: 2 * time.Second, RequestTimeout: 300 * time.Millisecond}
-	_, err := h.Chunk(context.Background(), ref)
+	_, err := contentOf(h.Chunk(context.Background(), ref, nil))
 	if err == nil || !strings.Contains(err.Error(), "request took longer than 300ms") {
 		t.Fatalf("Chunk error %v, want the request timeout", err)
 	}
@@ -232,7 +232,7 @@ func TestHTTPCallerCancelStopsFailover(t *testing.T) {
 	cancel()
 	var l logger
 	h := &HTTP{URLs: []string{good, good}, Log: l.log}
-	_, err := h.Chunk(ctx, ref)
+	_, err := contentOf(h.Chunk(ctx, ref, nil))
 	if err == nil || !strings.Contains(err.Error(), "context canceled") {
 		t.Fatalf("Chunk with a cancelled context: %v", err)
 	}
@@ -243,7 +243,7 @@ func TestHTTPCallerCancelStopsFailover(t *testing.T) {
 
 func TestHTTPRefusesBadRef(t *testing.T) {
 	h := &HTTP{URLs: []string{"http://192.0.2.1"}}
-	_, err := h.Chunk(context.Background(), flist.ChunkRef{ID: digest.Of(nil), Size: 1, CSize: flist.MaxCompressedSize + 1})
+	_, err := contentOf(h.Chunk(context.Background(), flist.ChunkRef{ID: digest.Of(nil), Size: 1, CSize: flist.MaxCompressedSize + 1}, nil))
 	if err == nil || !strings.Contains(err.Error(), "outside 1..") {
 		t.Fatalf("Chunk with an oversized ref: %v", err)
 	}
@@ -298,7 +298,7 @@ func BenchmarkHTTPChunk(b *testing.B) {
 	h := &HTTP{URLs: []string{s.URL}}
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
-		if _, err := h.Chunk(context.Background(), ref); err != nil {
+		if _, err := contentOf(h.Chunk(context.Background(), ref, nil)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -360,7 +360,7 @@ func TestHTTPRedirectFollowed(t *testing.T) {
 			client := start.Client()
 			client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 			h := &HTTP{URLs: []string{start.URL}, Client: client}
-			got, err := h.Chunk(context.Background(), ref)
+			got, err := contentOf(h.Chunk(context.Background(), ref, nil))
 			if tc.want == "" {
 				if err != nil || !bytes.Equal(got, raw) {
 					t.Fatalf("Chunk = %d bytes, %v", len(got), err)
@@ -418,7 +418,7 @@ func TestHTTPRedirectRefused(t *testing.T) {
 			}
 			var l logger
 			s := &HTTP{URLs: []string{bad.URL, mirror.URL}, Client: secure.Client(), Log: l.log}
-			got, err := s.Chunk(context.Background(), ref)
+			got, err := contentOf(s.Chunk(context.Background(), ref, nil))
 			if err != nil || !bytes.Equal(got, raw) {
 				t.Fatalf("Chunk = %d bytes, %v; want the next mirror's content", len(got), err)
 			}

@@ -81,7 +81,7 @@ func TestUploadThenFetch(t *testing.T) {
 		t.Fatalf("PutFlist id %s, want %s", id, digest.Of(enc))
 	}
 	h := &HTTP{URLs: []string{url + "/store"}}
-	got, err := h.Chunk(context.Background(), ref)
+	got, err := contentOf(h.Chunk(context.Background(), ref, nil))
 	if err != nil || !bytes.Equal(got, raw) {
 		t.Fatalf("fetch uploaded chunk: %d bytes, %v", len(got), err)
 	}

@@ -37,7 +37,7 @@ func BenchmarkServeChunks(b *testing.B) {
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem }()
-				_, err := remote.Chunk(context.Background(), ref)
+				_, err := remote.Chunk(context.Background(), ref, nil)
 				errs <- err
 			}()
 		}

@@ -195,7 +195,7 @@ func TestBootEndToEnd(t *testing.T) {
 	for _, ent := range got.Entries {
 		var content []byte
 		for _, ref := range ent.Chunks {
-			raw, err := remote.Chunk(context.Background(), ref)
+			raw, err := contentOf(remote.Chunk(context.Background(), ref, nil))
 			if err != nil {
 				t.Fatalf("%s: %v", ent.Path, err)
 			}
@@ -260,7 +260,7 @@ func TestTamperedChunkDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	remote := &store.HTTP{URLs: []string{e.ts.URL + "/store"}, Client: e.hc}
-	if _, err := remote.Chunk(context.Background(), ref); err == nil {
+	if _, err := contentOf(remote.Chunk(context.Background(), ref, nil)); err == nil {
 		t.Fatal("tampered chunk accepted")
 	}
 }
@@ -560,3 +560,6 @@ func TestMetricsNodeStates(t *testing.T) {
 		}
 	}
 }
+
+// contentOf is a Chunk result as plain bytes.
+func contentOf(v flist.Verified, err error) ([]byte, error) { return v.Bytes(), err }

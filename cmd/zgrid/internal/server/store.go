@@ -104,7 +104,7 @@ func (s *Server) acceptChunk(w http.ResponseWriter, r *http.Request) (flist.Chun
 		return flist.ChunkRef{}, err
 	}
 	ref := flist.ChunkRef{ID: id, Size: uint32(size), CSize: uint32(len(body))}
-	if _, err := flist.OpenChunk(ref, body); err != nil {
+	if _, err := flist.OpenChunk(ref, body, nil); err != nil {
 		return ref, fail(http.StatusBadRequest, "%v", err)
 	}
 	stored, err := s.Store.PutChunk(ref, body)
