@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"github.com/zeroboot/zeroboot/internal/testenv"
 	"os"
 	"path/filepath"
@@ -355,5 +356,41 @@ func TestExtractBoundedAndCancels(t *testing.T) {
 	// tenth takes about half.
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("took %v after the first error", d)
+	}
+}
+
+// TestExtractManyDirs goes through more directories than stay open, and
+// comes back to a parent after it was evicted.
+func TestExtractManyDirs(t *testing.T) {
+	st := newMemStore()
+	content := []byte("many dirs")
+	c, blob, err := CompressChunk(content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.PutChunk(c, blob)
+	file := func(p string) Entry {
+		return Entry{Path: p, Type: TypeFile, Mode: 0o644, Size: uint64(len(content)), Chunks: []ChunkRef{c}}
+	}
+	f := &Flist{Entries: []Entry{{Path: "top", Type: TypeDir, Mode: 0o755}, file("top/a")}}
+	for i := range 2 * maxOpenDirs {
+		d := fmt.Sprintf("top/d%03d", i)
+		f.Entries = append(f.Entries, Entry{Path: d, Type: TypeDir, Mode: 0o755}, file(d+"/f"))
+	}
+	f.Entries = append(f.Entries, file("top/z"), Entry{Path: "top/zz", Type: TypeSymlink, Mode: 0o777, Target: "z"})
+	out := t.TempDir()
+	if err := (&Extractor{Source: st}).Extract(context.Background(), f, out); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range f.Entries {
+		if e.Type != TypeFile {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(out, e.Path)); err != nil || !bytes.Equal(b, content) {
+			t.Errorf("%s: %q %v", e.Path, b, err)
+		}
+	}
+	if target, err := os.Readlink(filepath.Join(out, "top/zz")); err != nil || target != "z" {
+		t.Errorf("top/zz: %q %v", target, err)
 	}
 }
