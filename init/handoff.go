@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/zeroboot/zeroboot/pkg/chunkcache"
 	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/flist"
 	"github.com/zeroboot/zeroboot/pkg/handoff"
@@ -37,6 +38,11 @@ func (n *node) components(ctx context.Context) error {
 	}
 	n.rootMounted = true
 	src := &store.HTTP{URLs: n.boot.Stores, Client: n.client.HTTP, Log: n.log.Warn}
+	var chunks flist.ChunkSource = src
+	if cache := n.openCache(); cache != nil {
+		defer n.closeCache(cache)
+		chunks = chunkcache.Source{Cache: cache, Next: src}
+	}
 	for _, c := range n.rel.Components {
 		dir, err := root.ComponentDir(c.Mount)
 		if err != nil {
@@ -53,7 +59,7 @@ func (n *node) components(ctx context.Context) error {
 		// Setuid files and device nodes only where the signed release
 		// allows them for this component.
 		pol := flist.Policy{AllowSetuid: c.AllowSetuid, AllowDevices: c.AllowDevices}
-		x := &flist.Extractor{Source: src, Chown: true, Policy: pol, Progress: n.progress(c.Name)}
+		x := &flist.Extractor{Source: chunks, Chown: true, Policy: pol, Progress: n.progress(c.Name)}
 		if err := x.Extract(ctx, fl, dir); err != nil {
 			return fmt.Errorf("component %s: %w", c.Name, err)
 		}
@@ -63,6 +69,31 @@ func (n *node) components(ctx context.Context) error {
 		n.log.Info(fmt.Sprintf("component %s: %s verified and written to %s", c.Name, c.Flist.Short(), c.Mount))
 	}
 	return nil
+}
+
+// openCache opens zeroboot.cache, if given. A cache that cannot be used
+// is a warning: the components come from the network.
+func (n *node) openCache() *chunkcache.Cache {
+	if n.cfg.Cache == "" {
+		return nil
+	}
+	c, err := chunkcache.Open(n.cfg.Cache, chunkcache.Options{Wipe: n.cfg.CacheWipe, Log: n.log.Warn})
+	if err != nil {
+		n.log.Warn("chunk cache not used, fetching every chunk", "err", err)
+		return nil
+	}
+	s := c.Stats()
+	n.log.Info(fmt.Sprintf("chunk cache %s: %d entries", n.cfg.Cache, s.Entries))
+	return c
+}
+
+func (n *node) closeCache(c *chunkcache.Cache) {
+	s := c.Stats()
+	n.log.Info(fmt.Sprintf("chunk cache %s: %d hits (%d bytes), %d stored, %d corrupt found, %d entries",
+		n.cfg.Cache, s.Hits, s.BytesRead, s.Puts, s.Corrupt, s.Entries))
+	if err := c.Close(); err != nil {
+		n.log.Warn("chunk cache", "err", err)
+	}
 }
 
 func (n *node) root() *handoff.Root { return &handoff.Root{Dir: newRoot} }

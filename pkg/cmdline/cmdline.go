@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -72,6 +73,11 @@ type Config struct {
 	Net    netconf.Config
 	NTP    []string // zeroboot.ntp, each HOST:PORT (port 123 by default), in order
 	Rescue bool     // zeroboot.rescue
+	// Cache is zeroboot.cache, a block device for the chunk cache
+	// (docs/chunkcache.md); "" means none. CacheWipe is
+	// zeroboot.cache.wipe: format it even when it holds other data.
+	Cache     string
+	CacheWipe bool
 }
 
 // ParamDoc documents one parameter; docs/kernel-cmdline.md must mention
@@ -97,6 +103,10 @@ var Params = []ParamDoc{
 		"Stop before fetching anything and stay in the rescue state."},
 	{"zeroboot.ntp", "HOST[:PORT][,HOST[:PORT]...], IPv6 as [ADDR][:PORT], at most 8", "(none)",
 		"NTP servers, asked all at once; port 123 unless given."},
+	{"zeroboot.cache", "/dev/NAME, a block device", "(none)",
+		"Device for the verified chunk cache; formatted only when its first MiB is zeros."},
+	{"zeroboot.cache.wipe", "bare, or 1|0|true|false|yes|no|on|off", "off",
+		"Format the zeroboot.cache device even when it holds other data."},
 	{"console", "kernel console spec, e.g. ttyS0,115200 (repeatable)", "/dev/console",
 		"Consoles PID 1 writes its log to, as the kernel reads them."},
 	{"ip", "METHOD | DEVICE:METHOD[:[MTU][:MAC]] | CLIENT:[PEER]:GATEWAY:NETMASK:HOSTNAME:DEVICE:AUTOCONF[:...] (repeatable)",
@@ -107,6 +117,10 @@ var Params = []ParamDoc{
 		"Creates a bond over SLAVES with the bonding driver's OPTIONS."},
 	{"nameserver", "IP address (repeatable)", "(none)", "DNS server used in addition to those DHCP and router advertisements give."},
 }
+
+// cacheRE is a device path: under /dev, no "..", nothing a shell or a log
+// would read twice.
+var cacheRE = regexp.MustCompile(`^/dev/[A-Za-z0-9_-]+(/[A-Za-z0-9_.:-]+)*$`)
 
 // bareBond is what dracut makes of a bond parameter without value.
 const bareBond = "bond0:eth0,eth1:mode=balance-rr"
@@ -195,6 +209,12 @@ func (p *parser) arg(a arg) {
 		p.cfg.Rescue = p.boolean(name, a)
 	case "zeroboot.ntp":
 		p.ntp(a)
+	case "zeroboot.cache":
+		if p.need(name, a) && p.match(name, a.val, cacheRE, "/dev/NAME") && p.clean(name, a.val) {
+			p.cfg.Cache = a.val
+		}
+	case "zeroboot.cache.wipe":
+		p.cfg.CacheWipe = p.boolean(name, a)
 	default:
 		p.warnf(name, a.val, "unknown zeroboot parameter, ignored (known: %s)", strings.Join(knownNames(), ", "))
 	}
@@ -221,6 +241,14 @@ func (p *parser) need(name string, a arg) bool {
 func (p *parser) match(name, val string, re *regexp.Regexp, pattern string) bool {
 	if !re.MatchString(val) {
 		p.errorf(name, val, "must match %s", pattern)
+		return false
+	}
+	return true
+}
+
+func (p *parser) clean(name, val string) bool {
+	if path.Clean(val) != val {
+		p.errorf(name, val, "not a clean path (%s)", path.Clean(val))
 		return false
 	}
 	return true

@@ -42,7 +42,7 @@ func TestSplit(t *testing.T) {
 func TestParseGood(t *testing.T) {
 	c, ps := Parse(`BOOT_IMAGE=/vmlinuz root=/dev/ram0 console=tty0 console=ttyS0,115200 quiet ` +
 		`zeroboot.registry=https://203.0.113.1:8443,https://reg.example.net/base zeroboot.farm=lab-2 ` +
-		`zeroboot.channel=beta.1 zeroboot.debug ip=dhcp -- zeroboot.farm=ignored`)
+		`zeroboot.channel=beta.1 zeroboot.debug ip=dhcp zeroboot.cache=/dev/disk/by-id/virtio-zb_cache zeroboot.cache.wipe -- zeroboot.farm=ignored`)
 	if len(ps) != 0 {
 		t.Fatalf("problems: %v", ps)
 	}
@@ -53,7 +53,7 @@ func TestParseGood(t *testing.T) {
 	if want := []string{"https://203.0.113.1:8443", "https://reg.example.net/base"}; !reflect.DeepEqual(urls, want) {
 		t.Errorf("registries %v, want %v", urls, want)
 	}
-	if c.Farm != "lab-2" || c.Channel != "beta.1" || !c.Debug || c.Rescue {
+	if c.Farm != "lab-2" || c.Channel != "beta.1" || !c.Debug || c.Rescue || c.Cache != "/dev/disk/by-id/virtio-zb_cache" || !c.CacheWipe {
 		t.Errorf("config %+v", c)
 	}
 	if want := []string{"tty0", "ttyS0,115200"}; !reflect.DeepEqual(c.Consoles, want) {
@@ -121,6 +121,10 @@ func TestParseProblems(t *testing.T) {
 		{"farm empty", reg + " zeroboot.farm=", Error, "zeroboot.farm", "needs a value"},
 		{"farm space", reg + ` zeroboot.farm="a b"`, Error, "zeroboot.farm", "must match"},
 		{"channel", reg + " zeroboot.channel=-x", Error, "zeroboot.channel", "must match"},
+		{"cache outside /dev", reg + " zeroboot.cache=/tmp/x", Error, "zeroboot.cache", "must match /dev/NAME"},
+		{"cache dot-dot", reg + " zeroboot.cache=/dev/disk/../../etc/x", Error, "zeroboot.cache", "not a clean path (/etc/x)"},
+		{"cache empty", reg + " zeroboot.cache=", Error, "zeroboot.cache", "needs a value"},
+		{"cache wipe bad", reg + " zeroboot.cache.wipe=all", Error, "zeroboot.cache.wipe", "not a boolean"},
 		{"debug bad", reg + " zeroboot.debug=maybe", Error, "zeroboot.debug", "not a boolean"},
 		{"debug empty", reg + " zeroboot.debug=", Error, "zeroboot.debug", "not a boolean"},
 		{"unknown", reg + " zeroboot.regsitry=x", Warning, "zeroboot.regsitry", "known: zeroboot.registry, zeroboot.farm"},
