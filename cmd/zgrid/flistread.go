@@ -12,10 +12,13 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
 
+	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/flist"
 	"github.com/zeroboot/zeroboot/pkg/registry"
@@ -221,12 +224,12 @@ func lsLine(e *flist.Entry) string {
 	return line
 }
 
-// quoted shows a path as it is unless it holds bytes a terminal would act on.
+// quoted shows a path as it is unless console.Sanitize would change it (a
+// byte a terminal acts on, a bidi override, invalid UTF-8): then Go-quoted,
+// so the listing still names the real path.
 func quoted(s string) string {
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' || r == 0xfffd {
-			return fmt.Sprintf("%q", s)
-		}
+	if console.Sanitize(s, len(s)) != s || strings.ContainsAny(s, `"\`) {
+		return strconv.Quote(s)
 	}
 	return s
 }

@@ -22,7 +22,7 @@ func TestFlistReadCommands(t *testing.T) {
 	c.run(0, "init", "--data", data)
 	tree := filepath.Join(dir, "tree")
 	big := bytes.Repeat([]byte("zeroboot chunk "), 300_000) // several chunks
-	files := map[string][]byte{"bin/tool": big, "etc/motd": []byte("hello\n"), "etc/empty": nil}
+	files := map[string][]byte{"bin/tool": big, "etc/motd": []byte("hello\n"), "etc/empty": nil, "etc/x\u009b2J\u202egpj.exe": []byte("x")}
 	for name, b := range files {
 		os.MkdirAll(filepath.Join(tree, filepath.Dir(name)), 0o755)
 		if err := os.WriteFile(filepath.Join(tree, name), b, 0o644); err != nil {
@@ -46,7 +46,7 @@ func TestFlistReadCommands(t *testing.T) {
 
 	out := filepath.Join(dir, "out")
 	_, errs := c.run(0, "flist", "extract", "--store", empty.URL, "--store", srv.URL+"/", a, out)
-	if !regexp.MustCompile(`extracted 6 entries, 4\.5 MB in .* MB/s`).MatchString(errs) {
+	if !regexp.MustCompile(`extracted 7 entries, 4\.5 MB in .* MB/s`).MatchString(errs) {
 		t.Errorf("extract summary:\n%s", errs)
 	}
 	for name, want := range files {
@@ -64,13 +64,16 @@ func TestFlistReadCommands(t *testing.T) {
 	}
 
 	ls, _ := c.run(0, "flist", "ls", "--store", srv.URL, a)
-	for _, want := range []string{"dir      0755", "file     0644", " 4500000 ", " bin/tool\n", "symlink", "bin/alias -> tool"} {
+	if strings.ContainsAny(ls, "\u009b\u202e") {
+		t.Errorf("ls printed a terminal control or bidi override raw:\n%q", ls)
+	}
+	for _, want := range []string{"dir      0755", "file     0644", " 4500000 ", " bin/tool\n", "symlink", "bin/alias -> tool", ` "etc/x\u009b2J\u202egpj.exe"`} {
 		if !strings.Contains(ls, want) {
 			t.Errorf("ls lacks %q:\n%s", want, ls)
 		}
 	}
 	inspect, _ := c.run(0, "flist", "inspect", "--data", data, a)
-	for _, want := range []string{"entries:        6", "file:         3", "content:        4500006 bytes", "setuid/setgid:  0"} {
+	for _, want := range []string{"entries:        7", "file:         4", "content:        4500007 bytes", "setuid/setgid:  0"} {
 		if !strings.Contains(inspect, want) {
 			t.Errorf("inspect lacks %q:\n%s", want, inspect)
 		}
