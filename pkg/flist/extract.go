@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -63,7 +64,6 @@ func (x *Extractor) Extract(ctx context.Context, f *Flist, dir string) error {
 type run struct {
 	x     *Extractor
 	root  *os.Root
-	dirs  *dirs // parents of new entries, for the producer only
 	g     *errgroup.Group
 	ctx   context.Context
 	sem   chan struct{}
@@ -89,8 +89,7 @@ func (x *Extractor) extract(ctx context.Context, f *Flist, dir string) error {
 	}
 	defer root.Close()
 	g, gctx := errgroup.WithContext(ctx)
-	r := &run{x: x, root: root, dirs: newDirs(root), g: g, ctx: gctx, sem: make(chan struct{}, parallel)}
-	defer r.dirs.close()
+	r := &run{x: x, root: root, g: g, ctx: gctx, sem: make(chan struct{}, parallel)}
 	for _, e := range f.Entries {
 		r.total += int64(e.Size)
 	}
@@ -145,18 +144,14 @@ func (r *run) progress(n int64) {
 // mkdir creates e (owner-only until finishDir) or accepts an existing
 // directory from an earlier component.
 func (r *run) mkdir(e *Entry) (created bool, err error) {
-	parent, base, err := r.dirs.parent(e.Path)
-	if err != nil {
-		return false, fmt.Errorf("extract %s: %w", e.Path, err)
-	}
-	err = parent.Mkdir(base, 0o700)
+	err = r.root.Mkdir(e.Path, 0o700)
 	if err == nil {
 		return true, nil
 	}
 	if !errors.Is(err, fs.ErrExist) {
 		return false, fmt.Errorf("extract %s: %w", e.Path, err)
 	}
-	fi, lerr := parent.Lstat(base)
+	fi, lerr := r.root.Lstat(e.Path)
 	if lerr != nil {
 		return false, fmt.Errorf("extract %s: %w", e.Path, lerr)
 	}
@@ -261,24 +256,16 @@ func (r *run) release(of *openFile, failed bool) error {
 // file creates e exclusively (never through an existing name or symlink)
 // and dispatches its chunks.
 func (r *run) file(e *Entry) error {
-	parent, base, err := r.dirs.parent(e.Path)
-	if err != nil {
-		return fmt.Errorf("extract %s: %w", e.Path, err)
-	}
-	f, err := parent.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	f, err := r.root.OpenFile(e.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("extract %s: %w", e.Path, err)
 	}
 	of := &openFile{f: f, e: e}
 	of.pending.Store(int64(len(e.Chunks)) + 1)
-	// Pre-size a file that several goroutines fill out of order; one
-	// write sizes the file itself, and an empty file needs nothing.
-	if len(e.Chunks) > 1 {
-		if err := f.Truncate(int64(e.Size)); err != nil {
-			of.pending.Store(1) // no chunk started: only our share
-			r.release(of, true)
-			return fmt.Errorf("extract %s: %w", e.Path, err)
-		}
+	if err := f.Truncate(int64(e.Size)); err != nil {
+		of.pending.Store(1) // no chunk started: only our share
+		r.release(of, true)
+		return fmt.Errorf("extract %s: %w", e.Path, err)
 	}
 	var off uint64
 	for j, c := range e.Chunks {
@@ -338,11 +325,11 @@ var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 0, DefaultChunkSiz
 // parent, opened through the root: the parent cannot resolve outside dir,
 // and the final name is never followed.
 func (r *run) special(e *Entry) error {
-	parent, base, err := r.dirs.parent(e.Path)
-	if err != nil {
-		return fmt.Errorf("extract %s: %w", e.Path, err)
+	parent, base := path.Split(e.Path)
+	if parent == "" {
+		parent = "."
 	}
-	d, err := parent.OpenFile(".", os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	d, err := r.root.OpenFile(parent, os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return fmt.Errorf("extract %s: %w", e.Path, err)
 	}
