@@ -69,10 +69,11 @@ func (s *flistSource) open() (reader, error) {
 }
 
 func checkStoreURL(u string) error {
-	for _, p := range []string{"http://", "https://"} {
-		if len(u) > len(p) && u[:len(p)] == p {
-			return nil
-		}
+	if rest, ok := strings.CutPrefix(u, "http://"); ok && rest != "" {
+		return nil
+	}
+	if rest, ok := strings.CutPrefix(u, "https://"); ok && rest != "" {
+		return nil
 	}
 	return fmt.Errorf("--store %q: not an http:// or https:// URL", u)
 }
