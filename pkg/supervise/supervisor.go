@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -53,6 +52,7 @@ type Supervisor struct {
 // and Stop can both wait for the same exit.
 type run struct {
 	cmd    *exec.Cmd
+	pgid   int // the process leads its own group
 	status ExitStatus
 	done   chan struct{}
 }
@@ -93,6 +93,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				return ctx.Err()
 			}
 			st = r.status
+			s.endGroup(r, log)
 		}
 		took := time.Since(started)
 		if s.finish(r) {
@@ -113,6 +114,18 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		if err := sleep(ctx, next); err != nil {
 			return err
 		}
+	}
+}
+
+// endGroup ends what the process left running in its group once it has
+// exited itself, so that a restart never finds the last run's children.
+func (s *Supervisor) endGroup(r *run, log *slog.Logger) {
+	if !groupAlive(r.pgid) {
+		return
+	}
+	log.Warn("process left processes running in its group; stopping them", "name", s.Name, "pgid", r.pgid)
+	if err := s.terminate(r, s.stopTimeout()); err != nil {
+		log.Error("stop leftover processes", "name", s.Name, "err", err)
 	}
 }
 
@@ -189,11 +202,12 @@ func (s *Supervisor) start() (*run, error) {
 	if cmd == nil {
 		return nil, fmt.Errorf("start %s: Command returned no command", s.Name)
 	}
+	leadGroup(cmd)
 	ch, err := s.Reaper.Start(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", s.Name, err)
 	}
-	r := &run{cmd: cmd, done: make(chan struct{})}
+	r := &run{cmd: cmd, pgid: cmd.Process.Pid, done: make(chan struct{})}
 	go func() {
 		r.status = <-ch
 		close(r.done)
@@ -208,10 +222,10 @@ func (s *Supervisor) start() (*run, error) {
 	return r, nil
 }
 
-// Stop ends supervision: no further restarts, and the current process gets
-// SIGTERM, then SIGKILL if it has not exited after timeout. It returns once
-// the process is gone, or an error if even SIGKILL did not end it within
-// another timeout.
+// Stop ends supervision: no further restarts, and the current process and
+// every process in its group get SIGTERM, then SIGKILL if any is left
+// after timeout. It returns once the group is gone, or an error if even
+// SIGKILL did not end it within another timeout.
 func (s *Supervisor) Stop(timeout time.Duration) error {
 	s.mu.Lock()
 	s.stopped = true
@@ -220,31 +234,39 @@ func (s *Supervisor) Stop(timeout time.Duration) error {
 	if r == nil {
 		return nil
 	}
+	return s.terminate(r, timeout)
+}
+
+// terminate ends r's process group: SIGTERM, a grace period, SIGKILL.
+func (s *Supervisor) terminate(r *run, timeout time.Duration) error {
 	if err := s.signal(r, syscall.SIGTERM); err != nil {
 		return err
 	}
-	if waitDone(r.done, timeout) {
+	if waitGroupGone(r.pgid, r.done, timeout) {
 		return nil
 	}
 	if err := s.signal(r, syscall.SIGKILL); err != nil {
 		return err
 	}
-	if waitDone(r.done, timeout) {
+	if waitGroupGone(r.pgid, r.done, timeout) {
 		return nil
 	}
-	return fmt.Errorf("stop %s: pid %d still running %v after SIGKILL", s.Name, r.cmd.Process.Pid, timeout)
+	return fmt.Errorf("stop %s: process group %d still running %v after SIGKILL", s.Name, r.pgid, timeout)
 }
 
-// signal goes through os.Process, which holds a pidfd, so a recycled pid
-// never receives it; mu keeps Run from releasing the process meanwhile.
+// signal signals r's whole process group. r stays the current run until
+// its group is gone (Run calls endGroup before finish), so the group id
+// is still r's: the leader's pid is not reused while it is a zombie or
+// while any process of its group lives. mu keeps Run from forgetting r
+// meanwhile.
 func (s *Supervisor) signal(r *run, sig syscall.Signal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cur != r {
 		return nil // already ended and released
 	}
-	if err := r.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("stop %s: %v: %w", s.Name, sig, err)
+	if err := signalGroup(r.pgid, sig); err != nil {
+		return fmt.Errorf("stop %s: %w", s.Name, err)
 	}
 	return nil
 }
