@@ -57,17 +57,27 @@ func (c *conn) check() error {
 // local opens the data directory's database unless a running server holds
 // it. ok is false when the caller should go through the server instead.
 func (c *conn) local() (d *db.DB, ok bool, err error) {
+	return c.openLocal(db.Open)
+}
+
+// localRead is local for commands that only read: the database is opened
+// read-only.
+func (c *conn) localRead() (d *db.DB, ok bool, err error) {
+	return c.openLocal(db.OpenReadOnly)
+}
+
+func (c *conn) openLocal(open func(string, time.Duration) (*db.DB, error)) (*db.DB, bool, error) {
 	if c.server != "" || c.data == "" {
 		return nil, false, nil
 	}
-	p := filepath.Join(c.data, dbFile)
-	if _, err := os.Stat(p); err != nil {
-		return nil, false, fmt.Errorf("data directory %s: %w (run zgrid init --data %s)", c.data, err, c.data)
-	}
-	d, err = db.Open(p, 200*time.Millisecond)
-	if err != nil {
+	d, err := open(filepath.Join(c.data, dbFile), 200*time.Millisecond)
+	if errors.Is(err, db.ErrLocked) {
 		// Held by a running server: talk to it.
 		return nil, false, nil
+	}
+	if err != nil {
+		// Missing, empty or damaged: say so, never go on without it.
+		return nil, false, err
 	}
 	return d, true, nil
 }

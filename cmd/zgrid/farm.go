@@ -142,7 +142,7 @@ func apply[T any](c *conn, method, path string, body any, local func(*server.Ser
 // query runs a read against the local database or the running server.
 func query[T any](c *conn, path string, local func(*db.DB) (T, error)) (T, error) {
 	var out T
-	d, ok, err := c.local()
+	d, ok, err := c.localRead()
 	if err != nil {
 		return out, err
 	}

@@ -18,7 +18,8 @@ import (
 
 func cmdInit(args []string) error {
 	fs := newFlags("init", "zgrid init --data DIR [--san NAME_OR_IP]...",
-		`Create a registry data directory: the database (zgrid.db), the content
+		`Create a registry data directory: the database (zgrid.db) and the
+marker saying it exists (zgrid.init), the content
 store (store/), a private TLS CA and a TLS 1.3 server certificate (tls/),
 the admin token (admin.token, mode 0600), and the online key that signs
 freshness metadata for nodes (tuf/online.key). The server certificate names
@@ -76,16 +77,15 @@ func initData(dir string, sans []string) error {
 	if err := os.WriteFile(tokPath, []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", tokPath, err)
 	}
+	// The only place a database is created: serve and the admin commands
+	// refuse a missing one rather than start over empty.
 	dbPath := filepath.Join(dir, dbFile)
-	d, err := db.Open(dbPath, time.Second)
-	if err != nil {
-		return err
-	}
-	if err := d.Close(); err != nil {
+	if err := db.Create(dbPath); err != nil {
 		return err
 	}
 	fmt.Printf(`initialised registry data directory %s
-  database         %s
+  database         %s   (back it up: zgrid backup)
+  marker           %s   (says the database exists; never delete it)
   content store    %s
   TLS CA cert      %s
   TLS CA key       %s   (keep private; signs server certificates)
@@ -101,7 +101,7 @@ Put into every node's initramfs:
 Next: zgrid key new --out root.key && zgrid key new --out release.key   (keep both off this host)
       zgrid root init --data %s --root-key root.key.pub --sign root.key --release-key release.key.pub
       zgrid serve --data %s --listen :8443
-`, dir, dbPath, filepath.Join(dir, storeDir), files[tlsgen.CACert], files[tlsgen.CAKey],
+`, dir, dbPath, db.MarkerPath(dbPath), filepath.Join(dir, storeDir), files[tlsgen.CACert], files[tlsgen.CAKey],
 		files[tlsgen.ServerCert], slices.Compact(sans), files[tlsgen.ServerKey], tokPath,
 		filepath.Join(dir, onlineKey), repo.Fingerprint(pub), files[tlsgen.CACert], dir, dir)
 	return nil

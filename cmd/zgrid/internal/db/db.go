@@ -52,34 +52,6 @@ var (
 // DB is safe for concurrent use.
 type DB struct{ b *bolt.DB }
 
-// Open opens (creating if needed) the database at path. It waits at most
-// timeout for another process holding the file (a running server).
-func Open(path string, timeout time.Duration) (*DB, error) {
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
-	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("open database %s: locked by another process (is zgrid serve running? use --server)", path)
-		}
-		return nil, fmt.Errorf("open database %s: %w", path, err)
-	}
-	err = b.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bFarms, bReleases, bHigh, bNodes, bTokens, bMeta, bAllowed} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		if err := countNodes(tx); err != nil {
-			return err
-		}
-		return countStates(tx)
-	})
-	if err != nil {
-		b.Close()
-		return nil, fmt.Errorf("create buckets in %s: %w", path, err)
-	}
-	return &DB{b: b}, nil
-}
-
 // countNodes writes the node counter of a database made before it had one.
 func countNodes(tx *bolt.Tx) error {
 	m := tx.Bucket(bMeta)

@@ -19,7 +19,7 @@ import (
 
 func open(t *testing.T) *DB {
 	t.Helper()
-	d, err := Open(filepath.Join(t.TempDir(), "zgrid.db"), time.Second)
+	d, err := Open(created(t), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestStatusTokens(t *testing.T) {
 // leaves no record; known nodes boot again; the count survives reopening
 // and is rebuilt for a database that lacks it.
 func TestMaxNodes(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "zgrid.db")
+	p := created(t)
 	d, err := Open(p, time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -276,7 +276,7 @@ func TestMaxNodes(t *testing.T) {
 // only committed ones; they survive reopening, are rebuilt once for a
 // database that lacks them, and are read without reading node records.
 func TestNodeStates(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "zgrid.db")
+	p := created(t)
 	d, err := Open(p, time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -360,7 +360,7 @@ func TestNodeStates(t *testing.T) {
 }
 
 func TestOpenLocked(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "zgrid.db")
+	p := created(t)
 	d, err := Open(p, time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -369,4 +369,14 @@ func TestOpenLocked(t *testing.T) {
 	if _, err := Open(p, 50*time.Millisecond); err == nil {
 		t.Fatal("second Open of a locked database succeeded")
 	}
+}
+
+// created is the path of a database Create made in a new directory.
+func created(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "zgrid.db")
+	if err := Create(p); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -45,6 +45,9 @@ type env struct {
 func newEnv(t testing.TB, opts ...func(*Server)) *env {
 	t.Helper()
 	dir := t.TempDir()
+	if err := db.Create(filepath.Join(dir, "zgrid.db")); err != nil {
+		t.Fatal(err)
+	}
 	d, err := db.Open(filepath.Join(dir, "zgrid.db"), time.Second)
 	if err != nil {
 		t.Fatal(err)
