@@ -33,6 +33,8 @@ func init() {
 		"release": {"create, sign, show, publish, withdraw and list signed releases", cmdRelease},
 		"farm":    {"create, change and list farms and their enrollment policy", cmdFarm},
 		"node":    {"list nodes, show one node's boot report and identity, approve and allow nodes", cmdNode},
+		"backup":  {"write a consistent copy of the database, while serve runs or not", cmdBackup},
+		"restore": {"replace a stopped registry's database with a checked backup", cmdRestore},
 	}
 }
 

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
@@ -206,4 +209,36 @@ func (s *Server) allow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, a)
+}
+
+// backupTimeout bounds one backup download; the server's write timeout
+// (minutes) is too short for a large database on a slow link.
+const backupTimeout = time.Hour
+
+// backup streams a consistent copy of the database: one read transaction
+// (bbolt's WriteTo), so the server keeps answering and writing meanwhile,
+// and none of those writes is in the copy, half or whole. Content-Length
+// is the copy's size, so a cut download is seen by the client.
+func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
+	started := false
+	// Best effort: a ResponseWriter without deadlines keeps the server's.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(backupTimeout))
+	n, err := s.DB.Backup(func(size int64) (io.Writer, error) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		w.Header().Set("Content-Disposition", `attachment; filename="zgrid.db"`)
+		w.WriteHeader(http.StatusOK)
+		started = true
+		return w, nil
+	})
+	if err != nil && !started {
+		s.replyError(w, r, err)
+		return
+	}
+	if err != nil {
+		// The status is sent; the short body tells the client.
+		s.log().Error("backup cut short", "bytes", n, "err", err)
+		return
+	}
+	s.log().Info("backup sent", "bytes", n)
 }

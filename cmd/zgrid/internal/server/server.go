@@ -134,6 +134,7 @@ func (s *Server) Handler() http.Handler {
 		"PUT /v1/admin/farms/{name}":        s.putFarm,
 		"POST /v1/admin/nodes/{id}/approve": s.approveNode,
 		"POST /v1/admin/allowed":            s.allow,
+		"GET /v1/admin/backup":              s.backup,
 	}
 	for pattern, h := range admin {
 		mux.Handle(pattern, s.requireToken(h))
