@@ -3,14 +3,19 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/pkg/atomicfile"
+	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/release"
+	"github.com/zeroboot/zeroboot/pkg/store"
 )
 
 const backupHelp = `A backup of zgrid.db holds farms, releases (with their signed uploads),
@@ -189,7 +194,51 @@ publish above any version nodes may have seen since.`,
 	if replaced != "" {
 		fmt.Printf("the database it replaced is kept as %s\n", replaced)
 	}
+	missing, err := missingFlists(dbPath, &store.Dir{Root: filepath.Join(*data, storeDir)})
+	if err != nil {
+		return err
+	}
+	for _, m := range missing {
+		fmt.Fprintf(os.Stderr, "warning: %s; restore %s too (the store is not in the backup)\n", m, filepath.Join(*data, storeDir))
+	}
 	return nil
+}
+
+// missingFlists names the flists that each channel's newest release (what
+// nodes boot) needs and the store lacks: a backup restored without the
+// store it was taken with.
+func missingFlists(dbPath string, st *store.Dir) ([]string, error) {
+	d, err := db.OpenReadOnly(dbPath, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	rels, err := d.Releases("")
+	if err != nil {
+		return nil, err
+	}
+	newest := map[string]registry.ReleaseInfo{}
+	for _, r := range rels {
+		newest[r.Channel] = r // listed by channel and version: the last wins
+	}
+	var out []string
+	for _, ch := range slices.Sorted(maps.Keys(newest)) {
+		r := newest[ch]
+		up, err := registry.DecodeUpload(r.Envelope)
+		if err != nil || len(up.Release) == 0 {
+			continue // a withdrawal names no flist; a bad upload is publish's concern
+		}
+		doc, err := release.Decode(up.Release)
+		if err != nil {
+			continue
+		}
+		for _, c := range doc.Components {
+			if _, err := os.Stat(st.FlistPath(c.Flist)); err != nil {
+				out = append(out, fmt.Sprintf("channel %s version %d: component %s needs flist %s, not in the store", ch, r.Version, c.Name, c.Flist))
+			}
+		}
+	}
+	return out, nil
 }
 
 // summarize says what a database file holds, for the operator to check

@@ -160,7 +160,7 @@ func TestBackupRestore(t *testing.T) {
 
 	out, _ = c.run(0, "restore", "--data", g.data, bak)
 	if !strings.Contains(out, "restored "+filepath.Join(g.data, "zgrid.db")) || !strings.Contains(out, "2 farms, 1 releases, 1 nodes") ||
-		!regexp.MustCompile(`kept as \S+zgrid\.db\.replaced-\d{8}T\d{6}Z`).MatchString(out) {
+		!regexp.MustCompile(`kept as \S+zgrid\.db\.replaced-\d{8}T\d{6}Z\n`).MatchString(out) {
 		t.Errorf("restore: %s", out)
 	}
 	farms, _ := c.run(0, "farm", "list", "--data", g.data)
@@ -175,6 +175,21 @@ func TestBackupRestore(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^n0123\s+demo\s`).MatchString(nodes) {
 		t.Errorf("nodes after restore:\n%s", nodes)
 	}
+	// Restored without the store it was taken with: the restore says which
+	// flist the current release lacks.
+	flist := filepath.Join(g.data, "store", "flists", g.fl[len("sha256:"):])
+	if err := os.Rename(flist, flist+".away"); err != nil {
+		t.Fatal(err)
+	}
+	_, errs = c.run(0, "restore", "--data", g.data, bak)
+	if !strings.Contains(errs, "warning: channel stable version 3: component core0 needs flist "+g.fl+", not in the store") {
+		t.Errorf("restore without the flist in the store: %s", errs)
+	}
+	os.Rename(flist+".away", flist)
+	if _, errs = c.run(0, "restore", "--data", g.data, bak); errs != "" {
+		t.Errorf("restore with the whole store warns: %s", errs)
+	}
+
 	// The server starts on the restored database and serves it.
 	url, _ = g.serve(t)
 	if out, _ = c.run(0, "farm", "list", "--data", g.data, "--server", url); out != farms {

@@ -102,9 +102,8 @@ func Restore(from, dbPath string) (replaced string, err error) {
 		return "", fmt.Errorf("restore %s: the copy does not check out: %w", dbPath, err)
 	}
 	if _, err := os.Lstat(dbPath); err == nil {
-		replaced = dbPath + ".replaced-" + time.Now().UTC().Format("20060102T150405Z")
-		if err := os.Link(dbPath, replaced); err != nil {
-			return "", fmt.Errorf("keep the old database: %w", err)
+		if replaced, err = keepAside(dbPath); err != nil {
+			return "", err
 		}
 	}
 	if err := os.Rename(tmp, dbPath); err != nil {
@@ -114,6 +113,24 @@ func Restore(from, dbPath string) (replaced string, err error) {
 		return replaced, err
 	}
 	return replaced, writeMarker(dbPath)
+}
+
+// keepAside hard-links the database about to be replaced to a name of its
+// own, zgrid.db.replaced-<UTC time>, with -N added when that is taken (two
+// restores in one second): the rename over zgrid.db then leaves it there.
+func keepAside(dbPath string) (string, error) {
+	base := dbPath + ".replaced-" + time.Now().UTC().Format("20060102T150405Z")
+	name := base
+	for i := 1; ; i++ {
+		err := os.Link(dbPath, name)
+		if err == nil {
+			return name, nil
+		}
+		if !errors.Is(err, fs.ErrExist) || i == 100 {
+			return "", fmt.Errorf("keep the old database: %w", err)
+		}
+		name = fmt.Sprintf("%s-%d", base, i)
+	}
 }
 
 func orNotDir(err error) error {

@@ -72,11 +72,13 @@ func CheckFile(path string) (FileInfo, error) {
 	}
 	m0, err := readMeta(f, 0, 0)
 	if err != nil {
-		return info, fmt.Errorf("database %s (%d bytes): %w: meta page 0: %v", path, info.Size, ErrCorrupt, err)
+		// Page 1 is where this machine's page size puts it, most likely.
+		other, oerr := readMeta(f, 1, uint64(os.Getpagesize()))
+		return info, fmt.Errorf("database %s (%d bytes): %w: meta page 0: %v%s", path, info.Size, ErrCorrupt, err, intact(1, other, oerr))
 	}
 	m1, err := readMeta(f, 1, m0.pageSize)
 	if err != nil {
-		return info, fmt.Errorf("database %s (%d bytes): %w: meta page 1: %v", path, info.Size, ErrCorrupt, err)
+		return info, fmt.Errorf("database %s (%d bytes): %w: meta page 1: %v%s", path, info.Size, ErrCorrupt, err, intact(0, m0, nil))
 	}
 	if m1.pageSize != m0.pageSize {
 		return info, fmt.Errorf("database %s: %w: meta pages disagree on the page size (%d, %d)", path, ErrCorrupt, m0.pageSize, m1.pageSize)
@@ -93,6 +95,16 @@ func CheckFile(path string) (FileInfo, error) {
 		}
 	}
 	return info, nil
+}
+
+// intact says that the other meta page checks out: bbolt would open the
+// file from it, as of one transaction earlier, which is worth knowing
+// when no backup is newer.
+func intact(n int, m meta, err error) string {
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf(" (meta page %d checks out: transaction %d)", n, m.txid)
 }
 
 // readMeta reads and checks meta page n (0 or 1). Page 0 starts the file;

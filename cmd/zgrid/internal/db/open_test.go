@@ -89,13 +89,13 @@ func TestOpenRefuses(t *testing.T) {
 		{"last page cut", func(t *testing.T, p string) { truncate(t, p, hwmBytes(t, p)-ps) },
 			ErrCorrupt, []string{"truncated", "the file is"}},
 		{"meta 0 magic", func(t *testing.T, p string) { flip(t, p, meta(0, 0)) },
-			ErrCorrupt, []string{"meta page 0", "magic"}},
+			ErrCorrupt, []string{"meta page 0", "magic", "(meta page 1 checks out: transaction"}},
 		{"meta 1 version", func(t *testing.T, p string) { flip(t, p, meta(1, 4)) },
 			ErrCorrupt, []string{"meta page 1", "format version"}},
 		{"meta 0 high water mark", func(t *testing.T, p string) { flip(t, p, meta(0, 40)) },
 			ErrCorrupt, []string{"meta page 0", "checksum mismatch"}},
 		{"meta 1 checksum", func(t *testing.T, p string) { flip(t, p, meta(1, metaChecksumAt)) },
-			ErrCorrupt, []string{"meta page 1", "checksum mismatch"}},
+			ErrCorrupt, []string{"meta page 1", "checksum mismatch", "(meta page 0 checks out: transaction"}},
 		{"meta 1 page id", func(t *testing.T, p string) { flip(t, p, ps) },
 			ErrCorrupt, []string{"meta page 1", "not meta page 1"}},
 		{"both meta pages", func(t *testing.T, p string) { flip(t, p, meta(0, 20)); flip(t, p, meta(1, 20)) },
@@ -277,6 +277,32 @@ func TestBackupWhileWriting(t *testing.T) {
 	defer old.Close()
 	if ofs, _ := old.Farms(); len(ofs) != total {
 		t.Fatalf("replaced database kept %d farms, had %d", len(ofs), total)
+	}
+}
+
+// TestRestoreKeepsEachReplaced: restores in one second keep every
+// database they replaced, under names of their own.
+func TestRestoreKeepsEachReplaced(t *testing.T) {
+	p := populated(t, 2)
+	backup := populated(t, 5)
+	kept := map[string]bool{}
+	for range 3 {
+		r, err := Restore(backup, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kept[r] || !strings.HasPrefix(r, p+".replaced-") {
+			t.Fatalf("replaced database kept as %q (already: %v)", r, kept)
+		}
+		kept[r] = true
+	}
+	d, err := OpenReadOnly(p, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if n := waitFarms(t, d); n != 5 {
+		t.Fatalf("restored database has %d farms, want the backup's 5", n)
 	}
 }
 
