@@ -70,6 +70,9 @@ func Create(path string) error {
 }
 
 func writeMarker(dbPath string) error {
+	if _, err := os.Stat(MarkerPath(dbPath)); err == nil {
+		return nil
+	}
 	if err := atomicfile.WriteNew(MarkerPath(dbPath), []byte(markerText), 0o600); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("data directory marker: %w", err)
 	}
