@@ -1,6 +1,8 @@
 // Package supervise is PID 1's process management: a reaper that collects
-// every child and orphan, a supervisor that restarts Core-0 with backoff,
-// and the orderly reboot and power-off on signals.
+// every child and orphan, a supervisor that restarts Core-0 with backoff
+// (in its own process group, ended whole on stop and restart; crash loops
+// detected; exit status ExitNoRestart honoured; its state in Status), and
+// the orderly reboot and power-off on signals.
 package supervise
 
 import (

@@ -249,6 +249,7 @@ func TestSupervisorBacksOff(t *testing.T) {
 			var statuses []string
 			s := &Supervisor{
 				Name: "core0", Command: tc.command, Reaper: reaper, Backoff: pol, Sleep: fs.sleep,
+				CrashLoopExits: 100, // the plain schedule, never the crash loop's cap
 				OnExit: func(st ExitStatus, _, _ time.Duration) {
 					mu.Lock()
 					statuses = append(statuses, st.String())

@@ -16,36 +16,57 @@ import (
 // Supervisor keeps one process running: it restarts it whenever it exits,
 // waiting longer after each quick failure (exponential backoff with jitter,
 // capped), and starts over from the shortest wait after a run that lasted
-// ResetAfter.
+// ResetAfter. The process leads its own process group, and whatever of the
+// group is left when it exits is ended before the restart (see Stop).
+// CrashLoopExits exits within CrashLoopWindow make the state
+// StateCrashLooping; an exit with ExitNoRestart ends the supervision.
 type Supervisor struct {
 	Name string
-	// Command returns a fresh Cmd for every start (a Cmd runs once).
+	// Command returns a fresh Cmd for every start (a Cmd runs once). It
+	// is called with the Supervisor's lock held: it must not call Stop.
 	Command func() *exec.Cmd
 	Reaper  *Reaper
 	// Backoff is the restart schedule; zero means Base 1 s, Cap 60 s.
 	Backoff backoff.Policy
-	// ResetAfter is how long a run must last to reset the backoff
-	// (default 60 s).
+	// ResetAfter is how long a run must last to reset the backoff and
+	// end a crash loop (default 60 s).
 	ResetAfter time.Duration
-	// StopTimeout is how long Run's final Stop waits after SIGTERM before
+	// CrashLoopExits exits within CrashLoopWindow make a crash loop
+	// (defaults 5 and 5 minutes: with the default backoff, five quick
+	// crashes take about half a minute, and a process that crashes every
+	// 50 s still counts).
+	CrashLoopExits  int
+	CrashLoopWindow time.Duration
+	// StopTimeout is how long Run's final Stop, and the end of what an
+	// exited process left in its group, wait after SIGTERM before
 	// SIGKILL (default 10 s).
 	StopTimeout time.Duration
 	Log         *slog.Logger
 	OnStart     func(pid int)
-	// OnExit is told of every run that ended on its own, its length and
-	// the wait before the next start.
+	// OnExit is told of every run that ended on its own and is followed
+	// by a restart, its length and the wait before the next start.
 	OnExit func(st ExitStatus, run time.Duration, next time.Duration)
 	// OnStop is told instead of OnExit when the run ended because Stop was
 	// called or Run's context ended: no restart follows, and the exit is
 	// no failure of the process.
 	OnStop func(st ExitStatus, run time.Duration)
+	// OnState is told of every change of Status().State, in order, on
+	// Run's goroutine.
+	OnState func(Status)
 	// Sleep waits d or until ctx ends (tests record the delays); it
-	// returns ctx.Err() when cut short.
+	// returns ctx.Err() when cut short. Nil waits on Clock.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Clock measures runs and the crash-loop window; nil is the system
+	// clock.
+	Clock Clock
 
 	mu      sync.Mutex
 	cur     *run
 	stopped bool
+	wake    context.CancelFunc // ends Run's backoff wait
+
+	smu    sync.Mutex // guards status, apart from mu: Command runs under mu
+	status Status
 }
 
 // run is one started process. done closes once status is set, so that Run
@@ -57,64 +78,182 @@ type run struct {
 	done   chan struct{}
 }
 
-// ErrStopped is returned by Run when Stop ended the supervision.
-var ErrStopped = errors.New("supervisor stopped")
+var (
+	// ErrStopped is returned by Run when Stop ended the supervision.
+	ErrStopped = errors.New("supervisor stopped")
+	// ErrNoRestart is returned (wrapped) by Run when the process exited
+	// with ExitNoRestart.
+	ErrNoRestart = fmt.Errorf("process exited %d: asked not to be restarted", ExitNoRestart)
+)
 
 const (
-	defaultResetAfter  = 60 * time.Second
-	defaultStopTimeout = 10 * time.Second
+	defaultResetAfter      = 60 * time.Second
+	defaultStopTimeout     = 10 * time.Second
+	defaultCrashLoopExits  = 5
+	defaultCrashLoopWindow = 5 * time.Minute
 )
 
 var defaultBackoff = backoff.Policy{Base: time.Second, Cap: 60 * time.Second}
 
+// config is a Supervisor's settings with the defaults filled in.
+type config struct {
+	pol        backoff.Policy
+	resetAfter time.Duration
+	log        *slog.Logger
+	sleep      func(context.Context, time.Duration) error
+	clock      Clock
+	loop       crashLoop
+}
+
 // Run supervises until ctx ends, then stops the process (SIGTERM, then
 // SIGKILL after StopTimeout) and returns ctx.Err(). It returns ErrStopped
-// if Stop was called.
+// if Stop was called, and an error wrapping ErrNoRestart if the process
+// asked not to be restarted; the state is StateStopped in every case.
 func (s *Supervisor) Run(ctx context.Context) error {
 	if s.Command == nil || s.Reaper == nil {
 		return fmt.Errorf("supervise %s: Command and Reaper are required", s.Name)
 	}
-	pol, resetAfter, log, sleep := s.settings()
+	c := s.settings()
+	// Stop cuts a backoff wait short through wake.
+	wait, wake := context.WithCancel(ctx)
+	defer wake()
+	s.mu.Lock()
+	s.wake = wake
+	s.mu.Unlock()
+	s.update(c.clock.Now(), func(st *Status) { st.State = StateStarting })
+	err := s.loop(ctx, wait, &c)
+	s.update(c.clock.Now(), func(st *Status) { st.State, st.Pid = StateStopped, 0 })
+	return err
+}
+
+// loop starts, waits and restarts until the supervision ends.
+func (s *Supervisor) loop(ctx, backoffCtx context.Context, c *config) error {
 	failures := 0
-	for {
-		started := time.Now()
+	for n := 0; ; n++ {
+		started := c.clock.Now()
 		r, err := s.start()
 		if errors.Is(err, ErrStopped) {
 			return err
 		}
+		s.started(c, started, n, r)
 		var st ExitStatus
 		if err != nil {
 			st = ExitStatus{Err: err}
 		} else {
-			select {
-			case <-r.done:
-			case <-ctx.Done():
-				s.stopOnCancel(r, started, log)
-				return ctx.Err()
+			if err := s.wait(ctx, c, r, started); err != nil {
+				return err
 			}
 			st = r.status
-			s.endGroup(r, log)
+			s.endGroup(r, c.log)
 		}
-		took := time.Since(started)
+		now := c.clock.Now()
+		took := now.Sub(started)
+		s.update(now, func(status *Status) { status.Pid, status.LastExit = 0, st.String() })
 		if s.finish(r) {
 			// Stop's SIGTERM usually ends the process before Stop
 			// returns, so its exit arrives here, not in stopOnCancel.
-			s.reportStop(st, took, log)
+			s.reportStop(st, took, c.log)
 			return ErrStopped
 		}
-		if took >= resetAfter {
-			failures = 0
+		if st.NoRestart() {
+			c.log.Warn("process asked not to be restarted; supervision ends", "name", s.Name, "pid", st.Pid, "status", st.String(), "ran", took)
+			return fmt.Errorf("supervise %s: pid %d ran %v: %w", s.Name, st.Pid, took, ErrNoRestart)
 		}
-		next := pol.Delay(failures)
+		if took >= c.resetAfter {
+			failures = 0
+			s.healthy(c, took) // the exits before it no longer count
+		}
+		next := s.exited(c, now, failures)
 		failures++
-		log.Warn("process ended", "name", s.Name, "pid", st.Pid, "status", st.String(), "ran", took, "restart_in", next)
+		c.log.Warn("process ended", "name", s.Name, "pid", st.Pid, "status", st.String(), "ran", took, "restart_in", next)
 		if s.OnExit != nil {
 			s.OnExit(st, took, next)
 		}
-		if err := sleep(ctx, next); err != nil {
+		if err := c.sleep(backoffCtx, next); err != nil {
+			if ctx.Err() == nil { // woken by Stop
+				return ErrStopped
+			}
 			return err
 		}
 	}
+}
+
+// started records start number n (0 the first), then tells OnStart, so
+// that Status already shows the process when OnStart runs.
+func (s *Supervisor) started(c *config, now time.Time, n int, r *run) {
+	s.update(now, func(st *Status) {
+		st.Restarts = n
+		if r != nil {
+			st.Pid = r.cmd.Process.Pid
+			if st.State != StateCrashLooping {
+				st.State = StateRunning
+			}
+		}
+	})
+	if r == nil {
+		return
+	}
+	c.log.Info("process started", "name", s.Name, "pid", r.pgid, "path", r.cmd.Path, "restarts", n)
+	if s.OnStart != nil {
+		s.OnStart(r.pgid)
+	}
+}
+
+// wait waits for r to exit. A run that lasts ResetAfter ends a crash loop
+// while it still runs, so the state says so at once. It returns ctx.Err()
+// once it stopped the process because ctx ended.
+func (s *Supervisor) wait(ctx context.Context, c *config, r *run, started time.Time) error {
+	var healthy <-chan time.Time
+	if c.loop.on {
+		healthy = c.clock.After(c.resetAfter)
+	}
+	for {
+		select {
+		case <-r.done:
+			return nil
+		case <-ctx.Done():
+			s.stopOnCancel(r, c, started)
+			return ctx.Err()
+		case now := <-healthy:
+			healthy = nil
+			s.healthy(c, now.Sub(started))
+		}
+	}
+}
+
+// exited records an exit at now and returns the wait before the restart
+// after failures quick failures in a row: the backoff's, or its cap while
+// the process crash-loops.
+func (s *Supervisor) exited(c *config, now time.Time, failures int) time.Duration {
+	if c.loop.exit(now) {
+		c.log.Error(fmt.Sprintf("%s is crash-looping: %d exits within %v; restarting every %v at most until a run lasts %v",
+			s.Name, c.loop.exits, c.loop.window, c.pol.Cap, c.resetAfter),
+			"name", s.Name, "exits", c.loop.exits, "window", c.loop.window)
+	}
+	if c.loop.on {
+		s.update(now, func(st *Status) { st.State = StateCrashLooping })
+		return c.pol.Delay(max(failures, capAttempt(c.pol)))
+	}
+	s.update(now, func(st *Status) { st.State = StateStarting })
+	return c.pol.Delay(failures)
+}
+
+// healthy ends a crash loop once the current run has lasted ResetAfter.
+func (s *Supervisor) healthy(c *config, ran time.Duration) {
+	if !c.loop.healthy() {
+		return
+	}
+	c.log.Info(fmt.Sprintf("%s is no longer crash-looping: running for %v", s.Name, ran), "name", s.Name)
+	s.update(c.clock.Now(), func(st *Status) { st.State = StateRunning })
+}
+
+// capAttempt is the first backoff attempt whose delay reaches the cap.
+func capAttempt(p backoff.Policy) int {
+	n := 0
+	for d := p.Base; d < p.Cap; d *= 2 {
+		n++
+	}
+	return n
 }
 
 // endGroup ends what the process left running in its group once it has
@@ -131,9 +270,9 @@ func (s *Supervisor) endGroup(r *run, log *slog.Logger) {
 
 // stopOnCancel stops the current process when Run's context ends and
 // reports its end like any other.
-func (s *Supervisor) stopOnCancel(r *run, started time.Time, log *slog.Logger) {
+func (s *Supervisor) stopOnCancel(r *run, c *config, started time.Time) {
 	if err := s.Stop(s.stopTimeout()); err != nil {
-		log.Error("stop", "name", s.Name, "err", err)
+		c.log.Error("stop", "name", s.Name, "err", err)
 	}
 	s.finish(r)
 	select {
@@ -141,7 +280,9 @@ func (s *Supervisor) stopOnCancel(r *run, started time.Time, log *slog.Logger) {
 	default:
 		return // Stop's error said why
 	}
-	s.reportStop(r.status, time.Since(started), log)
+	now := c.clock.Now()
+	s.update(now, func(st *Status) { st.Pid, st.LastExit = 0, r.status.String() })
+	s.reportStop(r.status, now.Sub(started), c.log)
 }
 
 func (s *Supervisor) reportStop(st ExitStatus, took time.Duration, log *slog.Logger) {
@@ -164,24 +305,34 @@ func (s *Supervisor) finish(r *run) bool {
 	return s.stopped
 }
 
-func (s *Supervisor) settings() (backoff.Policy, time.Duration, *slog.Logger, func(context.Context, time.Duration) error) {
-	pol := s.Backoff
-	if pol.Base <= 0 || pol.Cap <= 0 {
-		pol = defaultBackoff
+func (s *Supervisor) settings() config {
+	c := config{pol: s.Backoff, resetAfter: s.ResetAfter, log: s.Log, sleep: s.Sleep, clock: s.Clock}
+	if c.pol.Base <= 0 || c.pol.Cap <= 0 {
+		c.pol = defaultBackoff
 	}
-	reset := s.ResetAfter
-	if reset <= 0 {
-		reset = defaultResetAfter
+	if c.resetAfter <= 0 {
+		c.resetAfter = defaultResetAfter
 	}
-	log := s.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
 	}
-	sleep := s.Sleep
-	if sleep == nil {
-		sleep = backoff.Sleep
+	if c.clock == nil {
+		c.clock = systemClock{}
 	}
-	return pol, reset, log, sleep
+	if c.sleep == nil {
+		c.sleep = backoff.Sleep
+		if s.Clock != nil {
+			c.sleep = sleepOn(c.clock)
+		}
+	}
+	c.loop = crashLoop{exits: s.CrashLoopExits, window: s.CrashLoopWindow}
+	if c.loop.exits <= 0 {
+		c.loop.exits = defaultCrashLoopExits
+	}
+	if c.loop.window <= 0 {
+		c.loop.window = defaultCrashLoopWindow
+	}
+	return c
 }
 
 func (s *Supervisor) stopTimeout() time.Duration {
@@ -213,12 +364,6 @@ func (s *Supervisor) start() (*run, error) {
 		close(r.done)
 	}()
 	s.cur = r
-	if s.Log != nil {
-		s.Log.Info("process started", "name", s.Name, "pid", cmd.Process.Pid, "path", cmd.Path)
-	}
-	if s.OnStart != nil {
-		s.OnStart(cmd.Process.Pid)
-	}
 	return r, nil
 }
 
@@ -230,6 +375,9 @@ func (s *Supervisor) Stop(timeout time.Duration) error {
 	s.mu.Lock()
 	s.stopped = true
 	r := s.cur
+	if s.wake != nil {
+		s.wake()
+	}
 	s.mu.Unlock()
 	if r == nil {
 		return nil
