@@ -254,6 +254,7 @@ and how many entries carry setuid or setgid bits (a release must allow them).`,
 		}
 		fmt.Fprintf(w, "content:        %d bytes\n", s.Bytes)
 		fmt.Fprintf(w, "chunk refs:     %d (largest %d bytes)\n", s.Chunks, s.MaxChunk)
+		fmt.Fprintf(w, "packed files:   %d (sharing chunks with other small files)\n", s.Packed)
 		fmt.Fprintf(w, "distinct:       %d chunks, %d bytes compressed at most\n", s.Unique, s.Wire)
 		fmt.Fprintf(w, "setuid/setgid:  %d\n", s.Setuid)
 	})
@@ -286,7 +287,8 @@ func cmdFlistDiff(args []string) error {
 	fs := newFlags("flist diff", "zgrid flist diff (--store URL... [--ca FILE] | --data DIR) sha256:A sha256:B",
 		`List the paths added (+), removed (-) and modified (~, with the fields
 that differ) from flist A to flist B. Exits 0 either way; no output means
-the trees are the same.`,
+the trees are the same. A small file packed elsewhere in B than in A is
+compared by its bytes (both packs are fetched), so only real changes show.`,
 		`  zgrid flist diff --data ./grid sha256:1f2e... sha256:9a8b...`)
 	var s flistSource
 	s.register(fs)
@@ -307,7 +309,11 @@ the trees are the same.`,
 			return err
 		}
 	}
-	for _, c := range flist.Diff(fl[0], fl[1]) {
+	changes, err := flist.ComparePacked(context.Background(), flist.Diff(fl[0], fl[1]), fl[0], fl[1], r)
+	if err != nil {
+		return err
+	}
+	for _, c := range changes {
 		c.Path = quoted(c.Path)
 		fmt.Println(c)
 	}

@@ -3,6 +3,7 @@ package flist
 import (
 	"archive/tar"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/zeroboot/zeroboot/pkg/digest"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -47,6 +49,10 @@ type Progress struct {
 // bounded by about Workers×ChunkSize×2 whatever the file sizes.
 type Builder struct {
 	ChunkSize int // default DefaultChunkSize, at most MaxChunkSize
+	// PackLimit is the largest file packed with other small files into
+	// shared chunks: default DefaultPackLimit, at most ChunkSize; negative
+	// packs nothing, which gives a version-1 flist older readers know.
+	PackLimit int
 	Sink      Sink
 	Workers   int            // default runtime.NumCPU()
 	Progress  func(Progress) // at most ~10 calls a second, and once at the end
@@ -54,10 +60,40 @@ type Builder struct {
 
 const progressEvery = 100 * time.Millisecond
 
+// DefaultPackLimit is Builder.PackLimit when unset: most files of an OS
+// tree are smaller, and each would otherwise cost a reader a request.
+const DefaultPackLimit = 64 << 10
+
+// A pack is closed after a file whose content digest's first 16 bits are
+// below packCut (one file in 64 on average), or when the next file would
+// not fit. Cutting by content rather than by count alone means one added or
+// removed file changes only its own pack, not every later one, so two
+// releases of a tree still share most packs.
+const packCut = 1 << 16 / 64
+
 // pending is an entry whose chunk list is still being filled by workers.
+// A packed file's fr is its pack's, holding one chunk; off is where the
+// file's bytes start in it.
 type pending struct {
-	e  Entry
-	fr *fileRefs
+	e      Entry
+	fr     *fileRefs
+	packed bool
+	off    uint32
+}
+
+// openPack is the shared chunk being filled with small files.
+type openPack struct {
+	buf   []byte
+	n     int
+	fr    *fileRefs
+	first string // its first file, named in errors
+}
+
+// packedAt is where content already packed in this build lies, so an
+// identical small file is stored once.
+type packedAt struct {
+	fr  *fileRefs
+	off uint32
 }
 
 // fileRefs collects a file's chunk references, written by workers in any
@@ -92,6 +128,9 @@ type job struct {
 type build struct {
 	ctx       context.Context
 	chunkSize int
+	packLimit int
+	pack      openPack
+	seen      map[digest.Digest]packedAt
 	jobs      chan job
 	free      chan []byte
 	allocated int // buffers made so far; producer only
@@ -100,27 +139,35 @@ type build struct {
 	chunks    atomic.Int64
 }
 
-func (b *Builder) config() (chunkSize, workers int, err error) {
-	chunkSize, workers = b.ChunkSize, b.Workers
+func (b *Builder) config() (chunkSize, packLimit, workers int, err error) {
+	chunkSize, packLimit, workers = b.ChunkSize, b.PackLimit, b.Workers
 	if chunkSize == 0 {
 		chunkSize = DefaultChunkSize
 	}
 	if chunkSize < 0 || chunkSize > MaxChunkSize {
-		return 0, 0, fmt.Errorf("build: chunk size %d outside 1..%d", chunkSize, MaxChunkSize)
+		return 0, 0, 0, fmt.Errorf("build: chunk size %d outside 1..%d", chunkSize, MaxChunkSize)
+	}
+	switch {
+	case packLimit == 0:
+		packLimit = min(DefaultPackLimit, chunkSize)
+	case packLimit < 0:
+		packLimit = 0
+	case packLimit > chunkSize:
+		return 0, 0, 0, fmt.Errorf("build: pack limit %d over the chunk size %d", packLimit, chunkSize)
 	}
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
 	if b.Sink == nil {
-		return 0, 0, errors.New("build: no sink")
+		return 0, 0, 0, errors.New("build: no sink")
 	}
-	return chunkSize, workers, nil
+	return chunkSize, packLimit, workers, nil
 }
 
 // run drives produce (which reads the tree and dispatches content) against
 // the worker pool, then assembles and validates the sorted Flist.
 func (b *Builder) run(ctx context.Context, produce func(*build) ([]pending, error)) (*Flist, error) {
-	chunkSize, workers, err := b.config()
+	chunkSize, packLimit, workers, err := b.config()
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +176,8 @@ func (b *Builder) run(ctx context.Context, produce func(*build) ([]pending, erro
 	bd := &build{
 		ctx:       gctx,
 		chunkSize: chunkSize,
+		packLimit: packLimit,
+		seen:      make(map[digest.Digest]packedAt),
 		jobs:      make(chan job),
 		free:      make(chan []byte, workers+1),
 	}
@@ -139,8 +188,10 @@ func (b *Builder) run(ctx context.Context, produce func(*build) ([]pending, erro
 	g.Go(func() error {
 		defer close(bd.jobs)
 		var err error
-		out, err = produce(bd)
-		return err
+		if out, err = produce(bd); err != nil {
+			return err
+		}
+		return bd.closePack()
 	})
 	stop := b.report(bd, start)
 	err = g.Wait()
@@ -190,6 +241,9 @@ func assemble(ps []pending) (*Flist, error) {
 				return nil, fmt.Errorf("build %s: %d of %d chunks came back", p.e.Path, len(p.fr.refs), p.fr.n)
 			}
 			p.e.Chunks = p.fr.refs
+		}
+		if p.packed {
+			p.e.Pack, p.e.Chunks = &PackRef{Chunk: p.fr.refs[0], Off: p.off}, nil
 		}
 		f.Entries[i] = p.e
 	}
@@ -248,6 +302,73 @@ func (bd *build) buffer() ([]byte, error) {
 		return b, nil
 	case <-bd.ctx.Done():
 		return nil, bd.ctx.Err()
+	}
+}
+
+// content reads a file's p.e.Size bytes from r: packed with other small
+// files, or cut into chunks of its own.
+func (bd *build) content(p *pending, r io.Reader) error {
+	if p.e.Size == 0 || p.e.Size > uint64(bd.packLimit) {
+		var err error
+		p.fr, err = bd.chunkFile(p.e.Path, r, p.e.Size)
+		return err
+	}
+	return bd.packFile(p, r)
+}
+
+// packFile appends a small file to the open pack, or points it at an
+// identical one already packed.
+func (bd *build) packFile(p *pending, r io.Reader) error {
+	size := int(p.e.Size)
+	if bd.pack.buf != nil && bd.pack.n+size > bd.chunkSize {
+		if err := bd.closePack(); err != nil {
+			return err
+		}
+	}
+	if bd.pack.buf == nil {
+		buf, err := bd.buffer()
+		if err != nil {
+			return err
+		}
+		bd.pack = openPack{buf: buf, fr: &fileRefs{n: 1}, first: p.e.Path}
+	}
+	dst := bd.pack.buf[bd.pack.n : bd.pack.n+size]
+	if _, err := io.ReadFull(r, dst); err != nil {
+		return fmt.Errorf("build %s: read at offset 0: %w", p.e.Path, err)
+	}
+	bd.files.Add(1)
+	sum := digest.Of(dst)
+	if at, ok := bd.seen[sum]; ok {
+		p.fr, p.off, p.packed = at.fr, at.off, true
+		return nil
+	}
+	at := packedAt{fr: bd.pack.fr, off: uint32(bd.pack.n)}
+	bd.seen[sum] = at
+	p.fr, p.off, p.packed = at.fr, at.off, true
+	bd.pack.n += size
+	if binary.BigEndian.Uint16(sum[:2]) < packCut {
+		return bd.closePack()
+	}
+	return nil
+}
+
+// closePack hands the open pack, if any, to the workers as one chunk.
+func (bd *build) closePack() error {
+	pk := bd.pack
+	if pk.buf == nil {
+		return nil
+	}
+	bd.pack = openPack{}
+	if pk.n == 0 {
+		bd.free <- pk.buf
+		return nil
+	}
+	select {
+	case bd.jobs <- job{path: pk.first, buf: pk.buf, n: pk.n, fr: pk.fr}:
+		return nil
+	case <-bd.ctx.Done():
+		bd.free <- pk.buf
+		return bd.ctx.Err()
 	}
 }
 
@@ -337,8 +458,9 @@ func (bd *build) dirEntry(full, rel string) (pending, error) {
 		return pending{}, fmt.Errorf("build %s: is a socket; sockets cannot be stored in an flist", rel)
 	case syscall.S_IFREG:
 		e.Type, e.Size = TypeFile, uint64(st.Size)
-		fr, err := bd.regular(full, rel, st)
-		return pending{e: e, fr: fr}, err
+		p := pending{e: e}
+		err := bd.regular(full, &p, st)
+		return p, err
 	default:
 		return pending{}, fmt.Errorf("build %s: unsupported file type %#o", rel, st.Mode&syscall.S_IFMT)
 	}
@@ -364,27 +486,27 @@ func lstat(p string) (*syscall.Stat_t, error) {
 
 // regular chunks a file, refusing one that was swapped or changed size
 // between the lstat and the end of the read.
-func (bd *build) regular(full, rel string, st *syscall.Stat_t) (*fileRefs, error) {
+func (bd *build) regular(full string, p *pending, st *syscall.Stat_t) error {
+	rel := p.e.Path
 	f, err := os.OpenFile(full, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", rel, err)
+		return fmt.Errorf("build %s: %w", rel, err)
 	}
 	defer f.Close()
 	var fst syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &fst); err != nil {
-		return nil, fmt.Errorf("build %s: fstat: %w", rel, err)
+		return fmt.Errorf("build %s: fstat: %w", rel, err)
 	}
 	if fst.Ino != st.Ino || fst.Dev != st.Dev {
-		return nil, fmt.Errorf("build %s: replaced while building", rel)
+		return fmt.Errorf("build %s: replaced while building", rel)
 	}
-	fr, err := bd.chunkFile(rel, f, uint64(st.Size))
-	if err != nil {
-		return nil, err
+	if err := bd.content(p, f); err != nil {
+		return err
 	}
 	if n, _ := f.Read(make([]byte, 1)); n != 0 {
-		return nil, fmt.Errorf("build %s: grew past %d bytes while building", rel, st.Size)
+		return fmt.Errorf("build %s: grew past %d bytes while building", rel, st.Size)
 	}
-	return fr, nil
+	return nil
 }
 
 // BuildTar builds an Flist from a tar stream. Names are normalized ("./x",
@@ -461,8 +583,9 @@ func (bd *build) tarEntry(tr *tar.Reader, hdr *tar.Header, out []pending, index 
 			return bad("negative size")
 		}
 		e.Type, e.Size = TypeFile, uint64(hdr.Size)
-		fr, err := bd.chunkFile(name, tr, e.Size)
-		return pending{e: e, fr: fr}, err
+		p := pending{e: e}
+		err := bd.content(&p, tr)
+		return p, err
 	case tar.TypeLink:
 		target, err := tarName(hdr.Linkname)
 		if err != nil {

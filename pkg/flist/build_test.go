@@ -30,6 +30,7 @@ type memStore struct {
 	mu    sync.Mutex
 	blobs map[digest.Digest][]byte
 	puts  int
+	gets  int
 }
 
 func newMemStore() *memStore { return &memStore{blobs: make(map[digest.Digest][]byte)} }
@@ -50,6 +51,7 @@ func (m *memStore) PutChunk(ref ChunkRef, c []byte) (ChunkRef, error) {
 func (m *memStore) Chunk(ctx context.Context, ref ChunkRef, buf []byte) (Verified, error) {
 	m.mu.Lock()
 	c, ok := m.blobs[ref.ID]
+	m.gets++
 	m.mu.Unlock()
 	if !ok {
 		return Verified{}, fmt.Errorf("%s: not in store", ref)
@@ -57,15 +59,24 @@ func (m *memStore) Chunk(ctx context.Context, ref ChunkRef, buf []byte) (Verifie
 	return OpenChunk(ref, c, buf)
 }
 
+func (m *memStore) fetched(t *testing.T) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gets
+}
+
 func (m *memStore) content(t *testing.T, e Entry) []byte {
 	t.Helper()
 	var b []byte
-	for _, r := range e.Chunks {
+	for _, r := range e.Refs() {
 		v, err := m.Chunk(context.Background(), r, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", e.Path, err)
 		}
 		b = append(b, v.Bytes()...)
+	}
+	if e.Pack != nil {
+		return b[e.Pack.Off : uint64(e.Pack.Off)+e.Size]
 	}
 	return b
 }
@@ -266,7 +277,9 @@ func TestBuildDirEqualsBuildTar(t *testing.T) {
 	}
 	tars := map[string][]byte{"archive/tar": goTar(t, dir)}
 	if _, err := exec.LookPath("tar"); err == nil {
-		out, err := exec.Command("tar", "-C", dir, "-cf", "-", ".").Output()
+		// Packs follow the order files are read: a directory is read in
+		// WalkDir's order, which tar(1) gives with --sort=name.
+		out, err := exec.Command("tar", "--sort=name", "-C", dir, "-cf", "-", ".").Output()
 		if err != nil {
 			t.Fatalf("tar: %v", err)
 		}
@@ -350,7 +363,7 @@ func TestBuildTarNormalizes(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("entries:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if !reflect.DeepEqual(f.Entries[5].Chunks, f.Entries[6].Chunks) || string(st.content(t, f.Entries[6])) != "elf" {
+	if !reflect.DeepEqual(f.Entries[5].Refs(), f.Entries[6].Refs()) || string(st.content(t, f.Entries[6])) != "elf" {
 		t.Fatal("hard link does not carry its target's content")
 	}
 }
@@ -492,5 +505,110 @@ func TestBuildRecordsStoredRef(t *testing.T) {
 				t.Fatalf("BuildTar = %v, want an error mentioning %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// smallTree writes n small files of random content (plus one duplicate of
+// the first) into dir, in n/50 directories.
+func smallTree(t *testing.T, dir string, n int, seed uint64) {
+	rnd := rand.New(rand.NewPCG(seed, 1))
+	var first []byte
+	for i := range n {
+		b := make([]byte, 200+rnd.IntN(3000))
+		for j := range b {
+			b[j] = byte(rnd.IntN(256))
+		}
+		p := filepath.Join(dir, fmt.Sprintf("d%02d/f%04d", i/50, i))
+		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		must(t, os.WriteFile(p, b, 0o644))
+		if first == nil {
+			first = b
+		}
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "d00/copy"), first, 0o644))
+}
+
+func packs(f *Flist) map[digest.Digest]bool {
+	m := map[digest.Digest]bool{}
+	for _, e := range f.Entries {
+		if e.Pack != nil {
+			m[e.Pack.Chunk.ID] = true
+		}
+	}
+	return m
+}
+
+func TestBuildPacks(t *testing.T) {
+	dir := t.TempDir()
+	smallTree(t, dir, 600, 1)
+	must(t, os.WriteFile(filepath.Join(dir, "big"), bytes.Repeat([]byte("x"), 70<<10), 0o644))
+	st := newMemStore()
+	f, err := (&Builder{Sink: st, Workers: 2}).BuildDir(context.Background(), dir)
+	must(t, err)
+	byPath := map[string]Entry{}
+	for _, e := range f.Entries {
+		byPath[e.Path] = e
+	}
+	if e := byPath["big"]; e.Pack != nil || len(e.Chunks) != 1 {
+		t.Errorf("a file over DefaultPackLimit is packed: %+v", e)
+	}
+	if a, b := byPath["d00/f0000"].Pack, byPath["d00/copy"].Pack; a == nil || b == nil || *a != *b {
+		t.Errorf("identical small files packed twice: %+v %+v", a, b)
+	}
+	for p, e := range byPath {
+		if e.Type != TypeFile {
+			continue
+		}
+		want, err := os.ReadFile(filepath.Join(dir, p))
+		must(t, err)
+		if !bytes.Equal(st.content(t, e), want) {
+			t.Errorf("%s: content differs", p)
+		}
+	}
+	// 600 files of 1.7 KB on average: about 1 MB, cut by content about
+	// every 64 files, so a reader fetches tens of chunks, not 600.
+	if n := len(packs(f)); n < 3 || n > 40 {
+		t.Errorf("%d packs for 600 small files", n)
+	}
+	b, err := f.Encode()
+	must(t, err)
+	if b[4] != VersionPacked {
+		t.Errorf("packed flist encoded as version %d", b[4])
+	}
+
+	plain, err := (&Builder{Sink: st, PackLimit: -1}).BuildDir(context.Background(), dir)
+	must(t, err)
+	if len(packs(plain)) != 0 {
+		t.Error("PackLimit -1 packed files")
+	}
+	if b, err := plain.Encode(); err != nil || b[4] != VersionPlain {
+		t.Errorf("unpacked flist: version %d, %v", b[4], err)
+	}
+	if _, err := (&Builder{Sink: st, ChunkSize: 4096, PackLimit: 8192}).BuildDir(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "pack limit 8192 over the chunk size 4096") {
+		t.Errorf("pack limit over chunk size: %v", err)
+	}
+}
+
+// One file added to a tree changes the pack it falls in, not every pack
+// after it: releases of a tree keep sharing their packs.
+func TestBuildPacksResync(t *testing.T) {
+	dir := t.TempDir()
+	smallTree(t, dir, 2000, 2)
+	st := newMemStore()
+	b := &Builder{Sink: st}
+	before, err := b.BuildDir(context.Background(), dir)
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(dir, "d05/added"), []byte("a new small file"), 0o644))
+	after, err := b.BuildDir(context.Background(), dir)
+	must(t, err)
+	old, cur := packs(before), packs(after)
+	changed := 0
+	for id := range cur {
+		if !old[id] {
+			changed++
+		}
+	}
+	if changed == 0 || changed > 3 {
+		t.Errorf("%d of %d packs changed after adding one file", changed, len(cur))
 	}
 }

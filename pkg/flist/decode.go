@@ -37,13 +37,14 @@ func Decode(b []byte) (*Flist, error) {
 	if string(b[:4]) != Magic {
 		return nil, fmt.Errorf("decode flist: bad magic %q, want %q", b[:4], Magic)
 	}
-	if v := binary.LittleEndian.Uint16(b[4:]); v != Version {
-		return nil, fmt.Errorf("decode flist: unsupported version %d, want %d", v, Version)
+	v := binary.LittleEndian.Uint16(b[4:])
+	if v != VersionPlain && v != VersionPacked {
+		return nil, fmt.Errorf("decode flist: unsupported version %d, this reader knows %d..%d", v, VersionPlain, Version)
 	}
 	if fl := binary.LittleEndian.Uint16(b[6:]); fl != 0 {
 		return nil, fmt.Errorf("decode flist: unknown flags %#04x", fl)
 	}
-	d := decoder{b: b, off: headerSize}
+	d := decoder{b: b, off: headerSize, version: v}
 	n, err := d.uvarint()
 	if err != nil {
 		return nil, fmt.Errorf("decode flist: entry count: %w", err)
@@ -66,12 +67,18 @@ func Decode(b []byte) (*Flist, error) {
 	if err := f.Validate(); err != nil {
 		return nil, fmt.Errorf("decode flist: %w", err)
 	}
+	if f.version() != v {
+		// Version 2 without a packed file would be a second encoding of
+		// a version-1 flist, hence a second digest.
+		return nil, fmt.Errorf("decode flist: version %d but no packed file: not canonical (version %d)", v, f.version())
+	}
 	return f, nil
 }
 
 type decoder struct {
-	b   []byte
-	off int
+	b       []byte
+	off     int
+	version uint16
 }
 
 func (d *decoder) left() int { return len(d.b) - d.off }
@@ -180,6 +187,23 @@ func (d *decoder) entry(e *Entry) error {
 		if err := d.chunk(&e.Chunks[j]); err != nil {
 			return fmt.Errorf("chunk %d: %w", j, err)
 		}
+	}
+	if n == 0 && e.Size > 0 && e.Type == TypeFile && d.version >= VersionPacked {
+		return d.pack(e)
+	}
+	return nil
+}
+
+// pack reads a packed file's reference: in version 2, a file with content
+// and no chunks of its own is followed by its pack chunk and offset.
+func (d *decoder) pack(e *Entry) error {
+	e.Pack = new(PackRef)
+	if err := d.chunk(&e.Pack.Chunk); err != nil {
+		return fmt.Errorf("pack: %w", err)
+	}
+	var err error
+	if e.Pack.Off, err = d.u32("pack offset"); err != nil {
+		return fmt.Errorf("pack: %w", err)
 	}
 	return nil
 }

@@ -1,9 +1,13 @@
 package flist
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/zeroboot/zeroboot/pkg/digest"
 )
 
 // Change is one path that differs between two flists.
@@ -12,7 +16,8 @@ type Change struct {
 	Kind ChangeKind
 	// What says which fields differ for a ChangeModified entry, in
 	// Entry field order ("type", "mode", "owner", "mtime", "content",
-	// "target", "rdev").
+	// "pack", "target", "rdev"). "pack" is a packed file of unchanged size
+	// whose content now lies elsewhere: its bytes were not compared.
 	What []string
 }
 
@@ -68,11 +73,28 @@ func differs(a, b *Entry) []string {
 	add(a.Mode != b.Mode, "mode")
 	add(a.UID != b.UID || a.GID != b.GID, "owner")
 	add(a.MTime != b.MTime, "mtime")
-	// Content is its chunk IDs: CSize may differ for the same bytes.
-	add(a.Size != b.Size || !slices.EqualFunc(a.Chunks, b.Chunks, func(x, y ChunkRef) bool { return x.ID == y.ID && x.Size == y.Size }), "content")
+	content, moved := contentDiffers(a, b)
+	add(content, "content")
+	add(moved, "pack")
 	add(a.Target != b.Target, "target")
 	add(a.Rdev != b.Rdev, "rdev")
 	return what
+}
+
+// contentDiffers compares content by chunk IDs (CSize may differ for the
+// same bytes). A packed file's own bytes have no ID, so one of the same
+// size that now lies elsewhere is "moved": its bytes were not compared.
+func contentDiffers(a, b *Entry) (content, moved bool) {
+	sameID := func(x, y ChunkRef) bool { return x.ID == y.ID && x.Size == y.Size }
+	switch {
+	case a.Size != b.Size:
+		return true, false
+	case a.Pack == nil && b.Pack == nil:
+		return !slices.EqualFunc(a.Chunks, b.Chunks, sameID), false
+	case a.Pack != nil && b.Pack != nil && a.Pack.Off == b.Pack.Off && sameID(a.Pack.Chunk, b.Pack.Chunk):
+		return false, false
+	}
+	return false, true
 }
 
 // Summary counts what an flist holds.
@@ -81,6 +103,7 @@ type Summary struct {
 	ByType   map[Type]int
 	Bytes    uint64 // file content
 	Chunks   int    // chunk references
+	Packed   int    // files whose content lies in a shared chunk
 	Unique   int    // distinct chunks: what a fresh extraction fetches at most
 	Wire     uint64 // compressed bytes of the distinct chunks, at most
 	Setuid   int    // entries with setuid or setgid bits
@@ -98,7 +121,10 @@ func Summarize(f *Flist) Summary {
 		if e.Mode&0o6000 != 0 {
 			s.Setuid++
 		}
-		for _, c := range e.Chunks {
+		if e.Pack != nil {
+			s.Packed++
+		}
+		for _, c := range e.Refs() {
 			s.Chunks++
 			s.MaxChunk = max(s.MaxChunk, c.Size)
 			if !seen[ChunkRef{ID: c.ID}] {
@@ -109,4 +135,87 @@ func Summarize(f *Flist) Summary {
 		}
 	}
 	return s
+}
+
+// ComparePacked settles the "pack" changes of Diff by fetching the files'
+// bytes from src: a file whose bytes are the same loses its "pack" (and the
+// change goes when nothing else differs); one whose bytes differ gets
+// "content" instead. Each pack is fetched at most once.
+func ComparePacked(ctx context.Context, changes []Change, a, b *Flist, src ChunkSource) ([]Change, error) {
+	f := &fetcher{ctx: ctx, src: src, packs: map[digest.Digest][]byte{}}
+	var out []Change
+	for _, c := range changes {
+		i := slices.Index(c.What, "pack")
+		if i < 0 {
+			out = append(out, c)
+			continue
+		}
+		x, err := f.content(entry(a, c.Path))
+		if err != nil {
+			return nil, err
+		}
+		y, err := f.content(entry(b, c.Path))
+		if err != nil {
+			return nil, err
+		}
+		c.What = slices.Delete(slices.Clone(c.What), i, i+1)
+		if !bytes.Equal(x, y) {
+			c.What = slices.Insert(c.What, i, "content")
+		}
+		if len(c.What) > 0 {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// fetcher reads files' content for ComparePacked, keeping the packs it
+// fetched: the files of one pack tend to change together.
+type fetcher struct {
+	ctx   context.Context
+	src   ChunkSource
+	packs map[digest.Digest][]byte
+}
+
+func (f *fetcher) content(e *Entry) ([]byte, error) {
+	if e.Pack == nil {
+		var b []byte
+		for _, c := range e.Chunks {
+			d, err := f.chunk(e.Path, c)
+			if err != nil {
+				return nil, err
+			}
+			b = append(b, d...)
+		}
+		return b, nil
+	}
+	d, ok := f.packs[e.Pack.Chunk.ID]
+	if !ok {
+		var err error
+		if d, err = f.chunk(e.Path, e.Pack.Chunk); err != nil {
+			return nil, err
+		}
+		f.packs[e.Pack.Chunk.ID] = d
+	}
+	return d[e.Pack.Off : uint64(e.Pack.Off)+e.Size], nil
+}
+
+func (f *fetcher) chunk(path string, c ChunkRef) ([]byte, error) {
+	v, err := f.src.Chunk(f.ctx, c, nil)
+	if err != nil {
+		return nil, fmt.Errorf("compare %s: %w", path, err)
+	}
+	if got := v.Ref(); got.ID != c.ID || len(v.Bytes()) != int(c.Size) {
+		return nil, fmt.Errorf("compare %s: %s: source returned %s", path, c, got)
+	}
+	return v.Bytes(), nil
+}
+
+// entry finds path in f, whose entries are sorted by path.
+func entry(f *Flist, path string) *Entry {
+	i, ok := slices.BinarySearchFunc(f.Entries, path, func(e Entry, p string) int { return strings.Compare(e.Path, p) })
+	if !ok {
+		return nil
+	}
+	return &f.Entries[i]
 }

@@ -1,7 +1,9 @@
 package flist
 
 import (
+	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/zeroboot/zeroboot/pkg/digest"
@@ -52,5 +54,41 @@ func TestSummarize(t *testing.T) {
 	if s.Entries != 4 || s.ByType[TypeFile] != 2 || s.ByType[TypeDir] != 1 || s.ByType[TypeSymlink] != 1 ||
 		s.Bytes != 11 || s.Chunks != 3 || s.Unique != 2 || s.Wire != 19 || s.Setuid != 1 || s.MaxChunk != 5 {
 		t.Errorf("Summarize = %+v", s)
+	}
+}
+
+func TestComparePacked(t *testing.T) {
+	st := newMemStore()
+	put := func(s string) ChunkRef {
+		c, blob, err := CompressChunk([]byte(s))
+		must(t, err)
+		_, err = st.PutChunk(c, blob)
+		must(t, err)
+		return c
+	}
+	p1, p2, own := put("aaabbbccc"), put("xxaaabbbCCC"), put("ccc")
+	pk := func(p string, c ChunkRef, off uint32) Entry {
+		return Entry{Path: p, Type: TypeFile, Mode: 0o644, Size: 3, Pack: &PackRef{Chunk: c, Off: off}}
+	}
+	a := &Flist{Entries: []Entry{pk("a", p1, 0), pk("b", p1, 3), pk("c", p1, 6), pk("d", p1, 0)}}
+	b := &Flist{Entries: []Entry{pk("a", p2, 2), pk("b", p2, 5), pk("c", p2, 8),
+		{Path: "d", Type: TypeFile, Mode: 0o600, Size: 3, Chunks: []ChunkRef{own}}}}
+	raw := Diff(a, b)
+	if len(raw) != 4 {
+		t.Fatalf("Diff = %v, want all four moved", raw)
+	}
+	got, err := ComparePacked(context.Background(), raw, a, b, st)
+	must(t, err)
+	want := []string{"~ c (content)", "~ d (mode content)"}
+	var s []string
+	for _, c := range got {
+		s = append(s, c.String())
+	}
+	if !slices.Equal(s, want) {
+		t.Fatalf("ComparePacked = %q, want %q", s, want)
+	}
+	delete(st.blobs, p2.ID)
+	if _, err := ComparePacked(context.Background(), raw, a, b, st); err == nil || !strings.Contains(err.Error(), "compare a: ") {
+		t.Errorf("missing pack: %v", err)
 	}
 }

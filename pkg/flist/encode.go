@@ -13,7 +13,7 @@ func (f *Flist) Encode() ([]byte, error) {
 	}
 	b := make([]byte, 0, 64+len(f.Entries)*64)
 	b = append(b, Magic...)
-	b = binary.LittleEndian.AppendUint16(b, Version)
+	b = binary.LittleEndian.AppendUint16(b, f.version())
 	b = binary.LittleEndian.AppendUint16(b, 0) // flags
 	b = binary.AppendUvarint(b, uint64(len(f.Entries)))
 	for i := range f.Entries {
@@ -37,11 +37,31 @@ func appendEntry(b []byte, e *Entry) []byte {
 	b = binary.AppendUvarint(b, e.Rdev)
 	b = binary.AppendUvarint(b, uint64(len(e.Chunks)))
 	for _, c := range e.Chunks {
-		b = append(b, c.ID[:]...)
-		b = binary.AppendUvarint(b, uint64(c.Size))
-		b = binary.AppendUvarint(b, uint64(c.CSize))
+		b = appendChunk(b, c)
+	}
+	if e.Pack != nil {
+		b = appendChunk(b, e.Pack.Chunk)
+		b = binary.AppendUvarint(b, uint64(e.Pack.Off))
 	}
 	return b
+}
+
+func appendChunk(b []byte, c ChunkRef) []byte {
+	b = append(b, c.ID[:]...)
+	b = binary.AppendUvarint(b, uint64(c.Size))
+	return binary.AppendUvarint(b, uint64(c.CSize))
+}
+
+// version is the oldest encoding that can hold f: one flist has one
+// encoding, and a tree without packed files stays readable by readers
+// that know only version 1.
+func (f *Flist) version() uint16 {
+	for i := range f.Entries {
+		if f.Entries[i].Pack != nil {
+			return VersionPacked
+		}
+	}
+	return VersionPlain
 }
 
 func appendString(b []byte, s string) []byte {

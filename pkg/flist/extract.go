@@ -95,29 +95,9 @@ func (x *Extractor) extract(ctx context.Context, f *Flist, dir string) error {
 	}
 	r.progress(0)
 	var made []*Entry // directories we created, finished after their contents
-	g.Go(func() error {
-		for i := range f.Entries {
-			e := &f.Entries[i]
-			if err := gctx.Err(); err != nil {
-				return err
-			}
-			var err error
-			switch e.Type {
-			case TypeDir:
-				var created bool
-				if created, err = r.mkdir(e); created {
-					made = append(made, e)
-				}
-			case TypeFile:
-				err = r.file(e)
-			default:
-				err = r.special(e)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+	g.Go(func() (err error) {
+		made, err = r.dispatch(f)
+		return err
 	})
 	if err := g.Wait(); err != nil {
 		return err
@@ -129,6 +109,45 @@ func (x *Extractor) extract(ctx context.Context, f *Flist, dir string) error {
 		}
 	}
 	return nil
+}
+
+// dispatch creates f's entries in path order, so that every parent is made
+// before its children: files with chunks of their own are created here and
+// filled by chunk goroutines; the files of a pack are created by the
+// goroutine that fetches it, dispatched at its last file in path order,
+// when every one of their parents exists.
+func (r *run) dispatch(f *Flist) (made []*Entry, err error) {
+	packs := make(map[ChunkRef][]*Entry)
+	for i := range f.Entries {
+		if e := &f.Entries[i]; e.Pack != nil {
+			packs[e.Pack.Chunk] = append(packs[e.Pack.Chunk], e)
+		}
+	}
+	for i := range f.Entries {
+		e := &f.Entries[i]
+		if err := r.ctx.Err(); err != nil {
+			return made, err
+		}
+		switch {
+		case e.Type == TypeDir:
+			var created bool
+			if created, err = r.mkdir(e); created {
+				made = append(made, e)
+			}
+		case e.Pack != nil:
+			if files := packs[e.Pack.Chunk]; files[len(files)-1] == e {
+				err = r.pack(e.Pack.Chunk, files)
+			}
+		case e.Type == TypeFile:
+			err = r.file(e)
+		default:
+			err = r.special(e)
+		}
+		if err != nil {
+			return made, err
+		}
+	}
+	return made, nil
 }
 
 func (r *run) progress(n int64) {
@@ -296,23 +315,86 @@ func (r *run) file(e *Entry) error {
 func (r *run) chunk(f *os.File, e *Entry, c ChunkRef, off uint64) error {
 	buf := chunkBufs.Get().(*[]byte)
 	defer chunkBufs.Put(buf)
-	v, err := r.x.Source.Chunk(r.ctx, c, (*buf)[:0])
+	data, err := r.fetch(c, buf)
 	if err != nil {
 		return fmt.Errorf("extract %s at offset %d: %w", e.Path, off, err)
-	}
-	// Verified content was hashed once, by the package that made it; what
-	// is left is that it is this chunk's, and not another's.
-	data := v.Bytes()
-	if got := v.Ref(); got.ID != c.ID || got.Size != c.Size || len(data) != int(c.Size) {
-		return fmt.Errorf("extract %s at offset %d: %s: source returned %s (%d bytes)", e.Path, off, c, got, len(data))
-	}
-	if cap(data) > cap(*buf) && cap(data) <= MaxChunkSize {
-		*buf = data[:0] // keep the larger buffer for the next chunk
 	}
 	if _, err := f.WriteAt(data, int64(off)); err != nil {
 		return fmt.Errorf("extract %s at offset %d: %w", e.Path, off, err)
 	}
 	r.progress(int64(len(data)))
+	return nil
+}
+
+// fetch gets c's content into buf's memory where it fits.
+func (r *run) fetch(c ChunkRef, buf *[]byte) ([]byte, error) {
+	v, err := r.x.Source.Chunk(r.ctx, c, (*buf)[:0])
+	if err != nil {
+		return nil, err
+	}
+	// Verified content was hashed once, by the package that made it; what
+	// is left is that it is this chunk's, and not another's.
+	data := v.Bytes()
+	if got := v.Ref(); got.ID != c.ID || got.Size != c.Size || len(data) != int(c.Size) {
+		return nil, fmt.Errorf("%s: source returned %s (%d bytes)", c, got, len(data))
+	}
+	if cap(data) > cap(*buf) && cap(data) <= MaxChunkSize {
+		*buf = data[:0] // keep the larger buffer for the next chunk
+	}
+	return data, nil
+}
+
+// pack fetches one shared chunk and writes the files packed in it.
+func (r *run) pack(c ChunkRef, files []*Entry) error {
+	select {
+	case r.sem <- struct{}{}:
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
+	r.g.Go(func() error {
+		defer func() { <-r.sem }()
+		return panics.Catch(func() error { return r.packed(c, files) })()
+	})
+	return nil
+}
+
+func (r *run) packed(c ChunkRef, files []*Entry) error {
+	buf := chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(buf)
+	data, err := r.fetch(c, buf)
+	if err != nil {
+		return fmt.Errorf("extract %s (packed at offset %d): %w", files[0].Path, files[0].Pack.Off, err)
+	}
+	for _, e := range files {
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
+		// Validate bounded Off+Size by the pack's size, so this slice is
+		// inside data.
+		if err := r.whole(e, data[e.Pack.Off:uint64(e.Pack.Off)+e.Size]); err != nil {
+			return err
+		}
+		r.progress(int64(e.Size))
+	}
+	return nil
+}
+
+// whole creates e exclusively and writes all its content at once.
+func (r *run) whole(e *Entry, content []byte) error {
+	f, err := r.root.OpenFile(e.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("extract %s: %w", e.Path, err)
+	}
+	_, err = f.Write(content)
+	if err == nil {
+		err = r.setMeta(f, e)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("extract %s: %w", e.Path, err)
+	}
 	return nil
 }
 

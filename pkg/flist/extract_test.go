@@ -394,3 +394,72 @@ func TestExtractManyDirs(t *testing.T) {
 		t.Errorf("top/zz: %q %v", target, err)
 	}
 }
+
+// packedTree stores one pack holding "one", "two" and "three" and returns
+// an flist whose files lie in it, across two directories.
+func packedTree(t *testing.T) (*Flist, *memStore, ChunkRef) {
+	st := newMemStore()
+	c, blob, err := CompressChunk([]byte("onetwothree"))
+	must(t, err)
+	_, err = st.PutChunk(c, blob)
+	must(t, err)
+	pk := func(p string, off, size uint32) Entry {
+		return Entry{Path: p, Type: TypeFile, Mode: 0o640, MTime: 1700000000, Size: uint64(size), Pack: &PackRef{Chunk: c, Off: off}}
+	}
+	return &Flist{Entries: []Entry{
+		{Path: "a", Type: TypeDir, Mode: 0o755},
+		pk("a/one", 0, 3),
+		pk("a/two", 3, 3),
+		{Path: "b", Type: TypeDir, Mode: 0o700},
+		pk("b/three", 6, 5),
+		pk("b/z-same-as-one", 0, 3),
+	}}, st, c
+}
+
+func TestExtractPacked(t *testing.T) {
+	f, st, _ := packedTree(t)
+	dir := t.TempDir()
+	var done, total int64
+	x := &Extractor{Source: st, Progress: func(d, tot int64) { done, total = d, tot }}
+	must(t, x.Extract(context.Background(), f, dir))
+	want := map[string]string{"a/one": "one", "a/two": "two", "b/three": "three", "b/z-same-as-one": "one"}
+	for p, body := range want {
+		b, err := os.ReadFile(filepath.Join(dir, p))
+		if err != nil || string(b) != body {
+			t.Errorf("%s: %q %v, want %q", p, b, err, body)
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(dir, p))
+		must(t, err)
+		if fi.Mode().Perm() != 0o640 || fi.ModTime().Unix() != 1700000000 {
+			t.Errorf("%s: mode %v mtime %v", p, fi.Mode(), fi.ModTime())
+		}
+	}
+	if done != 14 || total != 14 {
+		t.Errorf("progress %d/%d, want 14/14", done, total)
+	}
+	if st.fetched(t) != 1 {
+		t.Errorf("pack fetched %d times, want once", st.fetched(t))
+	}
+}
+
+func TestExtractPackedErrors(t *testing.T) {
+	f, st, c := packedTree(t)
+	blob := append([]byte(nil), st.blobs[c.ID]...)
+	blob[len(blob)-1] ^= 0xff
+	st.blobs[c.ID] = blob
+	err := (&Extractor{Source: st}).Extract(context.Background(), f, t.TempDir())
+	want := "extract a/one (packed at offset 0): " + c.String() + ": content hash mismatch"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("tampered pack: %v, want %q", err, want)
+	}
+
+	f, st, _ = packedTree(t)
+	dir := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(dir, "b"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "b/three"), nil, 0o644))
+	err = (&Extractor{Source: st}).Extract(context.Background(), f, dir)
+	if err == nil || !strings.Contains(err.Error(), "extract b/three:") || !errors.Is(err, os.ErrExist) {
+		t.Errorf("packed file over an existing one: %v", err)
+	}
+}

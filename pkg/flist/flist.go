@@ -48,8 +48,13 @@ func (t Type) valid() bool { return t >= TypeFile && t <= TypeFIFO }
 // Format limits. They bound what a reader allocates for a hostile blob and
 // are part of the format: an flist outside them is invalid.
 const (
-	Magic           = "ZBFL"
-	Version         = 1
+	Magic = "ZBFL"
+	// Version is the newest encoding this package reads and writes.
+	// Encode writes VersionPlain when no file is packed, so a tree built
+	// without packing stays readable by version-1 readers.
+	Version         = VersionPacked
+	VersionPlain    = 1
+	VersionPacked   = 2
 	MaxMetadataSize = 64 << 20
 	MaxEntries      = 1_000_000
 	MaxPathLen      = 4096
@@ -76,6 +81,24 @@ type Entry struct {
 	Target string // symlinks only
 	Rdev   uint64 // device nodes only
 	Chunks []ChunkRef
+	// Pack, for a small file, holds its whole content as a slice of one
+	// chunk shared with other small files; such a file has no Chunks.
+	Pack *PackRef
+}
+
+// PackRef is where a packed file's content lies: bytes [Off, Off+Size) of
+// Chunk, Size being the file's.
+type PackRef struct {
+	Chunk ChunkRef
+	Off   uint32
+}
+
+// Refs is the chunks e's content comes from: its own, or its pack's.
+func (e *Entry) Refs() []ChunkRef {
+	if e.Pack != nil {
+		return []ChunkRef{e.Pack.Chunk}
+	}
+	return e.Chunks
 }
 
 // Flist is a component's tree, entries sorted by path.
@@ -198,8 +221,8 @@ func (e *Entry) check() error {
 	if e.Type != TypeCharDev && e.Type != TypeBlockDev && e.Rdev != 0 {
 		return fmt.Errorf("%s has a device number", e.Type)
 	}
-	if e.Type != TypeFile && (e.Size != 0 || len(e.Chunks) != 0) {
-		return fmt.Errorf("%s has size %d and %d chunks; only files have content", e.Type, e.Size, len(e.Chunks))
+	if e.Type != TypeFile && (e.Size != 0 || len(e.Chunks) != 0 || e.Pack != nil) {
+		return fmt.Errorf("%s has size %d and %d chunks; only files have content", e.Type, e.Size, len(e.Refs()))
 	}
 	switch e.Type {
 	case TypeSymlink:
@@ -212,7 +235,36 @@ func (e *Entry) check() error {
 			return errors.New("symlink target contains NUL")
 		}
 	case TypeFile:
+		if e.Pack != nil {
+			return checkPack(e.Size, e.Chunks, e.Pack)
+		}
 		return checkChunks(e.Size, e.Chunks)
+	}
+	return nil
+}
+
+func checkPack(size uint64, chunks []ChunkRef, p *PackRef) error {
+	switch {
+	case len(chunks) != 0:
+		return fmt.Errorf("packed file also has %d chunks of its own", len(chunks))
+	case size == 0:
+		return errors.New("empty file is packed; it has no content")
+	}
+	if err := checkRef(0, p.Chunk); err != nil {
+		return fmt.Errorf("pack %w", err)
+	}
+	if end := uint64(p.Off) + size; end > uint64(p.Chunk.Size) {
+		return fmt.Errorf("packed at %d..%d, past the end of its %d-byte %s", p.Off, end, p.Chunk.Size, p.Chunk)
+	}
+	return nil
+}
+
+func checkRef(j int, c ChunkRef) error {
+	if c.Size == 0 || c.Size > MaxChunkSize {
+		return fmt.Errorf("chunk %d (%s): size %d outside 1..%d", j, c.ID, c.Size, MaxChunkSize)
+	}
+	if c.CSize == 0 || c.CSize > MaxCompressedSize {
+		return fmt.Errorf("chunk %d (%s): compressed size %d outside 1..%d", j, c.ID, c.CSize, MaxCompressedSize)
 	}
 	return nil
 }
@@ -224,11 +276,8 @@ func checkChunks(size uint64, chunks []ChunkRef) error {
 	}
 	var sum uint64
 	for j, c := range chunks {
-		if c.Size == 0 || c.Size > MaxChunkSize {
-			return fmt.Errorf("chunk %d (%s): size %d outside 1..%d", j, c.ID, c.Size, MaxChunkSize)
-		}
-		if c.CSize == 0 || c.CSize > MaxCompressedSize {
-			return fmt.Errorf("chunk %d (%s): compressed size %d outside 1..%d", j, c.ID, c.CSize, MaxCompressedSize)
+		if err := checkRef(j, c); err != nil {
+			return err
 		}
 		sum += uint64(c.Size)
 	}

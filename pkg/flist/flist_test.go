@@ -137,6 +137,12 @@ func TestValidateRefuses(t *testing.T) {
 		{"NUL target", []Entry{{Path: "x", Type: TypeSymlink, Target: "a\x00"}}, "NUL"},
 		{"uid -1", []Entry{{Path: "x", Type: TypeDir, UID: OwnerUnchanged}}, `uid 4294967295 is chown's "leave unchanged"`},
 		{"gid -1", []Entry{{Path: "x", Type: TypeFIFO, GID: OwnerUnchanged}}, `gid 4294967295 is chown's "leave unchanged"`},
+		{"packed past the chunk", []Entry{packed("x", 2, c, 2)}, "packed at 2..4, past the end of its 3-byte"},
+		{"packed offset wraps", []Entry{packed("x", 3, c, 1<<32-1)}, "past the end"},
+		{"packed and chunked", []Entry{{Path: "x", Type: TypeFile, Size: 3, Chunks: []ChunkRef{c}, Pack: &PackRef{Chunk: c}}}, "also has 1 chunks"},
+		{"packed empty file", []Entry{packed("x", 0, c, 0)}, "empty file is packed"},
+		{"packed into a bad chunk", []Entry{packed("x", 1, ChunkRef{ID: c.ID, Size: 3}, 0)}, "pack chunk 0"},
+		{"packed dir", []Entry{{Path: "x", Type: TypeDir, Pack: &PackRef{Chunk: c}}}, "only files have content"},
 	}
 	for _, tt := range tests {
 		f := &Flist{Entries: tt.entries}
@@ -155,6 +161,39 @@ func TestValidateRefuses(t *testing.T) {
 	}
 	if err := (&Flist{Entries: make([]Entry, MaxEntries+1)}).Validate(); err == nil || !strings.Contains(err.Error(), "limit") {
 		t.Errorf("too many entries: %v", err)
+	}
+}
+
+func packed(p string, size uint64, c ChunkRef, off uint32) Entry {
+	return Entry{Path: p, Type: TypeFile, Mode: 0o644, Size: size, Pack: &PackRef{Chunk: c, Off: off}}
+}
+
+// packedSample is sample with small files packed into one shared chunk,
+// which makes it a version-2 flist.
+func packedSample(t testing.TB) *Flist {
+	f := sample(t)
+	p := ref(t, "#!/bin/sh\nhello world\n")
+	f.Entries[5].Chunks, f.Entries[5].Pack = nil, &PackRef{Chunk: p, Off: 10}
+	f.Entries[11].Chunks, f.Entries[11].Pack = nil, &PackRef{Chunk: p, Off: 0}
+	f.Entries[11].Size = 10
+	return f
+}
+
+func TestRoundTripPacked(t *testing.T) {
+	f := packedSample(t)
+	b, err := f.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte("ZBFL\x02\x00\x00\x00")) {
+		t.Fatalf("header % x, want version 2", b[:8])
+	}
+	g, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(f, g) {
+		t.Fatalf("round trip differs:\n%+v\n%+v", f, g)
 	}
 }
 
@@ -188,7 +227,15 @@ func TestDecodeRefuses(t *testing.T) {
 		{"empty", nil, "truncated"},
 		{"short header", good[:7], "truncated"},
 		{"bad magic", with(0, 'Z', 'B', 'F', 'X'), "bad magic"},
-		{"version 2", with(4, 2), "unsupported version 2"},
+		{"version 3", with(4, 3), "unsupported version 3, this reader knows 1..2"},
+		{"version 2 without packs", with(4, 2), "version 2 but no packed file: not canonical (version 1)"},
+		{"pack truncated", func() []byte {
+			b, err := packedSample(t).Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b[:len(b)-1]
+		}(), "pack: pack offset: truncated"},
 		{"version 0", with(4, 0), "unsupported version 0"},
 		{"flags", with(6, 1), "unknown flags"},
 		{"no count", good[:8], "entry count: truncated"},

@@ -23,6 +23,10 @@ func FuzzDecode(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add(append([]byte("ZBFX"), good[4:]...))
+	if p, err := packedSample(f).Encode(); err == nil {
+		f.Add(p)
+		f.Add(p[:len(p)-1])
+	}
 	f.Add(append([]byte("ZBFL\x02\x00"), good[6:]...))
 	f.Add(encodeRaw([]Entry{{Path: "a", Type: TypeDir}, {Path: "a", Type: TypeDir}}))
 	f.Add(encodeRaw([]Entry{{Path: "..", Type: TypeDir}}))
