@@ -5,7 +5,12 @@
 // asked to stop.
 //
 // Exit status: 0 after SIGTERM or SIGINT; 2 when boot.json, the CA or the
-// flags are unusable; 3 when its own digest does not match boot.json.
+// flags are unusable; 125 (handoff.ExitNoRestart: PID 1 does not restart
+// it) when its own digest does not match boot.json, since a restart would
+// run the same file.
+//
+// boot.json's restarts field says how many times PID 1 restarted it in
+// this boot; a restarted Core-0 logs it.
 //
 // --crash-after is for demos and tests only: it makes Core-0 kill itself
 // with SIGKILL that long after reporting ready, to show that PID 1 restarts
@@ -33,9 +38,11 @@ import (
 
 // Exit statuses.
 const (
-	exitOK       = 0
-	exitSetup    = 2
-	exitMismatch = 3
+	exitOK    = 0
+	exitSetup = 2
+	// exitMismatch asks PID 1 not to restart Core-0: the verification
+	// failure is in the file itself.
+	exitMismatch = handoff.ExitNoRestart
 )
 
 // core0 holds what a run depends on; tests fill it with temp paths, a fake
@@ -103,8 +110,11 @@ func (c *core0) run(ctx context.Context) int {
 		c.Log.Printf("%v", err)
 		return exitSetup
 	}
+	if bi.Restarts > 0 {
+		c.Log.Printf("restarted by PID 1: restart %d in this boot", bi.Restarts)
+	}
 	if err := c.selfCheck(bi); err != nil {
-		c.Log.Printf("refusing to run: %v", err)
+		c.Log.Printf("refusing to run: %v; exiting %d so that PID 1 does not restart me", err, exitMismatch)
 		return exitMismatch
 	}
 	client, err := c.client(bi)

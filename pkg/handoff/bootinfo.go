@@ -23,6 +23,7 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/atomicfile"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/measure"
+	"github.com/zeroboot/zeroboot/pkg/supervise"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
 
@@ -36,6 +37,10 @@ const (
 	// EnvBootInfo names the environment variable that tells Core-0 where
 	// boot.json is.
 	EnvBootInfo = "ZEROBOOT_BOOT_INFO"
+	// ExitNoRestart is the exit status with which Core-0 asks PID 1 not
+	// to restart it (a failure no restart can fix): PID 1 logs it, stops
+	// supervising and reports the node failed.
+	ExitNoRestart = supervise.ExitNoRestart
 )
 
 // maxBootInfo bounds what ReadBootInfo accepts; a real one is a few KiB.
@@ -69,6 +74,10 @@ type BootInfo struct {
 	IdentityKind string          `json:"identity_kind"`
 	Measured     bool            `json:"measured"`
 	Events       []measure.Event `json:"events"`
+	// Restarts is how many times PID 1 started Core-0 before this start
+	// in this boot: 0 for the first. PID 1 rewrites boot.json before
+	// every start.
+	Restarts int `json:"restarts"`
 }
 
 // WriteBootInfo writes bi to path atomically (temporary file, fsync,
