@@ -164,8 +164,10 @@ func (n *node) announce() {
 }
 
 // core0Command is called by the supervisor for every start: boot.json is
-// rewritten with the timeline so far, so a restarted Core-0 sees it too.
-func (n *node) core0Command() *exec.Cmd {
+// rewritten with the timeline so far and the number of earlier starts in
+// this boot, so a restarted Core-0 sees both.
+func (n *node) core0Command(restarts int) *exec.Cmd {
+	n.info.Restarts = restarts
 	n.info.Timeline = n.tl.Steps()
 	n.info.Events = n.measured.Events()
 	if err := handoff.WriteBootInfo(bootInfo, n.info); err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -523,11 +524,19 @@ func (n *node) logMemory() {
 // shutdown stopped Core-0; if the node is still up after the grace period,
 // the reboot failed, and Core-0 is supervised again rather than left dead.
 func (n *node) supervise(ctx context.Context) {
-	first := true
+	first, starts := true, 0 // over every supervisor of this boot
 	for {
-		sup := n.core0Supervisor(&first)
+		sup := n.core0Supervisor(&first, &starts)
 		n.sup.Store(sup)
 		err := sup.Run(ctx)
+		if errors.Is(err, supervise.ErrNoRestart) {
+			// Core-0 said a restart cannot help: stay up, failed.
+			reason := fmt.Sprintf("core0 not restarted: %v", err)
+			n.setFailed(reason)
+			n.report("failed", reason)
+			n.halt()
+			return
+		}
 		n.log.Error("core0 supervision ended", "err", err)
 		n.sleep(shutdownGrace)
 		n.log.Warn("still running after a shutdown request; supervising core0 again")
@@ -537,12 +546,20 @@ func (n *node) supervise(ctx context.Context) {
 // shutdownGrace is how long a stopped supervisor waits for the reboot.
 const shutdownGrace = 30 * time.Second
 
-func (n *node) core0Supervisor(first *bool) *supervise.Supervisor {
+func (n *node) core0Supervisor(first *bool, starts *int) *supervise.Supervisor {
 	return &supervise.Supervisor{
-		Name:    "core0",
-		Command: n.core0Command,
-		Reaper:  n.reaper,
-		Log:     n.log,
+		Name: "core0",
+		Command: func() *exec.Cmd {
+			cmd := n.core0Command(*starts)
+			*starts++
+			return cmd
+		},
+		Reaper: n.reaper,
+		Log:    n.log,
+		// The hook for reporting the supervision to the registry.
+		OnState: func(st supervise.Status) {
+			n.log.Debug("core0 supervision", "state", st.State, "restarts", st.Restarts, "last_exit", st.LastExit)
+		},
 		OnStart: func(pid int) {
 			if *first {
 				*first = false
