@@ -231,10 +231,7 @@ func linkRates(fx *fixture) (rtt time.Duration, bw float64, err error) {
 	slices.Sort(rtts)
 	rtt = rtts[len(rtts)/2]
 
-	var big []flist.ChunkRef
-	for _, e := range fx.fl.Entries {
-		big = append(big, e.Chunks...)
-	}
+	big := fx.fl.Fetches()
 	slices.SortFunc(big, func(a, b flist.ChunkRef) int { return int(b.CSize) - int(a.CSize) })
 	big = big[:min(len(big), 16)]
 	bw, err = rate(func() (int64, time.Duration, error) {

@@ -62,10 +62,10 @@ func newFixture(tb testing.TB, src string) *fixture {
 	fx.fl, fx.wire = fl, int64(len(meta))
 	for _, e := range fl.Entries {
 		fx.bytes += int64(e.Size)
-		for _, c := range e.Chunks {
-			fx.refs++
-			fx.wire += int64(c.CSize)
-		}
+	}
+	for _, c := range fl.Fetches() {
+		fx.refs++
+		fx.wire += int64(c.CSize)
 	}
 
 	files := http.StripPrefix("/store/", http.FileServer(http.Dir(fx.store.Root)))
@@ -254,13 +254,11 @@ func uniqueChunks(ctx context.Context, fx *fixture, max int64) (raw, compressed 
 	seen := map[digest.Digest]bool{}
 	var refs []flist.ChunkRef
 	var total int64
-	for _, e := range fx.fl.Entries {
-		for _, c := range e.Chunks {
-			if !seen[c.ID] {
-				seen[c.ID] = true
-				refs = append(refs, c)
-				total += int64(c.Size)
-			}
+	for _, c := range fx.fl.Fetches() {
+		if !seen[c.ID] {
+			seen[c.ID] = true
+			refs = append(refs, c)
+			total += int64(c.Size)
 		}
 	}
 	stride := int(total/max) + 1

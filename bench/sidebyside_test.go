@@ -256,10 +256,8 @@ func (in *sbsInputs) prepare(size int64) error {
 		return err
 	}
 	in.Wire = int64(len(meta))
-	for _, e := range fl.Entries {
-		for _, c := range e.Chunks {
-			in.Wire += int64(c.CSize)
-		}
+	for _, c := range fl.Fetches() {
+		in.Wire += int64(c.CSize)
 	}
 	zst := filepath.Join(in.serve(), "tree.tar.zst")
 	for _, c := range [][]string{
@@ -1055,11 +1053,8 @@ func sbsRequests(in *sbsInputs) string {
 	if err != nil {
 		return err.Error()
 	}
-	refs := 0
-	for _, e := range fl.Entries {
-		refs += len(e.Chunks)
-	}
-	msg := fmt.Sprintf("zgrid %d (%d chunk references + the metadata, at most %d in flight)", refs+1, refs, flist.DefaultParallel)
+	refs := len(fl.Fetches())
+	msg := fmt.Sprintf("zgrid %d (%d chunks, packs counted once, + the metadata, at most %d in flight)", refs+1, refs, flist.DefaultParallel)
 	if in.Desync {
 		n := 0
 		filepath.WalkDir(filepath.Join(in.serve(), "desync", "store"), func(p string, d fs.DirEntry, err error) error {

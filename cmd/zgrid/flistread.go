@@ -256,6 +256,7 @@ and how many entries carry setuid or setgid bits (a release must allow them).`,
 		fmt.Fprintf(w, "chunk refs:     %d (largest %d bytes)\n", s.Chunks, s.MaxChunk)
 		fmt.Fprintf(w, "packed files:   %d (sharing chunks with other small files)\n", s.Packed)
 		fmt.Fprintf(w, "distinct:       %d chunks, %d bytes compressed at most\n", s.Unique, s.Wire)
+		fmt.Fprintf(w, "requests:       %d chunk fetches for a fresh extraction\n", s.Fetches)
 		fmt.Fprintf(w, "setuid/setgid:  %d\n", s.Setuid)
 	})
 }

@@ -97,6 +97,22 @@ func contentDiffers(a, b *Entry) (content, moved bool) {
 	return false, true
 }
 
+// Fetches lists the chunks an Extractor fetches for f, one per request:
+// every chunk of every unpacked file, and each pack once.
+func (f *Flist) Fetches() []ChunkRef {
+	var out []ChunkRef
+	packs := map[ChunkRef]bool{}
+	for i := range f.Entries {
+		e := &f.Entries[i]
+		out = append(out, e.Chunks...)
+		if e.Pack != nil && !packs[e.Pack.Chunk] {
+			packs[e.Pack.Chunk] = true
+			out = append(out, e.Pack.Chunk)
+		}
+	}
+	return out
+}
+
 // Summary counts what an flist holds.
 type Summary struct {
 	Entries  int
@@ -106,6 +122,7 @@ type Summary struct {
 	Packed   int    // files whose content lies in a shared chunk
 	Unique   int    // distinct chunks: what a fresh extraction fetches at most
 	Wire     uint64 // compressed bytes of the distinct chunks, at most
+	Fetches  int    // chunk requests a fresh extraction makes (len(Fetches()))
 	Setuid   int    // entries with setuid or setgid bits
 	MaxChunk uint32
 }
@@ -134,6 +151,7 @@ func Summarize(f *Flist) Summary {
 			}
 		}
 	}
+	s.Fetches = len(f.Fetches())
 	return s
 }
 

@@ -92,3 +92,17 @@ func TestComparePacked(t *testing.T) {
 		t.Errorf("missing pack: %v", err)
 	}
 }
+
+func TestFetches(t *testing.T) {
+	f := packedSample(t)
+	// etc/motd and usr/bin/su share one pack; no file has chunks of its own.
+	if got := f.Fetches(); len(got) != 1 || got[0] != f.Entries[5].Pack.Chunk {
+		t.Fatalf("Fetches = %v, want the one pack", got)
+	}
+	if s := Summarize(f); s.Fetches != 1 || s.Packed != 2 || s.Chunks != 2 || s.Unique != 1 {
+		t.Fatalf("Summarize = %+v", s)
+	}
+	if got := sample(t).Fetches(); len(got) != 3 {
+		t.Fatalf("unpacked sample: %d fetches, want 3 (two chunks of etc/motd, one of usr/bin/su)", len(got))
+	}
+}

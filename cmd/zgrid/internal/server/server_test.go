@@ -197,13 +197,16 @@ func TestBootEndToEnd(t *testing.T) {
 	n := 0
 	for _, ent := range got.Entries {
 		var content []byte
-		for _, ref := range ent.Chunks {
+		for _, ref := range ent.Refs() {
 			raw, err := contentOf(remote.Chunk(context.Background(), ref, nil))
 			if err != nil {
 				t.Fatalf("%s: %v", ent.Path, err)
 			}
 			content = append(content, raw...)
 			n++
+		}
+		if p := ent.Pack; p != nil {
+			content = content[p.Off : uint64(p.Off)+ent.Size]
 		}
 		if uint64(len(content)) != ent.Size && ent.Type == flist.TypeFile {
 			t.Fatalf("%s: %d bytes, want %d", ent.Path, len(content), ent.Size)
@@ -239,7 +242,7 @@ func TestBootEndToEnd(t *testing.T) {
 func countChunks(f *flist.Flist) int {
 	n := 0
 	for _, e := range f.Entries {
-		n += len(e.Chunks)
+		n += len(e.Refs())
 	}
 	return n
 }
