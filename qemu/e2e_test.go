@@ -61,7 +61,7 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-func needVM(t *testing.T) {
+func needVM(t testing.TB) {
 	t.Helper()
 	if bins.init == "" {
 		t.Skip("SKIPPED: QEMU, a kernel or -short missing; see TestMain's message")
@@ -83,7 +83,7 @@ func boot(t *testing.T, ctx context.Context, g *grid, uuid, registries string) (
 
 // bootVM starts vm (its command line, UUID and NICs set by the caller)
 // with g's initramfs, and returns it with the node ID it announced.
-func bootVM(t *testing.T, ctx context.Context, g *grid, vm *VM) (*VM, string) {
+func bootVM(t testing.TB, ctx context.Context, g *grid, vm *VM) (*VM, string) {
 	t.Helper()
 	startVM(t, g, vm)
 	line, err := vm.WaitFor(ctx, reIdentity)
@@ -95,7 +95,7 @@ func bootVM(t *testing.T, ctx context.Context, g *grid, vm *VM) (*VM, string) {
 
 // startVM starts vm with the kernel and g's initramfs; it is stopped when
 // the test ends.
-func startVM(t *testing.T, g *grid, vm *VM) {
+func startVM(t testing.TB, g *grid, vm *VM) {
 	t.Helper()
 	vm.Kernel, vm.Initrd = kernel, g.initramfs(kver)
 	vm.Monitor = filepath.Join(g.dir, "monitor.sock")
@@ -105,7 +105,7 @@ func startVM(t *testing.T, g *grid, vm *VM) {
 // runVM starts vm as it is (a firmware boot when vm.Kernel is empty) with
 // its console copied to the file name in g's directory; it is stopped when
 // the test ends, and on failure its console and the server log are shown.
-func runVM(t *testing.T, g *grid, vm *VM, name string) {
+func runVM(t testing.TB, g *grid, vm *VM, name string) {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(g.dir, name))
 	if err != nil {

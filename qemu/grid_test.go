@@ -45,7 +45,7 @@ func buildBins(dir string) error {
 // grid is a zgrid data dir, release key and running server, driven through
 // the zgrid CLI exactly as an operator would.
 type grid struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	data    string
 	key     string
@@ -57,7 +57,7 @@ type grid struct {
 	serveArgs []string
 }
 
-func newGrid(t *testing.T) *grid {
+func newGrid(t testing.TB) *grid {
 	t.Helper()
 	g := &grid{t: t, dir: t.TempDir()}
 	g.data = filepath.Join(g.dir, "grid")
@@ -94,6 +94,12 @@ func (g *grid) publish(tree string, v int, coreArgs ...string) string {
 // running server when there is one.
 func (g *grid) publishWith(key, expires, tree string, v int, coreArgs ...string) string {
 	digest := g.flistOf(tree)
+	g.publishFlist(key, expires, digest, v, coreArgs...)
+	return digest
+}
+
+// publishFlist publishes the flist digest as publishWith does.
+func (g *grid) publishFlist(key, expires, digest string, v int, coreArgs ...string) {
 	args := []string{"release", "publish", "--data", g.data, "--key", key,
 		"--channel", "stable", "--version", fmt.Sprint(v), "--expires", expires,
 		"--component", "name=core0,flist=" + digest + ",mount=/", "--entry", "/bin/core0"}
@@ -104,11 +110,10 @@ func (g *grid) publishWith(key, expires, tree string, v int, coreArgs ...string)
 		args = append(args, "--server", g.url(""))
 	}
 	g.run(args...)
-	return digest
 }
 
 // freePort is a loopback port nothing listens on (now).
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -228,7 +233,7 @@ func (g *grid) initramfs(kver string) string {
 }
 
 // core0Tree is the demo component: the demo Core-0 at /bin/core0.
-func core0Tree(t *testing.T) string {
+func core0Tree(t testing.TB) string {
 	dir := filepath.Join(t.TempDir(), "core0")
 	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
 		t.Fatal(err)
