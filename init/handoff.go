@@ -39,8 +39,8 @@ func (n *node) components(ctx context.Context) error {
 	n.rootMounted = true
 	src := &store.HTTP{URLs: n.boot.Stores, Client: n.client.HTTP, Log: n.log.Warn}
 	var chunks flist.ChunkSource = src
-	if cache := n.openCache(); cache != nil {
-		defer n.closeCache(cache)
+	if dev, cache := n.openCache(); cache != nil {
+		defer n.closeCache(dev, cache)
 		chunks = chunkcache.Source{Cache: cache, Next: src}
 	}
 	for _, c := range n.rel.Components {
@@ -73,24 +73,30 @@ func (n *node) components(ctx context.Context) error {
 
 // openCache opens zeroboot.cache, if given. A cache that cannot be used
 // is a warning: the components come from the network.
-func (n *node) openCache() *chunkcache.Cache {
-	if n.cfg.Cache == "" {
-		return nil
+func (n *node) openCache() (string, *chunkcache.Cache) {
+	dev, wipe, from := n.cfg.Cache, n.cfg.CacheWipe, "zeroboot.cache"
+	if c := n.boot.Cache; dev == "" && c != nil {
+		// The registry checked the device's grammar, and so did the
+		// client when the answer arrived.
+		dev, wipe, from = c.Device, c.Wipe, "the farm's setting"
 	}
-	c, err := chunkcache.Open(n.cfg.Cache, chunkcache.Options{Wipe: n.cfg.CacheWipe, Log: n.log.Warn})
+	if dev == "" {
+		return "", nil
+	}
+	c, err := chunkcache.Open(dev, chunkcache.Options{Wipe: wipe, Log: n.log.Warn})
 	if err != nil {
-		n.log.Warn("chunk cache not used, fetching every chunk", "err", err)
-		return nil
+		n.log.Warn("chunk cache not used, fetching every chunk", "from", from, "err", err)
+		return "", nil
 	}
 	s := c.Stats()
-	n.log.Info(fmt.Sprintf("chunk cache %s: %d entries", n.cfg.Cache, s.Entries))
-	return c
+	n.log.Info(fmt.Sprintf("chunk cache %s (from %s): %d entries", dev, from, s.Entries))
+	return dev, c
 }
 
-func (n *node) closeCache(c *chunkcache.Cache) {
+func (n *node) closeCache(dev string, c *chunkcache.Cache) {
 	s := c.Stats()
 	n.log.Info(fmt.Sprintf("chunk cache %s: %d hits (%d bytes), %d stored, %d corrupt found, %d entries",
-		n.cfg.Cache, s.Hits, s.BytesRead, s.Puts, s.Corrupt, s.Entries))
+		dev, s.Hits, s.BytesRead, s.Puts, s.Corrupt, s.Entries))
 	if err := c.Close(); err != nil {
 		n.log.Warn("chunk cache", "err", err)
 	}

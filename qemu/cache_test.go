@@ -35,9 +35,10 @@ func TestChunkCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	initrd := g.initramfs(kver)
+	cmdline := "zeroboot.cache=/dev/vda"
 	boot := func(name string) (hits, stored, corrupt, entries int) {
 		vm := &VM{Kernel: kernel, Initrd: initrd, UUID: "5a1c0b0e-0000-4000-8000-0000000000c1",
-			Append: fmt.Sprintf("zeroboot.registry=%s zeroboot.farm=demo zeroboot.cache=/dev/vda", g.registry()),
+			Append: fmt.Sprintf("zeroboot.registry=%s zeroboot.farm=demo %s", g.registry(), cmdline),
 			Extra:  []string{"-drive", "file=" + disk + ",if=virtio,format=raw,cache=writethrough"}}
 		runVM(t, g, vm, name+".log")
 		line, err := vm.WaitFor(ctx, reCacheStats)
@@ -54,6 +55,9 @@ func TestChunkCache(t *testing.T) {
 			v[i], _ = strconv.Atoi(n[i+1])
 		}
 		t.Logf("%s: %s", name, line)
+		if cmdline == "" && vm.Count(regexp.MustCompile(`chunk cache /dev/vda \(from the farm's setting\)`)) == 0 {
+			t.Errorf("%s boot: the farm's cache setting was not used", name)
+		}
 		return v[0], v[1], v[2], v[3]
 	}
 
@@ -62,6 +66,9 @@ func TestChunkCache(t *testing.T) {
 		t.Fatalf("first boot: %d hits, %d stored, %d corrupt, %d entries; want all stored", hits, stored, corrupt, entries)
 	}
 	all := stored
+	// From here on the farm names the cache, not the command line.
+	g.run("farm", "set", "demo", "--channel", "stable", "--cache", "/dev/vda", "--data", g.data, "--server", g.url(""))
+	cmdline = ""
 	if hits, stored, corrupt, _ = boot("second"); hits != all || stored != 0 || corrupt != 0 {
 		t.Fatalf("second boot: %d hits, %d stored, %d corrupt; want %d hits and nothing fetched", hits, stored, corrupt, all)
 	}

@@ -24,13 +24,19 @@ const policyHelp = `Enrollment (how a node never seen joins the farm):
   listed     only node IDs or EK fingerprints listed with zgrid node allow
 --require-tpm refuses nodes without a TPM identity; --allow-ephemeral takes
 nodes that found no identity (QEMU without SMBIOS UUID) under a random ID
-for the boot. See docs/identity.md.`
+for the boot. See docs/identity.md.
+--cache DEVICE gives the farm's nodes a verified chunk cache on that block
+device (as zeroboot.cache=DEVICE would; a node's own command line wins),
+--cache-wipe formats it even when it holds other data. See
+docs/chunkcache.md.`
 
 // policyFlags are a farm's enrollment policy on the command line.
 type policyFlags struct {
 	enroll     *string
 	requireTPM *bool
 	ephemeral  *bool
+	cache      *string
+	cacheWipe  *bool
 }
 
 func registerPolicy(fs *flag.FlagSet) policyFlags {
@@ -38,15 +44,21 @@ func registerPolicy(fs *flag.FlagSet) policyFlags {
 		enroll:     fs.String("enroll", registry.EnrollOpen, "enrollment of new nodes: open, approval or listed"),
 		requireTPM: fs.Bool("require-tpm", false, "refuse nodes without a TPM identity"),
 		ephemeral:  fs.Bool("allow-ephemeral", false, "take nodes that have no identity of their own under a per-boot ID"),
+		cache:      fs.String("cache", "", "chunk cache block device for the farm's nodes, /dev/NAME (default: none)"),
+		cacheWipe:  fs.Bool("cache-wipe", false, "format the --cache device even when it holds other data"),
 	}
 }
 
 func (p policyFlags) farm(name, channel string) registry.Farm {
-	return registry.Farm{Name: name, Channel: channel, Enroll: *p.enroll, RequireTPM: *p.requireTPM, AllowEphemeral: *p.ephemeral}
+	f := registry.Farm{Name: name, Channel: channel, Enroll: *p.enroll, RequireTPM: *p.requireTPM, AllowEphemeral: *p.ephemeral}
+	if *p.cache != "" || *p.cacheWipe {
+		f.Cache = &registry.Cache{Device: *p.cache, Wipe: *p.cacheWipe}
+	}
+	return f
 }
 
 func cmdFarmCreate(args []string) error {
-	fs := newFlags("farm create", "zgrid farm create NAME --channel CHANNEL [--enroll POLICY] [--require-tpm] [--allow-ephemeral] [--data DIR | --server URL ...]",
+	fs := newFlags("farm create", "zgrid farm create NAME --channel CHANNEL [--enroll POLICY] [--require-tpm] [--allow-ephemeral] [--cache DEVICE [--cache-wipe]] [--data DIR | --server URL ...]",
 		"Create a farm: nodes booting with zeroboot.farm=NAME get the newest\nrelease of CHANNEL.\n\n"+policyHelp+"\n\n"+connHelp,
 		`  zgrid farm create demo --channel stable --data ./grid
   zgrid farm create lab --channel stable --enroll approval --require-tpm --data ./grid
@@ -74,7 +86,7 @@ func cmdFarmCreate(args []string) error {
 }
 
 func cmdFarmSet(args []string) error {
-	fs := newFlags("farm set", "zgrid farm set NAME --channel CHANNEL [--enroll POLICY] [--require-tpm] [--allow-ephemeral] [--data DIR | --server URL ...]",
+	fs := newFlags("farm set", "zgrid farm set NAME --channel CHANNEL [--enroll POLICY] [--require-tpm] [--allow-ephemeral] [--cache DEVICE [--cache-wipe]] [--data DIR | --server URL ...]",
 		"Replace a farm's channel and enrollment policy (flags not given take\ntheir defaults, as in farm create).\n\n"+policyHelp+"\n\n"+connHelp,
 		"  zgrid farm set ci --channel stable --allow-ephemeral --data ./grid")
 	var c conn
@@ -108,6 +120,12 @@ func policyText(f registry.Farm) string {
 	}
 	if f.AllowEphemeral {
 		t += ", ephemeral nodes allowed"
+	}
+	if c := f.Cache; c != nil {
+		t += ", chunk cache " + c.Device
+		if c.Wipe {
+			t += " (wiped if it holds other data)"
+		}
 	}
 	return t
 }

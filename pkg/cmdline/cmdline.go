@@ -122,6 +122,20 @@ var Params = []ParamDoc{
 // would read twice.
 var cacheRE = regexp.MustCompile(`^/dev/[A-Za-z0-9_-]+(/[A-Za-z0-9_.:-]+)*$`)
 
+// CheckCacheDevice applies zeroboot.cache's grammar to a chunk cache
+// device, wherever it comes from: the command line, or a farm's setting at
+// the registry (which checks it when the farm is set, and the node again
+// when the answer arrives).
+func CheckCacheDevice(dev string) error {
+	if !cacheRE.MatchString(dev) {
+		return fmt.Errorf("chunk cache device %q: must match /dev/NAME", dev)
+	}
+	if path.Clean(dev) != dev {
+		return fmt.Errorf("chunk cache device %q: not a clean path (%s)", dev, path.Clean(dev))
+	}
+	return nil
+}
+
 // bareBond is what dracut makes of a bond parameter without value.
 const bareBond = "bond0:eth0,eth1:mode=balance-rr"
 
@@ -210,7 +224,12 @@ func (p *parser) arg(a arg) {
 	case "zeroboot.ntp":
 		p.ntp(a)
 	case "zeroboot.cache":
-		if p.need(name, a) && p.match(name, a.val, cacheRE, "/dev/NAME") && p.clean(name, a.val) {
+		if !p.need(name, a) {
+			break
+		}
+		if err := CheckCacheDevice(a.val); err != nil {
+			p.errorf(name, a.val, "%v", err)
+		} else {
 			p.cfg.Cache = a.val
 		}
 	case "zeroboot.cache.wipe":
@@ -241,14 +260,6 @@ func (p *parser) need(name string, a arg) bool {
 func (p *parser) match(name, val string, re *regexp.Regexp, pattern string) bool {
 	if !re.MatchString(val) {
 		p.errorf(name, val, "must match %s", pattern)
-		return false
-	}
-	return true
-}
-
-func (p *parser) clean(name, val string) bool {
-	if path.Clean(val) != val {
-		p.errorf(name, val, "not a clean path (%s)", path.Clean(val))
 		return false
 	}
 	return true

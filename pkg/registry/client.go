@@ -199,11 +199,19 @@ func (r *BootResponse) check(nodeID string) error {
 	if r.NodeID != nodeID {
 		return fmt.Errorf("registry answered for node %q, we are %q", r.NodeID, nodeID)
 	}
-	if r.Protocol != Protocol {
+	if r.Protocol < MinRegistryProtocol || r.Protocol > Protocol {
 		if r.Protocol == 0 {
 			r.Protocol = 1
 		}
-		return fmt.Errorf("registry speaks protocol %d, this node protocol %d: upgrade the older of the two (a protocol 1 registry serves no TUF metadata)", r.Protocol, Protocol)
+		return fmt.Errorf("registry speaks protocol %d, this node protocols %d-%d: upgrade the older of the two (a protocol 1 registry serves no TUF metadata)", r.Protocol, MinRegistryProtocol, Protocol)
+	}
+	if r.Cache != nil {
+		if r.Protocol < ProtocolCache {
+			return fmt.Errorf("protocol %d answer carries a chunk cache setting (protocol %d)", r.Protocol, ProtocolCache)
+		}
+		if err := r.Cache.Check(); err != nil {
+			return fmt.Errorf("farm's %w", err)
+		}
 	}
 	if r.SendEK {
 		if r.Activate != nil || r.TUF != nil {

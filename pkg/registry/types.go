@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/zeroboot/zeroboot/pkg/cmdline"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/measure"
@@ -39,14 +40,27 @@ const (
 	StatePending = "pending"
 )
 
-// Protocol is the version of the node/registry boot exchange. Version 3
-// adds TPM identity: a challenge before the boot request, quotes, key
-// enrollment and measured boot (docs/api.md). Version 2 carries TUF
-// metadata (pkg/trust); version 1 carried a zeroboot-release/1 envelope.
-// A registry answers nodes of MinNodeProtocol and up in their own
-// version; otherwise each side refuses the other's version with a message
-// that says which side to upgrade.
-const Protocol = 3
+// Protocol is the version of the node/registry boot exchange. Version 4
+// adds the farm's chunk cache to the boot answer. Version 3 adds TPM
+// identity: a challenge before the boot request, quotes, key enrollment
+// and measured boot (docs/api.md). Version 2 carries TUF metadata
+// (pkg/trust); version 1 carried a zeroboot-release/1 envelope. A
+// registry answers nodes of MinNodeProtocol and up in their own version,
+// and a node takes answers of MinRegistryProtocol and up; otherwise each
+// side refuses the other's version with a message that says which side to
+// upgrade.
+const Protocol = ProtocolCache
+
+// The versions that added something, for the checks that depend on them.
+const (
+	ProtocolTPM   = 3
+	ProtocolCache = 4
+)
+
+// MinRegistryProtocol is the oldest registry protocol a node takes an
+// answer in: a protocol 3 answer has no chunk cache setting, and nothing
+// else this node needs is missing from it.
+const MinRegistryProtocol = ProtocolTPM
 
 // MinNodeProtocol is the oldest node protocol a registry still answers:
 // a protocol 2 node boots as a DMI node.
@@ -113,6 +127,9 @@ type BootResponse struct {
 	// know the node's key and asks for the endorsement key to enroll it
 	// (protocol 3).
 	SendEK bool `json:"send_ek,omitempty"`
+	// Cache is the farm's chunk cache, for a node whose command line
+	// names none (protocol 4).
+	Cache *Cache `json:"cache,omitempty"`
 }
 
 // StatusReport is what PID 1 and Core-0 send to POST /v1/status.
@@ -180,6 +197,24 @@ type Farm struct {
 	// AllowEphemeral takes nodes that found no identity and made one up
 	// for the boot (CI VMs without SMBIOS UUID); they are never TPM nodes.
 	AllowEphemeral bool `json:"allow_ephemeral,omitempty"`
+	// Cache, when set, is the chunk cache the farm's nodes use when their
+	// command line names none (docs/chunkcache.md).
+	Cache *Cache `json:"cache,omitempty"`
+}
+
+// Cache is a farm's chunk cache setting, as zeroboot.cache and
+// zeroboot.cache.wipe would give it.
+type Cache struct {
+	Device string `json:"device"`
+	Wipe   bool   `json:"wipe,omitempty"`
+}
+
+// Check applies the command line's device grammar, on both sides.
+func (c *Cache) Check() error {
+	if c == nil {
+		return nil
+	}
+	return cmdline.CheckCacheDevice(c.Device)
 }
 
 // Allowed is the body of POST /v1/admin/allowed: a node ID or an EK

@@ -138,6 +138,9 @@ func (s *Server) checkFarm(f registry.Farm) error {
 	if err := registry.CheckEnroll(f.Enroll); err != nil {
 		return fail(http.StatusBadRequest, "farm %s: %v", f.Name, err)
 	}
+	if err := f.Cache.Check(); err != nil {
+		return fail(http.StatusBadRequest, "farm %s: %v", f.Name, err)
+	}
 	if s.TUF != nil {
 		if _, ok := s.TUF.Channels.Channels[f.Channel]; !ok {
 			return fail(http.StatusBadRequest, "channel %s: nodes do not accept it (channels.json has %s)", f.Channel, strings.Join(s.TUF.Channels.Names(), ", "))

@@ -99,7 +99,7 @@ func (s *Server) admitTPM(req *registry.BootRequest, known *registry.Node, a *ad
 // and EK under a per-process key, so nothing is stored between the steps.
 func (s *Server) activate(req *registry.BootRequest, ak *attest.AK, a *admission) error {
 	ev := req.TPM
-	answer := &registry.BootResponse{Protocol: registry.Protocol, NodeID: req.NodeID}
+	answer := &registry.BootResponse{Protocol: answerProtocol(req), NodeID: req.NodeID}
 	if ev.EK == nil {
 		answer.SendEK = true
 		a.answer = answer

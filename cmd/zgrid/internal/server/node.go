@@ -121,6 +121,9 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 		Stores:   append([]string{s.ownStore(r)}, s.Mirrors...),
 		Token:    token,
 	}
+	if resp.Protocol >= registry.ProtocolCache {
+		resp.Cache = farm.Cache
+	}
 	if adm.ident.Kind == registry.KindTPM {
 		resp.QuoteNonce = s.nonces.issueFinal(req.NodeID, expected(rel), s.now())
 	}

@@ -110,8 +110,8 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
 		s.replyError(w, r, err)
 		return
 	}
-	if req.Protocol < 3 {
-		s.replyError(w, r, fail(http.StatusBadRequest, "challenge: node speaks protocol %d; challenges are protocol 3", req.Protocol))
+	if req.Protocol < registry.ProtocolTPM {
+		s.replyError(w, r, fail(http.StatusBadRequest, "challenge: node speaks protocol %d; challenges are protocol %d", req.Protocol, registry.ProtocolTPM))
 		return
 	}
 	if err := checkNodeID(req.NodeID); err != nil {

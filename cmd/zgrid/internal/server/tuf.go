@@ -99,8 +99,8 @@ func checkProtocol(req *registry.BootRequest) error {
 	switch {
 	case p < registry.MinNodeProtocol:
 		return fail(http.StatusBadRequest, "node speaks boot protocol %d, this registry protocols %d-%d: rebuild the node's initramfs with a zeroboot of protocol %d (root.json and channels.json instead of trust.json)", p, registry.MinNodeProtocol, registry.Protocol, registry.Protocol)
-	case p < registry.Protocol && (req.IdentityKind != "" || req.TPM != nil):
-		return fail(http.StatusBadRequest, "node speaks boot protocol %d but sends protocol 3 identity fields", p)
+	case p < registry.ProtocolTPM && (req.IdentityKind != "" || req.TPM != nil):
+		return fail(http.StatusBadRequest, "node speaks boot protocol %d but sends protocol %d identity fields", p, registry.ProtocolTPM)
 	case p > registry.Protocol:
 		return fail(http.StatusBadRequest, "node speaks boot protocol %d, this registry only %d: upgrade zgrid", p, registry.Protocol)
 	}

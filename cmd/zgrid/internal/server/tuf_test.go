@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,8 +148,8 @@ func TestWithdrawal(t *testing.T) {
 func TestBootProtocolVersions(t *testing.T) {
 	e := newEnv(t)
 	for _, tc := range []struct{ body, want string }{
-		{`{"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 1, this registry protocols 2-3: rebuild the node's initramfs"},
-		{`{"protocol":4,"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 4, this registry only 3: upgrade zgrid"},
+		{`{"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 1, this registry protocols 2-4: rebuild the node's initramfs"},
+		{`{"protocol":5,"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 5, this registry only 4: upgrade zgrid"},
 		{`{"protocol":2,"node_id":"n1","farm":"demo","identity_kind":"tpm"}`, "node speaks boot protocol 2 but sends protocol 3 identity fields"},
 	} {
 		a := e.do("POST", "/v1/boot", asJSON, []byte(tc.body))
@@ -157,8 +158,20 @@ func TestBootProtocolVersions(t *testing.T) {
 		}
 	}
 	_, id := e.build()
-	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable"}`)), 201)
+	bad := e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable","cache":{"device":"vda"}}`))
+	if bad.code != 400 || !strings.Contains(bad.body, `farm demo: chunk cache device \"vda\": must match /dev/NAME`) {
+		t.Errorf("farm with a bad cache device: HTTP %d %s", bad.code, bad.body)
+	}
+	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable","cache":{"device":"/dev/vda"}}`)), 201)
 	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(1, id, time.Hour)), 201)
+	// The farm's chunk cache goes to protocol 4 nodes only: a protocol 3
+	// node's strict decoder would refuse the field.
+	for p, want := range map[int]string{3: "", 4: `"cache":{"device":"/dev/vda"}`} {
+		a := e.must(e.do("POST", "/v1/boot", asJSON, []byte(fmt.Sprintf(`{"protocol":%d,"node_id":"n%d","farm":"demo"}`, p, p))), 200)
+		if got := strings.Contains(a.body, `"cache"`); got != (want != "") || !strings.Contains(a.body, want) || !strings.Contains(a.body, fmt.Sprintf(`"protocol":%d`, p)) {
+			t.Errorf("protocol %d node: answer %s, want %q", p, a.body, want)
+		}
+	}
 	// A protocol 2 node, one version behind, still boots, answered in its
 	// own version (its strict decoder would refuse any field it does not
 	// know).
