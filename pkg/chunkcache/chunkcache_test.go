@@ -351,3 +351,37 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// TestReopenKeepsPreviousLap stops writing part way through a lap: after a
+// reopen, the records of the lap before that the newest did not overwrite
+// are still hits, and new records overwrite them first.
+func TestReopenKeepsPreviousLap(t *testing.T) {
+	p := image(t, MinSize)
+	c := open(t, p, Options{})
+	const size = 800_000 // 20 records a lap in 16 MiB
+	var vs []flist.Verified
+	for i := range 25 {
+		vs = append(vs, chunk(t, i, size))
+		c.Put(vs[i])
+	}
+	before := c.Stats().Entries
+	c.Close()
+	c = open(t, p, Options{})
+	defer c.Close()
+	if got := c.Stats().Entries; got != before || got < 19 {
+		t.Fatalf("reopened with %d entries, had %d", got, before)
+	}
+	for i := 25 - before; i < 25; i++ {
+		mustGet(t, c, vs[i])
+	}
+	// The oldest surviving record goes first.
+	c.Put(chunk(t, 100, size))
+	if _, ok := c.Get(vs[25-before].Ref(), nil); ok {
+		t.Error("a new record did not overwrite the oldest")
+	}
+	mustGet(t, c, vs[25-before+1])
+	mustGet(t, c, vs[24])
+	if s := c.Stats(); s.Corrupt != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}

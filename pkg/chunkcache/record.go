@@ -42,8 +42,8 @@ func (c *Cache) decodeRecord(b []byte, off int64) (record, bool) {
 // scan indexes the records from the start of the ring while their
 // sequence numbers rise. The first that does not (a header cut by a newer
 // record, zeros, an older lap of the ring) is where the last boot stopped
-// writing: the head. Records beyond it are older and left to be
-// overwritten; losing them costs a fetch, never correctness.
+// writing: the head. The records of the lap before it follow the head, and
+// are indexed too, as the oldest.
 func (c *Cache) scan() error {
 	b := make([]byte, recordLen)
 	for off := int64(BlockSize); off+recordLen <= c.size; {
@@ -59,8 +59,66 @@ func (c *Cache) scan() error {
 		c.seq, c.head = r.seq, r.end()
 		off = c.head
 	}
+	if len(c.ring) > 0 {
+		if err := c.scanPrevious(); err != nil {
+			return err
+		}
+	}
 	c.stats.Entries = len(c.index)
 	return nil
+}
+
+// maxSpan is the most device space one record takes.
+var maxSpan = align(recordLen + flist.MaxChunkSize)
+
+// scanPrevious indexes the previous lap: its records run from the first
+// whole one after the head (the newest lap's last record may have cut
+// one, so it starts within maxSpan of the head) while their sequence
+// numbers rise and stay below the newest lap's. They go at the front of
+// the ring, the next to be overwritten, and never shadow a newer record of
+// the same chunk. Whatever they hold is re-hashed at Get like any record.
+func (c *Cache) scanPrevious() error {
+	first := c.ring[0].seq
+	off, err := c.findRecord(c.head, min(c.head+maxSpan, c.size))
+	if err != nil || off < 0 {
+		return err
+	}
+	var older []record
+	b := make([]byte, recordLen)
+	for last := uint64(0); off+recordLen <= c.size; {
+		if _, err := c.dev.ReadAt(b, off); err != nil {
+			return fmt.Errorf("chunk cache %s: read record at %d: %w", c.name, off, err)
+		}
+		r, ok := c.decodeRecord(b, off)
+		if !ok || r.seq <= last || r.seq >= first {
+			break
+		}
+		older = append(older, r)
+		if _, newer := c.index[r.id]; !newer {
+			c.index[r.id] = r
+		}
+		last, off = r.seq, r.end()
+	}
+	c.ring = append(older, c.ring...)
+	return nil
+}
+
+// findRecord returns the offset of the first block in [from, to) that
+// starts with a record header of this cache, or -1.
+func (c *Cache) findRecord(from, to int64) (int64, error) {
+	if to-from < recordLen {
+		return -1, nil
+	}
+	buf := make([]byte, to-from)
+	if _, err := c.dev.ReadAt(buf, from); err != nil {
+		return 0, fmt.Errorf("chunk cache %s: read at %d: %w", c.name, from, err)
+	}
+	for i := int64(0); i+recordLen <= int64(len(buf)); i += BlockSize {
+		if _, ok := c.decodeRecord(buf[i:i+recordLen], from+i); ok {
+			return from + i, nil
+		}
+	}
+	return -1, nil
 }
 
 // Get returns ref's content from the cache, read into dst's memory when it
