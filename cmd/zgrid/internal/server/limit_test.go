@@ -149,7 +149,7 @@ func TestRateLimit(t *testing.T) {
 	e.must(e.do("POST", "/v1/boot", asJSON, boot), 404)
 	e.must(e.do("POST", "/v1/boot", asJSON, boot), 429)
 	m := e.must(e.do("GET", "/metrics", nil, nil), 200).body
-	for _, want := range []string{"zgrid_rate_limited_total 4\n", "zgrid_rate_limit_clients 1\n", `zgrid_http_requests_total{endpoint="POST /v1/boot",code="429"} 3`} {
+	for _, want := range []string{"zgrid_rate_limited_total 4\n", "zgrid_rate_limit_clients 1\n", `zgrid_http_requests_total{code="429",method="POST",route="/v1/boot"} 3`} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q:\n%s", want, m)
 		}

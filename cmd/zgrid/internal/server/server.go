@@ -121,6 +121,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /store/flists/{name}", s.getFlist)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
+	mux.HandleFunc("GET /v1/version", s.serveVersion)
 
 	admin := map[string]http.HandlerFunc{
 		"PUT /v1/admin/store/chunks/{name}": s.putChunk,
@@ -145,6 +146,7 @@ func (s *Server) Handler() http.Handler {
 // wrap adds recovery, metrics, and JSON bodies for the mux's own 404 and 405.
 func (s *Server) wrap(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		rw := &recorder{ResponseWriter: w}
 		h, pattern := mux.Handler(r)
 		if pattern == "" {
@@ -160,7 +162,7 @@ func (s *Server) wrap(mux *http.ServeMux) http.Handler {
 					writeError(rw, http.StatusInternalServerError, "internal error")
 				}
 			}
-			s.metrics.request(pattern, rw.status(), rw.bytes, strings.HasPrefix(pattern, "GET /store/"))
+			s.observe(r, pattern, rw, start)
 		}()
 		if pattern == "unmatched" {
 			s.unmatched(rw, r, h)
@@ -239,6 +241,9 @@ func (s *Server) requireToken(h http.Handler) http.Handler {
 			if ok {
 				reason = "admin token wrong"
 			}
+			// Never the token itself: a wrong one may be a real token of
+			// another registry, or this one's with a typo.
+			s.log().Warn("admin authentication failed", "client", r.RemoteAddr, "method", r.Method, "route", routeOf(r.Pattern), "reason", reason)
 			writeError(w, http.StatusUnauthorized, reason)
 			return
 		}
