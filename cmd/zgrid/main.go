@@ -35,6 +35,7 @@ func init() {
 		"node":    {"list nodes, show one node's boot report and identity, approve and allow nodes", cmdNode},
 		"backup":  {"write a consistent copy of the database, while serve runs or not", cmdBackup},
 		"restore": {"replace a stopped registry's database with a checked backup", cmdRestore},
+		"version": {"print this zgrid's version and revision, and a running server's", cmdVersion},
 	}
 }
 
