@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/zeroboot/zeroboot/pkg/netconf"
 	"github.com/zeroboot/zeroboot/pkg/release"
@@ -78,6 +79,13 @@ type Config struct {
 	// zeroboot.cache.wipe: format it even when it holds other data.
 	Cache     string
 	CacheWipe bool
+	// Watchdog is zeroboot.watchdog, the hardware watchdog's timeout;
+	// 0 leaves the device alone. Parse sets DefaultWatchdog when the
+	// parameter is absent.
+	Watchdog time.Duration
+	// DebugHang is zeroboot.debug.hang, one of HangPoints: where a debug
+	// build of PID 1 blocks forever (a production build refuses it).
+	DebugHang string
 }
 
 // ParamDoc documents one parameter; docs/kernel-cmdline.md must mention
@@ -107,6 +115,10 @@ var Params = []ParamDoc{
 		"Device for the verified chunk cache; formatted only when its first MiB is zeros."},
 	{"zeroboot.cache.wipe", "bare, or 1|0|true|false|yes|no|on|off", "off",
 		"Format the zeroboot.cache device even when it holds other data."},
+	{"zeroboot.watchdog", "SECONDS: 0, or 5 to 3600", "60",
+		"Hardware watchdog timeout; PID 1 pets /dev/watchdog while it is alive. 0 leaves the device alone."},
+	{"zeroboot.debug.hang", "one of " + strings.Join(HangPoints, "|"), "(none)",
+		"Debug builds only (-tags zeroboot_debug): PID 1 hangs there, to test the watchdog. A production build refuses it."},
 	{"console", "kernel console spec, e.g. ttyS0,115200 (repeatable)", "/dev/console",
 		"Consoles PID 1 writes its log to, as the kernel reads them."},
 	{"ip", "METHOD | DEVICE:METHOD[:[MTU][:MAC]] | CLIENT:[PEER]:GATEWAY:NETMASK:HOSTNAME:DEVICE:AUTOCONF[:...] (repeatable)",
@@ -136,6 +148,21 @@ func CheckCacheDevice(dev string) error {
 	return nil
 }
 
+// DefaultWatchdog is the watchdog timeout without zeroboot.watchdog;
+// MinWatchdog and MaxWatchdog bound the parameter. Under a third of the
+// minimum between pets a loaded node could miss one; past an hour a hung
+// node would wait too long, and most hardware cannot count that far.
+const (
+	DefaultWatchdog = 60 * time.Second
+	MinWatchdog     = 5 * time.Second
+	MaxWatchdog     = time.Hour
+)
+
+// HangPoints are the places zeroboot.debug.hang may name: right after the
+// watchdog is armed (before the network), and in the supervision once
+// Core-0 has started.
+var HangPoints = []string{"watchdog", "supervise"}
+
 // bareBond is what dracut makes of a bond parameter without value.
 const bareBond = "bond0:eth0,eth1:mode=balance-rr"
 
@@ -153,6 +180,7 @@ var (
 // always returns a Config; problems say what was ignored or wrong.
 func Parse(cmdline string) (Config, []Problem) {
 	p := parser{seen: map[string]string{}}
+	p.cfg.Watchdog = DefaultWatchdog
 	for _, a := range split(cmdline) {
 		p.arg(a)
 	}
@@ -234,6 +262,12 @@ func (p *parser) arg(a arg) {
 		}
 	case "zeroboot.cache.wipe":
 		p.cfg.CacheWipe = p.boolean(name, a)
+	case "zeroboot.watchdog":
+		p.watchdog(a)
+	case "zeroboot.debug.hang":
+		if p.need(name, a) {
+			p.debugHang(a)
+		}
 	default:
 		p.warnf(name, a.val, "unknown zeroboot parameter, ignored (known: %s)", strings.Join(knownNames(), ", "))
 	}
@@ -405,6 +439,32 @@ func (p *parser) netCheck() {
 	for _, c := range p.cfg.Net.Conflicts() {
 		p.errorf(c.Param, c.Value, "%s", c.Msg)
 	}
+}
+
+// watchdog reads zeroboot.watchdog: whole seconds, no unit, so that
+// "60" cannot be mistaken for minutes.
+func (p *parser) watchdog(a arg) {
+	const name = "zeroboot.watchdog"
+	if !p.need(name, a) {
+		return
+	}
+	n, err := strconv.ParseUint(a.val, 10, 32)
+	d := time.Duration(n) * time.Second
+	if err != nil || n != 0 && (d < MinWatchdog || d > MaxWatchdog) {
+		p.errorf(name, a.val, "want whole seconds: 0 (off) or %d to %d", MinWatchdog/time.Second, MaxWatchdog/time.Second)
+		return
+	}
+	p.cfg.Watchdog = d
+}
+
+func (p *parser) debugHang(a arg) {
+	for _, h := range HangPoints {
+		if a.val == h {
+			p.cfg.DebugHang = h
+			return
+		}
+	}
+	p.errorf("zeroboot.debug.hang", a.val, "want one of %s", strings.Join(HangPoints, ", "))
 }
 
 func (p *parser) ntp(a arg) {

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/zeroboot/zeroboot/pkg/netconf"
 )
@@ -155,6 +156,15 @@ func TestParseProblems(t *testing.T) {
 		{"ntp too many", reg + " zeroboot.ntp=a,b,c,d,e,f,g,h,i", Error, "zeroboot.ntp", "9 servers, at most 8"},
 		{"ntp dup", reg + " zeroboot.ntp=192.0.2.123,192.0.2.123:123", Warning, "zeroboot.ntp", "listed twice"},
 		{"ntp twice", reg + " zeroboot.ntp=a zeroboot.ntp=b", Error, "zeroboot.ntp", "given twice"},
+		{"watchdog bare", reg + " zeroboot.watchdog", Error, "zeroboot.watchdog", "needs a value"},
+		{"watchdog unit", reg + " zeroboot.watchdog=60s", Error, "zeroboot.watchdog", "want whole seconds: 0 (off) or 5 to 3600"},
+		{"watchdog short", reg + " zeroboot.watchdog=4", Error, "zeroboot.watchdog", "5 to 3600"},
+		{"watchdog long", reg + " zeroboot.watchdog=3601", Error, "zeroboot.watchdog", "5 to 3600"},
+		{"watchdog negative", reg + " zeroboot.watchdog=-1", Error, "zeroboot.watchdog", "whole seconds"},
+		{"watchdog huge", reg + " zeroboot.watchdog=99999999999", Error, "zeroboot.watchdog", "whole seconds"},
+		{"watchdog twice", reg + " zeroboot.watchdog=10 zeroboot.watchdog=0", Error, "zeroboot.watchdog", "given twice"},
+		{"hang bare", reg + " zeroboot.debug.hang", Error, "zeroboot.debug.hang", "needs a value"},
+		{"hang unknown", reg + " zeroboot.debug.hang=network", Error, "zeroboot.debug.hang", "want one of watchdog, supervise"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -231,6 +241,31 @@ func TestParseNetProblems(t *testing.T) {
 	for i, w := range want {
 		if p := ps[i]; p.Param != w.Param || p.Value != w.Value || p.Severity != w.Severity || !strings.Contains(p.Msg, w.Msg) {
 			t.Errorf("problem %d = %s, want %s", i, p, w)
+		}
+	}
+}
+
+func TestParseWatchdog(t *testing.T) {
+	tests := []struct {
+		args string
+		want time.Duration
+		hang string
+	}{
+		{"", DefaultWatchdog, ""},
+		{" zeroboot.watchdog=0", 0, ""},
+		{" zeroboot.watchdog=5", 5 * time.Second, ""},
+		{" zeroboot.watchdog=010", 10 * time.Second, ""},
+		{" zeroboot.watchdog=3600", time.Hour, ""},
+		{" zeroboot.watchdog=10 zeroboot.debug.hang=supervise", 10 * time.Second, "supervise"},
+		{" zeroboot.debug.hang=watchdog", DefaultWatchdog, "watchdog"},
+	}
+	for _, tt := range tests {
+		c, ps := Parse(reg + tt.args)
+		if len(ps) != 0 {
+			t.Errorf("%q: problems %v", tt.args, ps)
+		}
+		if c.Watchdog != tt.want || c.DebugHang != tt.hang {
+			t.Errorf("%q: watchdog %v hang %q, want %v and %q", tt.args, c.Watchdog, c.DebugHang, tt.want, tt.hang)
 		}
 	}
 }
