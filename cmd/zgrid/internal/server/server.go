@@ -64,6 +64,8 @@ type Server struct {
 	// --ek-ca): a TPM node enrolls only with an EK certificate that chains
 	// to one. EKIntermediates may help build the chain.
 	EKRoots, EKIntermediates *x509.CertPool
+	// PXE, when set, serves network boot under /boot/ (pxe.go).
+	PXE *PXE
 
 	nonces        nonces
 	activationKey [32]byte // set by Handler; see activate
@@ -122,6 +124,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.HandleFunc("GET /v1/version", s.serveVersion)
+	s.bootRoutes(mux) // GET /boot/ipxe, /boot/{file}: pxe.go
 
 	admin := map[string]http.HandlerFunc{
 		"PUT /v1/admin/store/chunks/{name}": s.putChunk,
