@@ -335,7 +335,7 @@ func scriptComment(q pxeQuery, farm, from string) string {
 	return c
 }
 
-var scriptRe = regexp.MustCompile(`^[A-Za-z0-9 ._:/=,()#!\[\]\n-]*$`)
+var scriptLineRe = regexp.MustCompile(`^[A-Za-z0-9 ._:/=,()#!\[\]-]*$`)
 
 // Script is the iPXE script that boots the node: the kernel and initramfs
 // relative to the script's own URL (iPXE resolves them against it, so
@@ -348,22 +348,28 @@ var scriptRe = regexp.MustCompile(`^[A-Za-z0-9 ._:/=,()#!\[\]\n-]*$`)
 // plain alphabet: iPXE expands ${...} and splits on spaces in every line,
 // so no $, braces, quotes or control characters can reach it.
 func Script(console, registryURL, farm, comment string) (string, error) {
+	if err := CheckBootConsole(console); err != nil {
+		return "", fmt.Errorf("ipxe script: %w", err)
+	}
 	args := strings.TrimSpace(console + " panic=-1 zeroboot.registry=" + registryURL + " zeroboot.farm=" + farm)
 	cfg, problems := cmdline.Parse(args)
 	if len(problems) > 0 || len(cfg.Registries) != 1 || cfg.Farm != farm {
 		return "", fmt.Errorf("ipxe script: command line %q: %v", args, problems)
 	}
-	s := "#!ipxe\n"
+	lines := []string{"#!ipxe"}
 	if comment != "" {
-		s += "# " + comment + "\n"
+		lines = append(lines, "# "+comment)
 	}
-	s += "kernel " + BootKernel + " initrd=" + BootInitrd + " " + args + "\n" +
-		"initrd " + BootInitrd + "\n" +
-		"boot\n"
-	if !scriptRe.MatchString(s) {
-		return "", fmt.Errorf("ipxe script: a character outside the allowed alphabet in %q", s)
+	lines = append(lines,
+		"kernel "+BootKernel+" initrd="+BootInitrd+" "+args,
+		"initrd "+BootInitrd,
+		"boot")
+	for _, l := range lines {
+		if !scriptLineRe.MatchString(l) {
+			return "", fmt.Errorf("ipxe script: a character outside the allowed alphabet in %q", l)
+		}
 	}
-	return s, nil
+	return strings.Join(lines, "\n") + "\n", nil
 }
 
 var hostRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
@@ -403,10 +409,19 @@ func splitHostPort(h string) (host, port string, err error) {
 	host, port, err = net.SplitHostPort(h)
 	if err != nil {
 		// No port: a bare name, or an IPv6 address in brackets.
-		host, port = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"), ""
-		if strings.ContainsAny(host, "[]") || (strings.Contains(host, ":") && !strings.HasPrefix(h, "[")) {
+		host, port = h, ""
+		if b, ok := strings.CutPrefix(h, "["); ok {
+			host, ok = strings.CutSuffix(b, "]")
+			if !ok {
+				return "", "", errors.New("want HOST or HOST:PORT")
+			}
+		}
+		if strings.ContainsAny(host, "[]") || (strings.Contains(host, ":") && host == h) {
 			return "", "", errors.New("want HOST or HOST:PORT")
 		}
+	}
+	if a, err := netip.ParseAddr(host); strings.HasPrefix(h, "[") && (err != nil || !a.Is6()) {
+		return "", "", errors.New("only an IPv6 address goes in brackets")
 	}
 	if port != "" {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
