@@ -1,5 +1,5 @@
 // Command init is zeroboot's PID 1. It reads like the boot sequence: mount,
-// modules, network, time, identity, registry, components, hand-off,
+// modules, watchdog, network, time, identity, registry, components, hand-off,
 // supervise. It never exits: a failing step is retried with backoff and
 // shown on the console with its reason, and the node stays visibly failed
 // until the step succeeds.
@@ -22,6 +22,7 @@ func main() {
 	n.run(step{"mount", n.mount})
 	n.run(step{"cmdline", n.cmdline})
 	n.run(step{"modules", n.modules})
+	n.run(step{"watchdog", n.watchdog})
 	n.run(step{"entropy", n.entropy})
 	n.run(step{"network", n.network})
 	n.run(step{"time", n.time})

@@ -566,6 +566,7 @@ func (n *node) core0Supervisor(first *bool, starts *int) *supervise.Supervisor {
 				n.tl.Begin("core0-exec")(nil)
 				n.log.Info(fmt.Sprintf("core0 started (pid %d) %.0f ms after PID 1 started", pid, float64(time.Since(n.tl.Start()).Microseconds())/1000))
 				n.logMemory()
+				n.hangAt("supervise")
 			}
 		},
 		OnExit: func(st supervise.ExitStatus, ran, next time.Duration) {

@@ -12,7 +12,8 @@ import (
 )
 
 // DefaultModules are the drivers a node needs to reach the network: the QEMU
-// devices (virtio, e1000) and the NICs common in servers. Names use the
+// devices (virtio, e1000) and the NICs common in servers; and the common
+// watchdogs, which PID 1 pets (docs/boot.md, "Watchdog"). Names use the
 // kernel's module names; '-' and '_' are interchangeable.
 var DefaultModules = []string{
 	"virtio_net", "virtio_pci", "virtio_blk", "virtio_rng",
@@ -21,6 +22,9 @@ var DefaultModules = []string{
 	"af_packet",
 	// vlan= and bond= on the command line; PID 1 loads them only then.
 	"8021q", "bonding",
+	// Hardware watchdogs, each loaded by its device's modalias: QEMU's
+	// i6300esb, Intel's TCO (behind lpc_ich), AMD's, and ACPI WDAT.
+	"i6300esb", "lpc_ich", "iTCO_wdt", "sp5100_tco", "wdat_wdt",
 }
 
 // RequiredModules must be present (as a module or built in): without them
