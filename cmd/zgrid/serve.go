@@ -29,7 +29,7 @@ import (
 )
 
 func cmdServe(args []string) error {
-	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--rate R] [--burst N] [--max-nodes N] [--ek-ca FILE]... [-v]",
+	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--rate R] [--burst N] [--max-nodes N] [--ek-ca FILE]... [--boot-dir DIR [--boot-listen ADDR] [--boot-console C] [--boot-map FILE]] [-v]",
 		`Run the registry: boot and status endpoints for nodes, the content store
 under /store/ for anyone, and the admin API (bearer token) over HTTPS with
 TLS 1.3 only, using the certificate in DIR/tls. Every release uploaded is
@@ -46,9 +46,16 @@ refused (HTTP 503) once the database holds --max-nodes nodes.
 With --ek-ca (PEM files of TPM manufacturers' CAs, roots and
 intermediates), a TPM node enrolls only if its EK certificate chains to one
 of them; without, EK certificates are recorded but not checked.
+With --boot-dir (vmlinuz and initramfs.cpio.zst, as make pxe writes them)
+it serves network boot under /boot/: the two files and GET /boot/ipxe, an
+iPXE script whose command line names this registry and the machine's farm
+(--boot-map: "MAC-or-UUID FARM" lines; else the farm= parameter; else
+default). --boot-listen adds a plain HTTP listener for /boot/ only, for
+firmware that cannot check our CA (docs/pxe.md says what that trusts).
 Stops cleanly on SIGINT or SIGTERM.`,
 		`  zgrid serve --data /var/lib/zgrid --listen :8443
-  zgrid serve --data ./grid --listen 127.0.0.1:8443 --mirror https://cdn.example.net/zeroboot/store`)
+  zgrid serve --data ./grid --listen 127.0.0.1:8443 --mirror https://cdn.example.net/zeroboot/store
+  zgrid serve --data /var/lib/zgrid --boot-dir /srv/zeroboot/pxe --boot-listen :8080 --boot-map /etc/zgrid/pxe.map`)
 	data := fs.String("data", "", "data directory (required)")
 	listen := fs.String("listen", ":8443", "address to listen on")
 	window := fs.Duration("freshness", defaultFreshness, "validity of the snapshot/timestamp signatures handed to nodes: how long a replayed answer works")
@@ -56,6 +63,10 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	rate := fs.Float64("rate", server.DefaultRate, "node endpoint requests per second per client address (0: no limit)")
 	burst := fs.Int("burst", server.DefaultBurst, "node endpoint requests a client address may send at once")
 	maxNodes := fs.Int("max-nodes", server.DefaultMaxNodes, "refuse boots from new node IDs once this many nodes are known (0: no limit)")
+	bootDir := fs.String("boot-dir", "", "serve network boot under /boot/ from this directory (vmlinuz, initramfs.cpio.zst: make pxe)")
+	bootListen := fs.String("boot-listen", "", "also serve /boot/ over plain HTTP on this address (needs --boot-dir; off by default)")
+	bootConsole := fs.String("boot-console", server.DefaultBootConsole, "console= arguments of the iPXE scripts' kernel command line")
+	bootMap := fs.String("boot-map", "", `file of "MAC-or-UUID FARM" lines: each machine's farm in its iPXE script`)
 	var mirrors, ekCAs listFlag
 	fs.Var(&mirrors, "mirror", "store base URL of a mirror offered to nodes (repeatable)")
 	fs.Var(&ekCAs, "ek-ca", "PEM file of TPM manufacturer CA certificates EK certificates must chain to (repeatable)")
@@ -130,11 +141,18 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	if err != nil {
 		return err
 	}
+	if s.PXE, err = bootConfig(*bootDir, *bootListen, *bootConsole, *bootMap, ln.Addr().(*net.TCPAddr).Port); err != nil {
+		return err
+	}
 	hs := s.HTTPServer(*listen, cert)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 1)
+	errc := make(chan error, 2) // the API and the boot listener
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	bs, err := serveBoot(s, *bootListen, errc, log)
+	if err != nil {
+		return err
+	}
 	log.Info("zgrid serving", "url", "https://"+ln.Addr().String(), "data", *data, "root_version", len(tuf.Roots), "channels", tuf.Channels.Names(), "freshness", *window, "mirrors", len(mirrors),
 		"rate", *rate, "burst", *burst, "max_nodes", *maxNodes)
 	select {
@@ -145,6 +163,11 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if bs != nil {
+		if err := bs.Shutdown(sctx); err != nil {
+			return err
+		}
+	}
 	if err := hs.Shutdown(sctx); err != nil {
 		return err
 	}
@@ -152,6 +175,53 @@ Stops cleanly on SIGINT or SIGTERM.`,
 		return err
 	}
 	return nil
+}
+
+// bootConfig checks the --boot-* flags: the files must be there and the
+// map readable now, not at the first machine's boot. No --boot-dir: nil,
+// and the /boot/ endpoints say network boot is off.
+func bootConfig(dir, listen, console, mapFile string, apiPort int) (*server.PXE, error) {
+	if dir == "" {
+		if listen != "" || mapFile != "" {
+			return nil, errors.New("--boot-listen and --boot-map need --boot-dir")
+		}
+		return nil, nil
+	}
+	if err := server.CheckBootDir(dir); err != nil {
+		return nil, fmt.Errorf("--boot-dir: %w", err)
+	}
+	if err := server.CheckBootConsole(console); err != nil {
+		return nil, fmt.Errorf("--boot-console: %w", err)
+	}
+	p := &server.PXE{Dir: dir, Console: console, RegistryPort: apiPort}
+	if mapFile != "" {
+		m, err := server.LoadPXEMap(mapFile)
+		if err != nil {
+			return nil, fmt.Errorf("--boot-map: %w", err)
+		}
+		p.Map = m
+	}
+	return p, nil
+}
+
+// serveBoot starts the plain HTTP boot listener when --boot-listen is
+// set; its end goes to errc like the API's.
+func serveBoot(s *server.Server, addr string, errc chan<- error, log *slog.Logger) (*http.Server, error) {
+	if addr == "" || s.PXE == nil {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--boot-listen: %w", err)
+	}
+	bs := s.BootHTTPServer(addr)
+	go func() {
+		if err := bs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("boot listener %s: %w", addr, err)
+		}
+	}()
+	log.Info("zgrid serving network boot", "url", "http://"+ln.Addr().String()+"/boot/ipxe", "dir", s.PXE.Dir, "mapped", len(s.PXE.Map))
+	return bs, nil
 }
 
 // warnUnverified logs each channel's current release that nodes would
