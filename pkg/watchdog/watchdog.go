@@ -65,7 +65,9 @@ type Watchdog struct {
 	// Timeout is the timeout asked for, in whole seconds.
 	Timeout time.Duration
 	// MaxSilence is how old the heartbeat may be before the petting
-	// stops; 0 means two pet intervals (one missed beat is tolerated).
+	// stops; 0 means two and a half pet intervals: one missed beat is
+	// tolerated, and half an interval covers the phase between a
+	// heartbeat that ticks as often as the pet loop and the loop.
 	MaxSilence time.Duration
 	Ioctls     Ioctls // zero means SystemIoctls
 	Clock      Clock  // nil means the system clock
@@ -201,7 +203,7 @@ func (w *Watchdog) logChange(fresh bool, age time.Duration) {
 		left = w.timeout.String()
 	}
 	w.log().Error(fmt.Sprintf("watchdog: PID 1's heartbeat is %v old (more than %v): PID 1 is hung; no longer petting, the hardware resets the node within %s",
-		age.Round(time.Millisecond), w.maxSilence(), left))
+		age.Round(time.Millisecond), w.maxSilence().Round(time.Millisecond), left))
 }
 
 // write is one pet: any byte but 'V' (which would allow a magic close)
@@ -217,7 +219,7 @@ func (w *Watchdog) maxSilence() time.Duration {
 	if w.MaxSilence > 0 {
 		return w.MaxSilence
 	}
-	return 2 * w.interval
+	return 5 * w.interval / 2
 }
 
 func (w *Watchdog) path() string {

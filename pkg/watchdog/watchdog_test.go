@@ -170,7 +170,7 @@ func TestOpenRefusesNoTimeout(t *testing.T) {
 
 // TestPetsOnSchedule runs the pet loop on a fake ticker: one pet per tick
 // at a third of the timeout while PID 1 beats, none once its heartbeat is
-// older than two intervals although the loop still ticks, and never a 'V'.
+// older than two and a half intervals although the loop still ticks, and never a 'V'.
 func TestPetsOnSchedule(t *testing.T) {
 	tests := []struct {
 		name string
@@ -296,5 +296,23 @@ func TestPetFailure(t *testing.T) {
 	}
 	if n := strings.Count(log.String(), "pet failed"); n != 1 {
 		t.Errorf("%d pet failures logged, want 1:\n%s", n, log.String())
+	}
+}
+
+// TestMissedBeatOutOfPhase: a heartbeat that ticks just after the pet
+// loop, then misses one beat, is 2 intervals and a little old at the pet
+// that follows: still fresh. Half an interval more is not.
+func TestMissedBeatOutOfPhase(t *testing.T) {
+	clk := newFakeClock()
+	w := &Watchdog{Path: device(t), Timeout: 30 * time.Second, Ioctls: (&fakeIoctls{max: 600}).ioctls(), Clock: clk}
+	if err := w.Open(); err != nil {
+		t.Fatal(err)
+	}
+	// Open beat at 0; the pet loop ticks at 10.05 and 20.05 s.
+	if now := clk.advance(20*time.Second + 50*time.Millisecond); !w.Tick(now) {
+		t.Error("a heartbeat 20.05 s old (one missed, out of phase) stopped the petting")
+	}
+	if now := clk.advance(5 * time.Second); w.Tick(now) {
+		t.Error("a heartbeat 25.05 s old (more than 2.5 intervals) still petted")
 	}
 }
