@@ -33,7 +33,7 @@ type flistSink interface {
 }
 
 func cmdFlistBuild(args []string) error {
-	fs := newFlags("flist build", "zgrid flist build [--data DIR | --server URL --token-file F --ca FILE] [--chunk-size N] [--pack-limit N] [--workers N] DIR_OR_TAR",
+	fs := newFlags("flist build", "zgrid flist build [--data DIR | --server URL --token-file F --ca FILE] [--chunk-size N] [--pack-limit N] [--format 1|2] [--workers N] DIR_OR_TAR",
 		`Pack a directory tree, or a tar archive (plain, gzip or zstd; "-" reads
 stdin), into an flist: metadata plus content-addressed zstd chunks, stored in
 DIR/store with --data, or uploaded to a running server with --server. The
@@ -41,15 +41,17 @@ same tree always gives the same digest. The flist digest (sha256:...) is the
 last line on stdout; progress goes to stderr (live on a terminal, one
 summary line otherwise). Files of at most --pack-limit bytes share chunks
 (packs), so a node fetches an OS tree's many small files in few requests;
---pack-limit 0 packs nothing and writes a version-1 flist, which nodes
-older than packing can read (docs/flist.md).`,
+a file with hard links is stored once. --format 1 writes a version-1
+flist for nodes older than version 2: nothing packed, hard links stored
+as separate files (docs/flist.md).`,
 		`  zgrid flist build --data ./grid ./rootfs
   zgrid flist build --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem rootfs.tar.zst
   tar -C rootfs -c . | zgrid flist build --data ./grid -`)
 	var c conn
 	c.register(fs)
 	chunk := fs.Int("chunk-size", flist.DefaultChunkSize, fmt.Sprintf("chunk size in bytes (at most %d)", flist.MaxChunkSize))
-	pack := fs.Int("pack-limit", flist.DefaultPackLimit, "largest file packed with other small files into shared chunks, in bytes (0: none, a version-1 flist)")
+	pack := fs.Int("pack-limit", flist.DefaultPackLimit, "largest file packed with other small files into shared chunks, in bytes (0: none)")
+	format := fs.Int("format", flist.Version, fmt.Sprintf("flist version to write: %d, or %d for nodes older than version %d", flist.Version, flist.VersionPlain, flist.Version))
 	workers := fs.Int("workers", 0, "parallel compressors (default: number of CPUs)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -82,7 +84,10 @@ older than packing can read (docs/flist.md).`,
 	if *pack == 0 {
 		*pack = -1 // the Builder's "none"; its 0 is the default
 	}
-	b := &flist.Builder{ChunkSize: *chunk, PackLimit: min(*pack, *chunk), Sink: sink, Workers: *workers}
+	if *format != flist.Version && *format != flist.VersionPlain {
+		return usageErr(fs, "--format %d: want %d or %d", *format, flist.VersionPlain, flist.Version)
+	}
+	b := &flist.Builder{ChunkSize: *chunk, PackLimit: min(*pack, *chunk), Version: *format, Sink: sink, Workers: *workers}
 	id, err := buildFlist(ctx, pos[0], b, sink, os.Stderr)
 	if err != nil {
 		return err

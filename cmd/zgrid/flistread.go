@@ -222,6 +222,9 @@ func lsLine(e *flist.Entry) string {
 	if e.Type == flist.TypeSymlink {
 		line += " -> " + quoted(e.Target)
 	}
+	if e.Type == flist.TypeHardlink {
+		line += " => " + quoted(e.Target)
+	}
 	return line
 }
 

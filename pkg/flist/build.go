@@ -53,9 +53,13 @@ type Builder struct {
 	// shared chunks: default DefaultPackLimit, at most ChunkSize; negative
 	// packs nothing, which gives a version-1 flist older readers know.
 	PackLimit int
-	Sink      Sink
-	Workers   int            // default runtime.NumCPU()
-	Progress  func(Progress) // at most ~10 calls a second, and once at the end
+	// Version is the flist version to write: 0 for the newest; 1 for
+	// readers older than version 2, which packs nothing and stores the
+	// names of a file with hard links as separate files.
+	Version  int
+	Sink     Sink
+	Workers  int            // default runtime.NumCPU()
+	Progress func(Progress) // at most ~10 calls a second, and once at the end
 }
 
 const progressEvery = 100 * time.Millisecond
@@ -79,7 +83,19 @@ type pending struct {
 	fr     *fileRefs
 	packed bool
 	off    uint32
+	link   *linkGroup // set for every name of a file with hard links
 }
+
+// linkGroup is the names of one file with hard links: src is the name read
+// first, with the content. In the flist the first name in path order holds
+// the file and the others are hard links to it, whatever order they were
+// read in.
+type linkGroup struct {
+	src   pending
+	first string // set by assemble
+}
+
+type devIno struct{ dev, ino uint64 }
 
 // openPack is the shared chunk being filled with small files.
 type openPack struct {
@@ -131,6 +147,7 @@ type build struct {
 	packLimit int
 	pack      openPack
 	seen      map[digest.Digest]packedAt
+	inodes    map[devIno]*linkGroup // files with hard links, by inode; nil: copy them
 	jobs      chan job
 	free      chan []byte
 	allocated int // buffers made so far; producer only
@@ -148,10 +165,12 @@ func (b *Builder) config() (chunkSize, packLimit, workers int, err error) {
 		return 0, 0, 0, fmt.Errorf("build: chunk size %d outside 1..%d", chunkSize, MaxChunkSize)
 	}
 	switch {
+	case b.Version != 0 && b.Version != VersionPlain && b.Version != Version:
+		return 0, 0, 0, fmt.Errorf("build: flist version %d, this builder writes %d or %d", b.Version, VersionPlain, Version)
+	case packLimit < 0 || b.Version == VersionPlain:
+		packLimit = 0
 	case packLimit == 0:
 		packLimit = min(DefaultPackLimit, chunkSize)
-	case packLimit < 0:
-		packLimit = 0
 	case packLimit > chunkSize:
 		return 0, 0, 0, fmt.Errorf("build: pack limit %d over the chunk size %d", packLimit, chunkSize)
 	}
@@ -171,6 +190,10 @@ func (b *Builder) run(ctx context.Context, produce func(*build) ([]pending, erro
 	if err != nil {
 		return nil, err
 	}
+	var inodes map[devIno]*linkGroup
+	if b.Version != VersionPlain {
+		inodes = make(map[devIno]*linkGroup)
+	}
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	bd := &build{
@@ -178,6 +201,7 @@ func (b *Builder) run(ctx context.Context, produce func(*build) ([]pending, erro
 		chunkSize: chunkSize,
 		packLimit: packLimit,
 		seen:      make(map[digest.Digest]packedAt),
+		inodes:    inodes,
 		jobs:      make(chan job),
 		free:      make(chan []byte, workers+1),
 	}
@@ -236,21 +260,47 @@ func assemble(ps []pending) (*Flist, error) {
 	sort.Slice(ps, func(i, j int) bool { return ps[i].e.Path < ps[j].e.Path })
 	f := &Flist{Entries: make([]Entry, len(ps))}
 	for i, p := range ps {
-		if p.fr != nil {
-			if len(p.fr.refs) != p.fr.n {
-				return nil, fmt.Errorf("build %s: %d of %d chunks came back", p.e.Path, len(p.fr.refs), p.fr.n)
-			}
-			p.e.Chunks = p.fr.refs
+		var err error
+		if g := p.link; g != nil {
+			f.Entries[i], err = g.entry(p.e.Path)
+		} else {
+			f.Entries[i], err = p.entry()
 		}
-		if p.packed {
-			p.e.Pack, p.e.Chunks = &PackRef{Chunk: p.fr.refs[0], Off: p.off}, nil
+		if err != nil {
+			return nil, err
 		}
-		f.Entries[i] = p.e
 	}
 	if err := f.Validate(); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
 	return f, nil
+}
+
+// entry is p's entry with the chunk references the workers returned.
+func (p pending) entry() (Entry, error) {
+	if p.fr != nil {
+		if len(p.fr.refs) != p.fr.n {
+			return Entry{}, fmt.Errorf("build %s: %d of %d chunks came back", p.e.Path, len(p.fr.refs), p.fr.n)
+		}
+		p.e.Chunks = p.fr.refs
+	}
+	if p.packed {
+		p.e.Pack, p.e.Chunks = &PackRef{Chunk: p.fr.refs[0], Off: p.off}, nil
+	}
+	return p.e, nil
+}
+
+// entry is name's entry: the file with the content when it is the
+// group's first name in path order (assemble goes in that order), else a
+// hard link to that first name.
+func (g *linkGroup) entry(name string) (Entry, error) {
+	if g.first != "" {
+		return Entry{Path: name, Type: TypeHardlink, Target: g.first}, nil
+	}
+	g.first = name
+	p := g.src
+	p.e.Path = name
+	return p.entry()
 }
 
 func (bd *build) work(sink Sink) error {
@@ -457,14 +507,31 @@ func (bd *build) dirEntry(full, rel string) (pending, error) {
 	case syscall.S_IFSOCK:
 		return pending{}, fmt.Errorf("build %s: is a socket; sockets cannot be stored in an flist", rel)
 	case syscall.S_IFREG:
-		e.Type, e.Size = TypeFile, uint64(st.Size)
-		p := pending{e: e}
-		err := bd.regular(full, &p, st)
-		return p, err
+		return bd.regularEntry(full, e, st)
 	default:
 		return pending{}, fmt.Errorf("build %s: unsupported file type %#o", rel, st.Mode&syscall.S_IFMT)
 	}
 	return pending{e: e}, nil
+}
+
+// regularEntry reads a regular file, once per inode: a further name of a
+// file with hard links joins the first one's group.
+func (bd *build) regularEntry(full string, e Entry, st *syscall.Stat_t) (pending, error) {
+	key := devIno{uint64(st.Dev), st.Ino}
+	links := st.Nlink > 1 && bd.inodes != nil
+	if g, ok := bd.inodes[key]; ok && links {
+		return pending{e: Entry{Path: e.Path, Type: TypeFile}, link: g}, nil
+	}
+	e.Type, e.Size = TypeFile, uint64(st.Size)
+	p := pending{e: e}
+	if err := bd.regular(full, &p, st); err != nil {
+		return p, err
+	}
+	if links {
+		p.link = &linkGroup{src: p}
+		bd.inodes[key] = p.link
+	}
+	return p, nil
 }
 
 // statEntry is the metadata of rel as lstat gave it, refused before its
@@ -596,10 +663,16 @@ func (bd *build) tarEntry(tr *tar.Reader, hdr *tar.Header, out []pending, index 
 			return bad("hard link target %q is not a regular file earlier in the archive", hdr.Linkname)
 		}
 		// A hard link shares the inode, so metadata and content are the
-		// target's: the same tree read from disk gives the same entry.
-		p := out[i]
-		p.e.Path = name
-		return p, nil
+		// target's: the same tree read from disk gives the same entries.
+		if bd.inodes == nil { // version 1: a copy with the target's metadata
+			p := out[i]
+			p.e.Path = name
+			return p, nil
+		}
+		if out[i].link == nil {
+			out[i].link = &linkGroup{src: out[i]}
+		}
+		return pending{e: Entry{Path: name, Type: TypeFile}, link: out[i].link}, nil
 	case tar.TypeSymlink:
 		e.Type, e.Target = TypeSymlink, hdr.Linkname
 	case tar.TypeChar, tar.TypeBlock:

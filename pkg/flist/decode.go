@@ -70,7 +70,7 @@ func Decode(b []byte) (*Flist, error) {
 	if f.version() != v {
 		// Version 2 without a packed file would be a second encoding of
 		// a version-1 flist, hence a second digest.
-		return nil, fmt.Errorf("decode flist: version %d but no packed file: not canonical (version %d)", v, f.version())
+		return nil, fmt.Errorf("decode flist: version %d but no packed file or hard link: not canonical (version %d)", v, f.version())
 	}
 	return f, nil
 }
@@ -146,7 +146,7 @@ func (d *decoder) entry(e *Entry) error {
 	}
 	e.Type = Type(d.b[d.off])
 	d.off++
-	if !e.Type.valid() {
+	if !e.Type.valid() || (e.Type == TypeHardlink && d.version < VersionPacked) {
 		return fmt.Errorf("unknown type %d", uint8(e.Type))
 	}
 	if e.Mode, err = d.u32("mode"); err != nil {

@@ -53,11 +53,11 @@ func appendChunk(b []byte, c ChunkRef) []byte {
 }
 
 // version is the oldest encoding that can hold f: one flist has one
-// encoding, and a tree without packed files stays readable by readers
-// that know only version 1.
+// encoding, and a tree without packed files or hard links stays readable
+// by readers that know only version 1.
 func (f *Flist) version() uint16 {
 	for i := range f.Entries {
-		if f.Entries[i].Pack != nil {
+		if e := &f.Entries[i]; e.Pack != nil || e.Type == TypeHardlink {
 			return VersionPacked
 		}
 	}

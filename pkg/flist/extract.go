@@ -70,6 +70,7 @@ type run struct {
 	total int64
 	mu    sync.Mutex // serializes Progress
 	done  int64
+	links []*Entry // hard links, made once their targets are written
 }
 
 func (x *Extractor) extract(ctx context.Context, f *Flist, dir string) error {
@@ -101,6 +102,13 @@ func (x *Extractor) extract(ctx context.Context, f *Flist, dir string) error {
 	})
 	if err := g.Wait(); err != nil {
 		return err
+	}
+	for _, e := range r.links {
+		// Within the root both names resolve inside dir; the new name is
+		// created, never followed or replaced.
+		if err := root.Link(e.Target, e.Path); err != nil {
+			return fmt.Errorf("extract %s: hard link to %s: %w", e.Path, e.Target, err)
+		}
 	}
 	// Deepest first: a parent's mode may forbid writing into it.
 	for i := len(made) - 1; i >= 0; i-- {
@@ -140,6 +148,9 @@ func (r *run) dispatch(f *Flist) (made []*Entry, err error) {
 			}
 		case e.Type == TypeFile:
 			err = r.file(e)
+		case e.Type == TypeHardlink:
+			// After every file: a packed target may be created late.
+			r.links = append(r.links, e)
 		default:
 			err = r.special(e)
 		}

@@ -23,6 +23,9 @@ const (
 	TypeCharDev
 	TypeBlockDev
 	TypeFIFO
+	// TypeHardlink is another name for the file entry at Target, listed
+	// earlier: it shares that file's content and metadata (version 2).
+	TypeHardlink
 )
 
 func (t Type) String() string {
@@ -39,19 +42,22 @@ func (t Type) String() string {
 		return "blockdev"
 	case TypeFIFO:
 		return "fifo"
+	case TypeHardlink:
+		return "hardlink"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
 
-func (t Type) valid() bool { return t >= TypeFile && t <= TypeFIFO }
+func (t Type) valid() bool { return t >= TypeFile && t <= TypeHardlink }
 
 // Format limits. They bound what a reader allocates for a hostile blob and
 // are part of the format: an flist outside them is invalid.
 const (
 	Magic = "ZBFL"
 	// Version is the newest encoding this package reads and writes.
-	// Encode writes VersionPlain when no file is packed, so a tree built
-	// without packing stays readable by version-1 readers.
+	// Encode writes VersionPlain when no file is packed and no entry is a
+	// hard link, so such a tree stays readable by version-1 readers;
+	// VersionPacked adds both.
 	Version         = VersionPacked
 	VersionPlain    = 1
 	VersionPacked   = 2
@@ -134,6 +140,7 @@ func (f *Flist) Validate() error {
 		return fmt.Errorf("flist: %d entries, limit %d", len(f.Entries), MaxEntries)
 	}
 	dirs := make(map[string]struct{})
+	files := make(map[string]struct{}) // regular files, which hard links may name
 	for i := range f.Entries {
 		e := &f.Entries[i]
 		if err := CheckPath(e.Path); err != nil {
@@ -156,8 +163,15 @@ func (f *Flist) Validate() error {
 		if err := e.check(); err != nil {
 			return &EntryError{Index: i, Path: e.Path, Err: err}
 		}
-		if e.Type == TypeDir {
+		switch e.Type {
+		case TypeDir:
 			dirs[e.Path] = struct{}{}
+		case TypeFile:
+			files[e.Path] = struct{}{}
+		case TypeHardlink:
+			if _, ok := files[e.Target]; !ok {
+				return entryErr(i, e.Path, "hard link to %q, which is not a regular file listed before it", e.Target)
+			}
 		}
 	}
 	return nil
@@ -215,6 +229,9 @@ func (e *Entry) check() error {
 	if err := CheckOwner(e.UID, e.GID); err != nil {
 		return err
 	}
+	if e.Type == TypeHardlink {
+		return e.checkHardlink()
+	}
 	if e.Type != TypeSymlink && e.Target != "" {
 		return fmt.Errorf("%s has a link target", e.Type)
 	}
@@ -239,6 +256,18 @@ func (e *Entry) check() error {
 			return checkPack(e.Size, e.Chunks, e.Pack)
 		}
 		return checkChunks(e.Size, e.Chunks)
+	}
+	return nil
+}
+
+// checkHardlink: a hard link is a name and its target; mode, owner, time
+// and content are the target's, so its own fields are zero (one encoding).
+func (e *Entry) checkHardlink() error {
+	if err := CheckPath(e.Target); err != nil {
+		return fmt.Errorf("hard link target: %w", err)
+	}
+	if e.Mode != 0 || e.UID != 0 || e.GID != 0 || e.MTime != 0 || e.Size != 0 || e.Rdev != 0 || len(e.Chunks) != 0 || e.Pack != nil {
+		return errors.New("hard link has fields of its own; they are its target's")
 	}
 	return nil
 }

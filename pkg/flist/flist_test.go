@@ -143,6 +143,12 @@ func TestValidateRefuses(t *testing.T) {
 		{"packed empty file", []Entry{packed("x", 0, c, 0)}, "empty file is packed"},
 		{"packed into a bad chunk", []Entry{packed("x", 1, ChunkRef{ID: c.ID, Size: 3}, 0)}, "pack chunk 0"},
 		{"packed dir", []Entry{{Path: "x", Type: TypeDir, Pack: &PackRef{Chunk: c}}}, "only files have content"},
+		{"hard link to nothing", []Entry{{Path: "x", Type: TypeHardlink, Target: "y"}}, `hard link to "y", which is not a regular file listed before it`},
+		{"hard link to a later file", []Entry{{Path: "a", Type: TypeHardlink, Target: "b"}, file("b", 3, c)}, "not a regular file listed before it"},
+		{"hard link to a dir", []Entry{dir, {Path: "x", Type: TypeHardlink, Target: "d"}}, "not a regular file"},
+		{"hard link to a hard link", []Entry{file("a", 3, c), {Path: "b", Type: TypeHardlink, Target: "a"}, {Path: "c", Type: TypeHardlink, Target: "b"}}, `hard link to "b"`},
+		{"hard link with a mode", []Entry{file("a", 3, c), {Path: "b", Type: TypeHardlink, Target: "a", Mode: 0o644}}, "hard link has fields of its own"},
+		{"hard link target dotdot", []Entry{{Path: "b", Type: TypeHardlink, Target: "../etc/shadow"}}, `hard link target: path has a ".." component`},
 	}
 	for _, tt := range tests {
 		f := &Flist{Entries: tt.entries}
@@ -228,7 +234,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"short header", good[:7], "truncated"},
 		{"bad magic", with(0, 'Z', 'B', 'F', 'X'), "bad magic"},
 		{"version 3", with(4, 3), "unsupported version 3, this reader knows 1..2"},
-		{"version 2 without packs", with(4, 2), "version 2 but no packed file: not canonical (version 1)"},
+		{"version 2 without packs", with(4, 2), "version 2 but no packed file or hard link: not canonical (version 1)"},
 		{"pack truncated", func() []byte {
 			b, err := packedSample(t).Encode()
 			if err != nil {
