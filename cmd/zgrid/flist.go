@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/term"
 
+	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/flist"
 	"github.com/zeroboot/zeroboot/pkg/store"
@@ -33,7 +34,7 @@ type flistSink interface {
 }
 
 func cmdFlistBuild(args []string) error {
-	fs := newFlags("flist build", "zgrid flist build [--data DIR | --server URL --token-file F --ca FILE] [--chunk-size N] [--pack-limit N] [--format 1|2] [--workers N] DIR_OR_TAR",
+	fs := newFlags("flist build", "zgrid flist build [--data DIR | --server URL --token-file F --ca FILE] [--chunk-size N] [--pack-limit N] [--format 1|2] [--exclude PATTERN]... [--unreadable fail|skip] [--workers N] DIR_OR_TAR",
 		`Pack a directory tree, or a tar archive (plain, gzip or zstd; "-" reads
 stdin), into an flist: metadata plus content-addressed zstd chunks, stored in
 DIR/store with --data, or uploaded to a running server with --server. The
@@ -43,7 +44,11 @@ summary line otherwise). Files of at most --pack-limit bytes share chunks
 (packs), so a node fetches an OS tree's many small files in few requests;
 a file with hard links is stored once. --format 1 writes a version-1
 flist for nodes older than version 2: nothing packed, hard links stored
-as separate files (docs/flist.md).`,
+as separate files (docs/flist.md). --exclude leaves out entries whose name
+(a pattern without "/") or path (with "/") matches, with everything under
+them. An entry that cannot be read or stored (a socket, a file or directory
+that cannot be opened) fails the build unless --unreadable skip, which
+leaves it out with a warning. A symlink to a directory packs the directory.`,
 		`  zgrid flist build --data ./grid ./rootfs
   zgrid flist build --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem rootfs.tar.zst
   tar -C rootfs -c . | zgrid flist build --data ./grid -`)
@@ -52,6 +57,9 @@ as separate files (docs/flist.md).`,
 	chunk := fs.Int("chunk-size", flist.DefaultChunkSize, fmt.Sprintf("chunk size in bytes (at most %d)", flist.MaxChunkSize))
 	pack := fs.Int("pack-limit", flist.DefaultPackLimit, "largest file packed with other small files into shared chunks, in bytes (0: none)")
 	format := fs.Int("format", flist.Version, fmt.Sprintf("flist version to write: %d, or %d for nodes older than version %d", flist.Version, flist.VersionPlain, flist.Version))
+	var exclude listFlag
+	fs.Var(&exclude, "exclude", "leave out entries matching this path.Match pattern, and what is under them (repeatable)")
+	unreadable := fs.String("unreadable", "fail", "an entry that cannot be read or stored: fail the build, or skip it with a warning")
 	workers := fs.Int("workers", 0, "parallel compressors (default: number of CPUs)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -87,7 +95,17 @@ as separate files (docs/flist.md).`,
 	if *format != flist.Version && *format != flist.VersionPlain {
 		return usageErr(fs, "--format %d: want %d or %d", *format, flist.VersionPlain, flist.Version)
 	}
-	b := &flist.Builder{ChunkSize: *chunk, PackLimit: min(*pack, *chunk), Version: *format, Sink: sink, Workers: *workers}
+	b := &flist.Builder{ChunkSize: *chunk, PackLimit: min(*pack, *chunk), Version: *format, Exclude: exclude, Sink: sink, Workers: *workers}
+	switch *unreadable {
+	case "fail":
+	case "skip":
+		b.Skip = func(p string, err error) bool {
+			fmt.Fprintf(os.Stderr, "\nzgrid flist build: skipped %s: %s\n", quoted(p), console.Sanitize(err.Error(), 512))
+			return true
+		}
+	default:
+		return usageErr(fs, "--unreadable %q: want fail or skip", *unreadable)
+	}
 	id, err := buildFlist(ctx, pos[0], b, sink, os.Stderr)
 	if err != nil {
 		return err
@@ -139,6 +157,9 @@ func buildFlist(ctx context.Context, src string, b *flist.Builder, sink flistSin
 		fmt.Fprint(errw, "\r")
 	}
 	fmt.Fprintf(errw, "%s, %d entries, metadata %d bytes\n", progressLine(last), len(f.Entries), len(enc))
+	if len(f.Entries) == 0 {
+		fmt.Fprintf(errw, "zgrid flist build: warning: %s holds nothing: the flist is empty\n", src)
+	}
 	return id, nil
 }
 

@@ -106,6 +106,25 @@ func TestCLI(t *testing.T) {
 	if again, _ := c.run(0, "flist", "build", "--data", data, tree); strings.TrimSpace(again) != fl {
 		t.Errorf("rebuild gave %q, want %q", again, fl)
 	}
+	// Building what cannot be meant: an empty input, a socket without
+	// --unreadable skip; and with it, a warning naming what was left out.
+	sock, err := net.Listen("unix", filepath.Join(tree, "bin", "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, errs := c.run(1, "flist", "build", "--data", data, tree); !strings.Contains(errs, "build bin/sock: is a socket") {
+		t.Errorf("socket: %s", errs)
+	}
+	if out, errs := c.run(0, "flist", "build", "--data", data, "--unreadable", "skip", "--exclude", "*.tmp", tree); strings.TrimSpace(out) != fl || !strings.Contains(errs, "skipped bin/sock: build bin/sock: is a socket") {
+		t.Errorf("--unreadable skip: %q %s", out, errs)
+	}
+	sock.Close()
+	if _, errs := c.run(1, "flist", "build", "--data", data, "/dev/null"); !strings.Contains(errs, "the tar archive has no entries") {
+		t.Errorf("/dev/null: %s", errs)
+	}
+	if _, errs := c.run(2, "flist", "build", "--data", data, "--unreadable", "maybe", tree); !strings.Contains(errs, `--unreadable "maybe": want fail or skip`) {
+		t.Errorf("--unreadable maybe: %s", errs)
+	}
 
 	port := freePort(t)
 	url := fmt.Sprintf("https://127.0.0.1:%d", port)

@@ -2,6 +2,7 @@ package flist
 
 import (
 	"archive/tar"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -51,12 +52,20 @@ type Builder struct {
 	ChunkSize int // default DefaultChunkSize, at most MaxChunkSize
 	// PackLimit is the largest file packed with other small files into
 	// shared chunks: default DefaultPackLimit, at most ChunkSize; negative
-	// packs nothing, which gives a version-1 flist older readers know.
+	// packs nothing.
 	PackLimit int
 	// Version is the flist version to write: 0 for the newest; 1 for
 	// readers older than version 2, which packs nothing and stores the
 	// names of a file with hard links as separate files.
-	Version  int
+	Version int
+	// Exclude lists path.Match patterns of entries left out, with
+	// everything under them: a pattern with a "/" is matched against the
+	// whole path, one without against each name in it.
+	Exclude []string
+	// Skip is asked about an entry that cannot be stored (a file or
+	// directory that cannot be opened, a socket): true leaves it out,
+	// false fails the build with err. Nil fails.
+	Skip     func(path string, err error) bool
 	Sink     Sink
 	Workers  int            // default runtime.NumCPU()
 	Progress func(Progress) // at most ~10 calls a second, and once at the end
@@ -163,6 +172,11 @@ func (b *Builder) config() (chunkSize, packLimit, workers int, err error) {
 	}
 	if chunkSize < 0 || chunkSize > MaxChunkSize {
 		return 0, 0, 0, fmt.Errorf("build: chunk size %d outside 1..%d", chunkSize, MaxChunkSize)
+	}
+	for _, pat := range b.Exclude {
+		if _, err := path.Match(pat, ""); err != nil || pat == "" {
+			return 0, 0, 0, fmt.Errorf("build: exclude pattern %q: %v", pat, cmp.Or(err, errors.New("empty")))
+		}
 	}
 	switch {
 	case b.Version != 0 && b.Version != VersionPlain && b.Version != Version:
@@ -452,6 +466,12 @@ func (bd *build) chunkFile(name string, r io.Reader, size uint64) (*fileRefs, er
 // entry). Symlinks are stored, never followed; hard links become independent
 // files (their chunks are shared anyway); sockets are refused.
 func (b *Builder) BuildDir(ctx context.Context, dir string) (*Flist, error) {
+	// A symlink to a directory packs the directory: WalkDir would take
+	// the link itself as the whole tree and find nothing in it.
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
 	if fi, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	} else if !fi.IsDir() {
@@ -460,17 +480,30 @@ func (b *Builder) BuildDir(ctx context.Context, dir string) (*Flist, error) {
 	return b.run(ctx, func(bd *build) ([]pending, error) {
 		var out []pending
 		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return fmt.Errorf("build: %w", err)
-			}
 			if err := bd.ctx.Err(); err != nil {
 				return err
 			}
-			rel, err := filepath.Rel(dir, p)
-			if err != nil || rel == "." {
-				return err
+			rel, rerr := filepath.Rel(dir, p)
+			if rerr != nil || rel == "." {
+				if err != nil {
+					return fmt.Errorf("build: %w", err)
+				}
+				return rerr
 			}
-			pe, err := bd.dirEntry(p, filepath.ToSlash(rel))
+			rel = filepath.ToSlash(rel)
+			if b.excluded(rel) {
+				return skipEntry(d)
+			}
+			var pe pending
+			if err == nil {
+				pe, err = bd.dirEntry(p, rel)
+			} else {
+				err = unstorable{fmt.Errorf("build %s: %w", rel, err)}
+			}
+			var u unstorable
+			if errors.As(err, &u) && b.Skip != nil && b.Skip(rel, u.err) {
+				return skipEntry(d)
+			}
 			if err != nil {
 				return err
 			}
@@ -479,6 +512,37 @@ func (b *Builder) BuildDir(ctx context.Context, dir string) (*Flist, error) {
 		})
 		return out, err
 	})
+}
+
+// unstorable is an entry the builder cannot read or store (Builder.Skip
+// may leave it out); any other error fails the build.
+type unstorable struct{ err error }
+
+func (u unstorable) Error() string { return u.err.Error() }
+func (u unstorable) Unwrap() error { return u.err }
+
+// skipEntry leaves d out of a walk, with its contents.
+func skipEntry(d fs.DirEntry) error {
+	if d != nil && d.IsDir() {
+		return fs.SkipDir
+	}
+	return nil
+}
+
+// excluded says whether rel, or a directory above it, matches Exclude.
+func (b *Builder) excluded(rel string) bool {
+	for p := rel; p != "."; p = path.Dir(p) {
+		for _, pat := range b.Exclude {
+			target := p
+			if !strings.Contains(pat, "/") {
+				target = path.Base(p)
+			}
+			if ok, _ := path.Match(pat, target); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (bd *build) dirEntry(full, rel string) (pending, error) {
@@ -505,7 +569,7 @@ func (bd *build) dirEntry(full, rel string) (pending, error) {
 	case syscall.S_IFIFO:
 		e.Type = TypeFIFO
 	case syscall.S_IFSOCK:
-		return pending{}, fmt.Errorf("build %s: is a socket; sockets cannot be stored in an flist", rel)
+		return pending{}, unstorable{fmt.Errorf("build %s: is a socket; sockets cannot be stored in an flist", rel)}
 	case syscall.S_IFREG:
 		return bd.regularEntry(full, e, st)
 	default:
@@ -557,7 +621,7 @@ func (bd *build) regular(full string, p *pending, st *syscall.Stat_t) error {
 	rel := p.e.Path
 	f, err := os.OpenFile(full, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return fmt.Errorf("build %s: %w", rel, err)
+		return unstorable{fmt.Errorf("build %s: %w", rel, err)}
 	}
 	defer f.Close()
 	var fst syscall.Stat_t
@@ -586,11 +650,16 @@ func (b *Builder) BuildTar(ctx context.Context, r io.Reader) (*Flist, error) {
 		tr := tar.NewReader(r)
 		var out []pending
 		index := make(map[string]int)
-		for {
+		for members := 0; ; members++ {
 			if err := bd.ctx.Err(); err != nil {
 				return nil, err
 			}
 			hdr, err := tr.Next()
+			if err == io.EOF && members == 0 {
+				// An empty file or /dev/null reads as an empty archive; an
+				// empty flist from it is never what was meant.
+				return nil, errors.New("build: the tar archive has no entries (empty input?)")
+			}
 			if err == io.EOF {
 				break
 			}
@@ -599,6 +668,9 @@ func (b *Builder) BuildTar(ctx context.Context, r io.Reader) (*Flist, error) {
 			}
 			if hdr.Typeflag == tar.TypeXGlobalHeader {
 				continue // defaults for later headers, already applied by the reader
+			}
+			if name, err := tarName(hdr.Name); err == nil && name != "" && b.excluded(name) {
+				continue // its content is skipped by the next Next
 			}
 			p, err := bd.tarEntry(tr, hdr, out, index)
 			if err != nil {

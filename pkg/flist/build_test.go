@@ -679,3 +679,59 @@ func TestBuildHardLinks(t *testing.T) {
 		t.Errorf("version 3: %v", err)
 	}
 }
+
+func TestBuildExcludeSkipAndRoots(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range []string{"keep/a", "keep/cache/x", "logs/old.log", "sub/tmp/y", "sub/z"} {
+		must(t, os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755))
+		must(t, os.WriteFile(filepath.Join(dir, p), []byte(p), 0o644))
+	}
+	l, err := net.Listen("unix", filepath.Join(dir, "keep/sock"))
+	must(t, err)
+	defer l.Close()
+	var skipped []string
+	b := &Builder{Sink: newMemStore(), Exclude: []string{"cache", "*.log", "sub/tmp"},
+		Skip: func(p string, err error) bool { skipped = append(skipped, p+": "+err.Error()); return true }}
+	paths := func(f *Flist) (out []string) {
+		for _, e := range f.Entries {
+			out = append(out, e.Path)
+		}
+		return out
+	}
+	want := []string{"keep", "keep/a", "logs", "sub", "sub/z"}
+	f, err := b.BuildDir(context.Background(), dir)
+	must(t, err)
+	if got := paths(f); !slices.Equal(got, want) {
+		t.Errorf("BuildDir with excludes: %q, want %q", got, want)
+	}
+	if len(skipped) != 1 || !strings.Contains(skipped[0], "keep/sock: build keep/sock: is a socket") {
+		t.Errorf("skipped %q", skipped)
+	}
+	// A symlink to the tree packs the tree.
+	link := filepath.Join(t.TempDir(), "link")
+	must(t, os.Symlink(dir, link))
+	if f, err := b.BuildDir(context.Background(), link); err != nil || !slices.Equal(paths(f), want) {
+		t.Errorf("BuildDir of a symlink to the tree: %v %v", err, paths(f))
+	}
+	// The same patterns apply to a tar.
+	out, err := exec.Command("tar", "--sort=name", "--exclude=sock", "-C", dir, "-cf", "-", ".").Output()
+	must(t, err)
+	b.Skip = nil
+	f, err = b.BuildTar(context.Background(), bytes.NewReader(out))
+	must(t, err)
+	if got := paths(f); !slices.Equal(got, want) {
+		t.Errorf("BuildTar with excludes: %q, want %q", got, want)
+	}
+	// Without Skip the socket fails the build, naming it.
+	if _, err := b.BuildDir(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "build keep/sock: is a socket") {
+		t.Errorf("socket without Skip: %v", err)
+	}
+	for _, in := range [][]byte{nil, make([]byte, 1024)} {
+		if _, err := b.BuildTar(context.Background(), bytes.NewReader(in)); err == nil || !strings.Contains(err.Error(), "has no entries") {
+			t.Errorf("tar of %d zero bytes: %v", len(in), err)
+		}
+	}
+	if _, err := (&Builder{Sink: newMemStore(), Exclude: []string{"["}}).BuildDir(context.Background(), dir); err == nil || !strings.Contains(err.Error(), `exclude pattern "["`) {
+		t.Errorf("bad pattern: %v", err)
+	}
+}
