@@ -1,7 +1,6 @@
 package flist
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -43,7 +42,8 @@ var (
 		// callers, and a small window bounds the memory a hostile frame can
 		// claim.
 		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1),
-			zstd.WithDecoderMaxWindow(8<<20), zstd.WithDecoderMaxMemory(MaxChunkSize+1))
+			zstd.WithDecoderMaxWindow(8<<20), zstd.WithDecoderMaxMemory(MaxChunkSize+1),
+			zstd.WithDecodeAllCapLimit(true))
 		if err != nil {
 			panic(err)
 		}
@@ -97,7 +97,7 @@ func (v Verified) Bytes() []byte { return v.b }
 // ref.Size (so a caller can reuse buffers) and into a new slice otherwise.
 // It refuses a blob longer than CSize, one that is not exactly one zstd
 // frame (several frames, a skippable frame, bytes after the frame), a frame
-// that inflates past Size (a decompression bomb stops at Size+1 bytes) or
+// that inflates past Size (the decoder is limited to Size bytes of output, so a bomb stops there) or
 // stops short of it, and content whose hash is not ID. Only bytes that pass
 // are returned.
 func OpenChunk(ref ChunkRef, compressed, dst []byte) (Verified, error) {
@@ -131,32 +131,25 @@ func CheckContent(ref ChunkRef, raw []byte) (Verified, error) {
 }
 
 // inflate decodes one frame into dst (or a new slice) and insists that it
-// holds exactly ref.Size bytes.
+// holds exactly ref.Size bytes. The output's capacity is exactly Size and
+// the decoder is limited to it, so a bomb stops there.
 func inflate(ref ChunkRef, compressed, dst []byte) ([]byte, error) {
 	d := decPool.Get().(*zstd.Decoder)
 	defer decPool.Put(d)
-	if err := d.Reset(bytes.NewReader(compressed)); err != nil {
-		return nil, fmt.Errorf("%s: zstd: %w", ref, err)
+	out := dst[:0:cap(dst)]
+	if cap(out) < int(ref.Size) {
+		out = make([]byte, 0, ref.Size)
 	}
-	raw := dst[:0]
-	if cap(raw) < int(ref.Size) {
-		raw = make([]byte, 0, ref.Size)
-	}
-	raw = raw[:ref.Size]
-	if n, err := io.ReadFull(d, raw); err == io.ErrUnexpectedEOF || err == io.EOF {
-		return nil, fmt.Errorf("%s: inflates to %d bytes, declared %d", ref, n, ref.Size)
-	} else if err != nil {
-		return nil, fmt.Errorf("%s: zstd: %w", ref, err)
-	}
-	// The frame must end exactly here: no more content (a bomb stops at
-	// Size+1 bytes), and the end of the frame (its checksum, if any) must
-	// decode.
-	var one [1]byte
-	switch n, err := d.Read(one[:]); {
-	case n > 0:
+	raw, err := d.DecodeAll(compressed, out[:0:ref.Size])
+	switch {
+	case errors.Is(err, zstd.ErrDecoderSizeExceeded):
 		return nil, fmt.Errorf("%s: inflates past its declared %d bytes", ref, ref.Size)
-	case err != io.EOF:
-		return nil, fmt.Errorf("%s: zstd: end of frame: %w", ref, err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, fmt.Errorf("%s: frame cut short: inflates to %d bytes, declared %d", ref, len(raw), ref.Size)
+	case err != nil:
+		return nil, fmt.Errorf("%s: zstd: %w", ref, err)
+	case len(raw) != int(ref.Size):
+		return nil, fmt.Errorf("%s: inflates to %d bytes, declared %d", ref, len(raw), ref.Size)
 	}
 	return raw, nil
 }
