@@ -97,9 +97,9 @@ func (v Verified) Bytes() []byte { return v.b }
 // ref.Size (so a caller can reuse buffers) and into a new slice otherwise.
 // It refuses a blob longer than CSize, one that is not exactly one zstd
 // frame (several frames, a skippable frame, bytes after the frame), a frame
-// that inflates past Size (the decoder is limited to Size bytes of output, so a bomb stops there) or
-// stops short of it, and content whose hash is not ID. Only bytes that pass
-// are returned.
+// that inflates past Size (the decoder is limited to Size bytes of output,
+// so a bomb stops there) or stops short of it, and content whose hash is
+// not ID. Only bytes that pass are returned.
 func OpenChunk(ref ChunkRef, compressed, dst []byte) (Verified, error) {
 	if ref.Size == 0 || ref.Size > MaxChunkSize || ref.CSize == 0 || ref.CSize > MaxCompressedSize {
 		return Verified{}, fmt.Errorf("%s: declared size %d/%d compressed out of bounds", ref, ref.Size, ref.CSize)
