@@ -446,7 +446,7 @@ func (bd *build) chunkFile(name string, r io.Reader, size uint64) (*fileRefs, er
 		if err != nil {
 			return nil, err
 		}
-		if _, err := io.ReadFull(r, buf[:n]); err != nil {
+		if err := readChunk(r, buf[:n], off); err != nil {
 			bd.free <- buf
 			return nil, fmt.Errorf("build %s: read at offset %d: %w", name, off, err)
 		}
@@ -462,9 +462,43 @@ func (bd *build) chunkFile(name string, r io.Reader, size uint64) (*fileRefs, er
 	return fr, nil
 }
 
+// readChunk fills buf with the next len(buf) bytes of r. From a sparse
+// file (a *sparseFile), a range that is all hole is zeros without being
+// read: a 100 GB disk image of 1 GB data costs reading 1 GB.
+func readChunk(r io.Reader, buf []byte, off uint64) error {
+	if s, ok := r.(sparseFile); ok {
+		if hole, err := s.skipHole(int64(off), int64(len(buf))); err != nil || hole {
+			clear(buf)
+			return err
+		}
+	}
+	_, err := io.ReadFull(r, buf)
+	return err
+}
+
+// sparseFile is a regular file with fewer blocks than its size says.
+type sparseFile struct{ *os.File }
+
+// skipHole says whether [off, off+n) holds no data (SEEK_DATA finds the
+// next data past it, or none) and leaves the offset after the range if so,
+// at off otherwise.
+func (s sparseFile) skipHole(off, n int64) (bool, error) {
+	data, err := s.Seek(off, unix.SEEK_DATA)
+	hole := errors.Is(err, syscall.ENXIO) || (err == nil && data >= off+n)
+	if err != nil && !hole {
+		return false, err
+	}
+	next := off
+	if hole {
+		next = off + n
+	}
+	_, err = s.Seek(next, io.SeekStart)
+	return hole, err
+}
+
 // BuildDir builds an Flist of the tree under dir (dir itself is not an
-// entry). Symlinks are stored, never followed; hard links become independent
-// files (their chunks are shared anyway); sockets are refused.
+// entry). Symlinks are stored, never followed; a file with hard links is
+// stored once; sockets are refused.
 func (b *Builder) BuildDir(ctx context.Context, dir string) (*Flist, error) {
 	// A symlink to a directory packs the directory: WalkDir would take
 	// the link itself as the whole tree and find nothing in it.
@@ -631,10 +665,14 @@ func (bd *build) regular(full string, p *pending, st *syscall.Stat_t) error {
 	if fst.Ino != st.Ino || fst.Dev != st.Dev {
 		return fmt.Errorf("build %s: replaced while building", rel)
 	}
-	if err := bd.content(p, f); err != nil {
+	var r io.Reader = f
+	if st.Blocks*512 < st.Size {
+		r = sparseFile{f}
+	}
+	if err := bd.content(p, r); err != nil {
 		return err
 	}
-	if n, _ := f.Read(make([]byte, 1)); n != 0 {
+	if n, _ := f.ReadAt(make([]byte, 1), st.Size); n != 0 {
 		return fmt.Errorf("build %s: grew past %d bytes while building", rel, st.Size)
 	}
 	return nil

@@ -735,3 +735,32 @@ func TestBuildExcludeSkipAndRoots(t *testing.T) {
 		t.Errorf("bad pattern: %v", err)
 	}
 }
+
+func TestSkipHole(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "sparse")
+	f, err := os.Create(p)
+	must(t, err)
+	defer f.Close()
+	_, err = f.WriteAt([]byte("x"), 2<<20)
+	must(t, err)
+	must(t, f.Truncate(4<<20))
+	s := sparseFile{f}
+	for _, tc := range []struct {
+		off, n int64
+		hole   bool
+	}{
+		{0, 1 << 20, true},        // before the data
+		{1 << 20, 1 << 20, true},  // ends where the data's block starts
+		{2 << 20, 1 << 20, false}, // the data
+		{3 << 20, 1 << 20, true},  // after the last data: ENXIO
+	} {
+		hole, err := s.skipHole(tc.off, tc.n)
+		if err != nil || hole != tc.hole {
+			t.Errorf("skipHole(%d, %d) = %v, %v; want %v", tc.off, tc.n, hole, err, tc.hole)
+		}
+		pos, _ := f.Seek(0, io.SeekCurrent)
+		if want := tc.off + map[bool]int64{true: tc.n}[tc.hole]; pos != want {
+			t.Errorf("skipHole(%d, %d) left the offset at %d, want %d", tc.off, tc.n, pos, want)
+		}
+	}
+}

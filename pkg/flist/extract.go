@@ -1,6 +1,7 @@
 package flist
 
 import (
+	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/panics"
 
 	"context"
@@ -299,6 +300,15 @@ func (r *run) file(e *Entry) error {
 	}
 	var off uint64
 	for j, c := range e.Chunks {
+		if isZeros(c) {
+			// The file is sized, so this range already reads as zeros, and
+			// the ID says the chunk is Size zero bytes: nothing to fetch
+			// or write, and the file stays sparse.
+			of.pending.Add(-1)
+			r.progress(int64(c.Size))
+			off += uint64(c.Size)
+			continue
+		}
 		select {
 		case r.sem <- struct{}{}:
 		case <-r.ctx.Done():
@@ -407,6 +417,31 @@ func (r *run) whole(e *Entry, content []byte) error {
 		return fmt.Errorf("extract %s: %w", e.Path, err)
 	}
 	return nil
+}
+
+// zeroIDs caches the digest of Size zero bytes for the first maxZeroSizes
+// sizes asked about: a sparse file's holes are whole chunks of one size
+// (and its last), and an flist of many sizes must not make us hash each.
+var (
+	zeroMu  sync.Mutex
+	zeroIDs = map[uint32]digest.Digest{}
+)
+
+const maxZeroSizes = 64
+
+// isZeros says whether c is a chunk of zero bytes, known by its ID alone.
+func isZeros(c ChunkRef) bool {
+	zeroMu.Lock()
+	defer zeroMu.Unlock()
+	id, ok := zeroIDs[c.Size]
+	if !ok {
+		if len(zeroIDs) >= maxZeroSizes {
+			return false // fetched and written as any chunk
+		}
+		id = digest.Of(make([]byte, c.Size))
+		zeroIDs[c.Size] = id
+	}
+	return id == c.ID
 }
 
 // chunkBufs holds content buffers for chunks in flight: at most Parallel

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -461,5 +462,53 @@ func TestExtractPackedErrors(t *testing.T) {
 	err = (&Extractor{Source: st}).Extract(context.Background(), f, dir)
 	if err == nil || !strings.Contains(err.Error(), "extract b/three:") || !errors.Is(err, os.ErrExist) {
 		t.Errorf("packed file over an existing one: %v", err)
+	}
+}
+
+// A sparse file is built without reading its holes and extracted without
+// fetching or writing its zero chunks: it stays sparse.
+func TestSparseFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "disk.img")
+	f, err := os.Create(p)
+	must(t, err)
+	data := bytes.Repeat([]byte("data"), 1<<18) // 1 MiB, at 3 MiB
+	_, err = f.WriteAt(data, 3<<20)
+	must(t, err)
+	must(t, f.Truncate(8<<20))
+	must(t, f.Close())
+	st := newMemStore()
+	fl, err := (&Builder{Sink: st}).BuildDir(context.Background(), dir)
+	must(t, err)
+	e := fl.Entries[0]
+	if e.Size != 8<<20 || len(e.Chunks) != 8 {
+		t.Fatalf("entry %+v", e)
+	}
+	zeros := 0
+	for _, c := range e.Chunks {
+		if isZeros(c) {
+			zeros++
+		}
+	}
+	if zeros != 7 {
+		t.Fatalf("%d zero chunks, want 7", zeros)
+	}
+	out := t.TempDir()
+	st.gets = 0
+	must(t, (&Extractor{Source: st}).Extract(context.Background(), fl, out))
+	if st.fetched(t) != 1 {
+		t.Errorf("%d chunks fetched, want only the one with data", st.fetched(t))
+	}
+	got, err := os.ReadFile(filepath.Join(out, "disk.img"))
+	must(t, err)
+	want := make([]byte, 8<<20)
+	copy(want[3<<20:], data)
+	if !bytes.Equal(got, want) {
+		t.Fatal("extracted content differs")
+	}
+	var s syscall.Stat_t
+	must(t, syscall.Stat(filepath.Join(out, "disk.img"), &s))
+	if s.Blocks*512 > 2<<20 {
+		t.Errorf("extracted file takes %d bytes on disk, want about the 1 MiB of data", s.Blocks*512)
 	}
 }
