@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/zeroboot/zeroboot/pkg/atomicfile"
 	"github.com/zeroboot/zeroboot/pkg/digest"
@@ -63,10 +64,17 @@ func (d *Dir) PutChunk(ref flist.ChunkRef, compressed []byte) (flist.ChunkRef, e
 	mu.Lock()
 	defer mu.Unlock()
 	stored, err := d.stored(ref)
+	p := d.ChunkPath(ref.ID)
 	if err == nil {
+		// Reused: its time is now, so a collection running beside this
+		// build (zgrid store gc keeps chunks younger than its grace) does
+		// not take a chunk the flist being built is about to reference.
+		now := time.Now()
+		if err := os.Chtimes(p, now, now); err != nil {
+			return ref, fmt.Errorf("store %s: %w", ref, err)
+		}
 		return stored, nil
 	}
-	p := d.ChunkPath(ref.ID)
 	if errors.Is(err, fs.ErrNotExist) {
 		err = writeNew(p, compressed)
 		if errors.Is(err, fs.ErrExist) {
