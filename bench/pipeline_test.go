@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/fetch"
 	"github.com/zeroboot/zeroboot/pkg/flist"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/store"
@@ -115,7 +116,7 @@ func (fx *fixture) fresh() {
 // init/handoff.go): fetch and verify the metadata, decode it, extract it
 // with every chunk verified into dest.
 func deliver(ctx context.Context, fx *fixture, dest string, parallel int) (time.Duration, error) {
-	src := &store.HTTP{URLs: []string{fx.storeAt}, Client: fx.client}
+	src := &fetch.HTTP{URLs: []string{fx.storeAt}, Client: fx.client}
 	start := time.Now()
 	meta, err := src.FlistBytes(ctx, fx.id)
 	if err != nil {

@@ -14,10 +14,10 @@ import (
 
 	"github.com/zeroboot/zeroboot/pkg/chunkcache"
 	"github.com/zeroboot/zeroboot/pkg/console"
+	"github.com/zeroboot/zeroboot/pkg/fetch"
 	"github.com/zeroboot/zeroboot/pkg/flist"
 	"github.com/zeroboot/zeroboot/pkg/handoff"
 	"github.com/zeroboot/zeroboot/pkg/measure"
-	"github.com/zeroboot/zeroboot/pkg/store"
 	"github.com/zeroboot/zeroboot/pkg/supervise"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
@@ -37,7 +37,7 @@ func (n *node) components(ctx context.Context) error {
 		return err
 	}
 	n.rootMounted = true
-	src := &store.HTTP{URLs: n.boot.Stores, Client: n.client.HTTP, Log: n.log.Warn}
+	src := &fetch.HTTP{URLs: n.boot.Stores, Client: n.client.HTTP, Log: n.log.Warn}
 	var chunks flist.ChunkSource = src
 	if dev, cache := n.openCache(); cache != nil {
 		defer n.closeCache(dev, cache)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/fetch"
 	"github.com/zeroboot/zeroboot/pkg/flist"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/store"
@@ -63,7 +64,7 @@ func (s *flistSource) open() (reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &store.HTTP{URLs: s.stores, Client: c, Log: func(msg string, args ...any) {
+	return &fetch.HTTP{URLs: s.stores, Client: c, Log: func(msg string, args ...any) {
 		fmt.Fprintln(os.Stderr, append([]any{msg}, args...)...)
 	}}, nil
 }
@@ -95,7 +96,7 @@ func (s *flistSource) client() (*http.Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
-	tr.MaxIdleConnsPerHost = store.MaxConnsPerHost
+	tr.MaxIdleConnsPerHost = fetch.MaxConnsPerHost
 	return &http.Client{Transport: tr}, nil
 }
 

@@ -6,6 +6,10 @@ import (
 	"unicode/utf8"
 )
 
+// MaxShown bounds how much text from a server or a peer an error message
+// repeats.
+const MaxShown = 200
+
 // Sanitize makes text from outside (a server's reply, a node's report, a
 // signed but careless release) safe to print on a terminal: invalid UTF-8
 // and control characters (C0, DEL, C1) become '?', so the text cannot move

@@ -1,9 +1,10 @@
-// Package store keeps and fetches content-addressed blobs: zstd chunks named
-// by the SHA-256 of their uncompressed bytes, and flist metadata named by the
-// SHA-256 of the stored bytes. The same tree (docs/flist.md) lives on disk
-// (Dir), behind any HTTP mirror (HTTP) and on the server (Uploader writes to
-// it). Every read is verified before its bytes are returned; Dir never stores
-// bytes it has not verified.
+// Package store is the server's side of a content store: content-addressed
+// zstd chunks named by the SHA-256 of their uncompressed bytes, and flist
+// metadata named by the SHA-256 of the stored bytes, in the layout of
+// docs/flist.md (flist.ChunkName, flist.FlistName). Dir keeps the tree on
+// disk and never stores bytes it has not verified; Uploader writes to a
+// running server's. Nodes read a store with pkg/fetch, which does not
+// depend on this package.
 package store
 
 import (
@@ -23,9 +24,6 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/flist"
 )
 
-// MaxFlistSize bounds a metadata blob read from any store.
-const MaxFlistSize = flist.MaxMetadataSize
-
 const tempPrefix = atomicfile.TempPrefix
 
 // Dir is a store tree on local disk rooted at Root.
@@ -35,13 +33,12 @@ type Dir struct {
 
 // ChunkPath is where chunk id lives: Root/chunks/<2 hex>/<64 hex>.
 func (d *Dir) ChunkPath(id digest.Digest) string {
-	h := id.Hex()
-	return filepath.Join(d.Root, "chunks", h[:2], h)
+	return filepath.Join(d.Root, filepath.FromSlash(flist.ChunkName(id)))
 }
 
 // FlistPath is where flist metadata id lives: Root/flists/<64 hex>.
 func (d *Dir) FlistPath(id digest.Digest) string {
-	return filepath.Join(d.Root, "flists", id.Hex())
+	return filepath.Join(d.Root, filepath.FromSlash(flist.FlistName(id)))
 }
 
 // PutChunk verifies compressed against ref and stores it unless a valid
@@ -116,8 +113,8 @@ func (d *Dir) stored(ref flist.ChunkRef) (flist.ChunkRef, error) {
 // decode as an flist: a store holds only what a node could use.
 func (d *Dir) PutFlist(encoded []byte) (digest.Digest, error) {
 	id := digest.Of(encoded)
-	if len(encoded) > MaxFlistSize {
-		return id, fmt.Errorf("store flist %s: %d bytes, at most %d", id.Short(), len(encoded), MaxFlistSize)
+	if len(encoded) > flist.MaxMetadataSize {
+		return id, fmt.Errorf("store flist %s: %d bytes, at most %d", id.Short(), len(encoded), flist.MaxMetadataSize)
 	}
 	if _, err := flist.Decode(encoded); err != nil {
 		return id, fmt.Errorf("store flist %s: %w", id.Short(), err)
@@ -166,7 +163,7 @@ func (d *Dir) FlistBytes(ctx context.Context, id digest.Digest) ([]byte, error) 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	b, err := readBounded(d.FlistPath(id), MaxFlistSize)
+	b, err := readBounded(d.FlistPath(id), flist.MaxMetadataSize)
 	if err != nil {
 		return nil, fmt.Errorf("read flist %s: %w", id.Short(), err)
 	}

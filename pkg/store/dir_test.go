@@ -23,9 +23,6 @@ var (
 	_ interface {
 		Chunk(context.Context, flist.ChunkRef, []byte) (flist.Verified, error)
 	} = (*Dir)(nil)
-	_ interface {
-		Chunk(context.Context, flist.ChunkRef, []byte) (flist.Verified, error)
-	} = (*HTTP)(nil)
 	_ flist.Sink = (*Uploader)(nil)
 )
 

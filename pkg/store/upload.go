@@ -57,7 +57,7 @@ func (u *Uploader) PutChunk(ref flist.ChunkRef, compressed []byte) (flist.ChunkR
 	v := reply.Get(StoredSizeHeader)
 	n, err := strconv.ParseUint(v, 10, 32)
 	if err != nil || n == 0 || n > flist.MaxCompressedSize {
-		return ref, fmt.Errorf("upload %s: reply header %s %q: want the stored compressed size, 1..%d", ref, StoredSizeHeader, console.Sanitize(v, maxShown), flist.MaxCompressedSize)
+		return ref, fmt.Errorf("upload %s: reply header %s %q: want the stored compressed size, 1..%d", ref, StoredSizeHeader, console.Sanitize(v, console.MaxShown), flist.MaxCompressedSize)
 	}
 	ref.CSize = uint32(n)
 	return ref, nil
@@ -66,8 +66,8 @@ func (u *Uploader) PutChunk(ref flist.ChunkRef, compressed []byte) (flist.ChunkR
 // PutFlist uploads encoded flist metadata and returns its digest.
 func (u *Uploader) PutFlist(encoded []byte) (digest.Digest, error) {
 	id := digest.Of(encoded)
-	if len(encoded) > MaxFlistSize {
-		return id, fmt.Errorf("upload flist %s: %d bytes, at most %d", id.Short(), len(encoded), MaxFlistSize)
+	if len(encoded) > flist.MaxMetadataSize {
+		return id, fmt.Errorf("upload flist %s: %d bytes, at most %d", id.Short(), len(encoded), flist.MaxMetadataSize)
 	}
 	if _, err := u.put("/v1/admin/store/flists/"+id.Hex(), nil, encoded); err != nil {
 		return id, fmt.Errorf("upload flist %s: %w", id.Short(), err)
@@ -113,7 +113,7 @@ func (u *Uploader) put(path string, hdr http.Header, body []byte) (http.Header, 
 		return resp.Header, nil
 	}
 	reason, _ := io.ReadAll(io.LimitReader(resp.Body, maxReason))
-	msg := console.Sanitize(strings.TrimSpace(string(reason)), maxShown)
+	msg := console.Sanitize(strings.TrimSpace(string(reason)), console.MaxShown)
 	if msg == "" {
 		return nil, fmt.Errorf("PUT %s: %s", url, resp.Status)
 	}

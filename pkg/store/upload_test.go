@@ -50,7 +50,7 @@ func adminServer(t *testing.T, d *Dir, token string) string {
 		if !auth(w, r) {
 			return
 		}
-		body, _ := io.ReadAll(io.LimitReader(r.Body, MaxFlistSize+1))
+		body, _ := io.ReadAll(io.LimitReader(r.Body, flist.MaxMetadataSize+1))
 		id, err := d.PutFlist(body)
 		if err != nil || id.Hex() != r.PathValue("hex") {
 			http.Error(w, "flist refused", http.StatusUnprocessableEntity)
@@ -64,6 +64,15 @@ func adminServer(t *testing.T, d *Dir, token string) string {
 	return s.URL
 }
 
+func serve(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s.URL
+}
+
+// TestUploadThenFetch uploads through the admin API and reads back what
+// the server stored (a node fetching it is pkg/fetch's test).
 func TestUploadThenFetch(t *testing.T) {
 	d := &Dir{Root: t.TempDir()}
 	url := adminServer(t, d, "s3cret")
@@ -80,12 +89,11 @@ func TestUploadThenFetch(t *testing.T) {
 	if id != digest.Of(enc) {
 		t.Fatalf("PutFlist id %s, want %s", id, digest.Of(enc))
 	}
-	h := &HTTP{URLs: []string{url + "/store"}}
-	got, err := contentOf(h.Chunk(context.Background(), ref, nil))
+	got, err := contentOf(d.Chunk(context.Background(), ref, nil))
 	if err != nil || !bytes.Equal(got, raw) {
 		t.Fatalf("fetch uploaded chunk: %d bytes, %v", len(got), err)
 	}
-	f, err := h.Flist(context.Background(), id)
+	f, err := d.Flist(context.Background(), id)
 	if err != nil || f.Entries[0].Path != "usr" {
 		t.Fatalf("fetch uploaded flist: %+v, %v", f, err)
 	}

@@ -5,13 +5,13 @@ import (
 	"crypto/rand"
 	"testing"
 
+	"github.com/zeroboot/zeroboot/pkg/fetch"
 	"github.com/zeroboot/zeroboot/pkg/flist"
-	"github.com/zeroboot/zeroboot/pkg/store"
 )
 
 // BenchmarkServeChunks measures blob serving over HTTPS on loopback:
 // 32 chunks of 1 MiB (incompressible, so bytes on the wire = stored bytes)
-// fetched and verified through store.HTTP, 4 at a time.
+// fetched and verified through fetch.HTTP, 4 at a time.
 func BenchmarkServeChunks(b *testing.B) {
 	e := newEnv(b)
 	var refs []flist.ChunkRef
@@ -27,7 +27,7 @@ func BenchmarkServeChunks(b *testing.B) {
 		}
 		refs = append(refs, ref)
 	}
-	remote := &store.HTTP{URLs: []string{e.ts.URL + "/store"}, Client: e.hc}
+	remote := &fetch.HTTP{URLs: []string{e.ts.URL + "/store"}, Client: e.hc}
 	b.SetBytes(int64(len(refs)) << 20)
 	b.ResetTimer()
 	for b.Loop() {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/pkg/digest"
+	"github.com/zeroboot/zeroboot/pkg/fetch"
 	"github.com/zeroboot/zeroboot/pkg/flist"
 	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/registry"
@@ -167,7 +168,7 @@ func (e *env) envelope(v uint64, id digest.Digest, expires time.Duration, keys .
 }
 
 // TestBootEndToEnd: build, upload, publish, boot, fetch every chunk over
-// HTTPS through store.HTTP and verify it, report status.
+// HTTPS through fetch.HTTP and verify it, report status.
 func TestBootEndToEnd(t *testing.T) {
 	e := newEnv(t)
 	f, id := e.build()
@@ -189,7 +190,7 @@ func TestBootEndToEnd(t *testing.T) {
 		t.Fatalf("served release: %v, %+v", err, v)
 	}
 
-	remote := &store.HTTP{URLs: resp.Stores[:1], Client: e.hc}
+	remote := &fetch.HTTP{URLs: resp.Stores[:1], Client: e.hc}
 	got, err := remote.Flist(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +266,7 @@ func TestTamperedChunkDetected(t *testing.T) {
 	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	remote := &store.HTTP{URLs: []string{e.ts.URL + "/store"}, Client: e.hc}
+	remote := &fetch.HTTP{URLs: []string{e.ts.URL + "/store"}, Client: e.hc}
 	if _, err := contentOf(remote.Chunk(context.Background(), ref, nil)); err == nil {
 		t.Fatal("tampered chunk accepted")
 	}

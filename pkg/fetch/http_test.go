@@ -1,4 +1,4 @@
-package store
+package fetch
 
 import (
 	"bytes"
@@ -41,10 +41,32 @@ func blobs(m map[string][]byte) http.HandlerFunc {
 	}
 }
 
-func chunkPath(ref flist.ChunkRef) string {
-	h := ref.ID.Hex()
-	return "/chunks/" + h[:2] + "/" + h
+var _ flist.ChunkSource = (*HTTP)(nil)
+
+func chunkPath(ref flist.ChunkRef) string { return "/" + flist.ChunkName(ref.ID) }
+
+// chunk is a compressible test chunk: its reference, blob and content.
+func chunk(t testing.TB, content string) (flist.ChunkRef, []byte, []byte) {
+	t.Helper()
+	raw := bytes.Repeat([]byte(content), 1000)
+	ref, c, err := flist.CompressChunk(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref, c, raw
 }
+
+func encodedFlist(t testing.TB, name string) []byte {
+	t.Helper()
+	f := &flist.Flist{Entries: []flist.Entry{{Path: name, Type: flist.TypeDir, Mode: 0o755}}}
+	b, err := f.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func contentOf(v flist.Verified, err error) ([]byte, error) { return v.Bytes(), err }
 
 // logger records what HTTP.Log was told.
 type logger struct {
@@ -260,7 +282,7 @@ func TestHTTPFlist(t *testing.T) {
 	tampered[len(tampered)-1] ^= 1
 	bad := serve(t, blobs(map[string][]byte{path: tampered}))
 	huge := serve(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", strconv.Itoa(MaxFlistSize+1))
+		w.Header().Set("Content-Length", strconv.Itoa(flist.MaxMetadataSize+1))
 		w.Write(enc)
 	})
 	good := serve(t, blobs(map[string][]byte{path: enc}))
@@ -279,7 +301,7 @@ func TestHTTPFlist(t *testing.T) {
 	if err == nil {
 		t.Fatal("FlistBytes succeeded with no good mirror")
 	}
-	for _, want := range []string{"content hash is", fmt.Sprintf("Content-Length %d, want at most %d", MaxFlistSize+1, MaxFlistSize)} {
+	for _, want := range []string{"content hash is", fmt.Sprintf("Content-Length %d, want at most %d", flist.MaxMetadataSize+1, flist.MaxMetadataSize)} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}

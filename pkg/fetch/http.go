@@ -1,4 +1,9 @@
-package store
+// Package fetch is the node's side of a content store (docs/flist.md):
+// chunks and flist metadata fetched by digest from one or more mirrors over
+// HTTP or HTTPS, each body bounded by what the reference declares, verified
+// before it is returned (flist.OpenChunk), and failed over to the next
+// mirror on any error.
+package fetch
 
 import (
 	"context"
@@ -61,11 +66,10 @@ func (h *HTTP) Chunk(ctx context.Context, ref flist.ChunkRef, buf []byte) (flist
 	if ref.CSize == 0 || ref.CSize > flist.MaxCompressedSize {
 		return flist.Verified{}, fmt.Errorf("fetch %s: declared compressed size %d outside 1..%d", ref, ref.CSize, flist.MaxCompressedSize)
 	}
-	hx := ref.ID.Hex()
 	body := blobPool.Get().(*[]byte)
 	defer blobPool.Put(body)
 	var v flist.Verified
-	err := h.each(ctx, ref.String(), "/chunks/"+hx[:2]+"/"+hx, func(ctx context.Context, url string) error {
+	err := h.each(ctx, ref.String(), "/"+flist.ChunkName(ref.ID), func(ctx context.Context, url string) error {
 		b, err := h.get(ctx, url, int64(ref.CSize), false, (*body)[:0])
 		if err != nil {
 			return err
@@ -85,8 +89,8 @@ var blobPool = sync.Pool{New: func() any { b := make([]byte, 0, flist.DefaultChu
 // matches.
 func (h *HTTP) FlistBytes(ctx context.Context, id digest.Digest) ([]byte, error) {
 	var out []byte
-	err := h.each(ctx, "flist "+id.String(), "/flists/"+id.Hex(), func(ctx context.Context, url string) error {
-		b, err := h.get(ctx, url, MaxFlistSize, false, nil)
+	err := h.each(ctx, "flist "+id.String(), "/"+flist.FlistName(id), func(ctx context.Context, url string) error {
+		b, err := h.get(ctx, url, flist.MaxMetadataSize, false, nil)
 		if err != nil {
 			return err
 		}
@@ -101,7 +105,11 @@ func (h *HTTP) FlistBytes(ctx context.Context, id digest.Digest) ([]byte, error)
 
 // Flist fetches, verifies and decodes flist metadata id.
 func (h *HTTP) Flist(ctx context.Context, id digest.Digest) (*flist.Flist, error) {
-	return decodeFlist(h.FlistBytes(ctx, id))
+	b, err := h.FlistBytes(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return flist.Decode(b)
 }
 
 // each runs try against every base URL in turn until one succeeds, and
@@ -169,7 +177,7 @@ func (h *HTTP) get(ctx context.Context, url string, max int64, exact bool, buf [
 		return nil, fmt.Errorf("status %s", resp.Status)
 	}
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
-		return nil, fmt.Errorf("unexpected Content-Encoding %q", console.Sanitize(ce, maxShown))
+		return nil, fmt.Errorf("unexpected Content-Encoding %q", console.Sanitize(ce, console.MaxShown))
 	}
 	switch cl := resp.ContentLength; {
 	case cl < 0: // not declared; the read below is bounded anyway
@@ -227,12 +235,12 @@ func (h *HTTP) client() *http.Client {
 // one) is no store. via[0] is the request to the store URL itself.
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	from, to := via[0].URL.Scheme, req.URL.Scheme
-	target := console.Sanitize(req.URL.String(), maxShown)
+	target := console.Sanitize(req.URL.String(), console.MaxShown)
 	switch {
 	case len(via) > MaxRedirects:
 		return &redirectError{fmt.Sprintf("redirect to %q refused: more than %d redirects", target, MaxRedirects)}
 	case to != "http" && to != "https":
-		return &redirectError{fmt.Sprintf("redirect to %q refused: scheme %q is not http or https", target, console.Sanitize(to, maxShown))}
+		return &redirectError{fmt.Sprintf("redirect to %q refused: scheme %q is not http or https", target, console.Sanitize(to, console.MaxShown))}
 	case to != from:
 		return &redirectError{fmt.Sprintf("redirect to %q refused: it leaves %s for %s, and a fetch keeps the store URL's scheme", target, from, to)}
 	}
@@ -290,6 +298,3 @@ func (p progressReader) Read(b []byte) (int, error) {
 	}
 	return n, err
 }
-
-// maxShown bounds how much server-supplied text an error repeats.
-const maxShown = 200
