@@ -216,6 +216,20 @@ func TestCLI(t *testing.T) {
 		!regexp.MustCompile(`(?m)^n0123\s+demo\s+dmi\s+3\s+booting\s+\d{4}-`).MatchString(out) {
 		t.Errorf("node list:\n%s", out)
 	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--farm", "demo", "-o", "json"}, `"id": "n0123"`},
+		{[]string{"--state", "booting", "--seen-within", "1h"}, "n0123"},
+		{[]string{"--state", "ready"}, "ID"},
+		{[]string{"--farm", "other", "-o", "json"}, "[]"},
+	} {
+		out, _ := c.run(0, append(append([]string{"node", "list"}, tc.args...), remote...)...)
+		if !strings.Contains(out, tc.want) || (tc.want != "n0123" && !strings.Contains(tc.want, "n0123") && strings.Contains(out, "n0123")) {
+			t.Errorf("node list %v:\n%s", tc.args, out)
+		}
+	}
 	// --data alone reaches the server when it holds the database... at the
 	// default address, which this test's server is not on: the error says so.
 	_, errs = c.run(1, "node", "list", "--data", data)

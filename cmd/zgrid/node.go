@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"sort"
 	"text/tabwriter"
 	"time"
 
@@ -19,17 +20,31 @@ func cmdNode(args []string) error {
 }
 
 func cmdNodeList(args []string) error {
-	fs := newFlags("node list", "zgrid node list [--data DIR | --server URL ...]",
-		"List nodes: ID, farm, identity (tpm-attested, tpm, dmi, ephemeral; with\nthe attestation state), release version (served, and reported when it\ndiffers), state, and when the registry last heard from it.\n\n"+connHelp,
-		"  zgrid node list --data ./grid\n  zgrid node list --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem")
+	fs := newFlags("node list", "zgrid node list [--farm NAME] [--state STATE] [--seen-within DURATION] [-o table|json] [--data DIR | --server URL ...]",
+		"List nodes: ID, farm, identity (tpm-attested, tpm, dmi, ephemeral; with\nthe attestation state), release version (served, and reported when it\ndiffers), state, and when the registry last heard from it. Failed nodes\ncome first, then by ID. The filters combine.\n\n"+connHelp,
+		"  zgrid node list --data ./grid\n  zgrid node list --state failed --farm lab -o json\n  zgrid node list --seen-within 10m --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem")
 	var c conn
 	c.register(fs)
+	farm := fs.String("farm", "", "only nodes of this farm")
+	state := fs.String("state", "", "only nodes in this state (booting, ready, failed, pending)")
+	within := fs.Duration("seen-within", 0, "only nodes the registry heard from within this long (e.g. 10m)")
+	format := fs.String("o", "table", "output: table or json")
 	if err := noArgs(fs, args, &c); err != nil {
 		return err
+	}
+	if *format != "table" && *format != "json" {
+		return usageErr(fs, "-o %q: want table or json", *format)
+	}
+	if *within < 0 {
+		return usageErr(fs, "--seen-within must not be negative")
 	}
 	nodes, err := query(&c, "/v1/admin/nodes", func(d *db.DB) ([]registry.Node, error) { return d.Nodes() })
 	if err != nil {
 		return err
+	}
+	nodes = filterNodes(nodes, *farm, *state, *within, time.Now())
+	if *format == "json" {
+		return printJSON(nodes)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tFARM\tIDENTITY\tRELEASE\tSTATE\tLAST SEEN")
@@ -45,6 +60,25 @@ func cmdNodeList(args []string) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, n.Farm, identityText(n.Identity), rel, state, n.LastSeen.UTC().Format(time.RFC3339))
 	}
 	return w.Flush()
+}
+
+// filterNodes keeps the nodes that match every filter given, failed ones
+// first: those are the ones an operator is looking for.
+func filterNodes(nodes []registry.Node, farm, state string, within time.Duration, now time.Time) []registry.Node {
+	out := []registry.Node{}
+	for _, n := range nodes {
+		if (farm == "" || n.Farm == farm) && (state == "" || n.State == state) && (within == 0 || now.Sub(n.LastSeen) <= within) {
+			out = append(out, n)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		fi, fj := out[i].State == registry.StateFailed, out[j].State == registry.StateFailed
+		if fi != fj {
+			return fi
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
 }
 
 func cmdNodeShow(args []string) error {
