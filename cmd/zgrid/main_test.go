@@ -184,6 +184,13 @@ func TestCLI(t *testing.T) {
 	if !strings.Contains(errs, "refusing to co-sign an expired release") {
 		t.Errorf("co-signing an expired release: %s", errs)
 	}
+	out, _ = c.run(0, "release", "diff", old, file)
+	if strings.TrimSpace(out) != `~ args [] -> ["--heartbeat"]` {
+		t.Errorf("release diff:\n%s", out)
+	}
+	if out, _ := c.run(0, "release", "diff", file, file); out != "" {
+		t.Errorf("release diff of one file with itself: %q", out)
+	}
 	c.run(0, append([]string{"release", "push", file}, remote...)...)
 
 	// Withdrawal: signed by the release key; the list says so.
@@ -242,7 +249,7 @@ func TestCLIHelpAndUsage(t *testing.T) {
 	c := cli{t, zgrid(t)}
 	for _, args := range [][]string{
 		{"init"}, {"serve"}, {"key", "new"}, {"root", "init"}, {"root", "rotate"}, {"root", "show"}, {"flist", "build"}, {"release", "publish"}, {"release", "create"},
-		{"release", "sign"}, {"release", "show"}, {"release", "push"}, {"release", "withdraw"}, {"release", "list"}, {"farm", "create"}, {"farm", "list"}, {"node", "list"}, {"node", "show"},
+		{"release", "sign"}, {"release", "show"}, {"release", "push"}, {"release", "withdraw"}, {"release", "list"}, {"release", "diff"}, {"farm", "create"}, {"farm", "list"}, {"node", "list"}, {"node", "show"},
 	} {
 		_, errs := c.run(0, append(args, "--help")...)
 		if !strings.Contains(errs, "usage: zgrid "+strings.Join(args, " ")) || !strings.Contains(errs, "examples:") {

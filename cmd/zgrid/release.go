@@ -34,6 +34,7 @@ func cmdRelease(args []string) error {
 		"push":     cmdReleasePush,
 		"withdraw": cmdReleaseWithdraw,
 		"list":     cmdReleaseList,
+		"diff":     cmdReleaseDiff,
 	}, args)
 }
 
@@ -331,6 +332,44 @@ func cmdReleaseShow(args []string) error {
 		return err
 	}
 	return summary(os.Stdout, up, m)
+}
+
+func cmdReleaseDiff(args []string) error {
+	fs := newFlags("release diff", "zgrid release diff A.json B.json",
+		`List what changed from release file A to B, each read with the strict
+decoders nodes use: components added (+), removed (-) and changed (~:
+flist, mount, setuid or device permission), then the entrypoint, its
+arguments and environment. No output means both run the same thing. To
+see what changed inside a component, run zgrid flist diff on its two
+flists.`,
+		`  zgrid release diff v6.json v7.json`)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usageErr(fs, "need two release files")
+	}
+	var rs [2]*release.Release
+	for i, p := range pos {
+		up, m, err := readUpload(p)
+		if err != nil {
+			return err
+		}
+		if len(up.Release) == 0 {
+			return fmt.Errorf("%s: a withdrawal, not a release", p)
+		}
+		if err := m.Signed.Targets[release.TargetName].VerifyLengthHashes(up.Release); err != nil {
+			return fmt.Errorf("%s: the release document does not match the targets: %w", p, err)
+		}
+		if rs[i], err = release.Decode(up.Release); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	for _, l := range release.Diff(rs[0], rs[1]) {
+		fmt.Println(console.Sanitize(l, 8192))
+	}
+	return nil
 }
 
 func cmdReleaseSign(args []string) error {
