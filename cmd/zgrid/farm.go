@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 )
 
 func cmdFarm(args []string) error {
-	return subcommand("farm", map[string]func([]string) error{"create": cmdFarmCreate, "set": cmdFarmSet, "list": cmdFarmList}, args)
+	return subcommand("farm", map[string]func([]string) error{"create": cmdFarmCreate, "set": cmdFarmSet, "list": cmdFarmList, "delete": cmdFarmDelete}, args)
 }
 
 const policyHelp = `Enrollment (how a node never seen joins the farm):
@@ -107,6 +108,41 @@ func cmdFarmSet(args []string) error {
 		return err
 	}
 	fmt.Printf("farm %s: channel %s, %s\n", f.Name, f.Channel, policyText(f))
+	return nil
+}
+
+func cmdFarmDelete(args []string) error {
+	fs := newFlags("farm delete", "zgrid farm delete NAME [--force] [--data DIR | --server URL ...]",
+		"Delete a farm. Refused while nodes are assigned to it, unless --force:\ntheir records stay (zgrid node delete removes them) and their boots are\nrefused until a farm of that name exists again.\n\n"+connHelp,
+		"  zgrid farm delete old-lab --data ./grid\n  zgrid farm delete old-lab --force --data ./grid")
+	var c conn
+	c.register(fs)
+	force := fs.Bool("force", false, "delete even while nodes are assigned to the farm")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr(fs, "need one farm NAME")
+	}
+	path := "/v1/admin/farms/" + url.PathEscape(pos[0])
+	if *force {
+		path += "?force=true"
+	}
+	d, err := apply(&c, "DELETE", path, nil, func(s *server.Server) (server.FarmDeleted, error) {
+		return s.DeleteFarm(pos[0], *force)
+	})
+	if err != nil {
+		if strings.Contains(err.Error(), "in use") {
+			return fmt.Errorf("%w; zgrid farm delete %s --force deletes it anyway", err, pos[0])
+		}
+		return err
+	}
+	fmt.Printf("farm %s deleted", d.Farm)
+	if d.Nodes > 0 {
+		fmt.Printf("; %d nodes still name it and are refused until it exists again", d.Nodes)
+	}
+	fmt.Println()
 	return nil
 }
 

@@ -243,6 +243,27 @@ func TestCLI(t *testing.T) {
 	if !strings.Contains(errs, defaultURL) {
 		t.Errorf("node list --data with a server elsewhere: %s", errs)
 	}
+
+	// Deleting: a farm with nodes only when forced; a node, and its count.
+	c.run(0, append([]string{"farm", "create", "spare", "--channel", "stable"}, remote...)...)
+	if _, errs := c.run(1, append([]string{"farm", "delete", "demo"}, remote...)...); !strings.Contains(errs, "farm demo has 1 nodes") || !strings.Contains(errs, "--force") {
+		t.Errorf("farm delete with a node: %s", errs)
+	}
+	if out, _ := c.run(0, append([]string{"node", "delete", "n0123"}, remote...)...); !strings.Contains(out, "node n0123 deleted (farm demo, was booting)") {
+		t.Errorf("node delete: %s", out)
+	}
+	if out, _ := c.run(0, append([]string{"node", "list", "-o", "json"}, remote...)...); strings.TrimSpace(out) != "[]" {
+		t.Errorf("node list after delete: %s", out)
+	}
+	if _, errs := c.run(1, append([]string{"node", "delete", "n0123"}, remote...)...); !strings.Contains(errs, "not found") {
+		t.Errorf("second node delete: %s", errs)
+	}
+	if out, _ := c.run(0, append([]string{"farm", "delete", "spare"}, remote...)...); !strings.Contains(out, "farm spare deleted") {
+		t.Errorf("farm delete: %s", out)
+	}
+	if out, _ := c.run(0, append([]string{"farm", "list"}, remote...)...); strings.Contains(out, "spare") {
+		t.Errorf("farm list after delete: %s", out)
+	}
 }
 
 func TestCLIHelpAndUsage(t *testing.T) {

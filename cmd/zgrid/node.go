@@ -16,7 +16,7 @@ import (
 )
 
 func cmdNode(args []string) error {
-	return subcommand("node", map[string]func([]string) error{"list": cmdNodeList, "show": cmdNodeShow, "approve": cmdNodeApprove, "allow": cmdNodeAllow}, args)
+	return subcommand("node", map[string]func([]string) error{"list": cmdNodeList, "show": cmdNodeShow, "approve": cmdNodeApprove, "allow": cmdNodeAllow, "delete": cmdNodeDelete}, args)
 }
 
 func cmdNodeList(args []string) error {
@@ -196,6 +196,29 @@ func cmdNodeApprove(args []string) error {
 		return err
 	}
 	fmt.Printf("node %s approved (farm %s, %s identity)\n", n.ID, n.Farm, identityText(n.Identity))
+	return nil
+}
+
+func cmdNodeDelete(args []string) error {
+	fs := newFlags("node delete", "zgrid node delete ID [--data DIR | --server URL ...]",
+		"Forget a node: its record, boot history and tokens. Its Core-0 can no\nlonger report; if it boots again it is a new node to its farm's\nenrollment policy (an approval farm holds it again).\n\n"+connHelp,
+		"  zgrid node delete n0123456789abcdef0123456789abcdef --data ./grid")
+	var c conn
+	c.register(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr(fs, "need one node ID")
+	}
+	n, err := apply(&c, "DELETE", "/v1/admin/nodes/"+url.PathEscape(pos[0]), nil, func(s *server.Server) (registry.Node, error) {
+		return s.DeleteNode(pos[0])
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("node %s deleted (farm %s, was %s)\n", n.ID, n.Farm, n.State)
 	return nil
 }
 

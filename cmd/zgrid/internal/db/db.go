@@ -47,6 +47,7 @@ var (
 	ErrVersion  = errors.New("version does not grow")
 	ErrToken    = errors.New("boot token does not match")
 	ErrFull     = errors.New("node limit reached")
+	ErrInUse    = errors.New("in use")
 )
 
 // DB is safe for concurrent use.
@@ -317,6 +318,66 @@ func (d *DB) Approve(id string) (registry.Node, error) {
 		n.Identity.Approved = true
 		n.Identity.Baseline = nil
 		return put(b, []byte(id), n)
+	})
+	return n, err
+}
+
+// DeleteNode removes a node's record and boot tokens, and counts it out.
+// A node that boots again enrolls as new, by its farm's policy.
+func (d *DB) DeleteNode(id string) (registry.Node, error) {
+	var n registry.Node
+	err := d.b.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bNodes)
+		if err := get(b, []byte(id), &n, "node "+id); err != nil {
+			return err
+		}
+		if err := b.Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bTokens).Delete([]byte(id)); err != nil {
+			return err
+		}
+		m := tx.Bucket(bMeta)
+		if v := m.Get(kNodes); len(v) == 8 && binary.BigEndian.Uint64(v) > 0 {
+			if err := m.Put(kNodes, binary.BigEndian.AppendUint64(nil, binary.BigEndian.Uint64(v)-1)); err != nil {
+				return err
+			}
+		}
+		return addState(m, n.State, -1)
+	})
+	return n, err
+}
+
+// DeleteFarm removes a farm. While nodes are assigned to it, it is refused
+// (ErrInUse, naming how many) unless force: their records stay, and they
+// are refused boots until a farm of that name exists again. It returns
+// how many nodes were assigned.
+func (d *DB) DeleteFarm(name string, force bool) (int, error) {
+	n := 0
+	err := d.b.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bFarms)
+		if b.Get([]byte(name)) == nil {
+			return fmt.Errorf("farm %s: %w", name, ErrNotFound)
+		}
+		err := tx.Bucket(bNodes).ForEach(func(_, v []byte) error {
+			var node struct {
+				Farm string `json:"farm"`
+			}
+			if err := json.Unmarshal(v, &node); err != nil {
+				return err
+			}
+			if node.Farm == name {
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("farm %s: count its nodes: %w", name, err)
+		}
+		if n > 0 && !force {
+			return fmt.Errorf("farm %s has %d nodes: %w (delete them, or force)", name, n, ErrInUse)
+		}
+		return b.Delete([]byte(name))
 	})
 	return n, err
 }

@@ -380,3 +380,55 @@ func created(t testing.TB) string {
 	}
 	return p
 }
+
+func TestDeleteNodeAndFarm(t *testing.T) {
+	d := open(t)
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, f := range []string{"lab", "empty"} {
+		if err := d.CreateFarm(registry.Farm{Name: f, Channel: "stable"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, id := range []string{"n1", "n2"} {
+		if err := d.RecordBoot(Boot{Request: registry.BootRequest{NodeID: id, Farm: "lab"}, Served: 1, Token: tok(i)}, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.RecordStatus(registry.StatusReport{NodeID: "n2", Source: "pid1", State: "ready", Token: tok(1)}, nil, t0); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := d.DeleteFarm("lab", false); !errors.Is(err, ErrInUse) || n != 2 || !strings.Contains(err.Error(), "farm lab has 2 nodes") {
+		t.Fatalf("DeleteFarm with nodes = %d, %v", n, err)
+	}
+	n, err := d.DeleteNode("n2")
+	if err != nil || n.State != "ready" {
+		t.Fatalf("DeleteNode = %+v, %v", n, err)
+	}
+	if _, err := d.Node("n2"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("deleted node still there: %v", err)
+	}
+	if _, err := d.DeleteNode("n2"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second delete: %v", err)
+	}
+	states, _ := d.NodeStates()
+	count, _ := d.NodeCount()
+	if count != 1 || states["ready"] != 0 || states["booting"] != 1 {
+		t.Errorf("after delete: %d nodes, states %v", count, states)
+	}
+	// Its tokens went with it: a report with its old token finds no node.
+	if err := d.RecordStatus(registry.StatusReport{NodeID: "n2", Source: "core0", State: "ready", Token: tok(1)}, nil, t0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("report for a deleted node: %v", err)
+	}
+	if _, err := d.DeleteFarm("empty", false); err != nil {
+		t.Errorf("DeleteFarm of an empty farm: %v", err)
+	}
+	if n, err := d.DeleteFarm("lab", true); err != nil || n != 1 {
+		t.Errorf("forced DeleteFarm = %d, %v", n, err)
+	}
+	if _, err := d.Farm("lab"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("forced delete left the farm: %v", err)
+	}
+	if _, err := d.Node("n1"); err != nil {
+		t.Errorf("forced farm delete removed its node: %v", err)
+	}
+}

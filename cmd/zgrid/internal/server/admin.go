@@ -188,6 +188,55 @@ func (s *Server) approveNode(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, n)
 }
 
+// DeleteNode forgets a node (its record, tokens and counts).
+func (s *Server) DeleteNode(id string) (registry.Node, error) {
+	n, err := s.DB.DeleteNode(id)
+	if err != nil {
+		return n, fail(dbStatus(err), "%v", err)
+	}
+	s.log().Info("node deleted", "node", id, "farm", n.Farm)
+	return n, nil
+}
+
+func (s *Server) deleteNode(w http.ResponseWriter, r *http.Request) {
+	n, err := s.DeleteNode(r.PathValue("id"))
+	if err != nil {
+		s.replyError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, n)
+}
+
+// FarmDeleted is the answer to DELETE /v1/admin/farms/{name}.
+type FarmDeleted struct {
+	Farm  string `json:"farm"`
+	Nodes int    `json:"nodes"` // assigned to it when it was deleted
+}
+
+// DeleteFarm removes a farm; with nodes assigned only when forced.
+func (s *Server) DeleteFarm(name string, force bool) (FarmDeleted, error) {
+	n, err := s.DB.DeleteFarm(name, force)
+	if err != nil {
+		return FarmDeleted{}, fail(dbStatus(err), "%v", err)
+	}
+	s.log().Info("farm deleted", "farm", name, "nodes", n, "forced", force)
+	return FarmDeleted{Farm: name, Nodes: n}, nil
+}
+
+func (s *Server) deleteFarm(w http.ResponseWriter, r *http.Request) {
+	force := r.URL.Query().Get("force")
+	if force != "" && force != "true" {
+		s.replyError(w, r, fail(http.StatusBadRequest, "force=%q: want true or nothing", force))
+		return
+	}
+	d, err := s.DeleteFarm(r.PathValue("name"), force == "true")
+	if err != nil {
+		s.replyError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
 // Allow lists a node ID or EK fingerprint for farms that enroll listed
 // nodes only.
 func (s *Server) Allow(key string) error {

@@ -137,6 +137,8 @@ func (s *Server) Handler() http.Handler {
 		"GET /v1/admin/nodes/{id}":          s.getNode,
 		"PUT /v1/admin/farms/{name}":        s.putFarm,
 		"POST /v1/admin/nodes/{id}/approve": s.approveNode,
+		"DELETE /v1/admin/nodes/{id}":       s.deleteNode,
+		"DELETE /v1/admin/farms/{name}":     s.deleteFarm,
 		"POST /v1/admin/allowed":            s.allow,
 		"GET /v1/admin/backup":              s.backup,
 	}
@@ -267,7 +269,7 @@ func dbStatus(err error) int {
 	switch {
 	case errors.Is(err, db.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, db.ErrExists), errors.Is(err, db.ErrVersion):
+	case errors.Is(err, db.ErrExists), errors.Is(err, db.ErrVersion), errors.Is(err, db.ErrInUse):
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
