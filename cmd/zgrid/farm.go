@@ -213,16 +213,23 @@ func query[T any](c *conn, path string, local func(*db.DB) (T, error)) (T, error
 }
 
 func cmdFarmList(args []string) error {
-	fs := newFlags("farm list", "zgrid farm list [--data DIR | --server URL ...]", "List farms and their channels.\n\n"+connHelp,
-		"  zgrid farm list --data ./grid")
+	fs := newFlags("farm list", "zgrid farm list [-o table|json] [--data DIR | --server URL ...]", "List farms, their channels and policies.\n\n"+connHelp,
+		"  zgrid farm list --data ./grid\n  zgrid farm list -o json --data ./grid")
 	var c conn
 	c.register(fs)
+	out := registerOutput(fs)
 	if err := noArgs(fs, args, &c); err != nil {
+		return err
+	}
+	if err := out.check(fs); err != nil {
 		return err
 	}
 	farms, err := query(&c, "/v1/admin/farms", func(d *db.DB) ([]registry.Farm, error) { return d.Farms() })
 	if err != nil {
 		return err
+	}
+	if out.json() {
+		return printJSON(append([]registry.Farm{}, farms...))
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NAME\tCHANNEL\tPOLICY\tCREATED")

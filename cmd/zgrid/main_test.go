@@ -264,6 +264,15 @@ func TestCLI(t *testing.T) {
 	if out, _ := c.run(0, append([]string{"farm", "list"}, remote...)...); strings.Contains(out, "spare") {
 		t.Errorf("farm list after delete: %s", out)
 	}
+	if out, _ := c.run(0, append([]string{"farm", "list", "-o", "json"}, remote...)...); !strings.Contains(out, `"name": "demo"`) {
+		t.Errorf("farm list -o json: %s", out)
+	}
+	if out, _ := c.run(0, append([]string{"release", "list", "-o", "json", "--channel", "beta"}, remote...)...); !strings.Contains(out, `"state": "withdrawal"`) || !strings.Contains(out, `"channel": "beta"`) {
+		t.Errorf("release list -o json: %s", out)
+	}
+	if _, errs := c.run(2, append([]string{"farm", "list", "-o", "yaml"}, remote...)...); !strings.Contains(errs, `-o "yaml": want table or json`) {
+		t.Errorf("farm list -o yaml: %s", errs)
+	}
 }
 
 func TestCLIHelpAndUsage(t *testing.T) {

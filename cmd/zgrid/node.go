@@ -28,12 +28,12 @@ func cmdNodeList(args []string) error {
 	farm := fs.String("farm", "", "only nodes of this farm")
 	state := fs.String("state", "", "only nodes in this state (booting, ready, failed, pending)")
 	within := fs.Duration("seen-within", 0, "only nodes the registry heard from within this long (e.g. 10m)")
-	format := fs.String("o", "table", "output: table or json")
+	out := registerOutput(fs)
 	if err := noArgs(fs, args, &c); err != nil {
 		return err
 	}
-	if *format != "table" && *format != "json" {
-		return usageErr(fs, "-o %q: want table or json", *format)
+	if err := out.check(fs); err != nil {
+		return err
 	}
 	if *within < 0 {
 		return usageErr(fs, "--seen-within must not be negative")
@@ -43,7 +43,7 @@ func cmdNodeList(args []string) error {
 		return err
 	}
 	nodes = filterNodes(nodes, *farm, *state, *within, time.Now())
-	if *format == "json" {
+	if out.json() {
 		return printJSON(nodes)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)

@@ -495,13 +495,17 @@ to an earlier release instead, publish its contents again as a new version.
 }
 
 func cmdReleaseList(args []string) error {
-	fs := newFlags("release list", "zgrid release list [--channel C] [--data DIR | --server URL ...]",
-		"List published releases by channel and version.\n\n"+connHelp,
+	fs := newFlags("release list", "zgrid release list [--channel C] [-o table|json] [--data DIR | --server URL ...]",
+		"List published releases by channel and version, with their state for\nnodes: current, superseded, expired or withdrawal.\n\n"+connHelp,
 		"  zgrid release list --data ./grid\n  zgrid release list --channel stable --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem")
 	var c conn
 	c.register(fs)
 	channel := fs.String("channel", "", "only this channel")
+	out := registerOutput(fs)
 	if err := noArgs(fs, args, &c); err != nil {
+		return err
+	}
+	if err := out.check(fs); err != nil {
 		return err
 	}
 	path := "/v1/admin/releases"
@@ -512,9 +516,20 @@ func cmdReleaseList(args []string) error {
 	if err != nil {
 		return err
 	}
+	now := time.Now()
+	if out.json() {
+		type withState struct {
+			registry.ReleaseInfo
+			State string `json:"state"`
+		}
+		js := []withState{}
+		for i, r := range rs {
+			js = append(js, withState{r, releaseState(rs, i, now)})
+		}
+		return printJSON(js)
+	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "CHANNEL\tVERSION\tSTATE\tPUBLISHED\tEXPIRES\tSIGNATURES\tCOMPONENTS")
-	now := time.Now()
 	for i, r := range rs {
 		var cs []string
 		for _, c := range r.Components {
