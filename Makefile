@@ -29,6 +29,9 @@ SB_PASS ?= snakeoil
 # application for EFI/BOOT/BOOTX64.EFI (say a signed out/zeroboot.efi from
 # make uki); empty, mkiso builds an unsigned UKI with bin/mkuki.
 ISO_UKI ?=
+# make pxe: out/pxe/ holds the boot files zgrid serve --boot-dir serves and a
+# static iPXE script with the same GRID, REGISTRY, FARM, CONSOLE and KERNEL,
+# for any web server (docs/pxe.md).
 
 # grid-initramfs,TARGET,DOC: checks REGISTRY and GRID, then writes
 # out/initramfs.cpio.zst trusting GRID's TUF root, channels and CA.
@@ -43,7 +46,7 @@ $(BIN)/mkinitramfs -init $(BIN)/init -kernel-version $(KVER) \
 	-o out/initramfs.cpio.zst
 endef
 
-.PHONY: all deps build test unit e2e demo bench fuzz vet fmt clean uki iso
+.PHONY: all deps build test unit e2e demo bench fuzz vet fmt clean uki iso pxe
 
 all: build
 
@@ -74,6 +77,17 @@ iso: deps build
 		-cmdline "$(CONSOLE) panic=-1 zeroboot.registry=$(REGISTRY) zeroboot.farm=$(FARM)" \
 		-out out/zeroboot.iso
 	@echo "iso: out/zeroboot.iso ($$(du -h out/zeroboot.iso | cut -f1)); to a USB stick: dd if=out/zeroboot.iso of=/dev/sdX bs=4M conv=fsync"
+
+pxe: deps build
+	@# iPXE expands ${...} and splits on spaces in every script line: only a plain alphabet goes in.
+	@! printf '%s' "$(CONSOLE) $(REGISTRY) $(FARM)" | grep -q '[^]A-Za-z0-9 ._:/=,[-]' || { echo "make pxe: CONSOLE, REGISTRY and FARM may hold only A-Z a-z 0-9 space . _ : / = , [ ] -" >&2; exit 1; }
+	$(call grid-initramfs,pxe,docs/pxe.md)
+	@mkdir -p out/pxe
+	cp $(KERNEL) out/pxe/vmlinuz
+	cp out/initramfs.cpio.zst out/pxe/initramfs.cpio.zst
+	@printf '#!ipxe\n# zeroboot (make pxe): kernel and initramfs beside this script\nkernel vmlinuz initrd=initramfs.cpio.zst %s\ninitrd initramfs.cpio.zst\nboot\n' \
+		"$(CONSOLE) panic=-1 zeroboot.registry=$(REGISTRY) zeroboot.farm=$(FARM)" > out/pxe/boot.ipxe
+	@echo "pxe: out/pxe/{vmlinuz,initramfs.cpio.zst,boot.ipxe}; zgrid serve --boot-dir out/pxe --boot-listen :8080, or any web server for boot.ipxe"
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
