@@ -74,28 +74,9 @@ func Generate(dir string, o Options) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse CA certificate: %w", err)
 	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srvDER, srvKey, err := issueServer(ca, caKey, o)
 	if err != nil {
-		return nil, fmt.Errorf("generate server key: %w", err)
-	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: o.SANs[0], Organization: []string{"zeroboot"}},
-		NotBefore:    o.Now.Add(-backdate),
-		NotAfter:     o.Now.Add(ServerValidity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, s := range o.SANs {
-		if ip := net.ParseIP(s); ip != nil {
-			srvTmpl.IPAddresses = append(srvTmpl.IPAddresses, ip)
-		} else {
-			srvTmpl.DNSNames = append(srvTmpl.DNSNames, s)
-		}
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		return nil, fmt.Errorf("create server certificate: %w", err)
+		return nil, err
 	}
 	files := map[string]string{}
 	for _, f := range []struct {
@@ -119,6 +100,164 @@ func Generate(dir string, o Options) (map[string]string, error) {
 		files[f.name] = p
 	}
 	return files, nil
+}
+
+// issueServer makes a server key and a certificate for o.SANs, signed by
+// the CA.
+func issueServer(ca *x509.Certificate, caKey *ecdsa.PrivateKey, o Options) ([]byte, *ecdsa.PrivateKey, error) {
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate server key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: o.SANs[0], Organization: []string{"zeroboot"}},
+		NotBefore:    o.Now.Add(-backdate),
+		NotAfter:     notAfter(o.Now.Add(ServerValidity), ca.NotAfter),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, s := range o.SANs {
+		if ip := net.ParseIP(s); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, s)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &srvKey.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create server certificate: %w", err)
+	}
+	return der, srvKey, nil
+}
+
+// notAfter is the earlier of a and b: a server certificate outliving its
+// CA would only fail later.
+func notAfter(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// SANs lists the names and addresses a certificate is for.
+func SANs(c *x509.Certificate) []string {
+	out := append([]string{}, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		out = append(out, ip.String())
+	}
+	return out
+}
+
+// Reissue replaces the server certificate and key in dir with new ones for
+// o.SANs, signed by the same CA (ca.pem, ca.key), so nodes, which trust
+// only the CA, keep trusting the server. The old pair is kept as
+// server.pem.old and server.key.old. A running server uses the new pair
+// once restarted.
+func Reissue(dir string, o Options) (*x509.Certificate, error) {
+	if len(o.SANs) == 0 {
+		return nil, errors.New("tls: no subject alternative names for the server certificate")
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	ca, caKey, err := loadCA(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !o.Now.Before(ca.NotAfter) {
+		return nil, fmt.Errorf("tls: the CA in %s expired at %s; reissuing under it is pointless", dir, ca.NotAfter.UTC().Format(time.RFC3339))
+	}
+	der, key, err := issueServer(ca, caKey, o)
+	if err != nil {
+		return nil, err
+	}
+	kb, err := keyPEM(key)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", ServerKey, err)
+	}
+	for _, f := range []struct {
+		name string
+		b    []byte
+		mode os.FileMode
+	}{{ServerKey, kb, 0o600}, {ServerCert, certPEM(der), 0o644}} {
+		if err := replace(filepath.Join(dir, f.name), f.b, f.mode); err != nil {
+			return nil, err
+		}
+	}
+	return x509.ParseCertificate(der)
+}
+
+// replace writes b to path through a new file renamed over it, keeping the
+// old file as path.old.
+func replace(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".new"
+	os.Remove(tmp)
+	if err := writeNew(tmp, b, mode); err != nil {
+		return err
+	}
+	if err := os.Link(path, path+".old"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("keep %s: %w", path, err)
+		}
+		if err := os.Rename(path, path+".old"); err != nil {
+			return fmt.Errorf("keep %s: %w", path, err)
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	return nil
+}
+
+// loadCA reads the CA certificate and key from dir.
+func loadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	cert, err := readPEM(filepath.Join(dir, CACert), "CERTIFICATE")
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := x509.ParseCertificate(cert)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, CACert), err)
+	}
+	der, err := readPEM(filepath.Join(dir, CAKey), "PRIVATE KEY")
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, CAKey), err)
+	}
+	key, ok := k.(*ecdsa.PrivateKey)
+	if !ok || !key.PublicKey.Equal(ca.PublicKey) {
+		return nil, nil, fmt.Errorf("%s is not the key of %s", filepath.Join(dir, CAKey), filepath.Join(dir, CACert))
+	}
+	return ca, key, nil
+}
+
+// LoadCert reads a PEM certificate.
+func LoadCert(path string) (*x509.Certificate, error) {
+	der, err := readPEM(path, "CERTIFICATE")
+	if err != nil {
+		return nil, err
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func readPEM(path, typ string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != typ {
+		return nil, fmt.Errorf("%s: no PEM %s block", path, typ)
+	}
+	return blk.Bytes, nil
 }
 
 func serial() *big.Int {

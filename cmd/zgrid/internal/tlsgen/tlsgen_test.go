@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -80,5 +81,49 @@ func TestGenerateRefusesOverwrite(t *testing.T) {
 func TestGenerateNeedsSANs(t *testing.T) {
 	if _, err := Generate(t.TempDir(), Options{}); err == nil {
 		t.Fatal("Generate without SANs succeeded")
+	}
+}
+
+// A reissued server certificate has the new names and verifies against the
+// same CA file nodes carry; the old pair is kept.
+func TestReissue(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	if _, err := Generate(dir, Options{SANs: []string{"localhost"}, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	caBefore, _ := os.ReadFile(filepath.Join(dir, CACert))
+	oldCert, _ := os.ReadFile(filepath.Join(dir, ServerCert))
+	leaf, err := Reissue(dir, Options{SANs: []string{"localhost", "registry.example", "198.51.100.7"}, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := SANs(leaf); len(got) != 3 || got[1] != "registry.example" || got[2] != "198.51.100.7" {
+		t.Errorf("SANs %v", got)
+	}
+	caAfter, _ := os.ReadFile(filepath.Join(dir, CACert))
+	if string(caBefore) != string(caAfter) {
+		t.Fatal("the CA changed")
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caAfter)
+	if _, err := tls.LoadX509KeyPair(LoadServer(dir)); err != nil {
+		t.Fatalf("new pair: %v", err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "registry.example", CurrentTime: now}); err != nil {
+		t.Errorf("verify against the old CA: %v", err)
+	}
+	if kept, _ := os.ReadFile(filepath.Join(dir, ServerCert+".old")); string(kept) != string(oldCert) {
+		t.Error("the old certificate was not kept")
+	}
+	// A CA key that is not the CA's is refused, naming both files.
+	other := t.TempDir()
+	if _, err := Generate(other, Options{SANs: []string{"x"}, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := os.ReadFile(filepath.Join(other, CAKey))
+	os.WriteFile(filepath.Join(dir, CAKey), k, 0o600)
+	if _, err := Reissue(dir, Options{SANs: []string{"x"}, Now: now}); err == nil || !strings.Contains(err.Error(), "is not the key of") {
+		t.Errorf("mismatched CA key: %v", err)
 	}
 }
