@@ -81,7 +81,7 @@ func checkStoreURL(u string) error {
 
 // client is the node's own client (TLS 1.3, CA pinned) with --ca, and
 // otherwise one that trusts the system's roots, as an operator's mirror
-// usually has a public certificate.
+// usually has a public certificate; fetch.HTTP makes either fit a store.
 func (s *flistSource) client() (*http.Client, error) {
 	if s.ca != "" {
 		pem, err := os.ReadFile(s.ca)
@@ -96,7 +96,6 @@ func (s *flistSource) client() (*http.Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
-	tr.MaxIdleConnsPerHost = fetch.MaxConnsPerHost
 	return &http.Client{Transport: tr}, nil
 }
 

@@ -453,3 +453,36 @@ func TestHTTPRedirectRefused(t *testing.T) {
 		})
 	}
 }
+
+// A store that speaks HTTP/2 is still fetched from over HTTP/1.1 on
+// several connections, even with a client whose transport offers h2.
+func TestHTTPStoreUsesHTTP1(t *testing.T) {
+	ref, c, raw := chunk(t, "content ")
+	var protos sync.Map
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		protos.Store(r.Proto, true)
+		blobs(map[string][]byte{chunkPath(ref): c})(w, r)
+	}))
+	s.EnableHTTP2 = true
+	s.StartTLS()
+	defer s.Close()
+	hc := s.Client() // offers h2
+	tr := hc.Transport.(*http.Transport)
+	tr.ForceAttemptHTTP2 = true
+	h := &HTTP{URLs: []string{s.URL}, Client: hc}
+	for range 3 {
+		got, err := contentOf(h.Chunk(context.Background(), ref, nil))
+		if err != nil || !bytes.Equal(got, raw) {
+			t.Fatalf("fetch: %d bytes, %v", len(got), err)
+		}
+	}
+	protos.Range(func(k, _ any) bool {
+		if k != "HTTP/1.1" {
+			t.Errorf("served over %v", k)
+		}
+		return true
+	})
+	if _, ok := protos.Load("HTTP/1.1"); !ok {
+		t.Error("no request over HTTP/1.1")
+	}
+}
