@@ -109,7 +109,7 @@ func stop(t *testing.T, srv *exec.Cmd) {
 // server runs and refuses a broken backup, then brings back exactly the
 // backup's farms, releases and nodes.
 func TestBackupRestore(t *testing.T) {
-	c := cli{t, zgrid(t)}
+	c := cli{t: t, bin: zgrid(t)}
 	g := newGrid(t, c)
 	url, srv := g.serve(t)
 	remote := []string{"--data", g.data, "--server", url}
@@ -202,7 +202,7 @@ func TestBackupRestore(t *testing.T) {
 // to do; none crashes (exit status 1, no signal) and none makes a fresh
 // database.
 func TestDamagedDatabase(t *testing.T) {
-	c := cli{t, zgrid(t)}
+	c := cli{t: t, bin: zgrid(t)}
 	g := newGrid(t, c)
 	for i := range 60 {
 		c.run(0, "farm", "create", fmt.Sprintf("farm%03d-%s", i, strings.Repeat("x", 40)), "--channel", "stable", "--data", g.data)
@@ -277,7 +277,7 @@ func TestDamagedDatabase(t *testing.T) {
 // record is whole, the counters agree with the records, and the server
 // starts again.
 func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
-	c := cli{t, zgrid(t)}
+	c := cli{t: t, bin: zgrid(t)}
 	g := newGrid(t, c)
 	c.run(0, "farm", "create", "demo", "--channel", "stable", "--data", g.data)
 	c.run(0, append(append([]string{"release", "publish"}, g.release(1)...), "--data", g.data)...)
@@ -450,7 +450,7 @@ func (w *writes) check(t *testing.T, path string, round int) int {
 }
 
 func TestBackupHelpAndUsage(t *testing.T) {
-	c := cli{t, zgrid(t)}
+	c := cli{t: t, bin: zgrid(t)}
 	for _, tc := range []struct{ cmd, says string }{
 		{"backup", "does not hold the content store"},
 		{"restore", "zgrid.db.replaced-<UTC time>"},

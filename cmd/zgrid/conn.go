@@ -33,23 +33,31 @@ const (
 // may open directly, or a running server.
 type conn struct {
 	data, server, tokenFile, ca string
+	context                     string // a remembered registry (zgrid context)
+	contextDone                 bool   // applyContext ran
 }
 
 const connHelp = `Reaching the registry: --server URL with --token-file and --ca (defaults
 from $ZGRID_SERVER, $ZGRID_TOKEN_FILE, $ZGRID_CA) talks to a running server.
 --data DIR alone opens DIR's database directly when no server holds it, and
-otherwise talks to ` + defaultURL + ` with DIR's admin.token and tls/ca.pem.`
+otherwise talks to ` + defaultURL + ` with DIR's admin.token and tls/ca.pem.
+With neither, the registry of --context NAME ($ZGRID_CONTEXT), or of the
+current context (zgrid context use), is used.`
 
 func (c *conn) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.data, "data", "", "registry data directory")
 	fs.StringVar(&c.server, "server", os.Getenv("ZGRID_SERVER"), "registry URL (env ZGRID_SERVER)")
 	fs.StringVar(&c.tokenFile, "token-file", os.Getenv("ZGRID_TOKEN_FILE"), "file holding the admin token (env ZGRID_TOKEN_FILE; default DATA/admin.token)")
 	fs.StringVar(&c.ca, "ca", os.Getenv("ZGRID_CA"), "registry CA certificate (env ZGRID_CA; default DATA/tls/ca.pem)")
+	fs.StringVar(&c.context, "context", os.Getenv("ZGRID_CONTEXT"), "a registry remembered with zgrid context add (env ZGRID_CONTEXT; default: the current one)")
 }
 
 func (c *conn) check() error {
+	if err := c.applyContext(); err != nil {
+		return err
+	}
 	if c.data == "" && c.server == "" {
-		return errors.New("no registry: give --data DIR or --server URL (or set ZGRID_SERVER)")
+		return errors.New("no registry: give --data DIR or --server URL (or set ZGRID_SERVER), or zgrid context add one")
 	}
 	return nil
 }

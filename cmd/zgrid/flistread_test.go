@@ -16,7 +16,7 @@ import (
 // store from a plain file server, and drives extract, ls, inspect and diff
 // against both the server and the data dir.
 func TestFlistReadCommands(t *testing.T) {
-	c := cli{t, zgrid(t)}
+	c := cli{t: t, bin: zgrid(t)}
 	dir := t.TempDir()
 	data := filepath.Join(dir, "grid")
 	c.run(0, "init", "--data", data)

@@ -34,6 +34,7 @@ func init() {
 		"farm":    {"create, change and list farms and their enrollment policy", cmdFarm},
 		"node":    {"list nodes, show one node's boot report and identity, approve and allow nodes", cmdNode},
 		"backup":  {"write a consistent copy of the database, while serve runs or not", cmdBackup},
+		"context": {"remember registries and switch between them (context add|use|list|remove)", cmdContext},
 		"tls":     {"show the CA and server certificate, reissue the server certificate for more names (tls show|reissue)", cmdTLS},
 		"store":   {"check every stored flist and chunk, remove chunks no flist references (store verify|gc)", cmdStore},
 		"restore": {"replace a stopped registry's database with a checked backup", cmdRestore},

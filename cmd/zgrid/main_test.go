@@ -27,14 +27,19 @@ func zgrid(t *testing.T) string {
 }
 
 type cli struct {
-	t   *testing.T
-	bin string
+	t      *testing.T
+	bin    string
+	config string // ZGRID_CONFIG, when the test uses contexts
 }
 
 func (c cli) run(want int, args ...string) (string, string) {
 	c.t.Helper()
 	cmd := exec.Command(c.bin, args...)
-	cmd.Env = append(os.Environ(), "ZGRID_SERVER=", "ZGRID_TOKEN_FILE=", "ZGRID_CA=")
+	cmd.Env = append(os.Environ(), "ZGRID_SERVER=", "ZGRID_TOKEN_FILE=", "ZGRID_CA=", "ZGRID_CONTEXT=",
+		"ZGRID_CONFIG="+filepath.Join(c.t.TempDir(), "no-config.json"))
+	if c.config != "" {
+		cmd.Env = append(cmd.Env, "ZGRID_CONFIG="+c.config)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -51,7 +56,7 @@ func (c cli) run(want int, args ...string) (string, string) {
 }
 
 func TestCLI(t *testing.T) {
-	c := cli{t, zgrid(t)}
+	c := cli{t: t, bin: zgrid(t)}
 	dir := t.TempDir()
 	data := filepath.Join(dir, "grid")
 	key := filepath.Join(dir, "release.key")
@@ -276,7 +281,7 @@ func TestCLI(t *testing.T) {
 }
 
 func TestCLIHelpAndUsage(t *testing.T) {
-	c := cli{t, zgrid(t)}
+	c := cli{t: t, bin: zgrid(t)}
 	for _, args := range [][]string{
 		{"init"}, {"serve"}, {"key", "new"}, {"root", "init"}, {"root", "rotate"}, {"root", "show"}, {"flist", "build"}, {"release", "publish"}, {"release", "create"},
 		{"release", "sign"}, {"release", "show"}, {"release", "push"}, {"release", "withdraw"}, {"release", "list"}, {"release", "diff"}, {"farm", "create"}, {"farm", "list"}, {"node", "list"}, {"node", "show"},

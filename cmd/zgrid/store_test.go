@@ -12,7 +12,7 @@ import (
 )
 
 func TestStoreVerifyAndGC(t *testing.T) {
-	c := cli{t, zgrid(t)}
+	c := cli{t: t, bin: zgrid(t)}
 	dir := t.TempDir()
 	data := filepath.Join(dir, "grid")
 	c.run(0, "init", "--data", data)

@@ -8,7 +8,7 @@ import (
 )
 
 func TestTLSReissue(t *testing.T) {
-	c := cli{t, zgrid(t)}
+	c := cli{t: t, bin: zgrid(t)}
 	data := filepath.Join(t.TempDir(), "grid")
 	c.run(0, "init", "--data", data, "--san", "registry.example")
 	ca, _ := os.ReadFile(filepath.Join(data, "tls", "ca.pem"))

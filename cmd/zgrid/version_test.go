@@ -27,7 +27,7 @@ func TestVersion(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	c := cli{t, bin}
+	c := cli{t: t, bin: bin}
 	clientLine := regexp.MustCompile(`(?m)^client: zgrid ` + regexp.QuoteMeta(version) + `, revision \S+, go1\.\S+\n`)
 
 	if _, errs := c.run(0, "version", "--help"); !strings.Contains(errs, "usage: zgrid version") || !strings.Contains(errs, "examples:") {
