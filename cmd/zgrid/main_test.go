@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -134,7 +135,7 @@ func TestCLI(t *testing.T) {
 	port := freePort(t)
 	url := fmt.Sprintf("https://127.0.0.1:%d", port)
 	var slog bytes.Buffer
-	srv := exec.Command(c.bin, "serve", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	srv := exec.Command(c.bin, "serve", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-format", "json")
 	srv.Stdout, srv.Stderr = &slog, &slog
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -277,6 +278,17 @@ func TestCLI(t *testing.T) {
 	}
 	if _, errs := c.run(2, append([]string{"farm", "list", "-o", "yaml"}, remote...)...); !strings.Contains(errs, `-o "yaml": want table or json`) {
 		t.Errorf("farm list -o yaml: %s", errs)
+	}
+	// The server logged JSON, one object a line.
+	srv.Process.Kill()
+	srv.Wait()
+	first, _, _ := strings.Cut(slog.String(), "\n")
+	var line map[string]any
+	if err := json.Unmarshal([]byte(first), &line); err != nil || line["msg"] == nil || line["level"] == nil {
+		t.Errorf("--log-format json: first line %q: %v", first, err)
+	}
+	if _, errs := c.run(2, "serve", "--data", data, "--log-format", "xml"); !strings.Contains(errs, `--log-format "xml": want text or json`) {
+		t.Errorf("--log-format xml: %s", errs)
 	}
 }
 

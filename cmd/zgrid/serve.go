@@ -29,7 +29,7 @@ import (
 )
 
 func cmdServe(args []string) error {
-	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--rate R] [--burst N] [--max-nodes N] [--ek-ca FILE]... [--boot-dir DIR [--boot-listen ADDR] [--boot-console C] [--boot-map FILE]] [-v]",
+	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--rate R] [--burst N] [--max-nodes N] [--ek-ca FILE]... [--boot-dir DIR [--boot-listen ADDR] [--boot-console C] [--boot-map FILE]] [-v] [--log-format text|json]",
 		`Run the registry: boot and status endpoints for nodes, the content store
 under /store/ for anyone, and the admin API (bearer token) over HTTPS with
 TLS 1.3 only, using the certificate in DIR/tls. Every release uploaded is
@@ -60,6 +60,7 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	listen := fs.String("listen", ":8443", "address to listen on")
 	window := fs.Duration("freshness", defaultFreshness, "validity of the snapshot/timestamp signatures handed to nodes: how long a replayed answer works")
 	verbose := fs.Bool("v", false, "log at debug level (every request)")
+	logFormat := fs.String("log-format", "text", "log lines as text (key=value) or json (one object a line)")
 	rate := fs.Float64("rate", server.DefaultRate, "node endpoint requests per second per client address (0: no limit)")
 	burst := fs.Int("burst", server.DefaultBurst, "node endpoint requests a client address may send at once")
 	maxNodes := fs.Int("max-nodes", server.DefaultMaxNodes, "refuse boots from new node IDs once this many nodes are known (0: no limit)")
@@ -107,7 +108,17 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch *logFormat {
+	case "text":
+		h = slog.NewTextHandler(os.Stderr, opts)
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	default:
+		return usageErr(fs, "--log-format %q: want text or json", *logFormat)
+	}
+	log := slog.New(h)
 	token, err := readToken(filepath.Join(*data, tokenFile))
 	if err != nil {
 		return err
