@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -197,6 +198,27 @@ func TestCLI(t *testing.T) {
 	if out, _ := c.run(0, "release", "diff", file, file); out != "" {
 		t.Errorf("release diff of one file with itself: %q", out)
 	}
+	if out, _ := c.run(0, "release", "verify", file, "--data", data); !strings.Contains(out, "verified: channel beta version 4, 1 components, 2 signatures") {
+		t.Errorf("release verify --data: %s", out)
+	}
+	if out, _ := c.run(0, "release", "verify", file, "--root", filepath.Join(data, "tuf", "root", "1.root.json")); !strings.Contains(out, "verified") {
+		t.Errorf("release verify --root: %s", out)
+	}
+	if _, errs := c.run(1, "release", "verify", old, "--data", data); !strings.Contains(errs, "nodes would refuse it") || !strings.Contains(errs, "expired") {
+		t.Errorf("release verify of an expired release: %s", errs)
+	}
+	// The release document changed after signing (another entrypoint).
+	var up map[string]any
+	b, _ := os.ReadFile(file)
+	json.Unmarshal(b, &up)
+	doc, _ := base64.StdEncoding.DecodeString(up["release"].(string))
+	up["release"] = base64.StdEncoding.EncodeToString(bytes.Replace(doc, []byte("/bin/core0"), []byte("/bin/evil0"), 1))
+	b, _ = json.Marshal(up)
+	tampered := filepath.Join(dir, "tampered.json")
+	os.WriteFile(tampered, b, 0o644)
+	if _, errs := c.run(1, "release", "verify", tampered, "--data", data); !strings.Contains(errs, "nodes would refuse it") {
+		t.Errorf("release verify of a changed document: %s", errs)
+	}
 	c.run(0, append([]string{"release", "push", file}, remote...)...)
 
 	// Withdrawal: signed by the release key; the list says so.
@@ -296,7 +318,7 @@ func TestCLIHelpAndUsage(t *testing.T) {
 	c := cli{t: t, bin: zgrid(t)}
 	for _, args := range [][]string{
 		{"init"}, {"serve"}, {"key", "new"}, {"root", "init"}, {"root", "rotate"}, {"root", "show"}, {"flist", "build"}, {"release", "publish"}, {"release", "create"},
-		{"release", "sign"}, {"release", "show"}, {"release", "push"}, {"release", "withdraw"}, {"release", "list"}, {"release", "diff"}, {"farm", "create"}, {"farm", "list"}, {"node", "list"}, {"node", "show"},
+		{"release", "sign"}, {"release", "show"}, {"release", "push"}, {"release", "withdraw"}, {"release", "list"}, {"release", "diff"}, {"release", "verify"}, {"farm", "create"}, {"farm", "list"}, {"node", "list"}, {"node", "show"},
 	} {
 		_, errs := c.run(0, append(args, "--help")...)
 		if !strings.Contains(errs, "usage: zgrid "+strings.Join(args, " ")) || !strings.Contains(errs, "examples:") {

@@ -23,6 +23,7 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/repo"
+	"github.com/zeroboot/zeroboot/pkg/trust"
 )
 
 func cmdRelease(args []string) error {
@@ -35,6 +36,7 @@ func cmdRelease(args []string) error {
 		"withdraw": cmdReleaseWithdraw,
 		"list":     cmdReleaseList,
 		"diff":     cmdReleaseDiff,
+		"verify":   cmdReleaseVerify,
 	}, args)
 }
 
@@ -332,6 +334,56 @@ func cmdReleaseShow(args []string) error {
 		return err
 	}
 	return summary(os.Stdout, up, m)
+}
+
+func cmdReleaseVerify(args []string) error {
+	fs := newFlags("release verify", "zgrid release verify FILE (--root ROOT.json [--root NEWER.json]... | --data DIR)",
+		`Check a release file offline as a node holding the given root would:
+the root chain (each newer root signed by the one before), the targets
+signed by a threshold of the root's release keys, unexpired, and the
+release document matching its signed length and hashes. --root takes the
+root files in order (the first is what nodes carry); --data uses DIR's
+chain. Exit status 1, with the reason, when a node would refuse it.
+Freshness (snapshot, timestamp) is the registry's and is not checked here.`,
+		`  zgrid release verify v7.json --root /etc/zeroboot/root.json
+  zgrid release verify v7.json --data ./grid`)
+	var rootFiles listFlag
+	fs.Var(&rootFiles, "root", "a TUF root file, oldest first (repeatable)")
+	data := fs.String("data", "", "use the root chain of this data directory")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || (len(rootFiles) == 0) == (*data == "") {
+		return usageErr(fs, "need one release FILE, and --root files or --data DIR")
+	}
+	var roots [][]byte
+	if *data != "" {
+		if roots, err = readRoots(*data); err != nil {
+			return err
+		}
+	}
+	for _, f := range rootFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		roots = append(roots, b)
+	}
+	up, m, err := readUpload(pos[0])
+	if err != nil {
+		return err
+	}
+	if len(up.Release) == 0 {
+		return fmt.Errorf("%s: a withdrawal of %s, not a release; nothing to verify against", pos[0], up.Channel)
+	}
+	r, err := trust.VerifyRelease(roots, up.Targets, up.Release, time.Now())
+	if err != nil {
+		return fmt.Errorf("%s: nodes would refuse it: %w", pos[0], err)
+	}
+	fmt.Printf("%s: verified: channel %s version %d, %d components, %d signatures, expires %s\n",
+		pos[0], up.Channel, m.Signed.Version, len(r.Components), len(m.Signatures), m.Signed.Expires.UTC().Format(time.RFC3339))
+	return nil
 }
 
 func cmdReleaseDiff(args []string) error {
