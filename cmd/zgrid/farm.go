@@ -213,7 +213,7 @@ func query[T any](c *conn, path string, local func(*db.DB) (T, error)) (T, error
 }
 
 func cmdFarmList(args []string) error {
-	fs := newFlags("farm list", "zgrid farm list [-o table|json] [--data DIR | --server URL ...]", "List farms, their channels and policies.\n\n"+connHelp,
+	fs := newFlags("farm list", "zgrid farm list [-o table|json|yaml] [--data DIR | --server URL ...]", "List farms, their channels and policies.\n\n"+connHelp,
 		"  zgrid farm list --data ./grid\n  zgrid farm list -o json --data ./grid")
 	var c conn
 	c.register(fs)
@@ -228,8 +228,8 @@ func cmdFarmList(args []string) error {
 	if err != nil {
 		return err
 	}
-	if out.json() {
-		return printJSON(append([]registry.Farm{}, farms...))
+	if !out.table() {
+		return out.print(append([]registry.Farm{}, farms...))
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NAME\tCHANNEL\tPOLICY\tCREATED")

@@ -298,8 +298,11 @@ func TestCLI(t *testing.T) {
 	if out, _ := c.run(0, append([]string{"release", "list", "-o", "json", "--channel", "beta"}, remote...)...); !strings.Contains(out, `"state": "withdrawal"`) || !strings.Contains(out, `"channel": "beta"`) {
 		t.Errorf("release list -o json: %s", out)
 	}
-	if _, errs := c.run(2, append([]string{"farm", "list", "-o", "yaml"}, remote...)...); !strings.Contains(errs, `-o "yaml": want table or json`) {
-		t.Errorf("farm list -o yaml: %s", errs)
+	if out, _ := c.run(0, append([]string{"farm", "list", "-o", "yaml"}, remote...)...); !strings.Contains(out, "name: demo") || !strings.Contains(out, "channel: stable") {
+		t.Errorf("farm list -o yaml: %s", out)
+	}
+	if _, errs := c.run(2, append([]string{"farm", "list", "-o", "xml"}, remote...)...); !strings.Contains(errs, `-o "xml": want table, json or yaml`) {
+		t.Errorf("farm list -o xml: %s", errs)
 	}
 	// The server logged JSON, one object a line.
 	srv.Process.Kill()

@@ -20,7 +20,7 @@ func cmdNode(args []string) error {
 }
 
 func cmdNodeList(args []string) error {
-	fs := newFlags("node list", "zgrid node list [--farm NAME] [--state STATE] [--seen-within DURATION] [-o table|json] [--data DIR | --server URL ...]",
+	fs := newFlags("node list", "zgrid node list [--farm NAME] [--state STATE] [--seen-within DURATION] [-o table|json|yaml] [--data DIR | --server URL ...]",
 		"List nodes: ID, farm, identity (tpm-attested, tpm, dmi, ephemeral; with\nthe attestation state), release version (served, and reported when it\ndiffers), state, and when the registry last heard from it. Failed nodes\ncome first, then by ID. The filters combine.\n\n"+connHelp,
 		"  zgrid node list --data ./grid\n  zgrid node list --state failed --farm lab -o json\n  zgrid node list --seen-within 10m --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem")
 	var c conn
@@ -43,8 +43,8 @@ func cmdNodeList(args []string) error {
 		return err
 	}
 	nodes = filterNodes(nodes, *farm, *state, *within, time.Now())
-	if out.json() {
-		return printJSON(nodes)
+	if !out.table() {
+		return out.print(nodes)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tFARM\tIDENTITY\tRELEASE\tSTATE\tLAST SEEN")
@@ -82,14 +82,21 @@ func filterNodes(nodes []registry.Node, farm, state string, within time.Duration
 }
 
 func cmdNodeShow(args []string) error {
-	fs := newFlags("node show", "zgrid node show ID [--json] [--data DIR | --server URL ...]",
+	fs := newFlags("node show", "zgrid node show ID [-o table|json|yaml] [--data DIR | --server URL ...]",
 		"Show one node's record and boot timeline.\n\n"+connHelp,
-		"  zgrid node show 4c4c4544-0042 --data ./grid\n  zgrid node show 4c4c4544-0042 --data ./grid --json")
+		"  zgrid node show 4c4c4544-0042 --data ./grid\n  zgrid node show 4c4c4544-0042 --data ./grid -o json")
 	var c conn
 	c.register(fs)
-	asJSON := fs.Bool("json", false, "print the record as JSON")
+	out := registerOutput(fs)
+	asJSON := fs.Bool("json", false, "the same as -o json")
 	pos, err := parse(fs, args)
 	if err != nil {
+		return err
+	}
+	if *asJSON {
+		*out.v = "json"
+	}
+	if err := out.check(fs); err != nil {
 		return err
 	}
 	if len(pos) != 1 {
@@ -102,8 +109,8 @@ func cmdNodeShow(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return printJSON(n)
+	if !out.table() {
+		return out.print(n)
 	}
 	fmt.Printf("node        %s\nfarm        %s\nagent       %s\nfirst seen  %s\nlast seen   %s\nrelease     served %d, reported %d\nstate       %s (from %s)\n",
 		n.ID, n.Farm, console.Sanitize(n.Agent, 80), n.FirstSeen.UTC().Format(time.RFC3339), n.LastSeen.UTC().Format(time.RFC3339),

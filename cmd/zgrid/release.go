@@ -547,7 +547,7 @@ to an earlier release instead, publish its contents again as a new version.
 }
 
 func cmdReleaseList(args []string) error {
-	fs := newFlags("release list", "zgrid release list [--channel C] [-o table|json] [--data DIR | --server URL ...]",
+	fs := newFlags("release list", "zgrid release list [--channel C] [-o table|json|yaml] [--data DIR | --server URL ...]",
 		"List published releases by channel and version, with their state for\nnodes: current, superseded, expired or withdrawal.\n\n"+connHelp,
 		"  zgrid release list --data ./grid\n  zgrid release list --channel stable --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem")
 	var c conn
@@ -569,7 +569,7 @@ func cmdReleaseList(args []string) error {
 		return err
 	}
 	now := time.Now()
-	if out.json() {
+	if !out.table() {
 		type withState struct {
 			registry.ReleaseInfo
 			State string `json:"state"`
@@ -578,7 +578,7 @@ func cmdReleaseList(args []string) error {
 		for i, r := range rs {
 			js = append(js, withState{r, releaseState(rs, i, now)})
 		}
-		return printJSON(js)
+		return out.print(js)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "CHANNEL\tVERSION\tSTATE\tPUBLISHED\tEXPIRES\tSIGNATURES\tCOMPONENTS")
