@@ -30,7 +30,7 @@ type ChunkSource interface {
 // Extractor writes Flists into directories.
 type Extractor struct {
 	Source   ChunkSource
-	Parallel int    // chunks in flight across the whole flist; default 4
+	Parallel int    // chunks in flight across the whole flist; default DefaultParallel
 	Policy   Policy // what may be created
 	Chown    bool   // apply UID/GID (needs root); otherwise the caller owns everything
 	// Progress is called with content bytes written so far and the total,
@@ -39,8 +39,11 @@ type Extractor struct {
 }
 
 // DefaultParallel is the number of chunks fetched at once when
-// Extractor.Parallel is not set.
-const DefaultParallel = 4
+// Extractor.Parallel is not set. Measured side by side (bench/README.md):
+// against 4, 8 hides a 2 ms round trip better (a 541 MB tree in 1.67 s
+// against 1.90 s on a 1 Gbit/s link), the same on loopback, and memory
+// stays bounded (peak RSS 52 MiB against 42 MiB).
+const DefaultParallel = 8
 
 // Extract validates f, checks it against the policy, and writes it under
 // dir, which may already hold other components: paths that collide with an
