@@ -43,17 +43,14 @@ replaces FILE, atomically.
   zgrid backup --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem zgrid.db.bak`)
 	var c conn
 	c.register(fs)
-	pos, err := parse(fs, args)
+	arg, err := oneArg(fs, args, "FILE to write")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usageErr(fs, "need one FILE to write")
 	}
 	if err := c.check(); err != nil {
 		return err
 	}
-	out := pos[0]
+	out := arg
 	from, err := backupInto(&c, out)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -135,14 +136,11 @@ one --context names. The first context added becomes current.`,
 	fs.StringVar(&x.Server, "server", "", "registry URL")
 	fs.StringVar(&x.TokenFile, "token-file", "", "file holding the admin token")
 	fs.StringVar(&x.CA, "ca", "", "registry CA certificate")
-	pos, err := parse(fs, args)
+	arg, err := oneArg(fs, args, "context NAME")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr(fs, "need one context NAME")
-	}
-	if err := registry.CheckName("context name", pos[0]); err != nil {
+	if err := registry.CheckName("context name", arg); err != nil {
 		return usageErr(fs, "%v", err)
 	}
 	if (x.Data == "") == (x.Server == "") {
@@ -162,61 +160,50 @@ one --context names. The first context added becomes current.`,
 	if err != nil {
 		return err
 	}
-	cfg.Contexts[pos[0]] = x
+	cfg.Contexts[arg] = x
 	if cfg.Current == "" {
-		cfg.Current = pos[0]
+		cfg.Current = arg
 	}
 	if err := cfg.save(p); err != nil {
 		return err
 	}
-	fmt.Printf("context %s saved in %s (current: %s)\n", pos[0], p, cfg.Current)
+	fmt.Printf("context %s saved in %s (current: %s)\n", arg, p, cfg.Current)
 	return nil
 }
 
 func cmdContextUse(args []string) error {
 	fs := newFlags("context use", "zgrid context use NAME", "Make NAME the current context.", "  zgrid context use lab")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageErr(fs, "need one context NAME")
-	}
-	cfg, p, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	if _, ok := cfg.Contexts[pos[0]]; !ok {
-		return fmt.Errorf("context %q is not in %s (zgrid context list)", pos[0], p)
-	}
-	cfg.Current = pos[0]
-	if err := cfg.save(p); err != nil {
-		return err
-	}
-	fmt.Printf("current context: %s\n", pos[0])
-	return nil
+	return changeContext(fs, args, func(cfg *clientConfig, name string) {
+		cfg.Current = name
+		fmt.Printf("current context: %s\n", name)
+	})
 }
 
 func cmdContextRemove(args []string) error {
 	fs := newFlags("context remove", "zgrid context remove NAME", "Forget a context (the current one leaves no current context).", "  zgrid context remove old-lab")
-	pos, err := parse(fs, args)
+	return changeContext(fs, args, func(cfg *clientConfig, name string) {
+		delete(cfg.Contexts, name)
+		if cfg.Current == name {
+			cfg.Current = ""
+		}
+	})
+}
+
+// changeContext applies change to the context named by the one argument,
+// which must exist, and saves the config.
+func changeContext(fs *flag.FlagSet, args []string, change func(*clientConfig, string)) error {
+	name, err := oneArg(fs, args, "context NAME")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usageErr(fs, "need one context NAME")
 	}
 	cfg, p, err := loadConfig()
 	if err != nil {
 		return err
 	}
-	if _, ok := cfg.Contexts[pos[0]]; !ok {
-		return fmt.Errorf("context %q is not in %s", pos[0], p)
+	if _, ok := cfg.Contexts[name]; !ok {
+		return fmt.Errorf("context %q is not in %s (zgrid context list)", name, p)
 	}
-	delete(cfg.Contexts, pos[0])
-	if cfg.Current == pos[0] {
-		cfg.Current = ""
-	}
+	change(cfg, name)
 	return cfg.save(p)
 }
 

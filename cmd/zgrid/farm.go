@@ -118,23 +118,20 @@ func cmdFarmDelete(args []string) error {
 	var c conn
 	c.register(fs)
 	force := fs.Bool("force", false, "delete even while nodes are assigned to the farm")
-	pos, err := parse(fs, args)
+	arg, err := oneArg(fs, args, "farm NAME")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr(fs, "need one farm NAME")
-	}
-	path := "/v1/admin/farms/" + url.PathEscape(pos[0])
+	path := "/v1/admin/farms/" + url.PathEscape(arg)
 	if *force {
 		path += "?force=true"
 	}
 	d, err := apply(&c, "DELETE", path, nil, func(s *server.Server) (server.FarmDeleted, error) {
-		return s.DeleteFarm(pos[0], *force)
+		return s.DeleteFarm(arg, *force)
 	})
 	if err != nil {
 		if strings.Contains(err.Error(), "in use") {
-			return fmt.Errorf("%w; zgrid farm delete %s --force deletes it anyway", err, pos[0])
+			return fmt.Errorf("%w; zgrid farm delete %s --force deletes it anyway", err, arg)
 		}
 		return err
 	}

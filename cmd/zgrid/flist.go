@@ -61,12 +61,9 @@ leaves it out with a warning. A symlink to a directory packs the directory.`,
 	fs.Var(&exclude, "exclude", "leave out entries matching this path.Match pattern, and what is under them (repeatable)")
 	unreadable := fs.String("unreadable", "fail", "an entry that cannot be read or stored: fail the build, or skip it with a warning")
 	workers := fs.Int("workers", 0, "parallel compressors (default: number of CPUs)")
-	pos, err := parse(fs, args)
+	arg, err := oneArg(fs, args, "DIR_OR_TAR")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usageErr(fs, "need one DIR_OR_TAR")
 	}
 	if err := c.check(); err != nil {
 		return err
@@ -106,7 +103,7 @@ leaves it out with a warning. A symlink to a directory packs the directory.`,
 	default:
 		return usageErr(fs, "--unreadable %q: want fail or skip", *unreadable)
 	}
-	id, err := buildFlist(ctx, pos[0], b, sink, os.Stderr)
+	id, err := buildFlist(ctx, arg, b, sink, os.Stderr)
 	if err != nil {
 		return err
 	}

@@ -268,18 +268,15 @@ and how many entries carry setuid or setgid bits (a release must allow them).`,
 func withFlist(fs *flag.FlagSet, args []string, show func(io.Writer, *flist.Flist)) error {
 	var s flistSource
 	s.register(fs)
-	pos, err := parse(fs, args)
+	arg, err := oneArg(fs, args, "sha256:HEX")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usageErr(fs, "need one sha256:HEX")
 	}
 	r, err := s.open()
 	if err != nil {
 		return usageErr(fs, "%v", err)
 	}
-	f, err := s.flist(context.Background(), r, pos[0])
+	f, err := s.flist(context.Background(), r, arg)
 	if err != nil {
 		return err
 	}

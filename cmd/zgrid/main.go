@@ -135,6 +135,18 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // usageErr prints fs's usage after a message and returns errUsage.
+// oneArg parses args for a command that takes exactly one argument, what.
+func oneArg(fs *flag.FlagSet, args []string, what string) (string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", usageErr(fs, "need one %s", what)
+	}
+	return pos[0], nil
+}
+
 func usageErr(fs *flag.FlagSet, format string, args ...any) error {
 	fmt.Fprintf(fs.Output(), "zgrid %s: %s\n\n", fs.Name(), fmt.Sprintf(format, args...))
 	fs.Usage()

@@ -189,15 +189,12 @@ func cmdNodeApprove(args []string) error {
 		"  zgrid node approve n0123456789abcdef0123456789abcdef --data ./grid")
 	var c conn
 	c.register(fs)
-	pos, err := parse(fs, args)
+	arg, err := oneArg(fs, args, "node ID")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr(fs, "need one node ID")
-	}
-	n, err := apply(&c, "POST", "/v1/admin/nodes/"+url.PathEscape(pos[0])+"/approve", struct{}{}, func(s *server.Server) (registry.Node, error) {
-		return s.Approve(pos[0])
+	n, err := apply(&c, "POST", "/v1/admin/nodes/"+url.PathEscape(arg)+"/approve", struct{}{}, func(s *server.Server) (registry.Node, error) {
+		return s.Approve(arg)
 	})
 	if err != nil {
 		return err
@@ -212,15 +209,12 @@ func cmdNodeDelete(args []string) error {
 		"  zgrid node delete n0123456789abcdef0123456789abcdef --data ./grid")
 	var c conn
 	c.register(fs)
-	pos, err := parse(fs, args)
+	arg, err := oneArg(fs, args, "node ID")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr(fs, "need one node ID")
-	}
-	n, err := apply(&c, "DELETE", "/v1/admin/nodes/"+url.PathEscape(pos[0]), nil, func(s *server.Server) (registry.Node, error) {
-		return s.DeleteNode(pos[0])
+	n, err := apply(&c, "DELETE", "/v1/admin/nodes/"+url.PathEscape(arg), nil, func(s *server.Server) (registry.Node, error) {
+		return s.DeleteNode(arg)
 	})
 	if err != nil {
 		return err
@@ -235,19 +229,16 @@ func cmdNodeAllow(args []string) error {
 		"  zgrid node allow sha256:3f7a...e1 --data ./grid")
 	var c conn
 	c.register(fs)
-	pos, err := parse(fs, args)
+	arg, err := oneArg(fs, args, "node ID or EK fingerprint")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr(fs, "need one node ID or EK fingerprint")
-	}
-	_, err = apply(&c, "POST", "/v1/admin/allowed", registry.Allowed{Key: pos[0]}, func(s *server.Server) (registry.Allowed, error) {
-		return registry.Allowed{Key: pos[0]}, s.Allow(pos[0])
+	_, err = apply(&c, "POST", "/v1/admin/allowed", registry.Allowed{Key: arg}, func(s *server.Server) (registry.Allowed, error) {
+		return registry.Allowed{Key: arg}, s.Allow(arg)
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s allowed\n", pos[0])
+	fmt.Printf("%s allowed\n", arg)
 	return nil
 }

@@ -322,14 +322,11 @@ func summary(w io.Writer, up *registry.ReleaseUpload, m *metadata.Metadata[metad
 
 func cmdReleaseShow(args []string) error {
 	fs := newFlags("release show", "zgrid release show FILE", "Show what a release upload file says, exactly as nodes will read it.", "  zgrid release show v7.json")
-	pos, err := parse(fs, args)
+	arg, err := oneArg(fs, args, "release file")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr(fs, "need one release file")
-	}
-	up, m, err := readUpload(pos[0])
+	up, m, err := readUpload(arg)
 	if err != nil {
 		return err
 	}
@@ -483,22 +480,19 @@ func cmdReleasePush(args []string) error {
 		"  zgrid release push --data ./grid v7.json\n  zgrid release push --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem v7.json")
 	var c conn
 	c.register(fs)
-	pos, err := parse(fs, args)
+	arg, err := oneArg(fs, args, "release file")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usageErr(fs, "need one release file")
 	}
 	if err := c.check(); err != nil {
 		return err
 	}
-	b, err := os.ReadFile(pos[0])
+	b, err := os.ReadFile(arg)
 	if err != nil {
 		return err
 	}
 	if len(b) > registry.MaxBodySize {
-		return errors.New(pos[0] + ": larger than a release upload can be")
+		return errors.New(arg + ": larger than a release upload can be")
 	}
 	return pushUpload(&c, b)
 }
