@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/zeroboot/zeroboot/internal/testchunk"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -44,29 +45,6 @@ func blobs(m map[string][]byte) http.HandlerFunc {
 var _ flist.ChunkSource = (*HTTP)(nil)
 
 func chunkPath(ref flist.ChunkRef) string { return "/" + flist.ChunkName(ref.ID) }
-
-// chunk is a compressible test chunk: its reference, blob and content.
-func chunk(t testing.TB, content string) (flist.ChunkRef, []byte, []byte) {
-	t.Helper()
-	raw := bytes.Repeat([]byte(content), 1000)
-	ref, c, err := flist.CompressChunk(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ref, c, raw
-}
-
-func encodedFlist(t testing.TB, name string) []byte {
-	t.Helper()
-	f := &flist.Flist{Entries: []flist.Entry{{Path: name, Type: flist.TypeDir, Mode: 0o755}}}
-	b, err := f.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func contentOf(v flist.Verified, err error) ([]byte, error) { return v.Bytes(), err }
 
 // logger records what HTTP.Log was told.
 type logger struct {
@@ -486,3 +464,10 @@ func TestHTTPStoreUsesHTTP1(t *testing.T) {
 		t.Error("no request over HTTP/1.1")
 	}
 }
+
+// The shared test helpers, under the names these tests use.
+var (
+	chunk        = testchunk.Chunk
+	encodedFlist = testchunk.Flist
+	contentOf    = testchunk.Content
+)

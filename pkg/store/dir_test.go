@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/zeroboot/zeroboot/internal/testchunk"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,26 +26,6 @@ var (
 	} = (*Dir)(nil)
 	_ flist.Sink = (*Uploader)(nil)
 )
-
-func chunk(t testing.TB, content string) (flist.ChunkRef, []byte, []byte) {
-	t.Helper()
-	raw := bytes.Repeat([]byte(content), 1000)
-	ref, c, err := flist.CompressChunk(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ref, c, raw
-}
-
-func encodedFlist(t testing.TB, name string) []byte {
-	t.Helper()
-	f := &flist.Flist{Entries: []flist.Entry{{Path: name, Type: flist.TypeDir, Mode: 0o755}}}
-	b, err := f.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestDirRoundTrip(t *testing.T) {
 	d := &Dir{Root: t.TempDir()}
@@ -458,4 +439,10 @@ func TestDirConcurrentEncodings(t *testing.T) {
 }
 
 // contentOf is a Chunk result as plain bytes.
-func contentOf(v flist.Verified, err error) ([]byte, error) { return v.Bytes(), err }
+
+// The shared test helpers, under the names these tests use.
+var (
+	chunk        = testchunk.Chunk
+	encodedFlist = testchunk.Flist
+	contentOf    = testchunk.Content
+)
