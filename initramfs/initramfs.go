@@ -51,6 +51,10 @@ type Spec struct {
 	Required []string
 	// Files are extra files.
 	Files []File
+	// Firmware is a firmware directory laid out as /lib/firmware
+	// (linux-firmware): the files the included modules name are copied
+	// into the image's /lib/firmware. Empty adds none.
+	Firmware string
 }
 
 // Report describes a built image.
@@ -59,6 +63,8 @@ type Report struct {
 	Modules           []string // module names included, dependencies too
 	Builtin           []string // requested names built into the kernel
 	Missing           []string // requested names the kernel has neither as module nor built in
+	Firmware          []string // firmware files included, relative to /lib/firmware
+	FirmwareMissing   []string // "module: file" named by a module, not in Spec.Firmware
 	UncompressedBytes int64    // size of the cpio archive
 	CompressedBytes   int64    // size written to the output
 }
@@ -122,6 +128,9 @@ func collect(spec Spec, rep *Report) (image, error) {
 	}
 	if err := CheckStatic(spec.Init); err != nil {
 		return nil, err
+	}
+	if spec.Firmware != "" && spec.KernelModules == "" {
+		return nil, errors.New("initramfs: firmware needs kernel modules: no module names any")
 	}
 	im := base()
 	im["init"] = entry{mode: modeReg | 0o755, src: spec.Init}
@@ -190,6 +199,11 @@ func addModules(im image, spec Spec, rep *Report) error {
 		}
 	}
 	sort.Strings(rep.Modules)
+	if spec.Firmware != "" {
+		if err := addFirmware(im, spec, res.files, rep); err != nil {
+			return err
+		}
+	}
 	alias, err := filteredAlias(dir, loadedNames)
 	if err != nil {
 		return fmt.Errorf("kernel modules %s: %w", dir, err)

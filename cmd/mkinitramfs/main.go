@@ -16,9 +16,12 @@ import (
 	"github.com/zeroboot/zeroboot/initramfs"
 )
 
-const usage = `usage: mkinitramfs -init PATH (-kernel-version V | -modules-dir DIR) [-file SRC:DST[:MODE]]... [-extra-modules a,b] -o OUT
+const usage = `usage: mkinitramfs -init PATH (-kernel-version V | -modules-dir DIR) [-file SRC:DST[:MODE]]... [-extra-modules a,b] [-firmware DIR] -o OUT
 
 Builds a zstd-compressed newc cpio. The same inputs always give the same bytes.
+With -firmware DIR (laid out as /lib/firmware, e.g. a linux-firmware
+checkout), the firmware files the included modules name (modinfo firmware=)
+are copied into /lib/firmware; named files DIR lacks are listed as warnings.
 
 Examples:
   # the demo image for the installed Debian kernel
@@ -29,6 +32,10 @@ Examples:
   # a kernel tree elsewhere, with one more driver and a private key file
   mkinitramfs -init bin/init -modules-dir /srv/kernels/6.6/lib/modules/6.6.0 \
       -extra-modules sfc -file key:/etc/zeroboot/key:0600 -o out.cpio.zst
+
+  # with the firmware the NIC drivers need (bnx2x, ice, some r8169)
+  mkinitramfs -init bin/init -kernel-version 6.1.0-56-amd64 -extra-modules bnx2x,ice \
+      -firmware /srv/linux-firmware -o out.cpio.zst
 
 Default modules (with their dependencies): %s
 Required (build fails without them): %s
@@ -85,6 +92,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		out     = fs.String("o", "", "output file")
 		noMods  = fs.Bool("no-modules", false, "add no modules (a kernel with every driver built in)")
 		modList = fs.String("modules", "", "comma-separated modules replacing the default list")
+		fwDir   = fs.String("firmware", "", "firmware directory (as /lib/firmware): copy the files the included modules name")
 	)
 	fs.Var(&files, "file", "SRC:DST[:MODE] extra file (repeatable); MODE octal, default 0644")
 	fs.Usage = func() {
@@ -101,6 +109,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *fwDir != "" && *noMods {
+		return fmt.Errorf("-firmware needs modules: with -no-modules no module names any")
+	}
+	spec.Firmware = *fwDir
 	if *out == "" {
 		return fmt.Errorf("-o OUT is required")
 	}
@@ -188,6 +200,12 @@ func printReport(w io.Writer, out string, r initramfs.Report, took time.Duration
 	}
 	if len(r.Missing) > 0 {
 		fmt.Fprintf(w, "warning: not in this kernel: %s\n", strings.Join(r.Missing, " "))
+	}
+	if len(r.Firmware) > 0 {
+		fmt.Fprintf(w, "firmware (%d): %s\n", len(r.Firmware), strings.Join(r.Firmware, " "))
+	}
+	for _, m := range r.FirmwareMissing {
+		fmt.Fprintf(w, "warning: firmware not in the firmware directory: %s\n", m)
 	}
 }
 
