@@ -29,7 +29,13 @@ for the boot. See docs/identity.md.
 --cache DEVICE gives the farm's nodes a verified chunk cache on that block
 device (as zeroboot.cache=DEVICE would; a node's own command line wins),
 --cache-wipe formats it even when it holds other data. See
-docs/chunkcache.md.`
+docs/chunkcache.md.
+--pin VERSION serves that version of the channel instead of the newest;
+--rollout PERCENT (1-99) gives the newest release to that share of the
+farm's nodes, always the same ones, and the release before it to the rest:
+raise it, then set it back to 100 (everyone). Nodes that already ran a
+newer release refuse an older one. farm set replaces the whole policy, so
+a farm set without --pin unpins.`
 
 // policyFlags are a farm's enrollment policy on the command line.
 type policyFlags struct {
@@ -38,6 +44,8 @@ type policyFlags struct {
 	ephemeral  *bool
 	cache      *string
 	cacheWipe  *bool
+	pin        *uint64
+	rollout    *int
 }
 
 func registerPolicy(fs *flag.FlagSet) policyFlags {
@@ -47,11 +55,25 @@ func registerPolicy(fs *flag.FlagSet) policyFlags {
 		ephemeral:  fs.Bool("allow-ephemeral", false, "take nodes that have no identity of their own under a per-boot ID"),
 		cache:      fs.String("cache", "", "chunk cache block device for the farm's nodes, /dev/NAME (default: none)"),
 		cacheWipe:  fs.Bool("cache-wipe", false, "format the --cache device even when it holds other data"),
+		pin:        fs.Uint64("pin", 0, "serve this version of the channel instead of the newest (default: the newest)"),
+		rollout:    fs.Int("rollout", 100, "give the channel's newest release to this percentage of the farm's nodes, the release before it to the rest"),
 	}
 }
 
+// check refuses a rollout share the farm cannot have, here where the flag
+// can be named (the server's record keeps 0 for everyone).
+func (p policyFlags) check(fs *flag.FlagSet) error {
+	if *p.rollout < 1 || *p.rollout > 100 {
+		return usageErr(fs, "--rollout %d: want a percentage of nodes, 1 to 100", *p.rollout)
+	}
+	return nil
+}
+
 func (p policyFlags) farm(name, channel string) registry.Farm {
-	f := registry.Farm{Name: name, Channel: channel, Enroll: *p.enroll, RequireTPM: *p.requireTPM, AllowEphemeral: *p.ephemeral}
+	f := registry.Farm{Name: name, Channel: channel, Enroll: *p.enroll, RequireTPM: *p.requireTPM, AllowEphemeral: *p.ephemeral, Pin: *p.pin}
+	if *p.rollout != 100 {
+		f.Rollout = *p.rollout // 100 is everyone, stored as 0
+	}
 	if *p.cache != "" || *p.cacheWipe {
 		f.Cache = &registry.Cache{Device: *p.cache, Wipe: *p.cacheWipe}
 	}
@@ -75,6 +97,9 @@ func cmdFarmCreate(args []string) error {
 	}
 	if len(pos) != 1 || *channel == "" {
 		return usageErr(fs, "need one farm NAME and --channel")
+	}
+	if err := pol.check(fs); err != nil {
+		return err
 	}
 	f, err := apply(&c, "POST", "/v1/admin/farms", pol.farm(pos[0], *channel), func(s *server.Server) (registry.Farm, error) {
 		return s.CreateFarm(pol.farm(pos[0], *channel))
@@ -100,6 +125,9 @@ func cmdFarmSet(args []string) error {
 	}
 	if len(pos) != 1 || *channel == "" {
 		return usageErr(fs, "need one farm NAME and --channel")
+	}
+	if err := pol.check(fs); err != nil {
+		return err
 	}
 	f, err := apply(&c, "PUT", "/v1/admin/farms/"+url.PathEscape(pos[0]), pol.farm(pos[0], *channel), func(s *server.Server) (registry.Farm, error) {
 		return s.UpdateFarm(pol.farm(pos[0], *channel))
@@ -153,6 +181,12 @@ func policyText(f registry.Farm) string {
 	}
 	if f.AllowEphemeral {
 		t += ", ephemeral nodes allowed"
+	}
+	if f.Pin != 0 {
+		t += fmt.Sprintf(", pinned to version %d", f.Pin)
+	}
+	if f.Rollout != 0 {
+		t += fmt.Sprintf(", newest release to %d%% of nodes", f.Rollout)
 	}
 	if c := f.Cache; c != nil {
 		t += ", chunk cache " + c.Device

@@ -149,6 +149,16 @@ func TestCLI(t *testing.T) {
 	if !strings.Contains(out, "farm demo created, channel stable") {
 		t.Errorf("farm create: %s", out)
 	}
+	if out, _ := c.run(0, append([]string{"farm", "set", "demo", "--channel", "stable", "--rollout", "30"}, remote...)...); !strings.Contains(out, "newest release to 30% of nodes") {
+		t.Errorf("farm set --rollout: %s", out)
+	}
+	if _, errs := c.run(2, append([]string{"farm", "set", "demo", "--channel", "stable", "--rollout", "0"}, remote...)...); !strings.Contains(errs, "--rollout 0: want a percentage of nodes, 1 to 100") {
+		t.Errorf("farm set --rollout 0: %s", errs)
+	}
+	if _, errs := c.run(1, append([]string{"farm", "set", "demo", "--channel", "stable", "--pin", "99"}, remote...)...); !strings.Contains(errs, "pinned to stable version 99, which is not published") {
+		t.Errorf("farm set --pin 99: %s", errs)
+	}
+	c.run(0, append([]string{"farm", "set", "demo", "--channel", "stable"}, remote...)...)
 	pub := func(want int, v string, k string) (string, string) {
 		return c.run(want, append([]string{"release", "publish", "--key", k, "--channel", "stable", "--version", v,
 			"--expires", "24h", "--component", "name=core0,flist=" + fl + ",mount=/", "--entry", "/bin/core0", "--arg", "--heartbeat", "--arg", "2s"}, remote...)...)

@@ -5,6 +5,8 @@
 package registry
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -200,6 +202,33 @@ type Farm struct {
 	// Cache, when set, is the chunk cache the farm's nodes use when their
 	// command line names none (docs/chunkcache.md).
 	Cache *Cache `json:"cache,omitempty"`
+	// Pin, when set, is the version of the farm's channel its nodes get
+	// instead of the newest.
+	Pin uint64 `json:"pin,omitempty"`
+	// Rollout, 1 to 99, gives the channel's newest release to that share
+	// of the farm's nodes (chosen by node ID, the same ones every boot)
+	// and the release before it to the others; 0 gives it to all.
+	Rollout int `json:"rollout,omitempty"`
+}
+
+// CheckRollout applies the farm's rollout rules: a share of 0 to 99, and
+// not together with a pin.
+func (f *Farm) CheckRollout() error {
+	switch {
+	case f.Rollout < 0 || f.Rollout > 99:
+		return fmt.Errorf("rollout %d%%: want 1 to 99 (0, or 100, gives the newest release to every node)", f.Rollout)
+	case f.Rollout != 0 && f.Pin != 0:
+		return errors.New("a farm is pinned to a version or rolls the newest out, not both")
+	}
+	return nil
+}
+
+// InRollout says whether node is among the share percent of farm's nodes
+// that get the newest release: a stable choice, so a node does not flip
+// between releases from one boot to the next.
+func InRollout(farm, node string, percent int) bool {
+	h := sha256.Sum256([]byte(farm + "\x00" + node))
+	return int(binary.BigEndian.Uint16(h[:2]))%100 < percent
 }
 
 // Cache is a farm's chunk cache setting, as zeroboot.cache and

@@ -141,6 +141,18 @@ func (s *Server) checkFarm(f registry.Farm) error {
 	if err := f.Cache.Check(); err != nil {
 		return fail(http.StatusBadRequest, "farm %s: %v", f.Name, err)
 	}
+	if err := f.CheckRollout(); err != nil {
+		return fail(http.StatusBadRequest, "farm %s: %v", f.Name, err)
+	}
+	if f.Pin != 0 {
+		rs, err := s.DB.Releases(f.Channel)
+		if err != nil {
+			return err
+		}
+		if _, err := pinned(f, rs); err != nil {
+			return err
+		}
+	}
 	if s.TUF != nil {
 		if _, ok := s.TUF.Channels.Channels[f.Channel]; !ok {
 			return fail(http.StatusBadRequest, "channel %s: nodes do not accept it (channels.json has %s)", f.Channel, strings.Join(s.TUF.Channels.Names(), ", "))

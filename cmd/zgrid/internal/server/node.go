@@ -88,10 +88,8 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 	if err != nil {
 		return nil, err
 	}
-	rel, err := s.DB.LatestRelease(channel)
-	if errors.Is(err, db.ErrNotFound) {
-		return nil, fail(http.StatusNotFound, "no release on channel %s", channel)
-	} else if err != nil {
+	rel, err := s.releaseFor(farm, channel, req.NodeID)
+	if err != nil {
 		return nil, err
 	}
 	if known != nil && known.HighestRelease > rel.Version {

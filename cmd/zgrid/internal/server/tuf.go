@@ -9,6 +9,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/repo"
@@ -52,7 +53,9 @@ func (t *TUF) freshness(channel string, targets []byte, now time.Time) (snapshot
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if f, ok := t.cache[channel]; ok && f.targets == m.Signed.Version && f.expires.Sub(now) > t.Fresh.Window/2 {
+	// Per version: a farm rolling a release out serves two of a channel.
+	key := fmt.Sprintf("%s/%d", channel, m.Signed.Version)
+	if f, ok := t.cache[key]; ok && f.targets == m.Signed.Version && f.expires.Sub(now) > t.Fresh.Window/2 {
 		return f.snapshot, f.timestamp, nil
 	}
 	// Versions only go up while the registry's clock does; a node keeps
@@ -65,7 +68,7 @@ func (t *TUF) freshness(channel string, targets []byte, now time.Time) (snapshot
 	if t.cache == nil {
 		t.cache = map[string]fresh{}
 	}
-	t.cache[channel] = fresh{m.Signed.Version, s, ts, now.Add(t.Fresh.Window)}
+	t.cache[key] = fresh{m.Signed.Version, s, ts, now.Add(t.Fresh.Window)}
 	return s, ts, nil
 }
 
@@ -87,6 +90,56 @@ func (s *Server) bundle(req *registry.BootRequest, rel registry.ReleaseInfo) (*t
 		Targets:   up.Targets,
 		Release:   up.Release,
 	}, nil
+}
+
+// releaseFor is the release a node of farm gets on channel: the newest,
+// unless the farm pins a version, or rolls the newest out to a share of its
+// nodes (the others get the newest release before it that nodes still
+// accept). A node that asked for another channel gets that channel's
+// newest.
+func (s *Server) releaseFor(farm registry.Farm, channel, nodeID string) (registry.ReleaseInfo, error) {
+	if channel != farm.Channel || (farm.Pin == 0 && farm.Rollout == 0) {
+		rel, err := s.DB.LatestRelease(channel)
+		if errors.Is(err, db.ErrNotFound) {
+			return rel, fail(http.StatusNotFound, "no release on channel %s", channel)
+		}
+		return rel, err
+	}
+	rs, err := s.DB.Releases(channel)
+	if err != nil {
+		return registry.ReleaseInfo{}, err
+	}
+	if len(rs) == 0 {
+		return registry.ReleaseInfo{}, fail(http.StatusNotFound, "no release on channel %s", channel)
+	}
+	if farm.Pin != 0 {
+		return pinned(farm, rs)
+	}
+	newest := rs[len(rs)-1]
+	if newest.Withdrawn || registry.InRollout(farm.Name, nodeID, farm.Rollout) {
+		return newest, nil
+	}
+	now := s.now()
+	for i := len(rs) - 2; i >= 0; i-- {
+		if r := rs[i]; !r.Withdrawn && now.Before(r.Expires) {
+			return r, nil
+		}
+	}
+	return newest, nil // nothing older is still good: everyone gets the newest
+}
+
+// pinned is the farm's pinned version of rs, which must be a release.
+func pinned(farm registry.Farm, rs []registry.ReleaseInfo) (registry.ReleaseInfo, error) {
+	for _, r := range rs {
+		if r.Version != farm.Pin {
+			continue
+		}
+		if r.Withdrawn {
+			return r, fail(http.StatusConflict, "farm %s is pinned to %s version %d, a withdrawal: zgrid farm set %s --pin another version", farm.Name, r.Channel, r.Version, farm.Name)
+		}
+		return r, nil
+	}
+	return registry.ReleaseInfo{}, fail(http.StatusNotFound, "farm %s is pinned to %s version %d, which is not published", farm.Name, farm.Channel, farm.Pin)
 }
 
 // checkProtocol refuses a node of another protocol with words that say

@@ -233,3 +233,58 @@ func TestPublishSetuidPermission(t *testing.T) {
 	}
 	e.must(e.do("POST", "/v1/admin/releases", asAdmin, upload(t, "stable", 1, time.Now().Add(time.Hour), doc(true), e.key)), 201)
 }
+
+// A farm can pin a version of its channel, or roll the newest out to a
+// share of its nodes, the same nodes every boot.
+func TestFarmPinAndRollout(t *testing.T) {
+	e := newEnv(t, func(s *Server) { s.Rate = -1 })
+	_, id := e.build()
+	for v := 1; v <= 3; v++ {
+		e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(uint64(v), id, time.Hour)), 201)
+	}
+	served := func(node string) uint64 {
+		t.Helper()
+		e.must(e.do("POST", "/v1/boot", asJSON, []byte(fmt.Sprintf(`{"protocol":4,"node_id":%q,"farm":"demo"}`, node))), 200)
+		var n registry.Node
+		json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/"+node, asAdmin, nil), 200).body), &n)
+		return n.ReleaseServed
+	}
+	setFarm := func(body string, code int) answer {
+		t.Helper()
+		return e.must(e.do("PUT", "/v1/admin/farms/demo", asAdmin, []byte(body)), code)
+	}
+	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable","rollout":25}`)), 201)
+	counts := map[uint64]int{}
+	first := map[string]uint64{}
+	for i := range 200 {
+		node := fmt.Sprintf("n%031x", i)
+		first[node] = served(node)
+		counts[first[node]]++
+	}
+	if counts[3] < 30 || counts[3] > 70 || counts[2] != 200-counts[3] {
+		t.Errorf("rollout 25%%: versions served %v, want about 50 of 200 on version 3 and the rest on 2", counts)
+	}
+	for node, v := range first {
+		if again := served(node); again != v {
+			t.Fatalf("%s got version %d, then %d: the rollout must choose the same nodes every boot", node, v, again)
+		}
+		break
+	}
+	setFarm(`{"name":"demo","channel":"stable","pin":1}`, 200)
+	if v := served("n0000000000000000000000000000ff"); v != 1 {
+		t.Errorf("pinned to 1: served %d", v)
+	}
+	for _, tc := range []struct{ body, want string }{
+		{`{"name":"demo","channel":"stable","pin":9}`, "pinned to stable version 9, which is not published"},
+		{`{"name":"demo","channel":"stable","rollout":120}`, "rollout 120%: want 1 to 99"},
+		{`{"name":"demo","channel":"stable","rollout":10,"pin":1}`, "not both"},
+	} {
+		if a := e.do("PUT", "/v1/admin/farms/demo", asAdmin, []byte(tc.body)); a.code/100 != 4 || !strings.Contains(a.body, tc.want) {
+			t.Errorf("%s: HTTP %d %s, want %q", tc.body, a.code, a.body, tc.want)
+		}
+	}
+	setFarm(`{"name":"demo","channel":"stable"}`, 200)
+	if v := served("n0000000000000000000000000000fe"); v != 3 {
+		t.Errorf("no pin, no rollout: served %d, want the newest", v)
+	}
+}
