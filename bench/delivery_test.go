@@ -161,8 +161,10 @@ func TestDelivery(t *testing.T) {
 	if err := fx.checkTraffic(); err != nil {
 		t.Error(err)
 	}
-	if fx.conns.Load() != 1 {
-		t.Errorf("%d connections for one delivery, want 1 (HTTP/2 carries every request)", fx.conns.Load())
+	// HTTP/1.1 on a few kept-alive connections (fetch.HTTP): at most one
+	// per request in flight, plus the metadata's, whatever the requests.
+	if n := fx.conns.Load(); n < 1 || n > parallel+1 {
+		t.Errorf("%d connections for %d requests, want 1 to %d (kept alive, one per request in flight)", n, fx.requests.Load(), parallel+1)
 	}
 	if peak.Inuse == 0 || peak.Live == 0 {
 		t.Error("heap sampler saw no heap in use")

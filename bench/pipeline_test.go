@@ -43,8 +43,8 @@ type fixture struct {
 }
 
 // newFixture builds src into a store in a temp dir and serves that dir under
-// /store/ with net/http's FileServer over HTTPS (HTTP/2, as zgrid serves
-// it). The client is the node's own (registry.NewHTTPClient: TLS 1.3 only,
+// /store/ with net/http's FileServer over HTTPS (the server offers HTTP/2,
+// as zgrid's does; fetch.HTTP takes HTTP/1.1). The client is the node's own (registry.NewHTTPClient: TLS 1.3 only,
 // pinned CA), trusting only the test server's certificate.
 func newFixture(tb testing.TB, src string) *fixture {
 	tb.Helper()
