@@ -41,6 +41,9 @@ type Server struct {
 	Store   Store
 	Token   string   // admin bearer token
 	Mirrors []string // store base URLs offered to nodes after our own
+	// ViewerToken, when set, logs into the explorer (/ui/) read-only;
+	// zgrid serve does not set it yet (docs/explorer.md).
+	ViewerToken string
 	// TUF is the root chain, the channels nodes accept and the online
 	// key. Every release is verified against it before it is stored; the
 	// server never holds a release key.
@@ -70,6 +73,7 @@ type Server struct {
 	nonces        nonces
 	activationKey [32]byte // set by Handler; see activate
 
+	ui      uiSessions // explorer logins (ui.go)
 	metrics metrics
 	limOnce sync.Once
 	lim     *limiter
@@ -125,6 +129,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.HandleFunc("GET /v1/version", s.serveVersion)
 	s.bootRoutes(mux) // GET /boot/ipxe, /boot/{file}: pxe.go
+	s.uiRoutes(mux)   // the explorer under /ui/: ui.go
 
 	admin := map[string]http.HandlerFunc{
 		"PUT /v1/admin/store/chunks/{name}": s.putChunk,

@@ -1,0 +1,423 @@
+package server
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/timeline"
+)
+
+// The explorer (docs/explorer.md): server-rendered pages under /ui/ for
+// people with a browser, behind a session cookie obtained with the admin
+// token (or Server.ViewerToken, read-only). No JavaScript, no external
+// assets: the CSP below forbids both.
+
+//go:embed ui/*.html
+var uiFiles embed.FS
+
+var uiPages = template.Must(template.New("").Funcs(template.FuncMap{
+	"when": uiTime,
+}).ParseFS(uiFiles, "ui/*.html"))
+
+// Names of the explorer's cookies, and how long a session lasts.
+const (
+	sessionCookie  = "zgrid_session"
+	loginCSRF      = "zgrid_login_csrf"
+	sessionTTL     = 12 * time.Hour
+	maxUIForm      = 64 << 10
+	csrfField      = "csrf"
+	roleAdmin      = "admin"
+	roleViewer     = "viewer"
+	uiCSP          = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"
+	timelineWidth  = 640.0 // SVG user units for the bars, after the labels
+	timelineLabels = 160.0
+	timelineRow    = 20.0
+)
+
+// uiSessions are the explorer's logins, in memory: a restart logs
+// everyone out, which is acceptable for an admin page and keeps secrets
+// off the disk.
+type uiSessions struct {
+	mu sync.Mutex
+	m  map[string]uiSession
+}
+
+type uiSession struct {
+	role    string
+	csrf    string
+	expires time.Time
+}
+
+func (u *uiSessions) create(role string, now time.Time) (id string, sess uiSession) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.m == nil {
+		u.m = map[string]uiSession{}
+	}
+	// Expired sessions go here, so that the map is bounded by the logins
+	// of the last sessionTTL.
+	for k, v := range u.m {
+		if !now.Before(v.expires) {
+			delete(u.m, k)
+		}
+	}
+	id = randomHex()
+	sess = uiSession{role: role, csrf: randomHex(), expires: now.Add(sessionTTL)}
+	u.m[id] = sess
+	return id, sess
+}
+
+func (u *uiSessions) get(id string, now time.Time) (uiSession, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	sess, ok := u.m[id]
+	if !ok || !now.Before(sess.expires) {
+		delete(u.m, id)
+		return uiSession{}, false
+	}
+	return sess, true
+}
+
+func (u *uiSessions) remove(id string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.m, id)
+}
+
+// randomHex is 32 random bytes: a session ID or CSRF token nobody can
+// guess.
+func randomHex() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand since Go 1.24)
+	return hex.EncodeToString(b)
+}
+
+// uiHandler is a page handler that runs with the caller's session.
+type uiHandler func(w http.ResponseWriter, r *http.Request, sess uiSession)
+
+func (s *Server) uiRoutes(mux *http.ServeMux) {
+	mux.Handle("GET /ui/login", s.uiHeaders(http.HandlerFunc(s.uiLoginForm)))
+	mux.Handle("POST /ui/login", s.uiHeaders(http.HandlerFunc(s.uiLogin)))
+	mux.Handle("POST /ui/logout", s.uiSession("", s.uiLogout))
+	mux.Handle("GET /ui/{$}", s.uiSession("", s.uiOverview))
+	mux.Handle("GET /ui/nodes/{id}", s.uiSession("", s.uiNode))
+	mux.Handle("POST /ui/nodes/{id}/approve", s.uiSession(roleAdmin, s.uiApprove))
+}
+
+// uiHeaders sets what every explorer answer carries: no scripts, frames
+// or foreign forms, no caching of pages that show the fleet.
+func (s *Server) uiHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", uiCSP)
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "same-origin")
+		hd.Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// uiSession sends callers without a valid session to the login page,
+// refuses a POST without the session's CSRF token, and a role other than
+// need ("" takes any).
+func (s *Server) uiSession(need string, h uiHandler) http.Handler {
+	return s.uiHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := r.Cookie(sessionCookie)
+		var sess uiSession
+		ok := err == nil
+		if ok {
+			sess, ok = s.ui.get(c.Value, s.now())
+		}
+		if !ok {
+			http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+			return
+		}
+		if r.Method == http.MethodPost && !s.uiCSRF(w, r, sess.csrf) {
+			s.uiError(w, http.StatusForbidden, "CSRF token missing or wrong: reload the page and try again")
+			return
+		}
+		if need != "" && sess.role != need {
+			s.uiError(w, http.StatusForbidden, "this needs the "+need+" role; you are logged in as "+sess.role)
+			return
+		}
+		h(w, r, sess)
+	}))
+}
+
+// uiCSRF reports whether the form's CSRF field is want.
+func (s *Server) uiCSRF(w http.ResponseWriter, r *http.Request, want string) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxUIForm)
+	if err := r.ParseForm(); err != nil {
+		return false
+	}
+	got := r.PostForm.Get(csrfField)
+	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// uiCookie is one of the explorer's cookies: HTTPS only, out of reach of
+// scripts, never sent with a request another site starts.
+func uiCookie(name, value string, maxAge time.Duration) *http.Cookie {
+	c := &http.Cookie{Name: name, Value: value, Path: "/ui/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode}
+	if maxAge < 0 {
+		c.MaxAge = -1
+	} else {
+		c.MaxAge = int(maxAge / time.Second)
+	}
+	return c
+}
+
+// uiLoginForm gives the form a fresh double-submit CSRF token: there is
+// no session yet to keep it in, so it goes in a cookie as well as the
+// form, and a POST must carry both alike.
+func (s *Server) uiLoginForm(w http.ResponseWriter, r *http.Request) {
+	s.uiLoginPage(w, http.StatusOK, "")
+}
+
+func (s *Server) uiLoginPage(w http.ResponseWriter, code int, problem string) {
+	tok := randomHex()
+	http.SetCookie(w, uiCookie(loginCSRF, tok, time.Hour))
+	s.uiRender(w, code, "login", map[string]string{"CSRF": tok, "Problem": problem})
+}
+
+func (s *Server) uiLogin(w http.ResponseWriter, r *http.Request) {
+	c, err := r.Cookie(loginCSRF)
+	if err != nil || !s.uiCSRF(w, r, c.Value) {
+		s.uiError(w, http.StatusForbidden, "login form expired or forged (CSRF token): reload the login page")
+		return
+	}
+	role := s.uiRole(r.PostForm.Get("token"))
+	if role == "" {
+		s.log().Warn("explorer login failed", "client", r.RemoteAddr)
+		s.uiLoginPage(w, http.StatusUnauthorized, "token wrong")
+		return
+	}
+	id, _ := s.ui.create(role, s.now())
+	http.SetCookie(w, uiCookie(loginCSRF, "", -1))
+	http.SetCookie(w, uiCookie(sessionCookie, id, sessionTTL))
+	s.log().Info("explorer login", "client", r.RemoteAddr, "role", role)
+	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+}
+
+// uiRole is the role a token gives, "" for none; both comparisons run
+// in constant time, as requireToken's does.
+func (s *Server) uiRole(tok string) string {
+	switch {
+	case tok == "":
+		return ""
+	case s.Token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.Token)) == 1:
+		return roleAdmin
+	case s.ViewerToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.ViewerToken)) == 1:
+		return roleViewer
+	}
+	return ""
+}
+
+func (s *Server) uiLogout(w http.ResponseWriter, r *http.Request, _ uiSession) {
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		s.ui.remove(c.Value)
+	}
+	http.SetCookie(w, uiCookie(sessionCookie, "", -1))
+	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+}
+
+// uiRelease is a stored release and what it is to its channel now.
+type uiRelease struct {
+	registry.ReleaseInfo
+	State string // current, superseded, expired, withdrawal
+}
+
+type uiOverview struct {
+	Role, CSRF string
+	Farms      []registry.Farm
+	Releases   []uiRelease
+	Nodes      []registry.Node
+}
+
+func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request, sess uiSession) {
+	page, err := s.overview(sess)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	s.uiRender(w, http.StatusOK, "overview", page)
+}
+
+func (s *Server) overview(sess uiSession) (uiOverview, error) {
+	page := uiOverview{Role: sess.role, CSRF: sess.csrf}
+	var err error
+	if page.Farms, err = s.DB.Farms(); err != nil {
+		return page, fmt.Errorf("explorer: listing farms: %w", err)
+	}
+	rs, err := s.DB.Releases("")
+	if err != nil {
+		return page, fmt.Errorf("explorer: listing releases: %w", err)
+	}
+	page.Releases = releaseStates(rs, s.now())
+	if page.Nodes, err = s.DB.Nodes(); err != nil {
+		return page, fmt.Errorf("explorer: listing nodes: %w", err)
+	}
+	slices.SortStableFunc(page.Nodes, func(a, b registry.Node) int {
+		return cmp.Or(cmp.Compare(stateRank(a.State), stateRank(b.State)), cmp.Compare(a.ID, b.ID))
+	})
+	return page, nil
+}
+
+// stateRank puts the nodes that need someone first: failed, then held
+// for approval, then booting, then ready.
+func stateRank(state string) int {
+	switch state {
+	case registry.StateFailed:
+		return 0
+	case registry.StatePending:
+		return 1
+	case registry.StateBooting:
+		return 2
+	case registry.StateReady:
+		return 3
+	}
+	return 4
+}
+
+// releaseStates orders each channel's releases newest first: the newest
+// is current (or a withdrawal, or expired), the others superseded unless
+// expired.
+func releaseStates(rs []registry.ReleaseInfo, now time.Time) []uiRelease {
+	slices.SortFunc(rs, func(a, b registry.ReleaseInfo) int {
+		return cmp.Or(cmp.Compare(a.Channel, b.Channel), cmp.Compare(b.Version, a.Version))
+	})
+	out := make([]uiRelease, 0, len(rs))
+	for i, ri := range rs {
+		ri.Envelope = nil
+		newest := i == 0 || rs[i-1].Channel != ri.Channel
+		st := "superseded"
+		switch {
+		case newest && ri.Withdrawn:
+			st = "withdrawal"
+		case !ri.Expires.IsZero() && !now.Before(ri.Expires):
+			st = "expired"
+		case newest:
+			st = "current"
+		}
+		out = append(out, uiRelease{ri, st})
+	}
+	return out
+}
+
+type uiNodePage struct {
+	Role, CSRF string
+	Node       registry.Node
+	Timeline   uiTimeline
+}
+
+func (s *Server) uiNode(w http.ResponseWriter, r *http.Request, sess uiSession) {
+	id := r.PathValue("id")
+	n, err := s.uiLookup(id)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	s.uiRender(w, http.StatusOK, "node", uiNodePage{Role: sess.role, CSRF: sess.csrf, Node: n, Timeline: drawTimeline(n.Timeline)})
+}
+
+func (s *Server) uiLookup(id string) (registry.Node, error) {
+	if err := checkNodeID(id); err != nil {
+		return registry.Node{}, err
+	}
+	n, err := s.DB.Node(id)
+	if err != nil {
+		return n, fail(dbStatus(err), "node %s: %v", id, err)
+	}
+	return n, nil
+}
+
+func (s *Server) uiApprove(w http.ResponseWriter, r *http.Request, _ uiSession) {
+	id := r.PathValue("id")
+	if _, err := s.Approve(id); err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/nodes/"+url.PathEscape(id), http.StatusSeeOther)
+}
+
+// uiTimeline is a boot timeline laid out for the SVG: numbers only, the
+// text goes through the template's escaping.
+type uiTimeline struct {
+	Width, Height, BarsX float64
+	Bars                 []uiBar
+	TotalMS              float64
+}
+
+type uiBar struct {
+	timeline.Step
+	X, Y, W, TextY float64
+}
+
+// drawTimeline scales the steps to timelineWidth: one row per step,
+// x from its start to its end.
+func drawTimeline(steps []timeline.Step) uiTimeline {
+	tl := uiTimeline{Width: timelineLabels + timelineWidth + 10, Height: timelineRow*float64(len(steps)) + 4, BarsX: timelineLabels}
+	for _, st := range steps {
+		tl.TotalMS = max(tl.TotalMS, st.EndMS, st.StartMS)
+	}
+	scale := 0.0
+	if tl.TotalMS > 0 {
+		scale = timelineWidth / tl.TotalMS
+	}
+	for i, st := range steps {
+		y := timelineRow*float64(i) + 2
+		b := uiBar{Step: st, X: timelineLabels + max(st.StartMS, 0)*scale, Y: y, TextY: y + 12}
+		b.W = max((st.EndMS-st.StartMS)*scale, 1) // a zero-length step still shows
+		tl.Bars = append(tl.Bars, b)
+	}
+	return tl
+}
+
+// uiFail answers an error as a page, with the code the API would use.
+func (s *Server) uiFail(w http.ResponseWriter, r *http.Request, err error) {
+	var he *httpError
+	if errors.As(err, &he) {
+		s.uiError(w, he.code, he.msg)
+		return
+	}
+	s.log().Error("explorer request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	s.uiError(w, http.StatusInternalServerError, err.Error())
+}
+
+func (s *Server) uiError(w http.ResponseWriter, code int, msg string) {
+	s.uiRender(w, code, "error", map[string]any{"Code": code, "Status": http.StatusText(code), "Message": msg})
+}
+
+// uiRender executes a page into memory first, so that a template error
+// becomes a 500 rather than half a page.
+func (s *Server) uiRender(w http.ResponseWriter, code int, page string, data any) {
+	var buf bytes.Buffer
+	if err := uiPages.ExecuteTemplate(&buf, page, data); err != nil {
+		s.log().Error("explorer template failed", "page", page, "err", err)
+		http.Error(w, "internal error rendering "+page, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	w.Write(buf.Bytes())
+}
+
+// uiTime shows a time in UTC to the second, or "never".
+func uiTime(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}

@@ -1,0 +1,299 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/timeline"
+)
+
+const viewerToken = "fedcba9876543210"
+
+// browser is a client of the explorer: it keeps cookies by hand and does
+// not follow redirects, so that tests see both.
+type browser struct {
+	e       *env
+	hc      *http.Client
+	cookies map[string]*http.Cookie
+	last    *http.Response
+}
+
+func newBrowser(e *env) *browser {
+	hc := *e.hc
+	hc.Jar = nil
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &browser{e: e, hc: &hc, cookies: map[string]*http.Cookie{}}
+}
+
+func (b *browser) do(method, path string, form url.Values) answer {
+	b.e.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, b.e.ts.URL+path, body)
+	if err != nil {
+		b.e.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for _, c := range b.cookies {
+		req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+	}
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		b.e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	for _, c := range resp.Cookies() {
+		if c.MaxAge < 0 {
+			delete(b.cookies, c.Name)
+		} else {
+			b.cookies[c.Name] = c
+		}
+	}
+	b.last = resp
+	return answer{resp.StatusCode, string(raw), resp.Header}
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([0-9a-f]{64})"`)
+
+// csrfOf is the CSRF token in a page's first form.
+func csrfOf(t *testing.T, page string) string {
+	t.Helper()
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no CSRF field in:\n%s", page)
+	}
+	return m[1]
+}
+
+// login fetches the form and posts tok with the form's CSRF token.
+func (b *browser) login(t *testing.T, tok string) answer {
+	t.Helper()
+	form := b.e.must(b.do("GET", "/ui/login", nil), 200)
+	return b.do("POST", "/ui/login", url.Values{"csrf": {csrfOf(t, form.body)}, "token": {tok}})
+}
+
+func withViewer(s *Server) { s.ViewerToken = viewerToken }
+
+func TestUILogin(t *testing.T) {
+	e := newEnv(t, withViewer)
+	for _, tt := range []struct {
+		name, token string
+		code        int
+		session     bool
+	}{
+		{"admin token", token, 303, true},
+		{"viewer token", viewerToken, 303, true},
+		{"wrong token", "0123456789abcdeX", 401, false},
+		{"empty token", "", 401, false},
+	} {
+		b := newBrowser(e)
+		a := b.login(t, tt.token)
+		c, got := b.cookies[sessionCookie]
+		if a.code != tt.code || got != tt.session {
+			t.Errorf("%s: HTTP %d, session cookie %v; want %d, %v", tt.name, a.code, got, tt.code, tt.session)
+			continue
+		}
+		if !tt.session {
+			continue
+		}
+		if loc := a.hdr.Get("Location"); loc != "/ui/" {
+			t.Errorf("%s: redirected to %q, want /ui/", tt.name, loc)
+		}
+		if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteStrictMode || c.Path != "/ui/" || c.MaxAge <= 0 || len(c.Value) != 64 {
+			t.Errorf("%s: session cookie %+v", tt.name, c)
+		}
+	}
+}
+
+func TestUILoginNeedsCSRF(t *testing.T) {
+	e := newEnv(t)
+	for _, tt := range []struct {
+		name   string
+		cookie bool
+		field  string
+	}{
+		{"no cookie, no field", false, ""},
+		{"cookie, no field", true, ""},
+		{"cookie, other field", true, strings.Repeat("ab", 32)},
+	} {
+		b := newBrowser(e)
+		if tt.cookie {
+			e.must(b.do("GET", "/ui/login", nil), 200)
+		}
+		a := b.do("POST", "/ui/login", url.Values{"csrf": {tt.field}, "token": {token}})
+		if _, ok := b.cookies[sessionCookie]; a.code != 403 || ok {
+			t.Errorf("%s: HTTP %d, session %v; want 403 and none", tt.name, a.code, ok)
+		}
+	}
+}
+
+func TestUIRedirectsWithoutSession(t *testing.T) {
+	e := newEnv(t)
+	for _, tt := range []struct{ method, path string }{
+		{"GET", "/ui/"},
+		{"GET", "/ui/nodes/n1"},
+		{"POST", "/ui/nodes/n1/approve"},
+		{"POST", "/ui/logout"},
+	} {
+		b := newBrowser(e)
+		b.cookies[sessionCookie] = &http.Cookie{Name: sessionCookie, Value: strings.Repeat("0", 64)}
+		a := b.do(tt.method, tt.path, url.Values{})
+		if a.code != 303 || a.hdr.Get("Location") != "/ui/login" {
+			t.Errorf("%s %s: HTTP %d to %q, want 303 to /ui/login", tt.method, tt.path, a.code, a.hdr.Get("Location"))
+		}
+	}
+}
+
+// fleet is a ready node a1, a failed node z9 whose timeline has a step
+// named like a script, and p1 held for approval.
+func fleet(t *testing.T, e *env) {
+	t.Helper()
+	e.publish()
+	if _, err := e.srv.CreateFarm(registry.Farm{Name: "held", Channel: "stable", Enroll: registry.EnrollApproval}); err != nil {
+		t.Fatal(err)
+	}
+	report := func(rep registry.StatusReport) {
+		t.Helper()
+		b, _ := json.Marshal(rep)
+		e.must(e.do("POST", "/v1/status", asJSON, b), 204)
+	}
+	report(registry.StatusReport{NodeID: "a1", Source: "core0", State: "ready", Token: e.bootNode("a1")})
+	report(registry.StatusReport{NodeID: "z9", Source: "pid1", State: "failed", Reason: "mount: <b>no space</b>", Token: e.bootNode("z9"),
+		Timeline: []timeline.Step{{Name: "modules", StartMS: 0, EndMS: 400}, {Name: "<script>alert(1)</script>", StartMS: 400, EndMS: 520}, {Name: "net", StartMS: 520, EndMS: 640, Error: "no link"}}})
+	e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"p1","farm":"held"}`)), 409)
+}
+
+func TestUIOverview(t *testing.T) {
+	e := newEnv(t)
+	fleet(t, e)
+	b := newBrowser(e)
+	e.must(b.login(t, token), 303)
+	page := e.must(b.do("GET", "/ui/", nil), 200).body
+	for _, want := range []string{"<td>demo</td><td>stable</td>", "<td>held</td>", "approval", `class="current">current`, "mount: &lt;b&gt;no space&lt;/b&gt;", `href="/ui/nodes/p1"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("overview lacks %q:\n%s", want, page)
+		}
+	}
+	failed, pending, ready := strings.Index(page, `href="/ui/nodes/z9"`), strings.Index(page, `href="/ui/nodes/p1"`), strings.Index(page, `href="/ui/nodes/a1"`)
+	if failed < 0 || !(failed < pending && pending < ready) {
+		t.Errorf("node order: failed at %d, pending at %d, ready at %d; want failed first, ready last", failed, pending, ready)
+	}
+}
+
+func TestUINodeTimeline(t *testing.T) {
+	e := newEnv(t)
+	fleet(t, e)
+	b := newBrowser(e)
+	e.must(b.login(t, token), 303)
+	page := e.must(b.do("GET", "/ui/nodes/z9", nil), 200).body
+	if strings.Count(page, "<svg") != 1 || strings.Count(page, "<rect") != 3 {
+		t.Errorf("node page: %d <svg>, %d <rect>, want 1 and 3 (one per step):\n%s", strings.Count(page, "<svg"), strings.Count(page, "<rect"), page)
+	}
+	if strings.Contains(page, "<script") || !strings.Contains(page, "&lt;script&gt;alert(1)&lt;/script&gt;") {
+		t.Errorf("step name not escaped:\n%s", page)
+	}
+	e.must(b.do("GET", "/ui/nodes/nobody", nil), 404)
+	e.must(b.do("GET", "/ui/nodes/..%2fx", nil), 400)
+}
+
+func TestUIApprove(t *testing.T) {
+	e := newEnv(t, withViewer)
+	fleet(t, e)
+	admin, viewer := newBrowser(e), newBrowser(e)
+	e.must(admin.login(t, token), 303)
+	e.must(viewer.login(t, viewerToken), 303)
+	adminCSRF := csrfOf(t, e.must(admin.do("GET", "/ui/nodes/p1", nil), 200).body)
+	viewerPage := e.must(viewer.do("GET", "/ui/nodes/p1", nil), 200).body
+	if strings.Contains(viewerPage, "/approve") {
+		t.Errorf("a viewer is offered the approve form:\n%s", viewerPage)
+	}
+	for _, tt := range []struct {
+		name string
+		b    *browser
+		csrf string
+		code int
+	}{
+		{"admin without CSRF", admin, "", 403},
+		{"admin with another session's CSRF", admin, csrfOf(t, viewerPage), 403},
+		{"viewer with its CSRF", viewer, csrfOf(t, viewerPage), 403},
+	} {
+		if a := tt.b.do("POST", "/ui/nodes/p1/approve", url.Values{"csrf": {tt.csrf}}); a.code != tt.code {
+			t.Errorf("%s: HTTP %d, want %d", tt.name, a.code, tt.code)
+		}
+		if e.nodeRecord("p1").Identity.Approved {
+			t.Fatalf("%s: node approved", tt.name)
+		}
+	}
+	a := e.must(admin.do("POST", "/ui/nodes/p1/approve", url.Values{"csrf": {adminCSRF}}), 303)
+	if loc := a.hdr.Get("Location"); loc != "/ui/nodes/p1" || !e.nodeRecord("p1").Identity.Approved {
+		t.Errorf("approve: redirected to %q, approved %v", loc, e.nodeRecord("p1").Identity.Approved)
+	}
+}
+
+func TestUIViewerViews(t *testing.T) {
+	e := newEnv(t, withViewer)
+	fleet(t, e)
+	b := newBrowser(e)
+	e.must(b.login(t, viewerToken), 303)
+	for _, p := range []string{"/ui/", "/ui/nodes/a1", "/ui/nodes/z9"} {
+		e.must(b.do("GET", p, nil), 200)
+	}
+}
+
+func TestUILogout(t *testing.T) {
+	e := newEnv(t)
+	b := newBrowser(e)
+	e.must(b.login(t, token), 303)
+	sess := b.cookies[sessionCookie]
+	csrf := csrfOf(t, e.must(b.do("GET", "/ui/", nil), 200).body)
+	e.must(b.do("POST", "/ui/logout", url.Values{"csrf": {csrf}}), 303)
+	if _, ok := b.cookies[sessionCookie]; ok {
+		t.Error("logout left the session cookie")
+	}
+	// The old session ID no longer works, cookie or not.
+	b.cookies[sessionCookie] = sess
+	if a := b.do("GET", "/ui/", nil); a.code != 303 {
+		t.Errorf("after logout: HTTP %d, want 303", a.code)
+	}
+}
+
+func TestUIHeaders(t *testing.T) {
+	e := newEnv(t)
+	b := newBrowser(e)
+	want := map[string]string{
+		"Content-Security-Policy": uiCSP,
+		"X-Content-Type-Options":  "nosniff",
+		"Referrer-Policy":         "same-origin",
+		"Cache-Control":           "no-store",
+	}
+	check := func(what string, a answer) {
+		t.Helper()
+		for k, v := range want {
+			if got := a.hdr.Get(k); got != v {
+				t.Errorf("%s: %s %q, want %q", what, k, got, v)
+			}
+		}
+	}
+	check("login form", b.do("GET", "/ui/login", nil))
+	check("redirect", b.do("GET", "/ui/", nil))
+	check("overview", e.must(b.login(t, token), 303))
+	a := e.must(b.do("GET", "/ui/", nil), 200)
+	check("overview", a)
+	if ct := a.hdr.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	if strings.Contains(a.body, "<script") {
+		t.Errorf("a page with a script:\n%s", a.body)
+	}
+}
