@@ -136,7 +136,12 @@ func TestCLI(t *testing.T) {
 	port := freePort(t)
 	url := fmt.Sprintf("https://127.0.0.1:%d", port)
 	var slog bytes.Buffer
-	srv := exec.Command(c.bin, "serve", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-format", "json")
+	viewer := filepath.Join(dir, "viewer.token")
+	os.WriteFile(viewer, []byte("a-viewer-token-of-its-own\n"), 0o600)
+	if _, errs := c.run(1, "serve", "--data", data, "--listen", "127.0.0.1:0", "--viewer-token-file", filepath.Join(data, "admin.token")); !strings.Contains(errs, "the viewer token is the admin token") {
+		t.Errorf("viewer token = admin token: %s", errs)
+	}
+	srv := exec.Command(c.bin, "serve", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-format", "json", "--viewer-token-file", viewer)
 	srv.Stdout, srv.Stderr = &slog, &slog
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

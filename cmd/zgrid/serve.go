@@ -29,7 +29,7 @@ import (
 )
 
 func cmdServe(args []string) error {
-	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--rate R] [--burst N] [--max-nodes N] [--ek-ca FILE]... [--boot-dir DIR [--boot-listen ADDR] [--boot-console C] [--boot-map FILE]] [-v] [--log-format text|json]",
+	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--rate R] [--burst N] [--max-nodes N] [--ek-ca FILE]... [--boot-dir DIR [--boot-listen ADDR] [--boot-console C] [--boot-map FILE]] [--viewer-token-file F] [-v] [--log-format text|json]",
 		`Run the registry: boot and status endpoints for nodes, the content store
 under /store/ for anyone, and the admin API (bearer token) over HTTPS with
 TLS 1.3 only, using the certificate in DIR/tls. Every release uploaded is
@@ -68,6 +68,7 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	bootListen := fs.String("boot-listen", "", "also serve /boot/ over plain HTTP on this address (needs --boot-dir; off by default)")
 	bootConsole := fs.String("boot-console", server.DefaultBootConsole, "console= arguments of the iPXE scripts' kernel command line")
 	bootMap := fs.String("boot-map", "", `file of "MAC-or-UUID FARM" lines: each machine's farm in its iPXE script`)
+	viewerFile := fs.String("viewer-token-file", "", "file holding a token that logs into the explorer (/ui/) read-only (default: none, admins only)")
 	var mirrors, ekCAs listFlag
 	fs.Var(&mirrors, "mirror", "store base URL of a mirror offered to nodes (repeatable)")
 	fs.Var(&ekCAs, "ek-ca", "PEM file of TPM manufacturer CA certificates EK certificates must chain to (repeatable)")
@@ -146,6 +147,14 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	}
 	if s.EKRoots, s.EKIntermediates, err = loadEKCAs(ekCAs); err != nil {
 		return err
+	}
+	if *viewerFile != "" {
+		if s.ViewerToken, err = readToken(*viewerFile); err != nil {
+			return fmt.Errorf("--viewer-token-file: %w", err)
+		}
+		if s.ViewerToken == token {
+			return errors.New("--viewer-token-file: the viewer token is the admin token; give viewers their own")
+		}
 	}
 	warnUnverified(s, log)
 	ln, err := net.Listen("tcp", *listen)
