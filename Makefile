@@ -7,7 +7,9 @@ KVER ?= $(shell ls /lib/modules 2>/dev/null | sort -V | tail -1)
 # The clock floor PID 1 enforces: the time of the commit being built, so the
 # same source gives the same binary.
 BUILD_TIME ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
-LDFLAGS := -s -w -X main.buildTime=$(BUILD_TIME)
+# zgrid's release name (zgrid version, GET /v1/version, zgrid_build_info).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.buildTime=$(BUILD_TIME) -X github.com/zeroboot/zeroboot/cmd/zgrid/internal/server.Version=$(VERSION)
 STATIC := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
 # make uki: the node's Unified Kernel Image, signed for Secure Boot
