@@ -92,6 +92,16 @@ func (v Verified) Ref() ChunkRef { return v.ref }
 // caller gave; the caller must not change it.
 func (v Verified) Bytes() []byte { return v.b }
 
+// For returns the content when v is chunk c's: v was hashed once, by the
+// function that made it, so what is left to check is that a ChunkSource
+// handed back this chunk and not another (or nothing).
+func (v Verified) For(c ChunkRef) ([]byte, error) {
+	if got := v.Ref(); got.ID != c.ID || got.Size != c.Size || len(v.b) != int(c.Size) {
+		return nil, fmt.Errorf("%s: source returned %s (%d bytes)", c, got, len(v.b))
+	}
+	return v.b, nil
+}
+
 // OpenChunk checks a stored chunk against its reference and returns the
 // uncompressed bytes, decoded into dst's memory when cap(dst) is at least
 // ref.Size (so a caller can reuse buffers) and into a new slice otherwise.

@@ -223,10 +223,11 @@ func (f *fetcher) chunk(path string, c ChunkRef) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compare %s: %w", path, err)
 	}
-	if got := v.Ref(); got.ID != c.ID || len(v.Bytes()) != int(c.Size) {
-		return nil, fmt.Errorf("compare %s: %s: source returned %s", path, c, got)
+	b, err := v.For(c)
+	if err != nil {
+		return nil, fmt.Errorf("compare %s: %w", path, err)
 	}
-	return v.Bytes(), nil
+	return b, nil
 }
 
 // entry finds path in f, whose entries are sorted by path.

@@ -356,11 +356,9 @@ func (r *run) fetch(c ChunkRef, buf *[]byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Verified content was hashed once, by the package that made it; what
-	// is left is that it is this chunk's, and not another's.
-	data := v.Bytes()
-	if got := v.Ref(); got.ID != c.ID || got.Size != c.Size || len(data) != int(c.Size) {
-		return nil, fmt.Errorf("%s: source returned %s (%d bytes)", c, got, len(data))
+	data, err := v.For(c)
+	if err != nil {
+		return nil, err
 	}
 	if cap(data) > cap(*buf) && cap(data) <= MaxChunkSize {
 		*buf = data[:0] // keep the larger buffer for the next chunk
