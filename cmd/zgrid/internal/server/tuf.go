@@ -25,11 +25,10 @@ type TUF struct {
 	Fresh    repo.Freshness
 
 	mu    sync.Mutex
-	cache map[string]fresh // channel -> last freshness signed
+	cache map[string]fresh // "channel/targets version" -> last freshness signed
 }
 
 type fresh struct {
-	targets             int64
 	snapshot, timestamp []byte
 	expires             time.Time
 }
@@ -55,7 +54,7 @@ func (t *TUF) freshness(channel string, targets []byte, now time.Time) (snapshot
 	defer t.mu.Unlock()
 	// Per version: a farm rolling a release out serves two of a channel.
 	key := fmt.Sprintf("%s/%d", channel, m.Signed.Version)
-	if f, ok := t.cache[key]; ok && f.targets == m.Signed.Version && f.expires.Sub(now) > t.Fresh.Window/2 {
+	if f, ok := t.cache[key]; ok && f.expires.Sub(now) > t.Fresh.Window/2 {
 		return f.snapshot, f.timestamp, nil
 	}
 	// Versions only go up while the registry's clock does; a node keeps
@@ -68,7 +67,7 @@ func (t *TUF) freshness(channel string, targets []byte, now time.Time) (snapshot
 	if t.cache == nil {
 		t.cache = map[string]fresh{}
 	}
-	t.cache[key] = fresh{m.Signed.Version, s, ts, now.Add(t.Fresh.Window)}
+	t.cache[key] = fresh{s, ts, now.Add(t.Fresh.Window)}
 	return s, ts, nil
 }
 
