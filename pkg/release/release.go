@@ -21,8 +21,14 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/strictjson"
 )
 
-// Format is the only release format this code understands.
-const Format = "zeroboot-release/2"
+// Format is the release format a document without services is written
+// in; FormatServices adds the services Core-0 runs. Marshal writes the
+// older one when it can hold the release, so nodes that predate services
+// still boot releases that declare none.
+const (
+	Format         = "zeroboot-release/2"
+	FormatServices = "zeroboot-release/3"
+)
 
 // TargetName is the target path of the release document in a channel's
 // TUF targets metadata.
@@ -39,6 +45,8 @@ type Release struct {
 	Channel    string      `json:"channel"`
 	Components []Component `json:"components"`
 	Entrypoint Entrypoint  `json:"entrypoint"`
+	// Services are for Core-0 (FormatServices only).
+	Services []Service `json:"services,omitempty"`
 
 	// Version and Expires come from the targets metadata that named this
 	// document (set by pkg/trust), not from the document.
@@ -89,11 +97,23 @@ func (r *Release) Validate() error {
 	if err := checkComponents(r.Components); err != nil {
 		return err
 	}
-	return r.Entrypoint.validate()
+	if err := r.Entrypoint.check("entrypoint"); err != nil {
+		return err
+	}
+	if r.Format == FormatServices && len(r.Services) == 0 {
+		return fmt.Errorf("release: format %q declares no services: write %q", FormatServices, Format)
+	}
+	return r.checkServices()
 }
 
-// Marshal validates r and encodes it as the release document.
+// Marshal validates r and encodes it as the release document, in the
+// oldest format that holds it (Format or FormatServices).
 func (r *Release) Marshal() ([]byte, error) {
+	if r.Format == Format && len(r.Services) > 0 {
+		c := *r
+		c.Format = FormatServices
+		r = &c
+	}
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
@@ -134,12 +154,12 @@ func Decode(b []byte) (*Release, error) {
 
 func checkFormat(f string) error {
 	switch {
-	case f == Format:
+	case f == Format || f == FormatServices:
 		return nil
 	case strings.HasPrefix(f, formatPrefix):
-		return fmt.Errorf("release: format %q is a version this node does not understand (want %q)", clip(f), Format)
+		return fmt.Errorf("release: format %q is a version this node does not understand (want %q or %q)", clip(f), Format, FormatServices)
 	default:
-		return fmt.Errorf("release: format %q is not a zeroboot release (want %q)", clip(f), Format)
+		return fmt.Errorf("release: format %q is not a zeroboot release (want %q or %q)", clip(f), Format, FormatServices)
 	}
 }
 
@@ -177,35 +197,37 @@ func checkComponents(cs []Component) error {
 	return nil
 }
 
-func (e *Entrypoint) validate() error {
-	if err := checkPath("entrypoint path", e.Path); err != nil {
+// check validates a command: the entrypoint, or a service's exec (what
+// names it in errors).
+func (e *Entrypoint) check(what string) error {
+	if err := checkPath(what+" path", e.Path); err != nil {
 		return err
 	}
-	if err := CheckNotRuntime("entrypoint path", e.Path); err != nil {
+	if err := CheckNotRuntime(what+" path", e.Path); err != nil {
 		return err
 	}
 	if len(e.Args) > MaxArgs {
-		return fmt.Errorf("release: entrypoint has %d args, at most %d", len(e.Args), MaxArgs)
+		return fmt.Errorf("release: %s has %d args, at most %d", what, len(e.Args), MaxArgs)
 	}
 	for i, a := range e.Args {
-		if err := checkString(fmt.Sprintf("entrypoint arg %d", i), a); err != nil {
+		if err := checkString(fmt.Sprintf("%s arg %d", what, i), a); err != nil {
 			return err
 		}
 	}
 	if len(e.Env) > MaxEnv {
-		return fmt.Errorf("release: entrypoint has %d env entries, at most %d", len(e.Env), MaxEnv)
+		return fmt.Errorf("release: %s has %d env entries, at most %d", what, len(e.Env), MaxEnv)
 	}
 	keys := make(map[string]bool, len(e.Env))
 	for i, kv := range e.Env {
-		if err := checkString(fmt.Sprintf("entrypoint env %d", i), kv); err != nil {
+		if err := checkString(fmt.Sprintf("%s env %d", what, i), kv); err != nil {
 			return err
 		}
 		k, _, ok := strings.Cut(kv, "=")
 		if !ok || !envKey(k) {
-			return fmt.Errorf("release: entrypoint env %d %q: want KEY=VALUE with KEY of [A-Za-z_][A-Za-z0-9_]*", i, clip(kv))
+			return fmt.Errorf("release: %s env %d %q: want KEY=VALUE with KEY of [A-Za-z_][A-Za-z0-9_]*", what, i, clip(kv))
 		}
 		if keys[k] {
-			return fmt.Errorf("release: entrypoint env sets %s twice", k)
+			return fmt.Errorf("release: %s env sets %s twice", what, k)
 		}
 		keys[k] = true
 	}
