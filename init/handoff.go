@@ -121,6 +121,10 @@ func (n *node) handoff(context.Context) error {
 		return err
 	}
 	n.entry = e
+	services, err := n.findServices()
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return err
 	}
@@ -144,6 +148,8 @@ func (n *node) handoff(context.Context) error {
 		NodeID:           n.ident.NodeID,
 		Farm:             n.cfg.Farm,
 		Registry:         n.boot.Registry,
+		RegistryProtocol: n.boot.Protocol,
+		Services:         services,
 		Token:            n.boot.Token,
 		ReleaseChannel:   n.rel.Channel,
 		ReleaseVersion:   n.rel.Version,
@@ -157,6 +163,20 @@ func (n *node) handoff(context.Context) error {
 		n.info.Components = append(n.info.Components, handoff.ComponentInfo{Name: c.Name, Flist: c.Flist.String(), Mount: c.Mount})
 	}
 	return nil
+}
+
+// findServices hashes every service's executable in the finished root, so
+// Core-0 can refuse one that changed after PID 1 verified its component.
+func (n *node) findServices() ([]handoff.ServiceInfo, error) {
+	var out []handoff.ServiceInfo
+	for _, s := range n.rel.Services {
+		e, err := n.root().FindService(s.Name, s.Exec.Path)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, handoff.ServiceInfo{Service: s, File: e.File, Digest: e.Digest.String()})
+	}
+	return out, nil
 }
 
 // announce shows the boot timeline and sends it to the registry before

@@ -23,6 +23,7 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/atomicfile"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/measure"
+	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/supervise"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
@@ -53,17 +54,33 @@ type ComponentInfo struct {
 	Mount string `json:"mount"` // absolute path in the new root
 }
 
+// ServiceInfo is one service of the booted release (release.Service,
+// inlined) and its executable as PID 1 found and hashed it after the
+// binds. Core-0 hashes File again before every start and refuses to run it
+// when the digest differs.
+type ServiceInfo struct {
+	release.Service
+	File   string `json:"file"`   // Exec.Path with its symlinks resolved inside the root
+	Digest string `json:"digest"` // sha256:... of File
+}
+
 // BootInfo is what PID 1 tells Core-0 about the boot.
 type BootInfo struct {
 	NodeID   string `json:"node_id"`
 	Farm     string `json:"farm"`
 	Registry string `json:"registry"` // the URL that answered
+	// RegistryProtocol is the protocol of the registry's boot answer:
+	// Core-0 sends per-service states only to a registry of
+	// registry.ProtocolServices and up.
+	RegistryProtocol int `json:"registry_protocol,omitempty"`
 	// Token is this boot's registry token: Core-0 sends it with its
 	// status reports, which the registry refuses without it.
-	Token            string          `json:"token"`
-	ReleaseChannel   string          `json:"release_channel"`
-	ReleaseVersion   uint64          `json:"release_version"`
-	Components       []ComponentInfo `json:"components"`
+	Token          string          `json:"token"`
+	ReleaseChannel string          `json:"release_channel"`
+	ReleaseVersion uint64          `json:"release_version"`
+	Components     []ComponentInfo `json:"components"`
+	// Services are the release's services, for Core-0 to run.
+	Services         []ServiceInfo   `json:"services,omitempty"`
 	Entrypoint       string          `json:"entrypoint"`        // path in the new root
 	EntrypointDigest string          `json:"entrypoint_digest"` // sha256:... of the file executed, hashed after the binds
 	Timeline         []timeline.Step `json:"timeline"`

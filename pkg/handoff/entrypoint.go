@@ -41,7 +41,18 @@ func (r *Root) BindEntrypoint(entry string) (Entrypoint, error) {
 	if err := r.Bind(); err != nil {
 		return Entrypoint{}, err
 	}
-	return findEntrypoint(r.Dir, entry)
+	return findExecutable(r.Dir, "entrypoint", entry)
+}
+
+// FindService finds and hashes a service's executable in the finished root,
+// as BindEntrypoint does for the entrypoint: call it after BindEntrypoint,
+// so the file hashed is the one Core-0 will see through the binds.
+func (r *Root) FindService(name, exec string) (Entrypoint, error) {
+	what := "service " + name + " exec"
+	if !path.IsAbs(exec) || path.Clean(exec) != exec || strings.ContainsRune(exec, 0) {
+		return Entrypoint{}, fmt.Errorf("%s %q: must be an absolute clean path in the new root", what, exec)
+	}
+	return findExecutable(r.Dir, what, exec)
 }
 
 // Command returns the command that starts Core-0 from e (what
@@ -68,44 +79,45 @@ func checkEntry(entry string) error {
 	return release.CheckNotRuntime("entrypoint", entry)
 }
 
-// findEntrypoint opens entry inside rootDir as the chroot will resolve it
+// findExecutable opens entry inside rootDir as the chroot will resolve it
 // (symlinks followed only within the root, through os.Root), requires an
 // executable regular file outside the runtime mounts, and hashes it.
 // Opening without blocking means a FIFO or device planted as the
-// entrypoint is refused instead of hanging PID 1.
-func findEntrypoint(rootDir, entry string) (Entrypoint, error) {
+// entrypoint is refused instead of hanging PID 1. what names the file in
+// errors ("entrypoint", "service db exec").
+func findExecutable(rootDir, what, entry string) (Entrypoint, error) {
 	e := Entrypoint{Path: entry}
 	root, err := os.OpenRoot(rootDir)
 	if err != nil {
-		return e, fmt.Errorf("entrypoint %s: %w", entry, err)
+		return e, fmt.Errorf("%s %s: %w", what, entry, err)
 	}
 	defer root.Close()
 	f, err := root.OpenFile(strings.TrimPrefix(entry, "/"), os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return e, fmt.Errorf("entrypoint %s: %w", entry, err)
+		return e, fmt.Errorf("%s %s: %w", what, entry, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return e, fmt.Errorf("entrypoint %s: %w", entry, err)
+		return e, fmt.Errorf("%s %s: %w", what, entry, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return e, fmt.Errorf("entrypoint %s: not a regular file (%v)", entry, fi.Mode().Type())
+		return e, fmt.Errorf("%s %s: not a regular file (%v)", what, entry, fi.Mode().Type())
 	}
 	if fi.Mode().Perm()&0o111 == 0 {
-		return e, fmt.Errorf("entrypoint %s: not executable (mode %v)", entry, fi.Mode().Perm())
+		return e, fmt.Errorf("%s %s: not executable (mode %v)", what, entry, fi.Mode().Perm())
 	}
 	if e.File, err = pathInRoot(root, f); err != nil {
-		return e, fmt.Errorf("entrypoint %s: %w", entry, err)
+		return e, fmt.Errorf("%s %s: %w", what, entry, err)
 	}
 	// A symlink into a runtime mount (/bin/core0 -> ../run/x) is as bad
 	// as naming it directly.
-	if err := release.CheckNotRuntime(fmt.Sprintf("entrypoint %s resolved to", entry), e.File); err != nil {
+	if err := release.CheckNotRuntime(fmt.Sprintf("%s %s resolved to", what, entry), e.File); err != nil {
 		return e, err
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return e, fmt.Errorf("entrypoint %s: %w", entry, err)
+		return e, fmt.Errorf("%s %s: %w", what, entry, err)
 	}
 	copy(e.Digest[:], h.Sum(nil))
 	return e, nil

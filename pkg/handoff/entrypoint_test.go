@@ -46,7 +46,7 @@ func TestFindEntrypoint(t *testing.T) {
 		{"/bin", "not a regular file"},
 	}
 	for _, tc := range tests {
-		e, err := findEntrypoint(root, tc.entry)
+		e, err := findExecutable(root, "entrypoint", tc.entry)
 		got := e.Digest
 		switch {
 		case tc.err == "" && (err != nil || got != want):
@@ -85,11 +85,11 @@ func TestEntrypointRefusesRuntimePaths(t *testing.T) {
 		{"/usr/core0", "/run", true}, // a directory symlink
 	} {
 		checks := map[string]func() error{
-			"findEntrypoint": func() error {
+			"findExecutable": func() error {
 				if err := checkEntry(tc.entry); err != nil {
 					return err
 				}
-				_, err := findEntrypoint(r.Dir, tc.entry)
+				_, err := findExecutable(r.Dir, "entrypoint", tc.entry)
 				return err
 			},
 			"BindEntrypoint": func() error { _, err := r.BindEntrypoint(tc.entry); return err },
@@ -234,6 +234,35 @@ func TestBindEntrypointRealMounts(t *testing.T) {
 	for _, want := range []string{"marker=inside\n", "argv0=/bin/core0\n", `args=["x"]` + "\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("helper output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// FindService hashes a service's executable as the chroot resolves it, and
+// its errors name the service.
+func TestFindService(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "opt", "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "opt", "app", "db"), []byte("#!db"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("db", filepath.Join(dir, "opt", "app", "current")); err != nil {
+		t.Fatal(err)
+	}
+	r := &Root{Dir: dir}
+	e, err := r.FindService("db", "/opt/app/current")
+	if err != nil || e.File != "/opt/app/db" || e.Digest != digest.Of([]byte("#!db")) {
+		t.Fatalf("FindService = %+v, %v", e, err)
+	}
+	for exec, want := range map[string]string{
+		"/opt/app/none": `service db exec /opt/app/none: `,
+		"opt/app/db":    `service db exec "opt/app/db": must be an absolute clean path`,
+		"/opt/app/../x": `must be an absolute clean path`,
+	} {
+		if _, err := r.FindService("db", exec); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("FindService(%q) = %v, want %q", exec, err, want)
 		}
 	}
 }
