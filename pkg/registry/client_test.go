@@ -265,8 +265,8 @@ func TestBootRefusesGarbage(t *testing.T) {
 		{"wrong node", "application/json", `{"node_id":"n2","protocol":3,"tuf":{},"stores":["https://x/store"]}`, `registry answered for node "n2", we are "n1"`},
 		{"trailing", "application/json", `{"node_id":"n1","protocol":3,"tuf":{},"stores":["https://x/store"]} {}`, "trailing"},
 		{"no release", "application/json", `{"protocol":3,"node_id":"n1","stores":["https://x/store"]}`, "no TUF metadata"},
-		{"protocol 1 registry", "application/json", `{"node_id":"n1","stores":["https://x/store"],"release":{}}`, "registry speaks protocol 1, this node protocols 3-4"},
-		{"other protocol", "application/json", `{"protocol":5,"node_id":"n1","stores":["https://x/store"]}`, "registry speaks protocol 5, this node protocols 3-4"},
+		{"protocol 1 registry", "application/json", `{"node_id":"n1","stores":["https://x/store"],"release":{}}`, "registry speaks protocol 1, this node protocols 3-5"},
+		{"other protocol", "application/json", `{"protocol":6,"node_id":"n1","stores":["https://x/store"]}`, "registry speaks protocol 6, this node protocols 3-5"},
 		{"cache in protocol 3", "application/json", `{"protocol":3,"node_id":"n1","stores":["https://x/store"],"cache":{"device":"/dev/vda"}}`, "protocol 3 answer carries a chunk cache setting (protocol 4)"},
 		{"hostile cache device", "application/json", `{"protocol":4,"node_id":"n1","stores":["https://x/store"],"cache":{"device":"/dev/../etc/passwd"}}`, `farm's chunk cache device "/dev/../etc/passwd": must match /dev/NAME`},
 		{"no stores", "application/json", `{"node_id":"n1","protocol":3,"tuf":{}}`, "store URLs"},
@@ -424,7 +424,7 @@ func TestBootProtocol1Registry(t *testing.T) {
 	c := &Client{URLs: []string{srv.URL}, HTTP: hc, Backoff: fast,
 		Report: func(n int, u string, err error, wait time.Duration) { got = err; cancel() }}
 	c.Boot(ctx, BootRequest{Protocol: Protocol, NodeID: "n1"}, nil)
-	if got == nil || !strings.Contains(got.Error(), "an older registry: upgrade zgrid to protocol 4") {
+	if got == nil || !strings.Contains(got.Error(), "an older registry: upgrade zgrid to protocol 5") {
 		t.Fatalf("error %v", got)
 	}
 }

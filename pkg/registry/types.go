@@ -10,12 +10,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/zeroboot/zeroboot/pkg/cmdline"
+	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/measure"
+	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 	"github.com/zeroboot/zeroboot/pkg/trust"
 )
@@ -42,8 +46,9 @@ const (
 	StatePending = "pending"
 )
 
-// Protocol is the version of the node/registry boot exchange. Version 4
-// adds the farm's chunk cache to the boot answer. Version 3 adds TPM
+// Protocol is the version of the node/registry boot exchange. Version 5
+// lets Core-0's status reports carry each service's state (Services);
+// the boot exchange itself is version 4's. Version 4 adds the farm's chunk cache to the boot answer. Version 3 adds TPM
 // identity: a challenge before the boot request, quotes, key enrollment
 // and measured boot (docs/api.md). Version 2 carries TUF metadata
 // (pkg/trust); version 1 carried a zeroboot-release/1 envelope. A
@@ -51,12 +56,13 @@ const (
 // and a node takes answers of MinRegistryProtocol and up; otherwise each
 // side refuses the other's version with a message that says which side to
 // upgrade.
-const Protocol = ProtocolCache
+const Protocol = ProtocolServices
 
 // The versions that added something, for the checks that depend on them.
 const (
 	ProtocolTPM   = 3
-	ProtocolCache = 4
+	ProtocolCache    = 4
+	ProtocolServices = 5
 )
 
 // MinRegistryProtocol is the oldest registry protocol a node takes an
@@ -154,6 +160,55 @@ type StatusReport struct {
 	// Measured is the measurement log of a node without a TPM: what it
 	// would have measured, for the record; it proves nothing.
 	Measured []measure.Event `json:"measured,omitempty"`
+	// Services is each service's state as Core-0 sees it (protocol 5:
+	// Core-0 sends it only to a registry whose boot answer said 5 or up).
+	Services []ServiceState `json:"services,omitempty"`
+}
+
+// ServiceState is one service of the node's release as Core-0 reports it.
+type ServiceState struct {
+	Name     string    `json:"name"`
+	State    string    `json:"state"` // one of ServiceStates
+	Reason   string    `json:"reason,omitempty"`
+	Restarts int       `json:"restarts"`
+	Optional bool      `json:"optional,omitempty"`
+	Since    time.Time `json:"since,omitzero"`
+	// Output is the service's last lines, sent with a failure so an
+	// operator sees why it died without a console.
+	Output []string `json:"output,omitempty"`
+}
+
+// ServiceStates are the states a service can be in (docs/services.md).
+var ServiceStates = []string{"waiting", "starting", "ready", "failed", "crash-looping", "stopped"}
+
+// Bounds on a service's report: MaxServiceOutput lines of at most
+// MaxServiceLine bytes each. Core-0 keeps no more than this.
+const (
+	MaxServiceOutput = 40
+	MaxServiceLine   = 512
+)
+
+func (s *ServiceState) validate() error {
+	if err := release.CheckServiceName(s.Name); err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if !slices.Contains(ServiceStates, s.State) {
+		return fmt.Errorf("status: service %s: state %q: want one of %s", s.Name, console.Sanitize(s.State, 40), strings.Join(ServiceStates, ", "))
+	}
+	switch {
+	case len(s.Reason) > MaxReasonLen:
+		return fmt.Errorf("status: service %s: reason is %d bytes, limit %d", s.Name, len(s.Reason), MaxReasonLen)
+	case s.Restarts < 0:
+		return fmt.Errorf("status: service %s: negative restarts", s.Name)
+	case len(s.Output) > MaxServiceOutput:
+		return fmt.Errorf("status: service %s: %d output lines, limit %d", s.Name, len(s.Output), MaxServiceOutput)
+	}
+	for i, l := range s.Output {
+		if len(l) > MaxServiceLine {
+			return fmt.Errorf("status: service %s: output line %d is %d bytes, limit %d", s.Name, i, len(l), MaxServiceLine)
+		}
+	}
+	return nil
 }
 
 // TokenSize is the number of random bytes in a boot token; on the wire it
@@ -293,6 +348,8 @@ type Node struct {
 	// reported running; see docs/release.md on rollback floors.
 	HighestRelease uint64   `json:"highest_release,omitempty"`
 	Identity       Identity `json:"identity,omitzero"`
+	// Services is what Core-0 last reported of each service in this boot.
+	Services []ServiceState `json:"services,omitempty"`
 }
 
 // Identity is what the registry knows of a node's identity and how far it
@@ -455,6 +512,14 @@ func (r *StatusReport) Validate() error {
 	if r.TPM != nil {
 		if err := r.TPM.Validate(); err != nil {
 			return fmt.Errorf("status: %w", err)
+		}
+	}
+	if len(r.Services) > release.MaxServices {
+		return fmt.Errorf("status: %d services, limit %d", len(r.Services), release.MaxServices)
+	}
+	for i := range r.Services {
+		if err := r.Services[i].validate(); err != nil {
+			return err
 		}
 	}
 	if len(r.Measured) > measure.MaxEvents {

@@ -93,6 +93,11 @@ const (
 	maxCrashWindow  = 24 * time.Hour
 )
 
+// CheckServiceName accepts a service name: [a-z0-9._-]{1,64}, not "." or
+// "..", the grammar of every name in a release. The registry checks
+// reported services with it too.
+func CheckServiceName(s string) error { return checkName("service name", s) }
+
 // checkServices validates the services of r against its components.
 func (r *Release) checkServices() error {
 	if len(r.Services) == 0 {
@@ -110,8 +115,8 @@ func (r *Release) checkServices() error {
 	}
 	names := make(map[string]bool, len(r.Services))
 	for i, s := range r.Services {
-		if err := checkName(fmt.Sprintf("service %d name", i), s.Name); err != nil {
-			return err
+		if err := CheckServiceName(s.Name); err != nil {
+			return fmt.Errorf("%w (service %d)", err, i)
 		}
 		if names[s.Name] {
 			return fmt.Errorf("release: service name %q appears twice", s.Name)

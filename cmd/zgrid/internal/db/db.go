@@ -258,7 +258,7 @@ func (d *DB) RecordBoot(b Boot, now time.Time) error {
 			return err
 		}
 		n.ReleaseServed = b.Served
-		n.State, n.Source, n.Reason, n.Timeline = registry.StateBooting, "", "", nil
+		n.State, n.Source, n.Reason, n.Timeline, n.Services = registry.StateBooting, "", "", nil, nil
 		att := n.Identity.Attestation
 		n.Identity = b.Identity
 		if b.Identity.Kind == registry.KindTPM {
@@ -468,6 +468,9 @@ func (d *DB) RecordStatus(rep registry.StatusReport, att *registry.Attestation, 
 		}
 		if rep.Network != nil {
 			n.Network = rep.Network
+		}
+		if len(rep.Services) > 0 {
+			n.Services = rep.Services
 		}
 		if att != nil {
 			n.Identity.Attestation = att

@@ -227,3 +227,46 @@ func TestNodeCap(t *testing.T) {
 	tok := e.bootNode("a")
 	e.must(e.status("a", tok), 204)
 }
+
+// TestStatusServices: Core-0's per-service states are kept with the node
+// until its next boot, and a malformed one is refused by name.
+func TestStatusServices(t *testing.T) {
+	e := newEnv(t)
+	e.publish()
+	tok := e.bootNode("n1")
+	rep := registry.StatusReport{NodeID: "n1", Source: "core0", State: "failed", Reason: "service api: crash-looping", Token: tok,
+		Services: []registry.ServiceState{
+			{Name: "db", State: "ready", Restarts: 0},
+			{Name: "api", State: "crash-looping", Reason: "exit status 1", Restarts: 5, Output: []string{"api: cannot bind :8080"}},
+		}}
+	b, _ := json.Marshal(rep)
+	e.must(e.do("POST", "/v1/status", asJSON, b), 204)
+	var node registry.Node
+	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/n1", asAdmin, nil), 200).body), &node)
+	if len(node.Services) != 2 || node.Services[1].State != "crash-looping" || node.Services[1].Output[0] != "api: cannot bind :8080" {
+		t.Fatalf("node services after the report: %+v", node.Services)
+	}
+	for _, tc := range []struct {
+		edit func(s *registry.ServiceState)
+		want string
+	}{
+		{func(s *registry.ServiceState) { s.State = "dancing" }, `service db: state "dancing"`},
+		{func(s *registry.ServiceState) { s.Name = "DB" }, "service name"},
+		{func(s *registry.ServiceState) { s.Output = make([]string, registry.MaxServiceOutput+1) }, "41 output lines"},
+		{func(s *registry.ServiceState) { s.Output = []string{strings.Repeat("x", registry.MaxServiceLine+1)} }, "output line 0 is 513 bytes"},
+	} {
+		bad := rep
+		bad.Services = []registry.ServiceState{{Name: "db", State: "ready"}}
+		tc.edit(&bad.Services[0])
+		b, _ := json.Marshal(bad)
+		if a := e.do("POST", "/v1/status", asJSON, b); a.code != 400 || !strings.Contains(errorOf(a), tc.want) {
+			t.Errorf("HTTP %d %s, want 400 %q", a.code, a.body, tc.want)
+		}
+	}
+	e.bootNode("n1")
+	node = registry.Node{}
+	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/n1", asAdmin, nil), 200).body), &node)
+	if node.State != registry.StateBooting || node.Services != nil {
+		t.Fatalf("services survived a new boot: %+v", node.Services)
+	}
+}

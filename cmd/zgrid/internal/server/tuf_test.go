@@ -148,8 +148,8 @@ func TestWithdrawal(t *testing.T) {
 func TestBootProtocolVersions(t *testing.T) {
 	e := newEnv(t)
 	for _, tc := range []struct{ body, want string }{
-		{`{"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 1, this registry protocols 2-4: rebuild the node's initramfs"},
-		{`{"protocol":5,"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 5, this registry only 4: upgrade zgrid"},
+		{`{"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 1, this registry protocols 2-5: rebuild the node's initramfs"},
+		{`{"protocol":6,"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 6, this registry only 5: upgrade zgrid"},
 		{`{"protocol":2,"node_id":"n1","farm":"demo","identity_kind":"tpm"}`, "node speaks boot protocol 2 but sends protocol 3 identity fields"},
 	} {
 		a := e.do("POST", "/v1/boot", asJSON, []byte(tc.body))
