@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"sort"
@@ -127,10 +128,41 @@ func cmdNodeShow(args []string) error {
 	}
 	fmt.Printf("highest     release %d ever reported running\n", n.HighestRelease)
 	printIdentity(n.Identity)
+	printServices(os.Stdout, n.Services)
 	if len(n.Timeline) > 0 {
 		fmt.Printf("\n%s", timeline.Table(n.Timeline))
 	}
 	return nil
+}
+
+// printServices shows each service Core-0 reported, and the last output
+// lines of one that is not ready, so an operator sees why without a
+// console.
+func printServices(w io.Writer, ss []registry.ServiceState) {
+	if len(ss) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nSERVICE          STATE          RESTARTS  SINCE                 REASON\n")
+	for _, s := range ss {
+		name := s.Name
+		if s.Optional {
+			name += " (opt)"
+		}
+		since := "-"
+		if !s.Since.IsZero() {
+			since = s.Since.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "%-16s %-14s %8d  %-21s %s\n", name, console.Sanitize(s.State, 14), s.Restarts, since, orDash(console.Sanitize(s.Reason, 160)))
+	}
+	for _, s := range ss {
+		if s.State == "ready" || len(s.Output) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\nlast output of %s:\n", s.Name)
+		for _, l := range s.Output {
+			fmt.Fprintf(w, "  %s\n", console.Sanitize(l, registry.MaxServiceLine))
+		}
+	}
 }
 
 // identityText is the IDENTITY column: the kind, attested or not.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,5 +35,28 @@ func TestFilterNodes(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("farm %q state %q within %s: %v, want %v", tc.farm, tc.state, tc.within, got, tc.want)
 		}
+	}
+}
+
+func TestPrintServices(t *testing.T) {
+	var b strings.Builder
+	printServices(&b, []registry.ServiceState{
+		{Name: "db", State: "ready", Since: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC), Output: []string{"listening"}},
+		{Name: "api", State: "crash-looping", Restarts: 5, Reason: "exit status 1", Output: []string{"bind :8080: \x1b[31maddress in use"}},
+		{Name: "log", State: "waiting", Optional: true},
+	})
+	got := b.String()
+	for _, want := range []string{
+		"db               ready                 0  2026-12-02T10:00:00Z  -\n",
+		"api              crash-looping         5  -                     exit status 1\n",
+		"log (opt)        waiting               0  -                     -\n",
+		"last output of api:\n  bind :8080: ?[31maddress in use\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "listening") || strings.Contains(got, "\x1b") {
+		t.Errorf("shows a ready service's output or a raw escape:\n%s", got)
 	}
 }
