@@ -25,20 +25,21 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"init":    {"create a data directory: database, store, TLS CA and certificate, admin token", cmdInit},
-		"serve":   {"run the HTTPS registry and content store", cmdServe},
-		"key":     {"root and release signing keys (key new)", cmdKey},
-		"root":    {"the TUF root nodes carry: init, rotate keys, show", cmdRoot},
-		"flist":   {"pack, extract, list, inspect and diff flists (flist build|extract|ls|inspect|diff)", cmdFlist},
-		"release": {"create, sign, show, publish, withdraw and list signed releases", cmdRelease},
-		"farm":    {"create, change and list farms and their enrollment policy", cmdFarm},
-		"node":    {"list nodes, show one node's boot report and identity, approve and allow nodes", cmdNode},
-		"backup":  {"write a consistent copy of the database, while serve runs or not", cmdBackup},
-		"context": {"remember registries and switch between them (context add|use|list|remove)", cmdContext},
-		"tls":     {"show the CA and server certificate, reissue the server certificate for more names (tls show|reissue)", cmdTLS},
-		"store":   {"check every stored flist and chunk, remove chunks no flist references (store verify|gc)", cmdStore},
-		"restore": {"replace a stopped registry's database with a checked backup", cmdRestore},
-		"version": {"print this zgrid's version and revision, and a running server's", cmdVersion},
+		"init":       {"create a data directory: database, store, TLS CA and certificate, admin token", cmdInit},
+		"serve":      {"run the HTTPS registry and content store", cmdServe},
+		"key":        {"root and release signing keys (key new)", cmdKey},
+		"root":       {"the TUF root nodes carry: init, rotate keys, show", cmdRoot},
+		"flist":      {"pack, extract, list, inspect and diff flists (flist build|extract|ls|inspect|diff)", cmdFlist},
+		"release":    {"create, sign, show, publish, withdraw and list signed releases", cmdRelease},
+		"farm":       {"create, change and list farms and their enrollment policy", cmdFarm},
+		"node":       {"list nodes, show one node's boot report and identity, approve and allow nodes", cmdNode},
+		"backup":     {"write a consistent copy of the database, while serve runs or not", cmdBackup},
+		"context":    {"remember registries and switch between them (context add|use|list|remove)", cmdContext},
+		"tls":        {"show the CA and server certificate, reissue the server certificate for more names (tls show|reissue)", cmdTLS},
+		"store":      {"check every stored flist and chunk, remove chunks no flist references (store verify|gc)", cmdStore},
+		"restore":    {"replace a stopped registry's database with a checked backup", cmdRestore},
+		"version":    {"print this zgrid's version and revision, and a running server's", cmdVersion},
+		"completion": {"print a shell completion script (completion bash|zsh|fish)", cmdCompletion},
 	}
 }
 
@@ -50,7 +51,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintf(w, "\nRun 'zgrid COMMAND --help' for a command's flags and examples.\n")
 }
@@ -66,6 +67,13 @@ func run(args []string) int {
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(os.Stdout)
+		return 0
+	}
+	if args[0] == "__complete" { // hidden: the completion scripts' helper
+		if err := cmdComplete(args[1:]); err != nil {
+			fmt.Fprintf(os.Stderr, "zgrid __complete: %v\n", err)
+			return 1
+		}
 		return 0
 	}
 	c, ok := commands[args[0]]
@@ -93,6 +101,9 @@ var errUsage = errors.New("usage")
 // newFlags makes a flag set whose --help prints synopsis, flags and
 // examples.
 func newFlags(name, synopsis, about, examples string) *flag.FlagSet {
+	if probing != nil {
+		probing.synopsis = synopsis
+	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.Usage = func() {
 		w := fs.Output()
@@ -112,6 +123,10 @@ func newFlags(name, synopsis, about, examples string) *flag.FlagSet {
 // arguments ("farm create demo --channel stable") and returns the
 // positional ones.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	if probing != nil { // completion reads the flags, nothing runs
+		probing.fs = fs
+		return nil, errProbe
+	}
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -161,6 +176,10 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 // subcommand dispatches "zgrid GROUP SUB ..." commands.
 func subcommand(group string, subs map[string]func([]string) error, args []string) error {
+	if probing != nil { // completion reads the subcommands, nothing runs
+		probing.subs = subs
+		return errProbe
+	}
 	names := make([]string, 0, len(subs))
 	for n := range subs {
 		names = append(names, n)
