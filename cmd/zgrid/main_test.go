@@ -187,10 +187,15 @@ func TestCLI(t *testing.T) {
 
 	// Offline co-signing shows what is signed and refuses an expired release.
 	file := filepath.Join(dir, "v4.json")
-	c.run(0, "release", "create", "--out", file, "--key", key, "--channel", "beta", "--version", "4",
+	svc := filepath.Join(dir, "services.json")
+	os.WriteFile(svc, []byte(`[{"name":"db","component":"core0","exec":{"path":"/bin/db","args":["-v"]},"ready":{"tcp":"127.0.0.1:5432"}},`+
+		`{"name":"api","component":"core0","exec":{"path":"/bin/api"},"after":["db"],"ready":{"notify":true}}]`), 0o644)
+	c.run(0, "release", "create", "--out", file, "--key", key, "--channel", "beta", "--version", "4", "--services", svc,
 		"--component", "name=core0,flist="+fl+",mount=/", "--entry", "/bin/core0", "--arg", "--heartbeat")
 	out, _ = c.run(0, "release", "sign", "--in", file, "--key", other)
-	for _, want := range []string{"channel     beta", "version     4", "component   core0 " + fl + " at /", "entrypoint  /bin/core0 --heartbeat", "now has 2 signature(s)"} {
+	for _, want := range []string{"channel     beta", "version     4", "component   core0 " + fl + " at /", "entrypoint  /bin/core0 --heartbeat",
+		"service     db: /bin/db -v (component core0), ready when tcp 127.0.0.1:5432 accepts",
+		"service     api: /bin/api  (component core0), after db, ready when it notifies", "now has 2 signature(s)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("release sign output lacks %q:\n%s", want, out)
 		}
@@ -207,7 +212,7 @@ func TestCLI(t *testing.T) {
 		t.Errorf("co-signing an expired release: %s", errs)
 	}
 	out, _ = c.run(0, "release", "diff", old, file)
-	if strings.TrimSpace(out) != `~ args [] -> ["--heartbeat"]` {
+	if strings.TrimSpace(out) != "~ args [] -> [\"--heartbeat\"]\n+ service db: /bin/db in component core0\n+ service api: /bin/api in component core0" {
 		t.Errorf("release diff:\n%s", out)
 	}
 	if out, _ := c.run(0, "release", "diff", file, file); out != "" {
@@ -396,5 +401,29 @@ func waitHealthy(t *testing.T, url, ca string, log *bytes.Buffer) {
 			t.Fatalf("server not healthy: %v\n%s", err, log.String())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A --services file is read strictly: a misspelt field in what gets
+// signed is an error, not a field dropped.
+func TestReleaseServicesFileRefused(t *testing.T) {
+	c := cli{t: t, bin: zgrid(t)}
+	dir := t.TempDir()
+	key := filepath.Join(dir, "k.key")
+	c.run(0, "key", "new", "--out", key)
+	fl := "sha256:" + strings.Repeat("ab", 32)
+	for body, want := range map[string]string{
+		`[{"name":"db","component":"core0","exec":{"path":"/bin/db"},"readdy":{}}]`: `unknown field "readdy"`,
+		`[]`: "no services in the file",
+		`[{"name":"db","component":"core0","exec":{"path":"/bin/db"},"after":["nope"]}]`: `service "db": after "nope": no such service`,
+		`[{"name":"db","component":"other","exec":{"path":"/bin/db"}}]`:                  `component "other" is not a component`,
+	} {
+		f := filepath.Join(dir, "s.json")
+		os.WriteFile(f, []byte(body), 0o644)
+		_, errs := c.run(1, "release", "create", "--out", filepath.Join(dir, "r.json"), "--key", key, "--channel", "beta", "--version", "1",
+			"--services", f, "--component", "name=core0,flist="+fl+",mount=/", "--entry", "/bin/core0")
+		if !strings.Contains(errs, want) {
+			t.Errorf("%s: %s, want %q", body, errs, want)
+		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/repo"
+	"github.com/zeroboot/zeroboot/pkg/strictjson"
 	"github.com/zeroboot/zeroboot/pkg/trust"
 )
 
@@ -44,6 +45,7 @@ func cmdRelease(args []string) error {
 type releaseFlags struct {
 	keys, components, args, env listFlag
 	channel, entry, out         string
+	services                    string
 	version                     uint64
 	expires                     time.Duration
 }
@@ -57,6 +59,55 @@ func (r *releaseFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&r.entry, "entry", "", "Core-0 entrypoint path inside the assembled root (required)")
 	fs.Var(&r.args, "arg", "argument for the entrypoint (repeatable, in order)")
 	fs.Var(&r.env, "env", "KEY=VALUE environment for the entrypoint (repeatable)")
+	fs.StringVar(&r.services, "services", "", "JSON file with the services Core-0 runs: the release's \"services\" array (docs/services.md); makes a zeroboot-release/3")
+}
+
+// describeService is one line of what a signer signs for a service:
+// where its binary comes from, what it waits for, how it is judged ready.
+func describeService(s release.Service) string {
+	d := fmt.Sprintf("%s: %s %s (component %s)", s.Name, s.Exec.Path, strings.Join(s.Exec.Args, " "), s.Component)
+	if len(s.After) > 0 {
+		d += ", after " + strings.Join(s.After, " ")
+	}
+	if p := s.Ready; p != nil {
+		switch {
+		case len(p.Exec) > 0:
+			d += ", ready when " + strings.Join(p.Exec, " ") + " succeeds"
+		case p.TCP != "":
+			d += ", ready when tcp " + p.TCP + " accepts"
+		case p.HTTP != "":
+			d += ", ready when " + p.HTTP + " answers 2xx"
+		case p.Notify:
+			d += ", ready when it notifies"
+		}
+	}
+	if s.Optional {
+		d += ", optional"
+	}
+	if s.Restart != "" {
+		d += ", restart " + s.Restart
+	}
+	for _, e := range s.Exec.Env {
+		d += ", env " + e
+	}
+	return console.Sanitize(d, 8192)
+}
+
+// readServices reads the --services file strictly: a field misspelt in a
+// file that gets signed would otherwise vanish silently.
+func readServices(file string) ([]release.Service, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--services: %w", err)
+	}
+	var ss []release.Service
+	if err := strictjson.Decode(b, release.MaxSize, &ss); err != nil {
+		return nil, fmt.Errorf("--services %s: %w", file, err)
+	}
+	if len(ss) == 0 {
+		return nil, fmt.Errorf("--services %s: no services in the file", file)
+	}
+	return ss, nil
 }
 
 func parseComponent(s string) (release.Component, error) {
@@ -112,6 +163,13 @@ func (r *releaseFlags) upload(now time.Time) ([]byte, error) {
 			return nil, err
 		}
 		rel.Components = append(rel.Components, c)
+	}
+	if r.services != "" {
+		ss, err := readServices(r.services)
+		if err != nil {
+			return nil, err
+		}
+		rel.Services = ss
 	}
 	doc, err := rel.Marshal()
 	if err != nil {
@@ -312,6 +370,9 @@ func summary(w io.Writer, up *registry.ReleaseUpload, m *metadata.Metadata[metad
 		fmt.Fprintf(w, "entrypoint  %s %s\n", r.Entrypoint.Path, console.Sanitize(strings.Join(r.Entrypoint.Args, " "), 4096))
 		for _, e := range r.Entrypoint.Env {
 			fmt.Fprintf(w, "env         %s\n", console.Sanitize(e, 4096))
+		}
+		for _, sv := range r.Services {
+			fmt.Fprintf(w, "service     %s\n", describeService(sv))
 		}
 	}
 	for _, s := range m.Signatures {

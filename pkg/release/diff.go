@@ -1,7 +1,10 @@
 package release
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -44,7 +47,55 @@ func Diff(a, b *Release) []string {
 	if !slices.Equal(ea.Env, eb.Env) {
 		out = append(out, fmt.Sprintf("~ env %q -> %q", ea.Env, eb.Env))
 	}
+	return append(out, diffServices(a.Services, b.Services)...)
+}
+
+// diffServices lists services added, removed, and changed with the
+// fields that changed ("~ service api: exec, ready").
+func diffServices(a, b []Service) []string {
+	var out []string
+	old := map[string]map[string]any{}
+	for _, s := range a {
+		old[s.Name] = fields(s)
+	}
+	for _, s := range b {
+		was, ok := old[s.Name]
+		if !ok {
+			out = append(out, fmt.Sprintf("+ service %s: %s in component %s", s.Name, s.Exec.Path, s.Component))
+			continue
+		}
+		delete(old, s.Name)
+		var changed []string
+		now := fields(s)
+		for _, k := range slices.Sorted(maps.Keys(union(was, now))) {
+			if !reflect.DeepEqual(was[k], now[k]) {
+				changed = append(changed, k)
+			}
+		}
+		if len(changed) > 0 {
+			out = append(out, fmt.Sprintf("~ service %s: %s", s.Name, strings.Join(changed, ", ")))
+		}
+	}
+	for _, s := range a {
+		if _, ok := old[s.Name]; ok {
+			out = append(out, "- service "+s.Name)
+		}
+	}
 	return out
+}
+
+// fields is s as its JSON object, so a change is named by its field.
+func fields(s Service) map[string]any {
+	var m map[string]any
+	b, _ := json.Marshal(s)
+	json.Unmarshal(b, &m)
+	return m
+}
+
+func union(a, b map[string]any) map[string]any {
+	u := maps.Clone(a)
+	maps.Copy(u, b)
+	return u
 }
 
 // nameOf is the component name of a Diff line, for ordering.

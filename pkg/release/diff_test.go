@@ -36,3 +36,16 @@ func TestDiff(t *testing.T) {
 		}
 	}
 }
+
+func TestDiffServices(t *testing.T) {
+	a := serviceRelease()
+	b := serviceRelease()
+	b.Services[0].Exec.Args = []string{"-p", "5433"}
+	b.Services[0].Ready.TCP = "127.0.0.1:5433"
+	b.Services = append(b.Services[:2], Service{Name: "cache", Component: "base", Exec: Entrypoint{Path: "/usr/bin/cache"}})
+	got := Diff(a, b)
+	want := []string{"~ service db: exec, ready", "+ service cache: /usr/bin/cache in component base", "- service log"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Diff = %q, want %q", got, want)
+	}
+}
