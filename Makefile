@@ -59,6 +59,7 @@ build:
 	@mkdir -p $(BIN)
 	$(STATIC) -o $(BIN)/init ./init
 	$(STATIC) -o $(BIN)/core0 ./cmd/core0
+	$(STATIC) -o $(BIN)/demosvc ./cmd/demosvc
 	$(STATIC) -o $(BIN)/zgrid ./cmd/zgrid
 	$(STATIC) -o $(BIN)/mkinitramfs ./cmd/mkinitramfs
 	$(STATIC) -o $(BIN)/mkuki ./cmd/mkuki
