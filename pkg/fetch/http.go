@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -41,7 +42,9 @@ const MaxRedirects = 3
 // HTTP fetches from store trees served over HTTP. Every URL is a store base
 // (the tree of docs/flist.md lives under it); they are tried in order, and a
 // mirror that fails in any way (transport, status, length, content) is
-// skipped for the next one. A fetch follows at most MaxRedirects redirects,
+// skipped for the next one. A mirror that failed goes to the back of the
+// order for Demote, so a corrupt or trickling mirror costs one failed
+// request per fetch in flight, not one per chunk. A fetch follows at most MaxRedirects redirects,
 // and only to the scheme of the store URL it started from (see
 // checkRedirect). Safe for concurrent use.
 type HTTP struct {
@@ -59,10 +62,21 @@ type HTTP struct {
 	// RequestTimeout bounds one request from start to last byte. Zero means
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// Demote is how long a mirror that failed is tried after the others.
+	// Zero means DefaultDemote.
+	Demote time.Duration
+	// Now is the clock for Demote; nil is time.Now.
+	Now func() time.Time
 
 	once sync.Once
 	c    *http.Client // Client made for the store, by client()
+
+	mu     sync.Mutex
+	failed map[string]time.Time // base URL -> when it last failed
 }
+
+// DefaultDemote is how long a failed mirror stays at the back of the order.
+const DefaultDemote = time.Minute
 
 // Chunk fetches chunk ref and returns its verified uncompressed bytes, in
 // buf's memory when it is large enough. It implements flist.ChunkSource.
@@ -123,21 +137,70 @@ func (h *HTTP) each(ctx context.Context, what, suffix string, try func(ctx conte
 		return fmt.Errorf("fetch %s: no store URLs", what)
 	}
 	var reasons []string
-	for _, base := range h.URLs {
+	for _, base := range h.order() {
 		url := strings.TrimRight(base, "/") + suffix
 		err := try(ctx, url)
 		if err == nil {
+			h.mark(base, false)
 			return nil
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("fetch %s: %w (last: %s: %v)", what, context.Cause(ctx), url, err)
 		}
+		h.mark(base, true)
 		if h.Log != nil {
 			h.Log("store: mirror failed, trying the next", "object", what, "url", url, "err", err)
 		}
 		reasons = append(reasons, url+": "+err.Error())
 	}
 	return fmt.Errorf("fetch %s: all %d stores failed: %s", what, len(h.URLs), strings.Join(reasons, "; "))
+}
+
+// order is URLs with the mirrors that failed within Demote moved to the
+// back, longest-ago failure first among them; the rest keep their order.
+func (h *HTTP) order() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.failed) == 0 {
+		return h.URLs
+	}
+	now := time.Now()
+	if h.Now != nil {
+		now = h.Now()
+	}
+	demote := h.Demote
+	if demote <= 0 {
+		demote = DefaultDemote
+	}
+	var good, bad []string
+	for _, u := range h.URLs {
+		if at, ok := h.failed[u]; ok && now.Sub(at) < demote {
+			bad = append(bad, u)
+		} else {
+			good = append(good, u)
+		}
+	}
+	slices.SortStableFunc(bad, func(a, b string) int { return h.failed[a].Compare(h.failed[b]) })
+	return append(good, bad...)
+}
+
+// mark records that base failed, or forgets that it did once it served.
+func (h *HTTP) mark(base string, failed bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case failed:
+		if h.failed == nil {
+			h.failed = map[string]time.Time{}
+		}
+		now := time.Now()
+		if h.Now != nil {
+			now = h.Now()
+		}
+		h.failed[base] = now
+	case len(h.failed) > 0:
+		delete(h.failed, base)
+	}
 }
 
 var errIdle = errors.New("no data")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -471,3 +472,47 @@ var (
 	encodedFlist = testchunk.Flist
 	contentOf    = testchunk.Content
 )
+
+// A mirror that failed is tried after the others for Demote, then first
+// again; one that serves again keeps its place.
+func TestHTTPDemotesFailedMirror(t *testing.T) {
+	ref, c, _ := chunk(t, "content ")
+	var badHits, goodHits int
+	var mu sync.Mutex
+	tampered := bytes.Clone(c)
+	tampered[len(tampered)/2] ^= 1
+	bad := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		badHits++
+		mu.Unlock()
+		w.Write(tampered)
+	})
+	good := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		goodHits++
+		mu.Unlock()
+		w.Write(c)
+	})
+	now := time.Unix(1000, 0)
+	h := &HTTP{URLs: []string{bad, good}, Demote: time.Minute, Now: func() time.Time { return now }}
+	fetch := func() {
+		t.Helper()
+		if _, err := h.Chunk(context.Background(), ref, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5 {
+		fetch()
+	}
+	if badHits != 1 || goodHits != 5 {
+		t.Fatalf("after 5 fetches: corrupt mirror asked %d times, good %d; want 1 and 5", badHits, goodHits)
+	}
+	now = now.Add(61 * time.Second)
+	fetch()
+	if badHits != 2 {
+		t.Fatalf("corrupt mirror asked %d times once its demotion ran out, want 2", badHits)
+	}
+	if got := h.order(); !slices.Equal(got, []string{good, bad}) {
+		t.Fatalf("order after the second failure: %q", got)
+	}
+}
