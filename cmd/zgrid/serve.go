@@ -29,7 +29,7 @@ import (
 )
 
 func cmdServe(args []string) error {
-	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--rate R] [--burst N] [--max-nodes N] [--ek-ca FILE]... [--boot-dir DIR [--boot-listen ADDR] [--boot-console C] [--boot-map FILE]] [--viewer-token-file F] [-v] [--log-format text|json]",
+	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--mirrors-first] [--rate R] [--burst N] [--max-nodes N] [--ek-ca FILE]... [--boot-dir DIR [--boot-listen ADDR] [--boot-console C] [--boot-map FILE]] [--viewer-token-file F] [-v] [--log-format text|json]",
 		`Run the registry: boot and status endpoints for nodes, the content store
 under /store/ for anyone, and the admin API (bearer token) over HTTPS with
 TLS 1.3 only, using the certificate in DIR/tls. Every release uploaded is
@@ -37,7 +37,10 @@ verified against DIR's TUF root chain (zgrid root init) as nodes verify it;
 each boot answer carries the newer roots, the channel's release and a
 snapshot and timestamp signed with DIR/tuf/online.key that expire after
 --freshness.
-Mirrors are extra store base URLs handed to nodes after this server's own.
+Mirrors are extra store base URLs handed to nodes after this server's own
+(before it with --mirrors-first). A node verifies every byte whichever
+store served it, and tries a store that failed after the others for a
+minute.
 The node endpoints (/v1/boot, /v1/status) take no credential, so each
 client address (an IPv6 /64 counts as one) may send --rate requests per
 second on average and --burst at once, else HTTP 429; a fleet behind one
@@ -71,6 +74,7 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	viewerFile := fs.String("viewer-token-file", "", "file holding a token that logs into the explorer (/ui/) read-only (default: none, admins only)")
 	var mirrors, ekCAs listFlag
 	fs.Var(&mirrors, "mirror", "store base URL of a mirror offered to nodes (repeatable)")
+	mirrorsFirst := fs.Bool("mirrors-first", false, "offer the mirrors before this server's own store (a CDN takes the load, this server is the fallback)")
 	fs.Var(&ekCAs, "ek-ca", "PEM file of TPM manufacturer CA certificates EK certificates must chain to (repeatable)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -92,6 +96,9 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	}
 	if *maxNodes == 0 {
 		*maxNodes = -1
+	}
+	if *mirrorsFirst && len(mirrors) == 0 {
+		return usageErr(fs, "--mirrors-first needs at least one --mirror")
 	}
 	for _, m := range mirrors {
 		if u, err := url.Parse(m); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -134,16 +141,17 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	}
 	defer d.Close()
 	s := &server.Server{
-		DB:         d,
-		Store:      &store.Dir{Root: filepath.Join(*data, storeDir)},
-		Token:      token,
-		Mirrors:    mirrors,
-		Rate:       *rate,
-		Burst:      *burst,
-		MaxNodes:   *maxNodes,
-		TUF:        tuf,
-		CheckFlist: func(b []byte) error { _, err := flist.Decode(b); return err },
-		Log:        log,
+		DB:           d,
+		Store:        &store.Dir{Root: filepath.Join(*data, storeDir)},
+		Token:        token,
+		Mirrors:      mirrors,
+		MirrorsFirst: *mirrorsFirst,
+		Rate:         *rate,
+		Burst:        *burst,
+		MaxNodes:     *maxNodes,
+		TUF:          tuf,
+		CheckFlist:   func(b []byte) error { _, err := flist.Decode(b); return err },
+		Log:          log,
 	}
 	if s.EKRoots, s.EKIntermediates, err = loadEKCAs(ekCAs); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/pkg/registry"
@@ -116,7 +117,7 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 		NodeID:   req.NodeID,
 		Channel:  channel,
 		TUF:      bundle,
-		Stores:   append([]string{s.ownStore(r)}, s.Mirrors...),
+		Stores:   s.stores(r),
 		Token:    token,
 	}
 	if resp.Protocol >= registry.ProtocolCache {
@@ -175,6 +176,14 @@ func newToken() string {
 	b := make([]byte, registry.TokenSize)
 	rand.Read(b) // never fails (crypto/rand since Go 1.24)
 	return hex.EncodeToString(b)
+}
+
+// stores is what a node fetches from, in the order it tries them.
+func (s *Server) stores(r *http.Request) []string {
+	if s.MirrorsFirst {
+		return append(slices.Clone(s.Mirrors), s.ownStore(r))
+	}
+	return append([]string{s.ownStore(r)}, s.Mirrors...)
 }
 
 // ownStore is our store's URL as the node reached us, so that it works

@@ -41,6 +41,9 @@ type Server struct {
 	Store   Store
 	Token   string   // admin bearer token
 	Mirrors []string // store base URLs offered to nodes after our own
+	// MirrorsFirst offers the mirrors before our own store, so a CDN
+	// takes the load and this server is the fallback.
+	MirrorsFirst bool
 	// ViewerToken, when set, logs into the explorer (/ui/) read-only;
 	// zgrid serve does not set it yet (docs/explorer.md).
 	ViewerToken string

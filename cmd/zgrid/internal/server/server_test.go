@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -526,3 +527,20 @@ func TestBootRequestBounded(t *testing.T) {
 
 // contentOf is a Chunk result as plain bytes.
 func contentOf(v flist.Verified, err error) ([]byte, error) { return v.Bytes(), err }
+
+// With MirrorsFirst the node is told to try the mirrors before this
+// server's own store.
+func TestMirrorsFirst(t *testing.T) {
+	e := newEnv(t, func(s *Server) { s.MirrorsFirst = true })
+	_, id := e.build()
+	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable"}`)), 201)
+	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(1, id, time.Hour)), 201)
+	a := e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"n1","farm":"demo"}`)), 200)
+	var resp registry.BootResponse
+	if err := registry.DecodeStrict([]byte(a.body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(resp.Stores, []string{"https://mirror.example/store", e.ts.URL + "/store"}) {
+		t.Fatalf("stores %q, want the mirror first", resp.Stores)
+	}
+}
