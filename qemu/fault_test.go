@@ -2,7 +2,14 @@ package qemu
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -40,5 +47,96 @@ func TestFaultRegistryLate(t *testing.T) {
 	t.Logf("figure: registry down at boot, %d failed attempts; Core-0 ready %.1f s after the registry came up", vm.Count(reDown), time.Since(up).Seconds())
 	if n := vm.Count(regexp.MustCompile(`Linux version`)); n != 1 {
 		t.Errorf("the kernel started %d times: the node rebooted instead of waiting", n)
+	}
+}
+
+// faultyMirror serves the grid's store over plain HTTP with a fault: every
+// chunk with one byte flipped (corrupt), or one byte and then nothing for
+// a minute (trickle). It counts the chunk requests it got.
+type faultyMirror struct {
+	dir   string // the grid's store directory
+	fault string // "corrupt" or "trickle"
+	mu    sync.Mutex
+	hits  int
+}
+
+func (m *faultyMirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rel, ok := strings.CutPrefix(r.URL.Path, "/store/")
+	if !ok || strings.Contains(rel, "..") {
+		http.NotFound(w, r)
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(m.dir, rel))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	if !strings.HasPrefix(rel, "chunks/") {
+		w.Write(b) // flists are served intact: the fault is in the chunks
+		return
+	}
+	m.mu.Lock()
+	m.hits++
+	m.mu.Unlock()
+	switch m.fault {
+	case "corrupt":
+		b[len(b)/2] ^= 0x40
+		w.Write(b)
+	case "trickle":
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		w.Write(b[:1])
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(time.Minute):
+		}
+	}
+}
+
+func (m *faultyMirror) chunkHits() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.hits
+}
+
+// TestFaultMirrors: the registry hands out a faulty mirror before its own
+// store (--mirrors-first). A mirror serving corrupt chunks and one that
+// trickles a byte a minute each cost the node a failed request per fetch
+// in flight (the mirror is then tried last), and it boots to ready from
+// the good store; nothing the bad mirror sent is used.
+func TestFaultMirrors(t *testing.T) {
+	needVM(t)
+	for i, fault := range []string{"corrupt", "trickle"} {
+		t.Run(fault, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			g := newGrid(t)
+			g.publish(core0Tree(t), 1)
+			m := &faultyMirror{dir: filepath.Join(g.data, "store"), fault: fault}
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := &http.Server{Handler: m}
+			go srv.Serve(l)
+			t.Cleanup(func() { srv.Close() })
+			mirror := fmt.Sprintf("http://%s:%d/store", HostAddr, l.Addr().(*net.TCPAddr).Port)
+			g.serveArgs = []string{"--mirror", mirror, "--mirrors-first"}
+			g.serve()
+			start := time.Now()
+			vm, _ := boot(t, ctx, g, fmt.Sprintf("5a1c0b0e-0000-4000-8000-0000000000e%d", i), g.registry())
+			if _, err := vm.WaitFor(ctx, reReady); err != nil {
+				t.Fatal(err)
+			}
+			failed := vm.Count(regexp.MustCompile(`store: mirror failed, trying the next.*` + regexp.QuoteMeta(mirror)))
+			if failed == 0 {
+				t.Fatalf("the node never reported the %s mirror failing:\n%s", fault, vm.Tail(60))
+			}
+			if h := m.chunkHits(); h > 16 {
+				t.Errorf("the %s mirror was asked for %d chunks: a failed mirror should be tried last", fault, h)
+			}
+			t.Logf("figure: %s mirror first: %d chunk requests to it, %d failures shown, Core-0 ready %.1f s after power-on",
+				fault, m.chunkHits(), failed, time.Since(start).Seconds())
+		})
 	}
 }
