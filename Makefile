@@ -100,6 +100,8 @@ vet:
 # namespace tests (root) and QEMU boots. -p 2 matches the 2-core machines.
 test: deps vet
 	ZEROBOOT_E2E=required $(GO) test -p 2 -timeout 40m -count=1 ./...
+	@# The debug build's own tests (zeroboot.debug.*), which ./... leaves out.
+	$(GO) test -tags zeroboot_debug -count=1 ./init
 
 unit:
 	$(GO) test -short -count=1 ./...

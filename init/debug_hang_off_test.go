@@ -48,3 +48,13 @@ func TestProductionQuietWithoutDebugHang(t *testing.T) {
 		t.Errorf("debug build %v, log %q", debugBuild, log.String())
 	}
 }
+
+func TestProductionRefusesDebugPanic(t *testing.T) {
+	n, log := logNode(t)
+	n.cfg.DebugPanic = "components"
+	n.checkDebugHang()
+	n.panicAt("components") // must not panic
+	if want := "zeroboot.debug.panic=components refused: this PID 1 is a production build"; !strings.Contains(log.String(), want) {
+		t.Errorf("log %q lacks %q", log.String(), want)
+	}
+}

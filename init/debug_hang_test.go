@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -36,5 +37,21 @@ func TestDebugHang(t *testing.T) {
 	}
 	if !debugBuild || !strings.Contains(log.String(), "debug build: PID 1 will hang at supervise") {
 		t.Errorf("debug build %v, log %q", debugBuild, log.String())
+	}
+}
+
+// TestDebugPanic: a debug build panics in the step named, once; the step
+// catches it as a failure, and the next attempt runs.
+func TestDebugPanic(t *testing.T) {
+	n, _ := logNode(t)
+	n.cfg.DebugPanic = "components"
+	var ran int
+	s := []step{{"registry", func(context.Context) error { return nil }}, {"components", func(context.Context) error { ran++; return nil }}}
+	name, err := n.attempt(context.Background(), s)
+	if name != "components" || err == nil || !strings.Contains(err.Error(), "panic: debug: PID 1 panics in step components") || ran != 0 {
+		t.Fatalf("first attempt: step %q, err %v, ran %d", name, err, ran)
+	}
+	if _, err := n.attempt(context.Background(), s); err != nil || ran != 1 {
+		t.Fatalf("second attempt: %v, ran %d", err, ran)
 	}
 }

@@ -69,6 +69,7 @@ type node struct {
 	boot     *registry.BootResponse
 	rel      *release.Release
 	info     handoff.BootInfo
+	panicked bool               // zeroboot.debug.panic fired (debug builds)
 	entry    handoff.Entrypoint // the hashed file Core-0 is started from
 	// rootMounted tells a retried components step to discard the
 	// previous attempt's tmpfs.
@@ -135,7 +136,10 @@ func (n *node) run(steps ...step) {
 func (n *node) attempt(ctx context.Context, steps []step) (string, error) {
 	for _, s := range steps {
 		end := n.tl.Begin(s.name)
-		err := n.protect(ctx, s.fn)
+		err := n.protect(ctx, func(ctx context.Context) error {
+			n.panicAt(s.name)
+			return s.fn(ctx)
+		})
 		end(err)
 		if err != nil {
 			return s.name, err

@@ -140,3 +140,29 @@ func TestFaultMirrors(t *testing.T) {
 		})
 	}
 }
+
+// TestFaultPID1Panic: a debug PID 1 panics inside the components step on
+// its first attempt. The step fails with the panic on the console, is
+// retried with backoff, and the node boots to ready without a reboot.
+func TestFaultPID1Panic(t *testing.T) {
+	needVM(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	g := newGrid(t)
+	g.publish(core0Tree(t), 1)
+	g.serve()
+	vm := &VM{UUID: "5a1c0b0e-0000-4000-8000-0000000000f2", Append: "zeroboot.registry=" + g.registry() + " zeroboot.farm=demo zeroboot.debug.panic=components"}
+	vm.Kernel, vm.Initrd = kernel, debugInitramfs(t, g)
+	runVM(t, g, vm, "console-panic.log")
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`components failed \(attempt 1\); retrying in .*panic: debug: PID 1 panics in step components`)); err != nil {
+		t.Fatal(err)
+	}
+	failed := time.Now()
+	if _, err := vm.WaitFor(ctx, reReady); err != nil {
+		t.Fatal(err)
+	}
+	if n := vm.Count(reBanner); n != 1 {
+		t.Fatalf("kernel booted %d times, want once", n)
+	}
+	t.Logf("figure: PID 1 panic in the components step: Core-0 ready %.1f s after the failed attempt, no reboot", time.Since(failed).Seconds())
+}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -86,6 +87,10 @@ type Config struct {
 	// DebugHang is zeroboot.debug.hang, one of HangPoints: where a debug
 	// build of PID 1 blocks forever (a production build refuses it).
 	DebugHang string
+	// DebugPanic is zeroboot.debug.panic, one of PanicPoints: the boot
+	// step in which a debug build of PID 1 panics on its first attempt
+	// (a production build refuses it).
+	DebugPanic string
 }
 
 // ParamDoc documents one parameter; docs/kernel-cmdline.md must mention
@@ -119,6 +124,8 @@ var Params = []ParamDoc{
 		"Hardware watchdog timeout; PID 1 pets /dev/watchdog while it is alive. 0 leaves the device alone."},
 	{"zeroboot.debug.hang", "one of " + strings.Join(HangPoints, "|"), "(none)",
 		"Debug builds only (-tags zeroboot_debug): PID 1 hangs there, to test the watchdog. A production build refuses it."},
+	{"zeroboot.debug.panic", "one of " + strings.Join(PanicPoints, "|"), "(none)",
+		"Debug builds only (-tags zeroboot_debug): PID 1 panics in that step's first attempt, to test that a step's panic is a retried failure. A production build refuses it."},
 	{"console", "kernel console spec, e.g. ttyS0,115200 (repeatable)", "/dev/console",
 		"Consoles PID 1 writes its log to, as the kernel reads them."},
 	{"ip", "METHOD | DEVICE:METHOD[:[MTU][:MAC]] | CLIENT:[PEER]:GATEWAY:NETMASK:HOSTNAME:DEVICE:AUTOCONF[:...] (repeatable)",
@@ -162,6 +169,10 @@ const (
 // watchdog is armed (before the network), and in the supervision once
 // Core-0 has started.
 var HangPoints = []string{"watchdog", "supervise"}
+
+// PanicPoints are the boot steps zeroboot.debug.panic may name: the ones
+// that talk to the outside, where a bug on hostile input would be.
+var PanicPoints = []string{"network", "time", "identity", "registry", "components", "handoff"}
 
 // bareBond is what dracut makes of a bond parameter without value.
 const bareBond = "bond0:eth0,eth1:mode=balance-rr"
@@ -267,6 +278,10 @@ func (p *parser) arg(a arg) {
 	case "zeroboot.debug.hang":
 		if p.need(name, a) {
 			p.debugHang(a)
+		}
+	case "zeroboot.debug.panic":
+		if p.need(name, a) {
+			p.cfg.DebugPanic = p.oneOf(name, a, PanicPoints)
 		}
 	default:
 		p.warnf(name, a.val, "unknown zeroboot parameter, ignored (known: %s)", strings.Join(knownNames(), ", "))
@@ -458,13 +473,16 @@ func (p *parser) watchdog(a arg) {
 }
 
 func (p *parser) debugHang(a arg) {
-	for _, h := range HangPoints {
-		if a.val == h {
-			p.cfg.DebugHang = h
-			return
-		}
+	p.cfg.DebugHang = p.oneOf("zeroboot.debug.hang", a, HangPoints)
+}
+
+// oneOf is a.val when it is one of vals; otherwise an error, and "".
+func (p *parser) oneOf(name string, a arg, vals []string) string {
+	if slices.Contains(vals, a.val) {
+		return a.val
 	}
-	p.errorf("zeroboot.debug.hang", a.val, "want one of %s", strings.Join(HangPoints, ", "))
+	p.errorf(name, a.val, "want one of %s", strings.Join(vals, ", "))
+	return ""
 }
 
 func (p *parser) ntp(a arg) {

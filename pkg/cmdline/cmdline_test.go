@@ -383,3 +383,14 @@ func TestParseRegistries(t *testing.T) {
 		t.Errorf("no zeroboot.registry: %v %v, want no error (DHCP may give it)", c.Registries, ps)
 	}
 }
+
+func TestParseDebugPanic(t *testing.T) {
+	c, ps := Parse(reg + " zeroboot.debug.panic=components")
+	if len(ps) != 0 || c.DebugPanic != "components" {
+		t.Fatalf("DebugPanic %q, problems %v", c.DebugPanic, ps)
+	}
+	c, ps = Parse(reg + " zeroboot.debug.panic=mount")
+	if c.DebugPanic != "" || len(ps) != 1 || ps[0].Severity != Error || !strings.Contains(ps[0].Msg, "want one of network, time, identity, registry, components, handoff") {
+		t.Fatalf("DebugPanic %q, problems %v", c.DebugPanic, ps)
+	}
+}
