@@ -297,3 +297,28 @@ func TestUIHeaders(t *testing.T) {
 		t.Errorf("a page with a script:\n%s", a.body)
 	}
 }
+
+// A node's page lists its services, and the last output of one that is
+// not ready, escaped.
+func TestUINodeServices(t *testing.T) {
+	e := newEnv(t)
+	e.publish()
+	rep := registry.StatusReport{NodeID: "s1", Source: "core0", State: "failed", Reason: "service api crash-looping: exited 1", Token: e.bootNode("s1"),
+		Services: []registry.ServiceState{
+			{Name: "db", State: "ready", Output: []string{"db listening"}},
+			{Name: "api", State: "crash-looping", Restarts: 4, Reason: "exited 1", Output: []string{"bind: <address> in use"}},
+		}}
+	body, _ := json.Marshal(rep)
+	e.must(e.do("POST", "/v1/status", asJSON, body), 204)
+	b := newBrowser(e)
+	e.must(b.login(t, token), 303)
+	page := e.must(b.do("GET", "/ui/nodes/s1", nil), 200).body
+	for _, want := range []string{"<h2>Services</h2>", `<td>api</td><td class="crash-looping">crash-looping</td><td>4</td>`, "Last output of api", "bind: &lt;address&gt; in use"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("node page lacks %q:\n%s", want, page)
+		}
+	}
+	if strings.Contains(page, "db listening") {
+		t.Errorf("node page shows a ready service's output:\n%s", page)
+	}
+}
