@@ -35,7 +35,7 @@ func init() {
 		"node":       {"list nodes, show one node's boot report and identity, approve and allow nodes", cmdNode},
 		"backup":     {"write a consistent copy of the database, while serve runs or not", cmdBackup},
 		"context":    {"remember registries and switch between them (context add|use|list|remove)", cmdContext},
-		"tls":        {"show the CA and server certificate, reissue the server certificate for more names (tls show|reissue)", cmdTLS},
+		"tls":        {"show the CA and server certificate, reissue it for more names, rotate the CA (tls show|reissue|rotate)", cmdTLS},
 		"store":      {"check every stored flist and chunk, remove chunks no flist references (store verify|gc)", cmdStore},
 		"restore":    {"replace a stopped registry's database with a checked backup", cmdRestore},
 		"version":    {"print this zgrid's version and revision, and a running server's", cmdVersion},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -8,15 +9,17 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/tlsgen"
+	"github.com/zeroboot/zeroboot/pkg/console"
 )
 
 func cmdTLS(args []string) error {
-	return subcommand("tls", map[string]func([]string) error{"show": cmdTLSShow, "reissue": cmdTLSReissue}, args)
+	return subcommand("tls", map[string]func([]string) error{"show": cmdTLSShow, "reissue": cmdTLSReissue, "rotate": cmdTLSRotate}, args)
 }
 
 func cmdTLSShow(args []string) error {
 	fs := newFlags("tls show", "zgrid tls show --data DIR",
-		"Show the registry CA and the server certificate: names, validity.", "  zgrid tls show --data ./grid")
+		"Show the registry CA (every certificate of ca.pem: two while the CA is\nrotated), the server certificate and its issuer, and the rotation's state.",
+		"  zgrid tls show --data ./grid")
 	data := fs.String("data", "", "data directory (required)")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -25,18 +28,34 @@ func cmdTLSShow(args []string) error {
 		return usageErr(fs, "need --data")
 	}
 	dir := filepath.Join(*data, tlsDir)
-	for _, f := range []string{tlsgen.CACert, tlsgen.ServerCert} {
-		c, err := tlsgen.LoadCert(filepath.Join(dir, f))
-		if err != nil {
-			return err
-		}
-		fmt.Printf("%-11s %s, valid %s to %s", f, c.Subject.CommonName, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
-		if names := tlsgen.SANs(c); len(names) > 0 {
-			fmt.Printf(", names %s", strings.Join(names, ", "))
-		}
-		fmt.Println()
+	st, err := tlsgen.RotationState(dir)
+	if err != nil {
+		return err
 	}
+	for _, c := range st.Bundle {
+		printCert(tlsgen.CACert, c)
+	}
+	srv, err := tlsgen.LoadCert(filepath.Join(dir, tlsgen.ServerCert))
+	if err != nil {
+		return err
+	}
+	printCert(tlsgen.ServerCert, srv)
+	fmt.Printf("%-11s issued by %s\n", "", console.Sanitize(srv.Issuer.CommonName, 200))
+	if st.Next == nil {
+		fmt.Println("rotation    none under way")
+		return nil
+	}
+	fmt.Printf("rotation    under way: ca.pem holds the old CA and %s; the server's certificate is from the old one until zgrid tls rotate finish\n",
+		console.Sanitize(st.Next.Subject.CommonName, 200))
 	return nil
+}
+
+func printCert(file string, c *x509.Certificate) {
+	fmt.Printf("%-11s %s, valid %s to %s", file, console.Sanitize(c.Subject.CommonName, 200), c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+	if names := tlsgen.SANs(c); len(names) > 0 {
+		fmt.Printf(", names %s", console.Sanitize(strings.Join(names, ", "), 1000))
+	}
+	fmt.Println()
 }
 
 func cmdTLSReissue(args []string) error {
@@ -85,4 +104,95 @@ func uniq(names []string) []string {
 		}
 	}
 	return out
+}
+
+func cmdTLSRotate(args []string) error {
+	return subcommand("tls rotate", map[string]func([]string) error{
+		"begin": cmdTLSRotateBegin, "finish": cmdTLSRotateFinish, "abort": cmdTLSRotateAbort,
+	}, args)
+}
+
+// rotateFlags parses the --data flag the rotate commands take.
+func rotateFlags(name, synopsis, about, examples string, args []string) (string, error) {
+	fs := newFlags(name, synopsis, about, examples)
+	data := fs.String("data", "", "data directory (required)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if *data == "" || len(pos) > 0 {
+		return "", usageErr(fs, "need --data and no arguments")
+	}
+	return filepath.Join(*data, tlsDir), nil
+}
+
+func cmdTLSRotateBegin(args []string) error {
+	dir, err := rotateFlags("tls rotate begin", "zgrid tls rotate begin --data DIR",
+		`Start replacing the registry CA without losing a node. A new CA is made
+(tls/next-ca.pem, tls/next-ca.key) and tls/ca.pem becomes the bundle of
+the current CA and the new one (the old file kept as ca.pem.old); the
+server keeps its certificate from the current CA, so every node still
+connects. Images built from now on trust both CAs. Build them from this
+ca.pem (make iso|uki|pxe GRID=DIR, mkinitramfs -file), roll them out to
+every node, then run zgrid tls rotate finish. Refused while a rotation is
+under way.`,
+		`  zgrid tls rotate begin --data /var/lib/zgrid
+  make iso GRID=/var/lib/zgrid REGISTRY=https://registry.example:8443 FARM=rack1   # then roll out
+  zgrid tls rotate finish --data /var/lib/zgrid && systemctl restart zgrid`, args)
+	if err != nil {
+		return err
+	}
+	next, err := tlsgen.BeginRotation(dir, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Printf(`new CA %q made: %s
+%s now holds the current CA and the new one; the server keeps its certificate from the current CA.
+next: build every node's image with this ca.pem and roll it out, then zgrid tls rotate finish --data DIR
+`, next.Subject.CommonName, filepath.Join(dir, tlsgen.NextCACert), filepath.Join(dir, tlsgen.CACert))
+	return nil
+}
+
+func cmdTLSRotateFinish(args []string) error {
+	dir, err := rotateFlags("tls rotate finish", "zgrid tls rotate finish --data DIR",
+		`Complete a CA rotation (zgrid tls rotate begin) once every node boots an
+image built with the bundle ca.pem: the server gets a certificate from the
+new CA for the same names, tls/ca.pem holds the new CA alone and tls/ca.key
+is its key. The replaced files are kept as server.pem.old, server.key.old,
+ca.pem.old (the bundle) and ca.key.old (the old CA's key: delete it once
+the rotation is done). Restart zgrid serve to use the new certificate:
+from then on, a node whose image trusts only the old CA is refused
+("not signed by a CA this node trusts"). Refused when no rotation is under
+way.`,
+		`  zgrid tls rotate finish --data /var/lib/zgrid && systemctl restart zgrid`, args)
+	if err != nil {
+		return err
+	}
+	leaf, err := tlsgen.FinishRotation(dir, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Printf(`server certificate from %q for %s, valid until %s
+%s holds the new CA alone; the old CA's key is kept as %s.old (delete it once no image trusts the old CA)
+restart zgrid serve to use it: nodes whose image trusts only the old CA will be refused
+`, leaf.Issuer.CommonName, strings.Join(tlsgen.SANs(leaf), ", "), leaf.NotAfter.UTC().Format(time.RFC3339),
+		filepath.Join(dir, tlsgen.CACert), filepath.Join(dir, tlsgen.CAKey))
+	return nil
+}
+
+func cmdTLSRotateAbort(args []string) error {
+	dir, err := rotateFlags("tls rotate abort", "zgrid tls rotate abort --data DIR",
+		`Give up a CA rotation before its finish: tls/ca.pem holds the current CA
+alone again and the new CA and its key are removed. The server certificate
+never changed. Images built during the overlap keep working: they trust
+the current CA (and a CA whose key is gone).`,
+		`  zgrid tls rotate abort --data /var/lib/zgrid`, args)
+	if err != nil {
+		return err
+	}
+	if err := tlsgen.AbortRotation(dir); err != nil {
+		return err
+	}
+	fmt.Printf("rotation aborted: %s holds the current CA alone\n", filepath.Join(dir, tlsgen.CACert))
+	return nil
 }

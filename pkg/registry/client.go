@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -51,9 +52,9 @@ type Client struct {
 // returned as it is). now is the clock certificates are judged by (a node's
 // corrected clock; nil means time.Now).
 func NewHTTPClient(caPEM []byte, now func() time.Time) (*http.Client, error) {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, errors.New("registry CA: no PEM certificate found")
+	pool, err := certPool(caPEM)
+	if err != nil {
+		return nil, err
 	}
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
@@ -67,6 +68,40 @@ func NewHTTPClient(caPEM []byte, now func() time.Time) (*http.Client, error) {
 		ForceAttemptHTTP2:     true,
 	}
 	return &http.Client{Transport: tr, Timeout: 2 * time.Minute, CheckRedirect: keepRedirect}, nil
+}
+
+// certPool holds every certificate of caPEM: one CA, or several while the
+// registry's CA is rotated (the old and the new). Each PEM block must be a
+// certificate that parses: one dropped silently would be a CA the node
+// does not trust when the registry switches to it.
+func certPool(caPEM []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	n := 0
+	for blk, rest := pem.Decode(caPEM); blk != nil; blk, rest = pem.Decode(rest) {
+		n++
+		if blk.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("registry CA: PEM block %d is %q, not a CERTIFICATE", n, clip(blk.Type))
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("registry CA: certificate %d: %w", n, err)
+		}
+		pool.AddCert(c)
+	}
+	if n == 0 {
+		return nil, errors.New("registry CA: no PEM certificate found")
+	}
+	return pool, nil
+}
+
+// explainTLS says what a certificate from an unknown CA means for a node:
+// its image carries a ca.pem without the registry's current CA.
+func explainTLS(err error) error {
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return fmt.Errorf("the registry's certificate is not signed by a CA this node trusts (its image's ca.pem lacks the registry's CA: rebuilt or rotated? build the image with the registry's current tls/ca.pem): %w", err)
+	}
+	return err
 }
 
 // keepRedirect stops a client at the first redirect and hands the 3xx back:
@@ -331,7 +366,7 @@ func (c *Client) do(ctx context.Context, base, path string, in any, want int, ou
 	hreq.Header.Set("Accept", "application/json")
 	resp, err := noRedirects(c.HTTP).Do(hreq)
 	if err != nil {
-		return stamp{}, fmt.Errorf("registry %s: %w", base, err)
+		return stamp{}, fmt.Errorf("registry %s: %w", base, explainTLS(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {

@@ -2,11 +2,17 @@ package registry
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -426,5 +432,90 @@ func TestBootProtocol1Registry(t *testing.T) {
 	c.Boot(ctx, BootRequest{Protocol: Protocol, NodeID: "n1"}, nil)
 	if got == nil || !strings.Contains(got.Error(), "an older registry: upgrade zgrid to protocol 5") {
 		t.Fatalf("error %v", got)
+	}
+}
+
+// caServer starts a TLS 1.3 server for 127.0.0.1 whose certificate is
+// from a CA of its own, and returns it with that CA in PEM.
+func caServer(t *testing.T, h http.HandlerFunc) (*httptest.Server, []byte) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA " + t.Name()},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+}
+
+func noContent(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }
+
+// A ca.pem with several CAs (the old and the new while a registry's CA is
+// rotated) trusts each of them, and only them; a block that is not a
+// certificate, or a certificate that does not parse, is refused rather
+// than dropped.
+func TestNewHTTPClientBundle(t *testing.T) {
+	a, certA := caServer(t, noContent)
+	b, certB := caServer(t, noContent)
+	other, _ := caServer(t, noContent)
+	bundle := append(append(append([]byte{}, certA...), "# the next CA\n"...), certB...)
+	hc, err := NewHTTPClient(bundle, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, srv := range []*httptest.Server{a, b} {
+		resp, err := hc.Get(srv.URL)
+		if err != nil {
+			t.Errorf("bundle client to %s: %v", srv.URL, err)
+			continue
+		}
+		resp.Body.Close()
+	}
+	if _, err := hc.Get(other.URL); err == nil {
+		t.Error("bundle client trusted a third CA")
+	}
+	for _, tc := range []struct {
+		name string
+		pem  []byte
+		want string
+	}{
+		{"key block", append(append([]byte{}, certA...), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}})...), `PEM block 2 is "PRIVATE KEY"`},
+		{"bad certificate", append(append([]byte{}, certA...), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{1, 2}})...), "certificate 2:"},
+		{"empty", nil, "no PEM certificate"},
+	} {
+		if _, err := NewHTTPClient(tc.pem, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// A registry whose certificate is from a CA the node's ca.pem lacks is
+// refused with an error that says so.
+func TestUnknownCAExplained(t *testing.T) {
+	_, certA := caServer(t, noContent)
+	b, _ := caServer(t, noContent)
+	hc, err := NewHTTPClient(certA, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{URLs: []string{b.URL}, HTTP: hc}
+	err = c.Status(context.Background(), StatusReport{NodeID: "n1", Source: SourcePID1, State: StateReady, Token: testToken})
+	if err == nil || !strings.Contains(err.Error(), "not signed by a CA this node trusts") || !strings.Contains(err.Error(), "tls/ca.pem") {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -52,28 +52,11 @@ func Generate(dir string, o Options) (map[string]string, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, caKey, err := newCA("zgrid registry CA", o.Now)
 	if err != nil {
-		return nil, fmt.Errorf("generate CA key: %w", err)
+		return nil, err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "zgrid registry CA", Organization: []string{"zeroboot"}},
-		NotBefore:             o.Now.Add(-backdate),
-		NotAfter:              o.Now.Add(CAValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, fmt.Errorf("create CA certificate: %w", err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, fmt.Errorf("parse CA certificate: %w", err)
-	}
+	caDER := ca.Raw
 	srvDER, srvKey, err := issueServer(ca, caKey, o)
 	if err != nil {
 		return nil, err
@@ -100,6 +83,34 @@ func Generate(dir string, o Options) (map[string]string, error) {
 		files[f.name] = p
 	}
 	return files, nil
+}
+
+// newCA makes a self-signed CA certificate and its key. MaxPathLen 0: it
+// signs server certificates only, never another CA.
+func newCA(name string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate CA key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"zeroboot"}},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(CAValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create CA certificate: %w", err)
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse CA certificate: %w", err)
+	}
+	return ca, key, nil
 }
 
 // issueServer makes a server key and a certificate for o.SANs, signed by
@@ -210,27 +221,31 @@ func replace(path string, b []byte, mode os.FileMode) error {
 	return nil
 }
 
-// loadCA reads the CA certificate and key from dir.
+// loadCA reads the CA certificate and key from dir: the first
+// certificate of ca.pem (during a rotation, ca.pem holds the new CA too,
+// after it) and ca.key.
 func loadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	cert, err := readPEM(filepath.Join(dir, CACert), "CERTIFICATE")
+	return loadCAFiles(filepath.Join(dir, CACert), filepath.Join(dir, CAKey))
+}
+
+// loadCAFiles reads a CA certificate (the first of certPath) and checks
+// that keyPath holds its key.
+func loadCAFiles(certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	ca, err := LoadCert(certPath)
 	if err != nil {
 		return nil, nil, err
 	}
-	ca, err := x509.ParseCertificate(cert)
-	if err != nil {
-		return nil, nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, CACert), err)
-	}
-	der, err := readPEM(filepath.Join(dir, CAKey), "PRIVATE KEY")
+	der, err := readPEM(keyPath, "PRIVATE KEY")
 	if err != nil {
 		return nil, nil, err
 	}
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, CAKey), err)
+		return nil, nil, fmt.Errorf("parse %s: %w", keyPath, err)
 	}
 	key, ok := k.(*ecdsa.PrivateKey)
 	if !ok || !key.PublicKey.Equal(ca.PublicKey) {
-		return nil, nil, fmt.Errorf("%s is not the key of %s", filepath.Join(dir, CAKey), filepath.Join(dir, CACert))
+		return nil, nil, fmt.Errorf("%s is not the key of %s", keyPath, certPath)
 	}
 	return ca, key, nil
 }
