@@ -29,6 +29,8 @@ have objcopy || need+=(binutils)
 [ -e /usr/lib/ISOLINUX/isolinux.bin ] && [ -e /usr/lib/ISOLINUX/isohdpfx.bin ] || need+=(isolinux)
 [ -e /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need+=(syslinux-common)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
+# The explorer's browser test renders the pages in headless Chromium.
+have chromium || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
