@@ -511,3 +511,46 @@ func TestSignalsAllHaveActions(t *testing.T) {
 		t.Errorf("Signals() actions %v, want reboot and power-off", seen)
 	}
 }
+
+// TestSupervisorKill ends one run and expects a restart, and a Kill
+// naming a run that is no longer current to do nothing.
+func TestSupervisorKill(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pids := make(chan int, 4)
+	exits := make(chan ExitStatus, 4)
+	s := &Supervisor{
+		Name: "killed", Reaper: reaper, StopTimeout: 5 * time.Second,
+		Command: func() *exec.Cmd { return exec.Command("/bin/sh", "-c", "sleep 30 & wait") },
+		OnStart: func(pid int) { pids <- pid },
+		OnExit:  func(st ExitStatus, _, _ time.Duration) { exits <- st },
+		Sleep:   func(ctx context.Context, d time.Duration) error { return ctx.Err() },
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	first := <-pids
+	if err := s.Kill(first + 1); err != nil { // not the current run
+		t.Fatal(err)
+	}
+	if err := s.Kill(first); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitStatus(t, exits); st.String() != "killed by signal 9" {
+		t.Errorf("after Kill: %s, want killed by signal 9", st)
+	}
+	select {
+	case second := <-pids:
+		if groupAlive(first) {
+			t.Errorf("group %d of the killed run still alive after the restart", first)
+		}
+		if err := s.Kill(first); err != nil || !groupAlive(second) {
+			t.Errorf("a stale Kill(%d): err %v, current run %d alive %v", first, err, second, groupAlive(second))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not restarted after Kill")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run = %v, want context.Canceled", err)
+	}
+}

@@ -385,6 +385,22 @@ func (s *Supervisor) Stop(timeout time.Duration) error {
 	return s.terminate(r, timeout)
 }
 
+// Kill ends the run of process pid at once, SIGKILL to its whole group,
+// and supervision goes on: the end is an exit like any other, followed by
+// a restart after the backoff. It is for a caller that found the process
+// broken while it runs (a readiness check that never passed). The pid
+// names the run so that a late call cannot hit the next one; a run that
+// already ended is no error.
+func (s *Supervisor) Kill(pid int) error {
+	s.mu.Lock()
+	r := s.cur
+	s.mu.Unlock()
+	if r == nil || r.pgid != pid {
+		return nil
+	}
+	return s.signal(r, syscall.SIGKILL)
+}
+
 // terminate ends r's process group: SIGTERM, a grace period, SIGKILL.
 func (s *Supervisor) terminate(r *run, timeout time.Duration) error {
 	if err := s.signal(r, syscall.SIGTERM); err != nil {
