@@ -18,7 +18,7 @@ import (
 )
 
 // bins are the static programs the tests boot, built once per run.
-var bins struct{ dir, init, core0, zgrid, mkinitramfs string }
+var bins struct{ dir, init, core0, demosvc, zgrid, mkinitramfs string }
 
 // buildBins compiles the node and control-plane programs the way the
 // Makefile does (static, with an embedded build time).
@@ -29,7 +29,7 @@ func buildBins(dir string) error {
 		out *string
 		pkg string
 	}{
-		{&bins.init, "./init"}, {&bins.core0, "./cmd/core0"}, {&bins.zgrid, "./cmd/zgrid"}, {&bins.mkinitramfs, "./cmd/mkinitramfs"},
+		{&bins.init, "./init"}, {&bins.core0, "./cmd/core0"}, {&bins.demosvc, "./cmd/demosvc"}, {&bins.zgrid, "./cmd/zgrid"}, {&bins.mkinitramfs, "./cmd/mkinitramfs"},
 	} {
 		*p.out = filepath.Join(dir, filepath.Base(p.pkg))
 		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.buildTime="+bt, "-o", *p.out, p.pkg)

@@ -73,6 +73,7 @@ type registryServer struct {
 	failures int
 	attempts int
 	got      map[string]any
+	all      []map[string]any // every accepted report, in order
 	tlsVer   uint16
 }
 
@@ -93,7 +94,9 @@ func newRegistry(t *testing.T, failures int) (*registryServer, string) {
 			return
 		}
 		rs.tlsVer = r.TLS.Version
+		rs.got = nil
 		json.NewDecoder(r.Body).Decode(&rs.got)
+		rs.all = append(rs.all, rs.got)
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	rs.StartTLS()
@@ -135,10 +138,10 @@ const bootToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abc
 func testCore(exe, bootJSON, ca string, out io.Writer) *core0 {
 	return &core0{
 		BootInfo: bootJSON, Exe: exe, CA: ca,
-		Heartbeat: 20 * time.Millisecond,
-		Backoff:   backoff.Policy{Base: time.Millisecond, Cap: 5 * time.Millisecond},
-		Log:       log.New(out, "core0: ", 0),
-		Now:       time.Now,
+		Heartbeat: 20 * time.Millisecond, ReportEvery: time.Hour,
+		Backoff: backoff.Policy{Base: time.Millisecond, Cap: 5 * time.Millisecond},
+		Log:     log.New(out, "core0: ", 0),
+		Now:     time.Now,
 	}
 }
 
