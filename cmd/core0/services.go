@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/handoff"
 	"github.com/zeroboot/zeroboot/pkg/registry"
@@ -145,12 +146,10 @@ func nodeState(ss []services.Status, ready bool) (state, reason string) {
 	return registry.StateBooting, clipReason("waiting for services: " + strings.Join(waiting, ", "))
 }
 
-func clipReason(s string) string {
-	if len(s) > registry.MaxReasonLen {
-		return s[:registry.MaxReasonLen-3] + "..."
-	}
-	return s
-}
+// clipReason fits s in a report's reason: cut on a character boundary,
+// with the "..." of the cut inside the limit, so the registry never
+// refuses the whole report for one long reason.
+func clipReason(s string) string { return console.Sanitize(s, registry.MaxReasonLen-3) }
 
 // serviceStates is what a protocol 5 report carries: every service, with
 // its last lines only when it is not ready, to keep reports small.
@@ -160,9 +159,12 @@ func serviceStates(ss []services.Status) []registry.ServiceState {
 		st := registry.ServiceState{Name: s.Name, State: string(s.State), Reason: clipReason(s.Reason),
 			Restarts: s.Restarts, Optional: s.Optional, Since: s.Since.UTC()}
 		if s.State != services.StateReady {
-			st.Output = s.Output
-			if n := len(st.Output); n > registry.MaxServiceOutput {
-				st.Output = st.Output[n-registry.MaxServiceOutput:]
+			lines := s.Output
+			if n := len(lines); n > release.MaxServiceOutput {
+				lines = lines[n-release.MaxServiceOutput:]
+			}
+			for _, l := range lines {
+				st.Output = append(st.Output, console.Sanitize(l, release.MaxServiceLine-3))
 			}
 		}
 		out = append(out, st)

@@ -235,3 +235,22 @@ func TestVerifierRefuses(t *testing.T) {
 		}
 	}
 }
+
+// Whatever a service prints, the report stays within the registry's
+// limits: a refused report would hold back every later one.
+func TestServiceStatesFitTheRegistry(t *testing.T) {
+	long := strings.Repeat("é", 600) // 1200 bytes, cut on a character boundary
+	var out []string
+	for range release.MaxServiceOutput + 5 {
+		out = append(out, long)
+	}
+	ss := []services.Status{{Name: "api", State: services.StateFailed, Reason: strings.Repeat("x", 5000), Output: out}}
+	rep := registry.StatusReport{NodeID: "n", Source: "core0", State: "failed", Token: bootToken, Services: serviceStates(ss)}
+	rep.Reason = rep.Services[0].Reason
+	if err := rep.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rep.Services[0].Output); n != release.MaxServiceOutput {
+		t.Fatalf("%d output lines, want the last %d", n, release.MaxServiceOutput)
+	}
+}

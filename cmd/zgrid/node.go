@@ -13,6 +13,7 @@ import (
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/server"
 	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
 
@@ -160,7 +161,7 @@ func printServices(w io.Writer, ss []registry.ServiceState) {
 		}
 		fmt.Fprintf(w, "\nlast output of %s:\n", s.Name)
 		for _, l := range s.Output {
-			fmt.Fprintf(w, "  %s\n", console.Sanitize(l, registry.MaxServiceLine))
+			fmt.Fprintf(w, "  %s\n", console.Sanitize(l, release.MaxServiceLine))
 		}
 	}
 }

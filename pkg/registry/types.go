@@ -60,7 +60,7 @@ const Protocol = ProtocolServices
 
 // The versions that added something, for the checks that depend on them.
 const (
-	ProtocolTPM   = 3
+	ProtocolTPM      = 3
 	ProtocolCache    = 4
 	ProtocolServices = 5
 )
@@ -181,13 +181,6 @@ type ServiceState struct {
 // ServiceStates are the states a service can be in (docs/services.md).
 var ServiceStates = []string{"waiting", "starting", "ready", "failed", "crash-looping", "stopped"}
 
-// Bounds on a service's report: MaxServiceOutput lines of at most
-// MaxServiceLine bytes each. Core-0 keeps no more than this.
-const (
-	MaxServiceOutput = 40
-	MaxServiceLine   = 512
-)
-
 func (s *ServiceState) validate() error {
 	if err := release.CheckServiceName(s.Name); err != nil {
 		return fmt.Errorf("status: %w", err)
@@ -200,12 +193,12 @@ func (s *ServiceState) validate() error {
 		return fmt.Errorf("status: service %s: reason is %d bytes, limit %d", s.Name, len(s.Reason), MaxReasonLen)
 	case s.Restarts < 0:
 		return fmt.Errorf("status: service %s: negative restarts", s.Name)
-	case len(s.Output) > MaxServiceOutput:
-		return fmt.Errorf("status: service %s: %d output lines, limit %d", s.Name, len(s.Output), MaxServiceOutput)
+	case len(s.Output) > release.MaxServiceOutput:
+		return fmt.Errorf("status: service %s: %d output lines, limit %d", s.Name, len(s.Output), release.MaxServiceOutput)
 	}
 	for i, l := range s.Output {
-		if len(l) > MaxServiceLine {
-			return fmt.Errorf("status: service %s: output line %d is %d bytes, limit %d", s.Name, i, len(l), MaxServiceLine)
+		if len(l) > release.MaxServiceLine {
+			return fmt.Errorf("status: service %s: output line %d is %d bytes, limit %d", s.Name, i, len(l), release.MaxServiceLine)
 		}
 	}
 	return nil

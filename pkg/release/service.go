@@ -84,13 +84,17 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // Limits on services, shared by the release, boot.json and the registry's
 // status reports.
 const (
-	MaxServices     = 64
-	MaxAfter        = 16
-	maxProbeTimeout = time.Hour
-	minProbeEvery   = 10 * time.Millisecond
-	maxStopTimeout  = 10 * time.Minute
-	maxCrashExits   = 1000
-	maxCrashWindow  = 24 * time.Hour
+	MaxServices = 64
+	// A service's output as Core-0 keeps it and reports it: at most
+	// MaxServiceOutput lines of at most MaxServiceLine bytes.
+	MaxServiceOutput = 40
+	MaxServiceLine   = 512
+	MaxAfter         = 16
+	maxProbeTimeout  = time.Hour
+	minProbeEvery    = 10 * time.Millisecond
+	maxStopTimeout   = 10 * time.Minute
+	maxCrashExits    = 1000
+	maxCrashWindow   = 24 * time.Hour
 )
 
 // CheckServiceName accepts a service name: [a-z0-9._-]{1,64}, not "." or

@@ -155,10 +155,14 @@ func supervisionEnded(t *testing.T, m *Manager, name string) {
 // stamp reads a time the scripts wrote with date +%s%N.
 func stamp(t *testing.T, path string) time.Time {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The shell creates the file before date writes to it: wait for the
+	// whole line.
+	var b []byte
+	waitFor(t, path, func() bool {
+		var err error
+		b, err = os.ReadFile(path)
+		return err == nil && strings.HasSuffix(string(b), "\n")
+	})
 	ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)

@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/pkg/console"
+	"github.com/zeroboot/zeroboot/pkg/release"
 )
 
 // MaxLineBytes bounds one line of a service's output, as kept and as
 // shown; the rest of a longer line is dropped.
-const MaxLineBytes = 512
+const MaxLineBytes = release.MaxServiceLine
 
-const defaultOutputLines = 40
+const defaultOutputLines = release.MaxServiceOutput
 
 // ring keeps the last lines of a service's output.
 type ring struct {

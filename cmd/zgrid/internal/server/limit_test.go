@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/release"
 )
 
 // fakeToken has a boot token's shape but was never issued.
@@ -252,8 +253,8 @@ func TestStatusServices(t *testing.T) {
 	}{
 		{func(s *registry.ServiceState) { s.State = "dancing" }, `service db: state "dancing"`},
 		{func(s *registry.ServiceState) { s.Name = "DB" }, "service name"},
-		{func(s *registry.ServiceState) { s.Output = make([]string, registry.MaxServiceOutput+1) }, "41 output lines"},
-		{func(s *registry.ServiceState) { s.Output = []string{strings.Repeat("x", registry.MaxServiceLine+1)} }, "output line 0 is 513 bytes"},
+		{func(s *registry.ServiceState) { s.Output = make([]string, release.MaxServiceOutput+1) }, "41 output lines"},
+		{func(s *registry.ServiceState) { s.Output = []string{strings.Repeat("x", release.MaxServiceLine+1)} }, "output line 0 is 513 bytes"},
 	} {
 		bad := rep
 		bad.Services = []registry.ServiceState{{Name: "db", State: "ready"}}
