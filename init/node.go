@@ -34,6 +34,7 @@ const (
 	runDir       = "/run/zeroboot"
 	bootInfo     = runDir + "/boot.json"
 	modulesBase  = "/lib/modules"
+	cgroupRoot   = "/sys/fs/cgroup"
 )
 
 // node holds what one step learns for the next. Steps run in order; only

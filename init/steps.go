@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/zeroboot/zeroboot/pkg/cgroup"
 	"github.com/zeroboot/zeroboot/pkg/clock"
 	"github.com/zeroboot/zeroboot/pkg/cmdline"
 	"github.com/zeroboot/zeroboot/pkg/coldplug"
@@ -525,8 +526,12 @@ func (n *node) logMemory() {
 // the reboot failed, and Core-0 is supervised again rather than left dead.
 func (n *node) supervise(ctx context.Context) {
 	first, starts := true, 0 // over every supervisor of this boot
+	cg := n.core0Cgroup()
 	for {
 		sup := n.core0Supervisor(&first, &starts)
+		if cg != nil {
+			sup.Cgroup = cg
+		}
 		n.sup.Store(sup)
 		err := sup.Run(ctx)
 		if errors.Is(err, supervise.ErrNoRestart) {
@@ -541,6 +546,19 @@ func (n *node) supervise(ctx context.Context) {
 		n.sleep(shutdownGrace)
 		n.log.Warn("still running after a shutdown request; supervising core0 again")
 	}
+}
+
+// core0Cgroup is the cgroup that holds Core-0 and everything it starts,
+// so that a Core-0 that dies leaves no service behind for the next one to
+// start twice. Without it (a kernel without cgroup v2 or cgroup.kill) a
+// restart ends Core-0's process group only, and the console says so.
+func (n *node) core0Cgroup() *cgroup.Group {
+	g, err := cgroup.Create(cgroupRoot, "core0")
+	if err != nil {
+		n.log.Warn("core0 not in a cgroup: services it leaves running when it dies are not ended before its restart", "err", err)
+		return nil
+	}
+	return g
 }
 
 // shutdownGrace is how long a stopped supervisor waits for the reboot.

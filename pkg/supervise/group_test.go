@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +15,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/zeroboot/zeroboot/internal/testenv"
+	"github.com/zeroboot/zeroboot/pkg/cgroup"
 )
 
 func TestLeadGroup(t *testing.T) {
@@ -190,4 +194,94 @@ func TestSupervisorRestartEndsGroup(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSupervisorCgroupEndsEscapedProcesses: a child that starts a process
+// in a session of its own (as Core-0 starts its services) and exits leaves
+// it out of reach of its group; with a cgroup the restart and Stop still
+// find nothing of the last run.
+func TestSupervisorCgroupEndsEscapedProcesses(t *testing.T) {
+	testenv.NeedRoot(t, "cgroup2")
+	root := t.TempDir()
+	err := unix.Mount("none", root, "cgroup2", 0, "")
+	testenv.Need(t, err == nil, "mount cgroup2: %v", err)
+	t.Cleanup(func() { unix.Unmount(root, unix.MNT_DETACH) })
+	cg, err := cgroup.Create(root, "core0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cg.Kill(time.Second); os.Remove(cg.Dir) })
+
+	dir := t.TempDir()
+	once, exit := filepath.Join(dir, "once"), filepath.Join(dir, "exit")
+	pr := newPidReader(t)
+	starts := make(chan int, 4)
+	exits := make(chan ExitStatus, 4)
+	stops := make(chan ExitStatus, 1)
+	s := &Supervisor{
+		Name: "core0", Reaper: reaper, StopTimeout: time.Second, Cgroup: cg,
+		Command: func() *exec.Cmd {
+			// The first run exits when the test has seen its escapee;
+			// the second stays.
+			cmd := exec.Command("/bin/sh", "-c", `setsid sleep 30 >/dev/null 2>&1 & echo $!
+				[ -e `+once+` ] && exec sleep 30; : >`+once+`
+				while [ ! -e `+exit+` ]; do sleep 0.01; done; exit 1`)
+			cmd.Stdout = pr.w
+			return cmd
+		},
+		OnStart: func(pid int) { starts <- pid },
+		OnExit:  func(st ExitStatus, _, _ time.Duration) { exits <- st },
+		OnStop:  func(st ExitStatus, _ time.Duration) { stops <- st },
+		Sleep:   func(context.Context, time.Duration) error { return nil },
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	first := <-starts
+	escapee := pr.next(t)
+	waitComm(t, escapee, "sleep")
+	if pgid, err := unix.Getpgid(escapee); err != nil || pgid == first {
+		t.Fatalf("escapee %d in group %d (%v): the test needs it out of the child's group %d", escapee, pgid, err, first)
+	}
+	if err := os.WriteFile(exit, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitStatus(t, exits); st.String() != "exited 1" {
+		t.Errorf("first run: %s, want exited 1", st)
+	}
+	if running(escapee) {
+		t.Errorf("escapee %d of the first run still there when the restart is due", escapee)
+	}
+	<-starts
+	// A run cloned into the group after a kill must live.
+	select {
+	case st := <-exits:
+		t.Fatalf("second run: %s", st)
+	case <-time.After(300 * time.Millisecond):
+	}
+	second := pr.next(t)
+	waitComm(t, second, "sleep")
+	if err := s.Stop(time.Second); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if running(second) {
+		t.Errorf("escapee %d of the second run still there after Stop", second)
+	}
+	if busy, err := (&cgroup.Group{Dir: cg.Dir}).Populated(); err != nil || busy {
+		t.Errorf("cgroup after Stop: populated %v, %v", busy, err)
+	}
+	waitStatus(t, stops)
+	if err := <-done; !errors.Is(err, ErrStopped) {
+		t.Errorf("Run after Stop = %v, want ErrStopped", err)
+	}
+}
+
+// running reports whether pid is there and not a zombie: a process killed
+// with its cgroup leaves it at once, and is reaped a moment later.
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }

@@ -53,6 +53,11 @@ type Supervisor struct {
 	// OnState is told of every change of Status().State, in order, on
 	// Run's goroutine.
 	OnState func(Status)
+	// Cgroup, when set, holds every run and whatever it starts, also the
+	// processes that leave its process group (Core-0's services lead
+	// their own): what is left in it when a run ends is killed before the
+	// next start and before Stop returns (pkg/cgroup).
+	Cgroup Cgroup
 	// Sleep waits d or until ctx ends (tests record the delays); it
 	// returns ctx.Err() when cut short. Nil waits on Clock.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -145,6 +150,7 @@ func (s *Supervisor) loop(ctx, backoffCtx context.Context, c *config) error {
 			}
 			st = r.status
 			s.endGroup(r, c.log)
+			s.sweep(c.log)
 		}
 		now := c.clock.Now()
 		took := now.Sub(started)
@@ -354,6 +360,13 @@ func (s *Supervisor) start() (*run, error) {
 		return nil, fmt.Errorf("start %s: Command returned no command", s.Name)
 	}
 	leadGroup(cmd)
+	if s.Cgroup != nil {
+		release, err := s.Cgroup.Attach(cmd)
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", s.Name, err)
+		}
+		defer release()
+	}
 	ch, err := s.Reaper.Start(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", s.Name, err)
@@ -382,7 +395,35 @@ func (s *Supervisor) Stop(timeout time.Duration) error {
 	if r == nil {
 		return nil
 	}
-	return s.terminate(r, timeout)
+	if err := s.terminate(r, timeout); err != nil {
+		return err
+	}
+	s.sweep(s.settings().log)
+	return nil
+}
+
+// Cgroup is a process container that outlives a run's process group.
+type Cgroup interface {
+	// Attach makes cmd start inside; release is called once it started.
+	Attach(cmd *exec.Cmd) (release func(), err error)
+	// Kill ends every process inside and says how many there were.
+	Kill(timeout time.Duration) (int, error)
+}
+
+// sweep kills what a run left in its cgroup once its process group is
+// gone: processes that left the group, which a restart must not find
+// beside the next run's.
+func (s *Supervisor) sweep(log *slog.Logger) {
+	if s.Cgroup == nil {
+		return
+	}
+	n, err := s.Cgroup.Kill(s.stopTimeout())
+	if n > 0 {
+		log.Warn(fmt.Sprintf("%s left %d processes running outside its process group; killed them", s.Name, n), "name", s.Name)
+	}
+	if err != nil {
+		log.Error("end leftover processes", "name", s.Name, "err", err)
+	}
 }
 
 // Kill ends the run of process pid at once, SIGKILL to its whole group,
