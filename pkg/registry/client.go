@@ -240,6 +240,11 @@ func (r *BootResponse) check(nodeID string) error {
 		}
 		return fmt.Errorf("registry speaks protocol %d, this node protocols %d-%d: upgrade the older of the two (a protocol 1 registry serves no TUF metadata)", r.Protocol, MinRegistryProtocol, Protocol)
 	}
+	if r.Fallback != nil {
+		if err := r.Fallback.check(r.Protocol); err != nil {
+			return err
+		}
+	}
 	if r.Cache != nil {
 		if r.Protocol < ProtocolCache {
 			return fmt.Errorf("protocol %d answer carries a chunk cache setting (protocol %d)", r.Protocol, ProtocolCache)

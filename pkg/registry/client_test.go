@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -271,8 +272,12 @@ func TestBootRefusesGarbage(t *testing.T) {
 		{"wrong node", "application/json", `{"node_id":"n2","protocol":3,"tuf":{},"stores":["https://x/store"]}`, `registry answered for node "n2", we are "n1"`},
 		{"trailing", "application/json", `{"node_id":"n1","protocol":3,"tuf":{},"stores":["https://x/store"]} {}`, "trailing"},
 		{"no release", "application/json", `{"protocol":3,"node_id":"n1","stores":["https://x/store"]}`, "no TUF metadata"},
-		{"protocol 1 registry", "application/json", `{"node_id":"n1","stores":["https://x/store"],"release":{}}`, "registry speaks protocol 1, this node protocols 3-5"},
-		{"other protocol", "application/json", `{"protocol":6,"node_id":"n1","stores":["https://x/store"]}`, "registry speaks protocol 6, this node protocols 3-5"},
+		{"protocol 1 registry", "application/json", `{"node_id":"n1","stores":["https://x/store"],"release":{}}`, "registry speaks protocol 1, this node protocols 3-6"},
+		{"other protocol", "application/json", `{"protocol":7,"node_id":"n1","stores":["https://x/store"]}`, "registry speaks protocol 7, this node protocols 3-6"},
+		{"fallback in protocol 5", "application/json", `{"protocol":5,"node_id":"n1","stores":["https://x/store"],"fallback":{"deadline_seconds":60,"tuf":{}}}`, "protocol 5 answer carries a fallback release (protocol 6)"},
+		{"fallback without metadata", "application/json", `{"protocol":6,"node_id":"n1","stores":["https://x/store"],"fallback":{"deadline_seconds":60}}`, "fallback without TUF metadata"},
+		{"fallback deadline 0", "application/json", `{"protocol":6,"node_id":"n1","stores":["https://x/store"],"fallback":{"deadline_seconds":0,"tuf":{}}}`, "fallback without a ready deadline"},
+		{"fallback deadline 2", "application/json", `{"protocol":6,"node_id":"n1","stores":["https://x/store"],"fallback":{"deadline_seconds":2,"tuf":{}}}`, "ready deadline 2s: want 10s"},
 		{"cache in protocol 3", "application/json", `{"protocol":3,"node_id":"n1","stores":["https://x/store"],"cache":{"device":"/dev/vda"}}`, "protocol 3 answer carries a chunk cache setting (protocol 4)"},
 		{"hostile cache device", "application/json", `{"protocol":4,"node_id":"n1","stores":["https://x/store"],"cache":{"device":"/dev/../etc/passwd"}}`, `farm's chunk cache device "/dev/../etc/passwd": must match /dev/NAME`},
 		{"no stores", "application/json", `{"node_id":"n1","protocol":3,"tuf":{}}`, "store URLs"},
@@ -430,7 +435,7 @@ func TestBootProtocol1Registry(t *testing.T) {
 	c := &Client{URLs: []string{srv.URL}, HTTP: hc, Backoff: fast,
 		Report: func(n int, u string, err error, wait time.Duration) { got = err; cancel() }}
 	c.Boot(ctx, BootRequest{Protocol: Protocol, NodeID: "n1"}, nil)
-	if got == nil || !strings.Contains(got.Error(), "an older registry: upgrade zgrid to protocol 5") {
+	if want := fmt.Sprintf("an older registry: upgrade zgrid to protocol %d", Protocol); got == nil || !strings.Contains(got.Error(), want) {
 		t.Fatalf("error %v", got)
 	}
 }

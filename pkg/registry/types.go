@@ -46,7 +46,10 @@ const (
 	StatePending = "pending"
 )
 
-// Protocol is the version of the node/registry boot exchange. Version 5
+// Protocol is the version of the node/registry boot exchange. Version 6
+// adds the last known good release: a farm with a ready deadline sends a
+// node a fallback release with its own, and the node reports when it fell
+// back (Fallback, FellBack). Version 5
 // lets Core-0's status reports carry each service's state (Services);
 // the boot exchange itself is version 4's. Version 4 adds the farm's chunk cache to the boot answer. Version 3 adds TPM
 // identity: a challenge before the boot request, quotes, key enrollment
@@ -56,13 +59,14 @@ const (
 // and a node takes answers of MinRegistryProtocol and up; otherwise each
 // side refuses the other's version with a message that says which side to
 // upgrade.
-const Protocol = ProtocolServices
+const Protocol = ProtocolFallback
 
 // The versions that added something, for the checks that depend on them.
 const (
 	ProtocolTPM      = 3
 	ProtocolCache    = 4
 	ProtocolServices = 5
+	ProtocolFallback = 6
 )
 
 // MinRegistryProtocol is the oldest registry protocol a node takes an
@@ -138,6 +142,65 @@ type BootResponse struct {
 	// Cache is the farm's chunk cache, for a node whose command line
 	// names none (protocol 4).
 	Cache *Cache `json:"cache,omitempty"`
+	// Fallback is the release to boot instead when the one above does not
+	// reach ready in time (protocol 6).
+	Fallback *Fallback `json:"fallback,omitempty"`
+}
+
+// Fallback is a node's last known good release: the TUF metadata of an
+// earlier release of the same channel, which the node verifies as it does
+// the first, and how long the first may take to reach ready.
+type Fallback struct {
+	// DeadlineSeconds counts from Core-0's first start; the farm's
+	// ready deadline (Farm.ReadyDeadline).
+	DeadlineSeconds int           `json:"deadline_seconds"`
+	TUF             *trust.Bundle `json:"tuf"`
+}
+
+// Ready deadline bounds: shorter would fall back from a node still
+// starting; longer leaves a farm down for a day.
+const (
+	MinReadyDeadline = 10
+	MaxReadyDeadline = 24 * 60 * 60
+)
+
+// CheckReadyDeadline applies the bounds to seconds; 0 is off.
+func CheckReadyDeadline(seconds int) error {
+	if seconds != 0 && (seconds < MinReadyDeadline || seconds > MaxReadyDeadline) {
+		return fmt.Errorf("ready deadline %ds: want %ds to %ds (0: no deadline, no fallback)", seconds, MinReadyDeadline, MaxReadyDeadline)
+	}
+	return nil
+}
+
+func (f *Fallback) check(protocol int) error {
+	if protocol < ProtocolFallback {
+		return fmt.Errorf("protocol %d answer carries a fallback release (protocol %d)", protocol, ProtocolFallback)
+	}
+	if f.TUF == nil {
+		return errors.New("fallback without TUF metadata")
+	}
+	if f.DeadlineSeconds == 0 {
+		return errors.New("fallback without a ready deadline")
+	}
+	return CheckReadyDeadline(f.DeadlineSeconds)
+}
+
+// FellBack is PID 1's word that the release it was given did not reach
+// ready by the deadline and it booted the fallback (the report's
+// ReleaseVersion) instead (protocol 6).
+type FellBack struct {
+	From   uint64 `json:"from"`
+	Reason string `json:"reason"`
+}
+
+// FallbackRecord is what the registry keeps of a node's last fallback. A
+// node that fell back from a version gets its fallback again instead of
+// that version, until a newer one is published or the record is cleared.
+type FallbackRecord struct {
+	From   uint64    `json:"from"`
+	To     uint64    `json:"to"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
 }
 
 // StatusReport is what PID 1 and Core-0 send to POST /v1/status.
@@ -163,6 +226,9 @@ type StatusReport struct {
 	// Services is each service's state as Core-0 sees it (protocol 5:
 	// Core-0 sends it only to a registry whose boot answer said 5 or up).
 	Services []ServiceState `json:"services,omitempty"`
+	// FellBack is set by PID 1 when it booted the fallback release
+	// (protocol 6).
+	FellBack *FellBack `json:"fell_back,omitempty"`
 }
 
 // ServiceState is one service of the node's release as Core-0 reports it.
@@ -257,6 +323,10 @@ type Farm struct {
 	// of the farm's nodes (chosen by node ID, the same ones every boot)
 	// and the release before it to the others; 0 gives it to all.
 	Rollout int `json:"rollout,omitempty"`
+	// ReadyDeadline, in seconds, is how long a node's release may take
+	// from Core-0's start to ready before the node boots its last known
+	// good release instead (protocol 6 nodes); 0 is no deadline.
+	ReadyDeadline int `json:"ready_deadline,omitempty"`
 }
 
 // CheckRollout applies the farm's rollout rules: a share of 0 to 99, and
@@ -343,6 +413,9 @@ type Node struct {
 	Identity       Identity `json:"identity,omitzero"`
 	// Services is what Core-0 last reported of each service in this boot.
 	Services []ServiceState `json:"services,omitempty"`
+	// Fallback is the node's last fallback from a release that did not
+	// reach ready, kept across boots.
+	Fallback *FallbackRecord `json:"fallback,omitempty"`
 }
 
 // Identity is what the registry knows of a node's identity and how far it
@@ -509,6 +582,16 @@ func (r *StatusReport) Validate() error {
 	}
 	if len(r.Services) > release.MaxServices {
 		return fmt.Errorf("status: %d services, limit %d", len(r.Services), release.MaxServices)
+	}
+	if fb := r.FellBack; fb != nil {
+		switch {
+		case r.Source != SourcePID1:
+			return errors.New("status: fell_back from Core-0: only PID 1 falls back")
+		case fb.From == 0 || fb.From == r.ReleaseVersion:
+			return fmt.Errorf("status: fell_back from version %d to %d: want another, earlier release", fb.From, r.ReleaseVersion)
+		case fb.Reason == "" || len(fb.Reason) > MaxReasonLen:
+			return fmt.Errorf("status: fell_back reason of %d bytes: want 1 to %d", len(fb.Reason), MaxReasonLen)
+		}
 	}
 	for i := range r.Services {
 		if err := r.Services[i].validate(); err != nil {

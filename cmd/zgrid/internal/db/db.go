@@ -48,6 +48,7 @@ var (
 	ErrToken    = errors.New("boot token does not match")
 	ErrFull     = errors.New("node limit reached")
 	ErrInUse    = errors.New("in use")
+	ErrFallback = errors.New("fallback from a release the node was not given")
 )
 
 // DB is safe for concurrent use. The writes of a boot storm (a boot record
@@ -471,6 +472,12 @@ func (d *DB) RecordStatus(rep registry.StatusReport, att *registry.Attestation, 
 		}
 		if len(rep.Services) > 0 {
 			n.Services = rep.Services
+		}
+		if fb := rep.FellBack; fb != nil {
+			if fb.From != n.ReleaseServed {
+				return fmt.Errorf("node %s fell back from version %d, served %d: %w", rep.NodeID, fb.From, n.ReleaseServed, ErrFallback)
+			}
+			n.Fallback = &registry.FallbackRecord{From: fb.From, To: rep.ReleaseVersion, At: now, Reason: fb.Reason}
 		}
 		if att != nil {
 			n.Identity.Attestation = att

@@ -144,6 +144,9 @@ func (s *Server) checkFarm(f registry.Farm) error {
 	if err := f.CheckRollout(); err != nil {
 		return fail(http.StatusBadRequest, "farm %s: %v", f.Name, err)
 	}
+	if err := registry.CheckReadyDeadline(f.ReadyDeadline); err != nil {
+		return fail(http.StatusBadRequest, "farm %s: %v", f.Name, err)
+	}
 	if f.Pin != 0 {
 		rs, err := s.DB.Releases(f.Channel)
 		if err != nil {

@@ -93,6 +93,11 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 	if err != nil {
 		return nil, err
 	}
+	proto := answerProtocol(&req)
+	rel, good, err := s.lastKnownGood(farm, channel, rel, known, proto)
+	if err != nil {
+		return nil, err
+	}
 	if known != nil && known.HighestRelease > rel.Version {
 		// The node's image floor decides whether it boots this; the
 		// operator should know it goes back.
@@ -113,7 +118,7 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 	s.metrics.boot()
 	s.log().Info("boot", "node", req.NodeID, "farm", req.Farm, "channel", channel, "version", rel.Version, "agent", req.Agent, "identity", adm.ident.Kind)
 	resp := &registry.BootResponse{
-		Protocol: answerProtocol(&req),
+		Protocol: proto,
 		NodeID:   req.NodeID,
 		Channel:  channel,
 		TUF:      bundle,
@@ -122,6 +127,13 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 	}
 	if resp.Protocol >= registry.ProtocolCache {
 		resp.Cache = farm.Cache
+	}
+	if good != nil {
+		fb, err := s.bundle(&req, *good)
+		if err != nil {
+			return nil, err
+		}
+		resp.Fallback = &registry.Fallback{DeadlineSeconds: farm.ReadyDeadline, TUF: fb}
 	}
 	if adm.ident.Kind == registry.KindTPM {
 		resp.QuoteNonce = s.nonces.issueFinal(req.NodeID, expected(rel), s.now())
@@ -229,11 +241,16 @@ func (s *Server) recordStatus(w http.ResponseWriter, r *http.Request) error {
 	case errors.Is(err, db.ErrToken):
 		s.log().Warn("status refused: boot token does not match", "node", rep.NodeID, "client", r.RemoteAddr)
 		return fail(http.StatusForbidden, "status for node %s: boot token does not match", rep.NodeID)
+	case errors.Is(err, db.ErrFallback):
+		return fail(http.StatusConflict, "%v", err)
 	}
 	if err != nil {
 		return err
 	}
 	s.log().Info("status", "node", rep.NodeID, "source", rep.Source, "state", rep.State, "reason", rep.Reason)
+	if fb := rep.FellBack; fb != nil {
+		s.log().Warn("node fell back to its last known good release", "node", rep.NodeID, "from", fb.From, "to", rep.ReleaseVersion, "reason", fb.Reason)
+	}
 	if att != nil {
 		lvl := slog.LevelInfo
 		if att.State != registry.AttestOK {

@@ -127,6 +127,52 @@ func (s *Server) releaseFor(farm registry.Farm, channel, nodeID string) (registr
 	return newest, nil // nothing older is still good: everyone gets the newest
 }
 
+// lastKnownGood applies the farm's ready deadline to rel, the release
+// chosen for a node: it returns the release to serve and the fallback to
+// send with it. A node that fell back from rel before gets its fallback
+// instead, with none of its own, so a release that fails on a node does
+// not cost it a deadline on every boot. The fallback is the release the
+// node last reached ready on, else the newest good one before rel that
+// did not fail on it. Only
+// protocol 6 nodes of a farm with a deadline take part.
+func (s *Server) lastKnownGood(farm registry.Farm, channel string, rel registry.ReleaseInfo, known *registry.Node, proto int) (registry.ReleaseInfo, *registry.ReleaseInfo, error) {
+	if farm.ReadyDeadline == 0 || proto < registry.ProtocolFallback {
+		return rel, nil, nil
+	}
+	rs, err := s.DB.Releases(channel)
+	if err != nil {
+		return rel, nil, err
+	}
+	now := s.now()
+	good := func(v uint64) (registry.ReleaseInfo, bool) {
+		for _, r := range rs {
+			if r.Version == v {
+				return r, !r.Withdrawn && now.Before(r.Expires)
+			}
+		}
+		return registry.ReleaseInfo{}, false
+	}
+	if known != nil && known.Fallback != nil && known.Fallback.From == rel.Version {
+		if to, ok := good(known.Fallback.To); ok {
+			s.log().Info("serving the node's last known good release: it fell back from the farm's", "node", known.ID, "channel", channel, "version", to.Version, "fell_back_from", rel.Version)
+			return to, nil, nil
+		}
+	}
+	if known != nil && known.State == registry.StateReady && known.ReleaseReported < rel.Version {
+		if r, ok := good(known.ReleaseReported); ok {
+			return rel, &r, nil
+		}
+	}
+	for i := len(rs) - 1; i >= 0; i-- {
+		r := rs[i]
+		failed := known != nil && known.Fallback != nil && known.Fallback.From == r.Version
+		if r.Version < rel.Version && !failed && !r.Withdrawn && now.Before(r.Expires) {
+			return rel, &r, nil
+		}
+	}
+	return rel, nil, nil
+}
+
 // pinned is the farm's pinned version of rs, which must be a release.
 func pinned(farm registry.Farm, rs []registry.ReleaseInfo) (registry.ReleaseInfo, error) {
 	for _, r := range rs {

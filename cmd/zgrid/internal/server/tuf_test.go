@@ -148,8 +148,8 @@ func TestWithdrawal(t *testing.T) {
 func TestBootProtocolVersions(t *testing.T) {
 	e := newEnv(t)
 	for _, tc := range []struct{ body, want string }{
-		{`{"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 1, this registry protocols 2-5: rebuild the node's initramfs"},
-		{`{"protocol":6,"node_id":"n1","farm":"demo"}`, "node speaks boot protocol 6, this registry only 5: upgrade zgrid"},
+		{`{"node_id":"n1","farm":"demo"}`, fmt.Sprintf("node speaks boot protocol 1, this registry protocols 2-%d: rebuild the node's initramfs", registry.Protocol)},
+		{fmt.Sprintf(`{"protocol":%d,"node_id":"n1","farm":"demo"}`, registry.Protocol+1), fmt.Sprintf("node speaks boot protocol %d, this registry only %d: upgrade zgrid", registry.Protocol+1, registry.Protocol)},
 		{`{"protocol":2,"node_id":"n1","farm":"demo","identity_kind":"tpm"}`, "node speaks boot protocol 2 but sends protocol 3 identity fields"},
 	} {
 		a := e.do("POST", "/v1/boot", asJSON, []byte(tc.body))
@@ -286,5 +286,104 @@ func TestFarmPinAndRollout(t *testing.T) {
 	setFarm(`{"name":"demo","channel":"stable"}`, 200)
 	if v := served("n0000000000000000000000000000fe"); v != 3 {
 		t.Errorf("no pin, no rollout: served %d, want the newest", v)
+	}
+}
+
+// TestReadyDeadlineFallback: a farm with a ready deadline sends protocol 6
+// nodes a fallback release that verifies like the first (the one they
+// last reached ready on, else the newest good one before); a node that
+// reports a fallback is recorded and gets its fallback from then on, with
+// no deadline; reports that do not fit what the node was served are
+// refused; older nodes get answers without the field.
+func TestReadyDeadlineFallback(t *testing.T) {
+	e := newEnv(t, func(s *Server) { s.Rate = -1 })
+	_, id := e.build()
+	for v := 1; v <= 3; v++ {
+		e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(uint64(v), id, time.Hour)), 201)
+	}
+	for _, tc := range []struct{ body, want string }{
+		{`{"name":"demo","channel":"stable","ready_deadline":5}`, "ready deadline 5s: want 10s to 86400s"},
+		{`{"name":"demo","channel":"stable","ready_deadline":100000}`, "ready deadline 100000s"},
+	} {
+		if a := e.do("POST", "/v1/admin/farms", asAdmin, []byte(tc.body)); a.code != 400 || !strings.Contains(a.body, tc.want) {
+			t.Errorf("%s: HTTP %d %s, want %q", tc.body, a.code, a.body, tc.want)
+		}
+	}
+	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable","ready_deadline":60}`)), 201)
+	boot := func(node string, protocol int) registry.BootResponse {
+		t.Helper()
+		a := e.must(e.do("POST", "/v1/boot", asJSON, []byte(fmt.Sprintf(`{"protocol":%d,"node_id":%q,"farm":"demo"}`, protocol, node))), 200)
+		var resp registry.BootResponse
+		if err := registry.DecodeStrict([]byte(a.body), &resp); err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	version := func(b *trust.Bundle) uint64 {
+		t.Helper()
+		v, err := e.node().Verify("stable", b)
+		if err != nil {
+			t.Fatalf("bundle does not verify: %v", err)
+		}
+		return v.Release.Version
+	}
+	report := func(node, token string, rep registry.StatusReport) answer {
+		t.Helper()
+		rep.NodeID, rep.Token = node, token
+		b, _ := json.Marshal(rep)
+		return e.do("POST", "/v1/status", asJSON, b)
+	}
+
+	a, b := "n00000000000000000000000000000a1", "n00000000000000000000000000000b1"
+	if r := boot(a, registry.ProtocolServices); r.Fallback != nil {
+		t.Errorf("protocol 5 node got a fallback")
+	}
+	r := boot(a, registry.ProtocolFallback)
+	if r.Fallback == nil {
+		t.Fatal("protocol 6 node of a farm with a deadline got no fallback")
+	}
+	if got, fb := version(r.TUF), version(r.Fallback.TUF); got != 3 || fb != 2 || r.Fallback.DeadlineSeconds != 60 {
+		t.Errorf("served %d with fallback %d within %ds, want 3, fallback 2, 60s", got, fb, r.Fallback.DeadlineSeconds)
+	}
+	for _, tc := range []struct {
+		name string
+		rep  registry.StatusReport
+		code int
+		want string
+	}{
+		{"from Core-0", registry.StatusReport{Source: "core0", State: "booting", ReleaseVersion: 2, FellBack: &registry.FellBack{From: 3, Reason: "x"}}, 400, "only PID 1 falls back"},
+		{"to itself", registry.StatusReport{Source: "pid1", State: "booting", ReleaseVersion: 3, FellBack: &registry.FellBack{From: 3, Reason: "x"}}, 400, "want another, earlier release"},
+		{"no reason", registry.StatusReport{Source: "pid1", State: "booting", ReleaseVersion: 2, FellBack: &registry.FellBack{From: 3}}, 400, "fell_back reason"},
+		{"from a release not served", registry.StatusReport{Source: "pid1", State: "booting", ReleaseVersion: 2, FellBack: &registry.FellBack{From: 1, Reason: "x"}}, 409, "fell back from version 1, served 3"},
+	} {
+		if got := report(a, r.Token, tc.rep); got.code != tc.code || !strings.Contains(got.body, tc.want) {
+			t.Errorf("%s: HTTP %d %s, want %d %q", tc.name, got.code, got.body, tc.code, tc.want)
+		}
+	}
+	e.must(report(a, r.Token, registry.StatusReport{Source: "pid1", State: "booting", ReleaseVersion: 2,
+		FellBack: &registry.FellBack{From: 3, Reason: "release stable v3 not ready within 1m0s"}}), 204)
+	if fb := e.nodeRecord(a).Fallback; fb == nil || fb.From != 3 || fb.To != 2 || !strings.Contains(fb.Reason, "not ready") {
+		t.Errorf("node record's fallback %+v, want 3 to 2 with the reason", fb)
+	}
+	if r := boot(a, registry.ProtocolFallback); version(r.TUF) != 2 || r.Fallback != nil {
+		t.Errorf("after its fallback: served %d (fallback %v), want 2 and no deadline", version(r.TUF), r.Fallback != nil)
+	}
+
+	// b last reached ready on 1: that is its fallback, not 2.
+	r = boot(b, registry.ProtocolFallback)
+	e.must(report(b, r.Token, registry.StatusReport{Source: "core0", State: "ready", ReleaseVersion: 1}), 204)
+	if r := boot(b, registry.ProtocolFallback); r.Fallback == nil || version(r.Fallback.TUF) != 1 {
+		t.Errorf("node last ready on 1: fallback %v, want version 1", r.Fallback)
+	}
+
+	// A fourth release is tried on a; its fallback skips 3, which failed
+	// on it.
+	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(4, id, time.Hour)), 201)
+	if r := boot(a, registry.ProtocolFallback); version(r.TUF) != 4 || r.Fallback == nil || version(r.Fallback.TUF) != 2 {
+		t.Errorf("after a newer release: served %d, want 4 with the node's last good 2 as fallback", version(r.TUF))
+	}
+	e.must(e.do("PUT", "/v1/admin/farms/demo", asAdmin, []byte(`{"name":"demo","channel":"stable"}`)), 200)
+	if r := boot(a, registry.ProtocolFallback); r.Fallback != nil {
+		t.Errorf("farm without a deadline still sends a fallback")
 	}
 }
