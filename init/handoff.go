@@ -158,6 +158,8 @@ func (n *node) handoff(context.Context) error {
 		BootedAt:         n.clock.Now().UTC(),
 		IdentityKind:     n.kind,
 		Measured:         n.measured.Measured(),
+		ReadyFile:        handoff.ReadyFile,
+		FellBackFrom:     n.fellBackFrom(),
 	}
 	for _, c := range n.rel.Components {
 		n.info.Components = append(n.info.Components, handoff.ComponentInfo{Name: c.Name, Flist: c.Flist.String(), Mount: c.Mount})

@@ -69,6 +69,10 @@ type node struct {
 	client   *registry.Client
 	boot     *registry.BootResponse
 	rel      *release.Release
+	// fallback is the release to boot if rel is not ready in time;
+	// fellBack is set once this boot fell back to it.
+	fallback *lastGood
+	fellBack *registry.FellBack
 	info     handoff.BootInfo
 	panicked bool               // zeroboot.debug.panic fired (debug builds)
 	entry    handoff.Entrypoint // the hashed file Core-0 is started from

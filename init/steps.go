@@ -417,6 +417,7 @@ func (n *node) registry(ctx context.Context) error {
 	n.rel = rel
 	n.log.Info(fmt.Sprintf("release: %s v%d, %d components, expires %s; root v%d; freshness until %s", rel.Channel, rel.Version, len(rel.Components),
 		rel.Expires.UTC().Format(time.RFC3339), v.RootVersion, v.Freshness.UTC().Format(time.RFC3339)))
+	n.takeFallback(tn, channel, resp.Fallback)
 	n.report("booting", "")
 	return nil
 }
@@ -533,7 +534,17 @@ func (n *node) supervise(ctx context.Context) {
 			sup.Cgroup = cg
 		}
 		n.sup.Store(sup)
-		err := sup.Run(ctx)
+		run, stop := context.WithCancel(ctx)
+		late := n.watchReady(run, stop)
+		err := sup.Run(run)
+		stop()
+		if <-late {
+			// The release did not get ready in time: its Core-0 and
+			// all it started are gone; the fallback's comes next.
+			n.bootFallback()
+			first, starts = true, 0
+			continue
+		}
 		if errors.Is(err, supervise.ErrNoRestart) {
 			// Core-0 said a restart cannot help: stay up, failed.
 			reason := fmt.Sprintf("core0 not restarted: %v", err)

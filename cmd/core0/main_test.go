@@ -125,12 +125,16 @@ func setup(t *testing.T, exeBody []byte, registryURL string, tamper bool) (exe, 
 	err := handoff.WriteBootInfo(bootJSON, handoff.BootInfo{
 		NodeID: "node-7", Registry: registryURL, ReleaseChannel: "demo", ReleaseVersion: 42, Token: bootToken,
 		Entrypoint: "/bin/core0", EntrypointDigest: d.String(), BootedAt: time.Unix(0, 0).UTC(),
+		ReadyFile: readyFile(bootJSON),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return exe, bootJSON
 }
+
+// readyFile is where setup's boot.json asks Core-0 to say it is ready.
+func readyFile(bootJSON string) string { return filepath.Join(filepath.Dir(bootJSON), "ready") }
 
 // bootToken stands for the registry's boot token that PID 1 passes on.
 const bootToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -184,6 +188,9 @@ func TestReadyReportedWithRetry(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", w, log)
 		}
 	}
+	if _, err := os.Stat(readyFile(bj)); err != nil {
+		t.Errorf("PID 1 not told the node is ready: %v", err)
+	}
 }
 
 func TestSelfCheckMismatch(t *testing.T) {
@@ -195,6 +202,9 @@ func TestSelfCheckMismatch(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "refusing to run: self check: "+exe+" has digest sha256:") {
 		t.Errorf("log does not explain the mismatch:\n%s", out)
+	}
+	if _, err := os.Stat(readyFile(bj)); err == nil {
+		t.Error("a Core-0 that refused to run told PID 1 the node is ready")
 	}
 }
 

@@ -23,6 +23,8 @@ type reporter struct {
 	start  time.Time
 	// ready is closed once the registry took the first ready report.
 	ready chan struct{}
+	// marked is set once PID 1 was told the node is ready.
+	marked bool
 }
 
 func newReporter(c *core0, client *registry.Client, bi handoff.BootInfo, mgr *services.Manager, n int, start time.Time) *reporter {
@@ -63,6 +65,7 @@ func (r *reporter) run(ctx context.Context) {
 		var sent registry.StatusReport
 		err := backoff.Retry(ctx, r.c.Backoff, func(ctx context.Context) error {
 			sent = r.report()
+			r.markReady(sent.State)
 			return r.client.Status(ctx, sent)
 		}, func(attempt int, err error, wait time.Duration) {
 			r.c.Log.Printf("report %s, attempt %d: %v; retrying in %s", sent.State, attempt, err, wait.Round(time.Millisecond))
@@ -78,6 +81,19 @@ func (r *reporter) run(ctx context.Context) {
 		case <-r.kick:
 		case <-every.C:
 		}
+	}
+}
+
+// markReady tells PID 1, once, that the node is ready: it judges the
+// farm's ready deadline by this, not by the registry, which may be the
+// one that is down.
+func (r *reporter) markReady(state string) {
+	if r.marked || state != registry.StateReady || r.bi.ReadyFile == "" {
+		return
+	}
+	r.marked = true
+	if err := handoff.MarkReady(r.bi.ReadyFile); err != nil {
+		r.c.Log.Printf("telling PID 1 the node is ready: %v", err)
 	}
 }
 

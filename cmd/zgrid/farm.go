@@ -35,7 +35,12 @@ docs/chunkcache.md.
 farm's nodes, always the same ones, and the release before it to the rest:
 raise it, then set it back to 100 (everyone). Nodes that already ran a
 newer release refuse an older one. farm set replaces the whole policy, so
-a farm set without --pin unpins.`
+a farm set without --pin unpins.
+--ready-deadline D (10s to 24h) gives each node a last known good release
+with its own: a node whose release is not ready D after Core-0 starts
+boots that one instead (the release it last reached ready on, else the
+newest good one before), and is served it until a newer release comes.
+See docs/services.md.`
 
 // policyFlags are a farm's enrollment policy on the command line.
 type policyFlags struct {
@@ -46,6 +51,7 @@ type policyFlags struct {
 	cacheWipe  *bool
 	pin        *uint64
 	rollout    *int
+	deadline   *time.Duration
 }
 
 func registerPolicy(fs *flag.FlagSet) policyFlags {
@@ -57,6 +63,7 @@ func registerPolicy(fs *flag.FlagSet) policyFlags {
 		cacheWipe:  fs.Bool("cache-wipe", false, "format the --cache device even when it holds other data"),
 		pin:        fs.Uint64("pin", 0, "serve this version of the channel instead of the newest (default: the newest)"),
 		rollout:    fs.Int("rollout", 100, "give the channel's newest release to this percentage of the farm's nodes, the release before it to the rest"),
+		deadline:   fs.Duration("ready-deadline", 0, "boot the node's last known good release when its release is not ready this long after Core-0 starts (10s to 24h; default: no deadline)"),
 	}
 }
 
@@ -66,11 +73,15 @@ func (p policyFlags) check(fs *flag.FlagSet) error {
 	if *p.rollout < 1 || *p.rollout > 100 {
 		return usageErr(fs, "--rollout %d: want a percentage of nodes, 1 to 100", *p.rollout)
 	}
+	if d := *p.deadline; d%time.Second != 0 || registry.CheckReadyDeadline(int(d/time.Second)) != nil {
+		return usageErr(fs, "--ready-deadline %v: want whole seconds from %ds to %ds", d, registry.MinReadyDeadline, registry.MaxReadyDeadline)
+	}
 	return nil
 }
 
 func (p policyFlags) farm(name, channel string) registry.Farm {
-	f := registry.Farm{Name: name, Channel: channel, Enroll: *p.enroll, RequireTPM: *p.requireTPM, AllowEphemeral: *p.ephemeral, Pin: *p.pin}
+	f := registry.Farm{Name: name, Channel: channel, Enroll: *p.enroll, RequireTPM: *p.requireTPM, AllowEphemeral: *p.ephemeral, Pin: *p.pin,
+		ReadyDeadline: int(*p.deadline / time.Second)}
 	if *p.rollout != 100 {
 		f.Rollout = *p.rollout // 100 is everyone, stored as 0
 	}
@@ -81,7 +92,7 @@ func (p policyFlags) farm(name, channel string) registry.Farm {
 }
 
 func cmdFarmCreate(args []string) error {
-	fs := newFlags("farm create", "zgrid farm create NAME --channel CHANNEL [--enroll POLICY] [--require-tpm] [--allow-ephemeral] [--cache DEVICE [--cache-wipe]] [--data DIR | --server URL ...]",
+	fs := newFlags("farm create", "zgrid farm create NAME --channel CHANNEL [--enroll POLICY] [--require-tpm] [--allow-ephemeral] [--cache DEVICE [--cache-wipe]] [--pin V | --rollout P] [--ready-deadline D] [--data DIR | --server URL ...]",
 		"Create a farm: nodes booting with zeroboot.farm=NAME get the newest\nrelease of CHANNEL.\n\n"+policyHelp+"\n\n"+connHelp,
 		`  zgrid farm create demo --channel stable --data ./grid
   zgrid farm create lab --channel stable --enroll approval --require-tpm --data ./grid
@@ -112,7 +123,7 @@ func cmdFarmCreate(args []string) error {
 }
 
 func cmdFarmSet(args []string) error {
-	fs := newFlags("farm set", "zgrid farm set NAME --channel CHANNEL [--enroll POLICY] [--require-tpm] [--allow-ephemeral] [--cache DEVICE [--cache-wipe]] [--data DIR | --server URL ...]",
+	fs := newFlags("farm set", "zgrid farm set NAME --channel CHANNEL [--enroll POLICY] [--require-tpm] [--allow-ephemeral] [--cache DEVICE [--cache-wipe]] [--pin V | --rollout P] [--ready-deadline D] [--data DIR | --server URL ...]",
 		"Replace a farm's channel and enrollment policy (flags not given take\ntheir defaults, as in farm create).\n\n"+policyHelp+"\n\n"+connHelp,
 		"  zgrid farm set ci --channel stable --allow-ephemeral --data ./grid")
 	var c conn
@@ -187,6 +198,9 @@ func policyText(f registry.Farm) string {
 	}
 	if f.Rollout != 0 {
 		t += fmt.Sprintf(", newest release to %d%% of nodes", f.Rollout)
+	}
+	if f.ReadyDeadline != 0 {
+		t += fmt.Sprintf(", ready within %s or last known good", time.Duration(f.ReadyDeadline)*time.Second)
 	}
 	if c := f.Cache; c != nil {
 		t += ", chunk cache " + c.Device

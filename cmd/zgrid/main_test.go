@@ -160,6 +160,14 @@ func TestCLI(t *testing.T) {
 	if _, errs := c.run(2, append([]string{"farm", "set", "demo", "--channel", "stable", "--rollout", "0"}, remote...)...); !strings.Contains(errs, "--rollout 0: want a percentage of nodes, 1 to 100") {
 		t.Errorf("farm set --rollout 0: %s", errs)
 	}
+	if out, _ := c.run(0, append([]string{"farm", "set", "demo", "--channel", "stable", "--ready-deadline", "2m"}, remote...)...); !strings.Contains(out, "ready within 2m0s or last known good") {
+		t.Errorf("farm set --ready-deadline 2m: %s", out)
+	}
+	for _, bad := range []string{"5s", "1500ms", "25h", "-1m"} {
+		if _, errs := c.run(2, append([]string{"farm", "set", "demo", "--channel", "stable", "--ready-deadline", bad}, remote...)...); !strings.Contains(errs, "--ready-deadline") || !strings.Contains(errs, "want whole seconds from 10s to 86400s") {
+			t.Errorf("farm set --ready-deadline %s: %s", bad, errs)
+		}
+	}
 	if _, errs := c.run(1, append([]string{"farm", "set", "demo", "--channel", "stable", "--pin", "99"}, remote...)...); !strings.Contains(errs, "pinned to stable version 99, which is not published") {
 		t.Errorf("farm set --pin 99: %s", errs)
 	}

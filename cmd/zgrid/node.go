@@ -128,6 +128,10 @@ func cmdNodeShow(args []string) error {
 		}
 	}
 	fmt.Printf("highest     release %d ever reported running\n", n.HighestRelease)
+	if fb := n.Fallback; fb != nil {
+		fmt.Printf("fallback    from release %d to %d at %s: %s; served %d until a newer release than %d\n", fb.From, fb.To,
+			fb.At.UTC().Format(time.RFC3339), console.Sanitize(fb.Reason, registry.MaxReasonLen), fb.To, fb.From)
+	}
 	printIdentity(n.Identity)
 	printServices(os.Stdout, n.Services)
 	if len(n.Timeline) > 0 {

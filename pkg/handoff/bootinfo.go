@@ -95,6 +95,13 @@ type BootInfo struct {
 	// in this boot: 0 for the first. PID 1 rewrites boot.json before
 	// every start.
 	Restarts int `json:"restarts"`
+	// ReadyFile, when set, is the file Core-0 creates once every required
+	// service is ready (ReadyFile): PID 1 is waiting for it to judge the
+	// farm's ready deadline, and boots the fallback release without it.
+	ReadyFile string `json:"ready_file,omitempty"`
+	// FellBackFrom is the release version PID 1 booted first, in a boot
+	// that fell back from it to this one.
+	FellBackFrom uint64 `json:"fell_back_from,omitempty"`
 }
 
 // WriteBootInfo writes bi to path atomically (temporary file, fsync,

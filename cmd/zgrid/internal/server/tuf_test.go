@@ -368,6 +368,11 @@ func TestReadyDeadlineFallback(t *testing.T) {
 	if r := boot(a, registry.ProtocolFallback); version(r.TUF) != 2 || r.Fallback != nil {
 		t.Errorf("after its fallback: served %d (fallback %v), want 2 and no deadline", version(r.TUF), r.Fallback != nil)
 	}
+	br := newBrowser(e)
+	e.must(br.login(t, token), 303)
+	if page := e.must(br.do("GET", "/ui/nodes/"+a, nil), 200).body; !strings.Contains(page, "from release 3 to 2") || !strings.Contains(page, "not ready within 1m0s") {
+		t.Errorf("node page does not show the fallback:\n%s", page)
+	}
 
 	// b last reached ready on 1: that is its fallback, not 2.
 	r = boot(b, registry.ProtocolFallback)
