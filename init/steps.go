@@ -606,7 +606,7 @@ func (n *node) core0Supervisor(first *bool, starts *int) *supervise.Supervisor {
 			go n.report("failed", msg)
 		},
 		OnStop: func(st supervise.ExitStatus, ran time.Duration) {
-			n.log.Info(fmt.Sprintf("core0 stopped for shutdown: %s after %s", st, ran.Round(time.Millisecond)))
+			n.log.Info(fmt.Sprintf("core0 stopped: %s after %s", st, ran.Round(time.Millisecond)))
 		},
 	}
 }
