@@ -576,7 +576,8 @@ func (n *node) core0Cgroup() *cgroup.Group {
 const shutdownGrace = 30 * time.Second
 
 func (n *node) core0Supervisor(first *bool, starts *int) *supervise.Supervisor {
-	return &supervise.Supervisor{
+	var sup *supervise.Supervisor
+	sup = &supervise.Supervisor{
 		Name: "core0",
 		Command: func() *exec.Cmd {
 			cmd := n.core0Command(*starts)
@@ -600,6 +601,10 @@ func (n *node) core0Supervisor(first *bool, starts *int) *supervise.Supervisor {
 		},
 		OnExit: func(st supervise.ExitStatus, ran, next time.Duration) {
 			msg := fmt.Sprintf("core0 exited: %s after %s; restarting in %s", st, ran.Round(time.Millisecond), next.Round(time.Millisecond))
+			if s := sup.Status(); s.State == supervise.StateCrashLooping {
+				// Said first, so the registry's reason reads as a state.
+				msg = fmt.Sprintf("core0 crash-looping (%d restarts): %s", s.Restarts, msg)
+			}
 			n.log.Warn(msg)
 			// The registry sees a crash loop as failed until Core-0
 			// reports ready again; never hold the restart for it.
@@ -609,4 +614,5 @@ func (n *node) core0Supervisor(first *bool, starts *int) *supervise.Supervisor {
 			n.log.Info(fmt.Sprintf("core0 stopped: %s after %s", st, ran.Round(time.Millisecond)))
 		},
 	}
+	return sup
 }

@@ -321,7 +321,7 @@ func TestCore0RestartedWithBackoff(t *testing.T) {
 	g := newGrid(t)
 	g.publish(core0Tree(t), 1, "--crash-after", "1s")
 	g.serve()
-	vm, _ := boot(t, ctx, g, "5a1c0b0e-0000-4000-8000-000000000003", g.registry())
+	vm, id := boot(t, ctx, g, "5a1c0b0e-0000-4000-8000-000000000003", g.registry())
 
 	reExit := regexp.MustCompile(`core0 exited: killed by signal 9.*restarting in ([0-9.]+m?s)`)
 	var delays []time.Duration
@@ -351,6 +351,24 @@ func TestCore0RestartedWithBackoff(t *testing.T) {
 	}
 	if n := vm.Count(reReady); n < 4 {
 		t.Fatalf("Core-0 reported ready %d times, want 4 restarts", n)
+	}
+	// The fifth exit within 5 minutes is a crash loop: on the console, and
+	// at the registry as the failed node's reason, while the next start
+	// waits for the backoff's cap.
+	if _, err := vm.WaitFor(ctx, regexp.MustCompile(`core0 is crash-looping: 5 exits within 5m0s`)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n, err := g.node(id)
+		if err == nil && n["state"] == "failed" && strings.HasPrefix(fmt.Sprint(n["reason"]), "core0 crash-looping (4 restarts): core0 exited: killed by signal 9") {
+			t.Logf("registry: %s", n["reason"])
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("registry never showed Core-0 crash-looping: %v, %v", n, err)
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 }
 
