@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -131,9 +130,9 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	if err != nil {
 		return err
 	}
-	cert, err := tls.LoadX509KeyPair(tlsgen.LoadServer(filepath.Join(*data, tlsDir)))
+	cert, err := tlsgen.NewReloader(filepath.Join(*data, tlsDir), log)
 	if err != nil {
-		return fmt.Errorf("server certificate: %w", err)
+		return err
 	}
 	d, err := db.Open(filepath.Join(*data, dbFile), time.Second)
 	if err != nil {
@@ -172,7 +171,7 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	if s.PXE, err = bootConfig(*bootDir, *bootListen, *bootConsole, *bootMap, ln.Addr().(*net.TCPAddr).Port); err != nil {
 		return err
 	}
-	hs := s.HTTPServer(*listen, cert)
+	hs := s.HTTPServer(*listen, cert.GetCertificate)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 2) // the API and the boot listener

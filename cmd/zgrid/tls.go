@@ -64,8 +64,9 @@ func cmdTLSReissue(args []string) error {
 (a new DNS name or address the registry is reached at): nodes trust only
 the CA in their initramfs, so they keep trusting the server. The names are
 added to the current certificate's unless --replace. The old pair is kept
-as server.pem.old and server.key.old; restart zgrid serve to use the new
-one.`,
+as server.pem.old and server.key.old. A running zgrid serve on this data
+directory serves the new one from its next handshake (it looks at the
+files at most once a second): no restart.`,
 		`  zgrid tls reissue --data ./grid --san registry.lab.example --san 198.51.100.7`)
 	data := fs.String("data", "", "data directory (required)")
 	var sans listFlag
@@ -90,7 +91,7 @@ one.`,
 	if err != nil {
 		return err
 	}
-	fmt.Printf("server certificate reissued for %s, valid until %s; restart zgrid serve to use it\n",
+	fmt.Printf("server certificate reissued for %s, valid until %s; a running zgrid serve uses it from its next handshake\n",
 		strings.Join(tlsgen.SANs(leaf), ", "), leaf.NotAfter.UTC().Format(time.RFC3339))
 	return nil
 }
@@ -138,7 +139,7 @@ every node, then run zgrid tls rotate finish. Refused while a rotation is
 under way.`,
 		`  zgrid tls rotate begin --data /var/lib/zgrid
   make iso GRID=/var/lib/zgrid REGISTRY=https://registry.example:8443 FARM=rack1   # then roll out
-  zgrid tls rotate finish --data /var/lib/zgrid && systemctl restart zgrid`, args)
+  zgrid tls rotate finish --data /var/lib/zgrid`, args)
 	if err != nil {
 		return err
 	}
@@ -164,7 +165,7 @@ the rotation is done). Restart zgrid serve to use the new certificate:
 from then on, a node whose image trusts only the old CA is refused
 ("not signed by a CA this node trusts"). Refused when no rotation is under
 way.`,
-		`  zgrid tls rotate finish --data /var/lib/zgrid && systemctl restart zgrid`, args)
+		`  zgrid tls rotate finish --data /var/lib/zgrid`, args)
 	if err != nil {
 		return err
 	}
@@ -174,7 +175,7 @@ way.`,
 	}
 	fmt.Printf(`server certificate from %q for %s, valid until %s
 %s holds the new CA alone; the old CA's key is kept as %s.old (delete it once no image trusts the old CA)
-restart zgrid serve to use it: nodes whose image trusts only the old CA will be refused
+a running zgrid serve uses it from its next handshake: nodes whose image trusts only the old CA are refused from then on
 `, leaf.Issuer.CommonName, strings.Join(tlsgen.SANs(leaf), ", "), leaf.NotAfter.UTC().Format(time.RFC3339),
 		filepath.Join(dir, tlsgen.CACert), filepath.Join(dir, tlsgen.CAKey))
 	return nil

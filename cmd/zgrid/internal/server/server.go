@@ -83,15 +83,15 @@ type Server struct {
 }
 
 // HTTPServer wraps Handler in an http.Server that speaks only TLS 1.3 with
-// cert, with timeouts so that a slow or stalled client cannot hold
-// resources for long.
-func (s *Server) HTTPServer(addr string, cert tls.Certificate) *http.Server {
+// the certificate cert gives at each handshake, with timeouts so that a
+// slow or stalled client cannot hold resources for long.
+func (s *Server) HTTPServer(addr string, cert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *http.Server {
 	return &http.Server{
 		Addr:    addr,
 		Handler: s.Handler(),
 		TLSConfig: &tls.Config{
-			MinVersion:   tls.VersionTLS13,
-			Certificates: []tls.Certificate{cert},
+			MinVersion:     tls.VersionTLS13,
+			GetCertificate: cert,
 		},
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
