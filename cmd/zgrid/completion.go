@@ -95,8 +95,8 @@ func cmdCompletion(args []string) error {
 	fs := newFlags("completion", "zgrid completion bash|zsh|fish",
 		`Print a shell completion script: subcommands, their flags, flag values
 with a fixed set of choices, and, asked of the registry when a line is
-completed, farm names (--farm, farm set|delete) and contexts (--context,
-context use|remove). The script calls the hidden "zgrid __complete WORD..."
+completed, farm names (--farm, farm set|delete), node IDs (node
+show|approve|delete) and contexts (--context, context use|remove). The script calls the hidden "zgrid __complete WORD..."
 command, which reads zgrid's own command table, so completion matches the
 binary it runs.`,
 		`  source <(zgrid completion bash)                        # this shell
@@ -145,6 +145,7 @@ var dynamicValues = dynamic{
 	flags: map[string]valueSource{"farm": farmNames, "context": contextNames},
 	args: map[string]valueSource{
 		"farm set": farmNames, "farm delete": farmNames,
+		"node show": nodeNames, "node approve": nodeNames, "node delete": nodeNames,
 		"context use": contextNames, "context remove": contextNames,
 	},
 }
@@ -342,20 +343,33 @@ const completionTimeout = 2 * time.Second
 // --server, --context, as the command would use), or of the current
 // context; nothing when it cannot be asked within completionTimeout.
 func farmNames(words []string) []string {
+	return askNames(words, "/v1/admin/farms", func(d *db.DB) ([]registry.Farm, error) { return d.Farms() },
+		func(f registry.Farm) string { return f.Name })
+}
+
+// nodeNames are the node IDs of that registry, as farmNames.
+func nodeNames(words []string) []string {
+	return askNames(words, "/v1/admin/nodes", func(d *db.DB) ([]registry.Node, error) { return d.Nodes() },
+		func(n registry.Node) string { return n.ID })
+}
+
+// askNames lists the records at path (or from the local database) by
+// name, within completionTimeout.
+func askNames[T any](words []string, path string, local func(*db.DB) ([]T, error), name func(T) string) []string {
 	c, ok := connOf(words)
 	if !ok || c.check() != nil {
 		return nil
 	}
 	got := make(chan []string, 1)
 	go func() {
-		farms, err := query(c, "/v1/admin/farms", func(d *db.DB) ([]registry.Farm, error) { return d.Farms() })
+		recs, err := query(c, path, local)
 		if err != nil {
 			got <- nil
 			return
 		}
 		var names []string
-		for _, f := range farms {
-			names = append(names, f.Name)
+		for _, r := range recs {
+			names = append(names, name(r))
 		}
 		got <- names
 	}()

@@ -7,8 +7,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/internal/testenv"
+	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
 // Every command of the table probes (stops at its flags without running),
@@ -184,5 +187,40 @@ func TestCompletionScriptsParse(t *testing.T) {
 				t.Errorf("%s %s: %v\n%s", tc.shell, tc.check, err, out)
 			}
 		})
+	}
+}
+
+// Node IDs complete from the registry's records, as farm names do.
+func TestCompleteNodeIDs(t *testing.T) {
+	dir := t.TempDir()
+	c := cli{t: t, bin: zgrid(t), config: filepath.Join(dir, "config.json")}
+	t.Setenv("ZGRID_CONFIG", c.config)
+	data := filepath.Join(dir, "grid")
+	c.run(0, "init", "--data", data)
+	d, err := db.Open(filepath.Join(data, dbFile), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"n1aa", "n1ab", "n2zz"} {
+		b := db.Boot{Request: registry.BootRequest{NodeID: id, Farm: "demo"}, Token: strings.Repeat("0", 64)}
+		if err := d.RecordBoot(b, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Close()
+	tree, err := cliTree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ words, want string }{
+		{"node show --data " + data + " ", "n1aa n1ab n2zz"},
+		{"node approve --data " + data + " n1", "n1aa n1ab"},
+		{"node delete --data " + data + " n2", "n2zz"},
+		{"node show --data " + filepath.Join(dir, "none") + " ", ""},
+	} {
+		got := complete(tree, strings.Split(tc.words, " "), dynamicValues)
+		if strings.Join(slices.DeleteFunc(got, func(s string) bool { return s == filesDirective }), " ") != tc.want {
+			t.Errorf("%q: %q, want %q", tc.words, got, tc.want)
+		}
 	}
 }
