@@ -34,14 +34,18 @@ func TestOrder(t *testing.T) {
 	dir := t.TempDir()
 	// a and b take 300 ms to become ready, so that a serial start would
 	// show: each must have started before the other was ready.
-	slow := `sleep 0.3; date +%s%N > $D/$N.ready; touch "$ZEROBOOT_NOTIFY"; sleep 30 & wait`
+	// The background sleep's pid goes to $N.child: a SIGTERM that comes
+	// while sh has forked it but not yet exec'd it is taken by sh's trap
+	// in the child and lost, so the test stops only once each has exec'd.
+	idle := `sleep 30 & echo $! > $D/$N.child; wait`
+	slow := `sleep 0.3; date +%s%N > $D/$N.ready; touch "$ZEROBOOT_NOTIFY"; ` + idle
 	notify := Probe{Kind: ProbeNotify, Interval: 10 * time.Millisecond}
 	a := recordedSpec("a", dir, slow)
 	a.Ready = notify
 	b := recordedSpec("b", dir, slow)
 	b.Ready = notify
-	c := recordedSpec("c", dir, `sleep 30 & wait`, "a", "b")
-	d := recordedSpec("d", dir, `sleep 30 & wait`, "c")
+	c := recordedSpec("c", dir, idle, "a", "b")
+	d := recordedSpec("d", dir, idle, "c")
 	// Declared out of order: the order comes from After alone.
 	m := newManager(t, d, c, b, a)
 	var mu sync.Mutex
@@ -80,6 +84,16 @@ func TestOrder(t *testing.T) {
 	}
 	mu.Unlock()
 
+	for _, name := range []string{"a", "b", "c", "d"} {
+		waitFor(t, name+"'s sleep", func() bool {
+			pid, err := os.ReadFile(file(dir, name+".child"))
+			if err != nil {
+				return false
+			}
+			comm, _ := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/comm")
+			return strings.TrimSpace(string(comm)) == "sleep"
+		})
+	}
 	began := time.Now()
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
