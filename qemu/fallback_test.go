@@ -3,8 +3,6 @@ package qemu
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -37,18 +35,7 @@ func TestLastKnownGood(t *testing.T) {
 	defer cancel()
 	g := newGrid(t)
 	g.publish(core0Tree(t), 1)
-	bad := core0Tree(t)
-	b, err := os.ReadFile(bins.demosvc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bad, "bin", "demosvc"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	svc := filepath.Join(g.dir, "stuck.json")
-	if err := os.WriteFile(svc, []byte(stuckServices), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	bad, svc := servicesTree(t, g, stuckServices)
 	g.run("release", "publish", "--data", g.data, "--key", g.key, "--channel", "stable", "--version", "2",
 		"--component", "name=core0,flist="+g.flistOf(bad)+",mount=/", "--entry", "/bin/core0", "--services", svc)
 	g.serve()

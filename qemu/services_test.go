@@ -40,18 +40,7 @@ func TestServices(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	g := newGrid(t)
-	tree := core0Tree(t)
-	b, err := os.ReadFile(bins.demosvc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(tree, "bin", "demosvc"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	svc := filepath.Join(g.dir, "services.json")
-	if err := os.WriteFile(svc, []byte(servicesJSON), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	tree, svc := servicesTree(t, g, servicesJSON)
 	g.run("release", "publish", "--data", g.data, "--key", g.key, "--channel", "stable", "--version", "1",
 		"--component", "name=core0,flist="+g.flistOf(tree)+",mount=/", "--entry", "/bin/core0",
 		"--arg", "--heartbeat", "--arg", "5s", "--services", svc)
@@ -122,6 +111,26 @@ func TestServices(t *testing.T) {
 			t.Errorf("node show lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// servicesTree is the demo component with the demo service beside Core-0
+// (/bin/demosvc), and a services file holding decl for release publish
+// --services.
+func servicesTree(t *testing.T, g *grid, decl string) (tree, file string) {
+	t.Helper()
+	tree = core0Tree(t)
+	b, err := os.ReadFile(bins.demosvc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tree, "bin", "demosvc"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file = filepath.Join(t.TempDir(), "services.json")
+	if err := os.WriteFile(file, []byte(decl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return tree, file
 }
 
 // watchLines records when the first n console lines matching re arrive,
