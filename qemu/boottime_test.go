@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -24,6 +25,9 @@ type bootShares struct {
 	// (the earliest arrival of a kernel line less its printk time: a line
 	// printed live arrives at once, a buffered one later).
 	hostFirmware time.Duration
+	// From QEMU's start to PID 1's first console line (after its mount
+	// step), against the firmware and kernel shares together.
+	hostPID1 time.Duration
 }
 
 // sharesOf reads PID 1's shares from vm's console and works out the
@@ -38,6 +42,9 @@ func sharesOf(t *testing.T, vm *VM) bootShares {
 		if m := rePrintk.FindStringSubmatch(l); m != nil {
 			ts, _ := strconv.ParseFloat(m[1], 64)
 			b.hostFirmware = min(b.hostFirmware, at[i]-time.Duration(ts*float64(time.Second)))
+		}
+		if b.hostPID1 == 0 && strings.Contains(l, "zeroboot: ") {
+			b.hostPID1 = at[i]
 		}
 		if m := reShares.FindStringSubmatch(l); m != nil && !found {
 			found = true
@@ -87,8 +94,10 @@ func (b bootShares) check(t *testing.T, g *grid, vm *VM, n map[string]any, sourc
 }
 
 func (b bootShares) String() string {
-	return fmt.Sprintf("PID 1 says firmware %.2f s (%s), kernel %.2f s; the host saw QEMU start to the kernel's clock %.2f s (PID 1 %+.2f s)",
-		b.firmware.Seconds(), b.source, b.kernel.Seconds(), b.hostFirmware.Seconds(), (b.firmware - b.hostFirmware).Seconds())
+	return fmt.Sprintf("PID 1 says firmware %.2f s (%s), kernel %.2f s; the host saw QEMU start to the kernel's clock %.2f s (PID 1 %+.2f s), "+
+		"to PID 1's first line %.2f s (firmware and kernel shares %+.2f s)",
+		b.firmware.Seconds(), b.source, b.kernel.Seconds(), b.hostFirmware.Seconds(), (b.firmware - b.hostFirmware).Seconds(),
+		b.hostPID1.Seconds(), (b.firmware + b.kernel - b.hostPID1).Seconds())
 }
 
 // TestBootTimeShares boots the kernel directly (SeaBIOS, QEMU's -kernel):
@@ -111,7 +120,10 @@ func TestBootTimeShares(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := sharesOf(t, vm)
-	b.check(t, g, vm, n, "TSC", 500*time.Millisecond)
+	// TCG runs the kernel's early setup (between its printk clock's zero
+	// and CLOCK_BOOTTIME's) slowly, the more so on a loaded host: 0.02 to
+	// 0.22 s here.
+	b.check(t, g, vm, n, "TSC", time.Second)
 	out := g.run("node", "show", id, "--data", g.data, "--server", g.url(""))
 	for _, w := range []string{`(?m)^firmware \(TSC\)\s+-`, `(?m)^kernel\s+-[0-9.]+\s+0\.0\s`} {
 		if !regexp.MustCompile(w).MatchString(out) {
@@ -119,6 +131,9 @@ func TestBootTimeShares(t *testing.T) {
 		}
 	}
 	t.Logf("figure: direct kernel boot (SeaBIOS, %s): %s", Accel(), b)
+	for _, l := range matching(vm, regexp.MustCompile(`^(STEP |firmware \(|kernel |mount )`)) {
+		t.Logf("table: %s", l)
+	}
 	for _, l := range matching(vm, regexp.MustCompile(`tsc: |clocksource: Switched`)) {
 		t.Logf("kernel: %s", l)
 	}
