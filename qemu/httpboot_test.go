@@ -121,7 +121,14 @@ func TestUEFIHTTPBoot(t *testing.T) {
 	}
 	t.Logf("figure: UEFI HTTP boot (OVMF, Secure Boot, %s, %.1f MiB UKI), power-on to: %s", Accel(), sizeMiB(uki), strings.Join(fig, "; "))
 	// Debian 12's systemd-stub sets no LoaderTime variable and its kernel
-	// exports no FPDT: the firmware's share is the TSC's.
+	// exports no FPDT: the firmware's share is the TSC's. PID 1 names the
+	// loader's variables it found.
+	vars := matching(vm, regexp.MustCompile(`EFI boot loader variables: .*`))
+	if len(vars) == 0 || !strings.Contains(vars[0], "StubInfo") {
+		t.Errorf("PID 1 did not list systemd-stub's variables: %q", vars)
+	} else {
+		t.Logf("figure: %s", vars[0])
+	}
 	shares := sharesOf(t, vm)
 	shares.check(t, g, vm, n, "TSC", time.Second)
 	t.Logf("figure: UEFI HTTP boot: %s", shares)
