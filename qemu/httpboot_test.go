@@ -16,8 +16,8 @@ import (
 // The boot listener's port inside the site, as an operator's would be.
 const siteBootPort = "8080"
 
-// TestUEFIHTTPBoot boots a machine as UEFI HTTP boot has it (UEFI 2.10,
-// 24.7): OVMF's own HTTP boot client, with the NIC's iPXE ROM removed,
+// TestUEFIHTTPBoot boots a machine as UEFI HTTP boot has it (the UEFI
+// specification's "HTTP Boot"): OVMF's own HTTP boot client, with the NIC's iPXE ROM removed,
 // asks DHCP with vendor class HTTPClient, gets a boot file URL, fetches
 // the signed UKI from zgrid's plain HTTP boot listener and starts it
 // under Secure Boot. No TFTP server is on the site and no iPXE runs; the

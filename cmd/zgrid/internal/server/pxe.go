@@ -248,8 +248,8 @@ func (s *Server) bootFile(w http.ResponseWriter, r *http.Request) {
 }
 
 // bootFileType is the Content-Type of a boot file. UEFI HTTP boot decides
-// by it how to start what it fetched (UEFI 2.10, 24.7.3: application/efi
-// is an image to load and start).
+// by it how to start what it fetched (the UEFI specification's "HTTP
+// Boot": application/efi is an image to load and start).
 func bootFileType(name string) string {
 	if name == BootUKI {
 		return "application/efi"
