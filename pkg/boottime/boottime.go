@@ -105,27 +105,23 @@ func (s Sources) Shares(c Clocks) Shares {
 	if c.Uptime > 0 && c.Uptime <= Max {
 		sh.Kernel = Share{c.Uptime, SourceKernel}
 	}
-	var why []string
-	if fw, ld, err := s.efiLoader(); err == nil {
+	fw, ld, err := s.efiLoader()
+	if err == nil {
 		sh.Firmware, sh.Loader = Share{fw, SourceEFI}, Share{ld, SourceEFI}
 		return sh
-	} else {
-		why = append(why, err.Error())
 	}
-	if fw, err := s.fpdt(); err == nil {
+	why := []string{err.Error()}
+	if fw, err = s.fpdt(); err == nil {
 		sh.Firmware = Share{fw, SourceFPDT}
 		return sh
-	} else {
-		why = append(why, err.Error())
 	}
-	if fw, err := s.tsc(c); err == nil {
+	why = append(why, err.Error())
+	if fw, err = s.tsc(c); err == nil {
 		sh.Firmware = Share{fw, SourceTSC}
 		return sh
-	} else {
-		why = append(why, err.Error())
 	}
 	// The reasons quote files the firmware wrote.
-	sh.Why = console.Sanitize(strings.Join(why, "; "), 512)
+	sh.Why = console.Sanitize(strings.Join(append(why, err.Error()), "; "), 512)
 	return sh
 }
 
