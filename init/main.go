@@ -9,6 +9,8 @@ import (
 	"context"
 	"os"
 	"time"
+
+	"github.com/zeroboot/zeroboot/pkg/boottime"
 )
 
 // buildTime is the image's build time (unix seconds), set with -ldflags. The
@@ -16,10 +18,12 @@ import (
 var buildTime = "0"
 
 func main() {
+	clocks := boottime.Now() // the kernel's uptime at PID 1's entry
 	n := newNode(time.Now())
 	defer n.lastResort()
 
 	n.run(step{"mount", n.mount})
+	n.bootShares(clocks)
 	n.run(step{"cmdline", n.cmdline})
 	n.run(step{"modules", n.modules})
 	n.run(step{"watchdog", n.watchdog})

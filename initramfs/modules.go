@@ -20,6 +20,9 @@ var DefaultModules = []string{
 	"e1000", "e1000e", "igb", "ixgbe", "i40e", "ice",
 	"r8169", "tg3", "bnx2x", "mlx5_core", "bnxt_en",
 	"af_packet",
+	// EFI variables (the boot loader's times, systemd-stub's StubInfo):
+	// PID 1 loads it by name after its mount step on EFI machines.
+	"efivarfs",
 	// vlan= and bond= on the command line; PID 1 loads them only then.
 	"8021q", "bonding",
 	// Hardware watchdogs, each loaded by its device's modalias: QEMU's

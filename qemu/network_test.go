@@ -108,9 +108,16 @@ func (s *site) dnsmasq(args ...string) {
 // the host's loopback.
 func (s *site) relay(host string, g *grid) {
 	s.t.Helper()
+	s.forward(host, sitePort, g.port)
+}
+
+// forward makes host:port inside the site a relay to port on the host's
+// loopback: each connection is forwarded.
+func (s *site) forward(host, port string, to int) {
+	s.t.Helper()
 	var ln net.Listener
 	if err := testenv.InNS(s.h, func() (err error) {
-		ln, err = net.Listen("tcp", net.JoinHostPort(host, sitePort))
+		ln, err = net.Listen("tcp", net.JoinHostPort(host, port))
 		return err
 	}); err != nil {
 		s.t.Fatalf("relay listen in %s: %v", s.ns, err)
@@ -124,7 +131,7 @@ func (s *site) relay(host string, g *grid) {
 			}
 			go func() {
 				defer c.Close()
-				up, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", g.port))
+				up, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", to))
 				if err != nil {
 					return
 				}

@@ -35,45 +35,16 @@ var reDenied = regexp.MustCompile(`BdsDxe: failed to (load|start) Boot[0-9A-F]{4
 // firmware.
 func TestUKISecureBoot(t *testing.T) {
 	needVM(t)
-	for _, f := range []string{ovmfCode, ovmfVars, snakeoilKey, snakeoilCert} {
-		_, err := os.Stat(f)
-		testenv.Need(t, err == nil, "%s missing (make deps installs ovmf): %v", f, err)
-	}
-	_, err := os.Stat(efiStub)
-	testenv.Need(t, err == nil, "%s missing (make deps installs systemd-boot-efi): %v", efiStub, err)
-	for _, tool := range []string{"sbsign", "objcopy", "openssl", "mformat", "mmd", "mcopy"} {
-		testenv.NeedTool(t, tool)
-	}
+	needUKITools(t, "mformat", "mmd", "mcopy")
 
 	g := newGrid(t)
 	g.publish(core0Tree(t), 1)
 	g.serve()
-	initrd := g.initramfs(kver)
-	mkuki := filepath.Join(g.dir, "mkuki")
-	if out, err := exec.Command("go", "build", "-o", mkuki, "../cmd/mkuki").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/mkuki: %v\n%s", err, out)
-	}
-	key := filepath.Join(g.dir, "db.key")
-	if out, err := exec.Command("openssl", "pkey", "-in", snakeoilKey, "-passin", "pass:snakeoil", "-out", key).CombinedOutput(); err != nil {
-		t.Fatalf("decrypt %s: %v\n%s", snakeoilKey, err, out)
-	}
-	osrel := filepath.Join(g.dir, "os-release")
-	if err := os.WriteFile(osrel, []byte("NAME=zeroboot\nID=zeroboot\nPRETTY_NAME=\"zeroboot test node\"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	cmdline := fmt.Sprintf("console=ttyS0 panic=-1 zeroboot.registry=%s zeroboot.farm=demo", g.registry())
-	build := func(out string, sign ...string) string {
-		t.Helper()
-		p := filepath.Join(g.dir, out)
-		args := append([]string{"-kernel", kernel, "-initrd", initrd, "-cmdline", cmdline,
-			"-os-release", osrel, "-stub", efiStub, "-out", p}, sign...)
-		if b, err := exec.Command(mkuki, args...).CombinedOutput(); err != nil {
-			t.Fatalf("mkuki %v: %v\n%s", args, err, b)
-		}
-		return p
-	}
-	unsigned := build("unsigned.efi")
-	signed := build("zeroboot.efi", "-sign-key", key, "-sign-cert", snakeoilCert)
+	build := ukiBuilder(t, g, cmdline)
+	initrd := filepath.Join(g.dir, "initramfs.cpio.zst")
+	unsigned := build("unsigned.efi", false)
+	signed := build("zeroboot.efi", true)
 	tampered := filepath.Join(g.dir, "tampered.efi")
 	tamperSection(t, signed, tampered, ".initrd")
 	if fi, err := os.Stat(signed); err == nil {
@@ -108,15 +79,79 @@ func TestUKISecureBoot(t *testing.T) {
 		if l := matching(vm, regexp.MustCompile(`core0 started \(pid \d+\) (\d+) ms after PID 1 started`)); len(l) > 0 {
 			t.Logf("figure: %s", l[0])
 		}
-		// PID 1 says so from systemd-stub's StubInfo variable, but only
-		// where efivarfs is mounted at its mount step; Debian's kernel
-		// has efivarfs as a module, so not here.
-		if l := matching(vm, regexp.MustCompile(`booted from a unified kernel image`)); len(l) > 0 {
+		// PID 1 says so from systemd-stub's StubInfo variable, with
+		// efivarfs loaded and mounted after its mount step (Debian's
+		// kernel has it as a module).
+		if l := matching(vm, regexp.MustCompile(`booted from a unified kernel image stub="systemd-stub `)); len(l) > 0 {
 			t.Logf("figure: %s", l[0])
 		} else {
-			t.Logf("PID 1 did not report the UKI boot (efivarfs not mounted at its mount step)")
+			t.Errorf("PID 1 did not report the UKI boot from StubInfo")
 		}
 	})
+}
+
+// ukiBuilder builds cmd/mkuki and returns what makes a UKI of the kernel,
+// g's initramfs and cmdline into g's directory as out, signed with
+// Debian's snakeoil key (enrolled in ovmfVars) when sign is true.
+func ukiBuilder(t *testing.T, g *grid, cmdline string) (build func(out string, sign bool) string) {
+	t.Helper()
+	initrd := g.initramfs(kver)
+	mkuki := filepath.Join(g.dir, "mkuki")
+	if out, err := exec.Command("go", "build", "-o", mkuki, "../cmd/mkuki").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/mkuki: %v\n%s", err, out)
+	}
+	key := filepath.Join(g.dir, "db.key")
+	if out, err := exec.Command("openssl", "pkey", "-in", snakeoilKey, "-passin", "pass:snakeoil", "-out", key).CombinedOutput(); err != nil {
+		t.Fatalf("decrypt %s: %v\n%s", snakeoilKey, err, out)
+	}
+	osrel := filepath.Join(g.dir, "os-release")
+	if err := os.WriteFile(osrel, []byte("NAME=zeroboot\nID=zeroboot\nPRETTY_NAME=\"zeroboot test node\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return func(out string, sign bool) string {
+		t.Helper()
+		p := filepath.Join(g.dir, out)
+		args := []string{"-kernel", kernel, "-initrd", initrd, "-cmdline", cmdline,
+			"-os-release", osrel, "-stub", efiStub, "-out", p}
+		if sign {
+			args = append(args, "-sign-key", key, "-sign-cert", snakeoilCert)
+		}
+		if b, err := exec.Command(mkuki, args...).CombinedOutput(); err != nil {
+			t.Fatalf("mkuki %v: %v\n%s", args, err, b)
+		}
+		return p
+	}
+}
+
+// needUKITools fails or skips t unless the Secure Boot firmware, its
+// snakeoil key, the systemd EFI stub and the signing tools are there.
+func needUKITools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, f := range []string{ovmfCode, ovmfVars, snakeoilKey, snakeoilCert} {
+		_, err := os.Stat(f)
+		testenv.Need(t, err == nil, "%s missing (make deps installs ovmf): %v", f, err)
+	}
+	_, err := os.Stat(efiStub)
+	testenv.Need(t, err == nil, "%s missing (make deps installs systemd-boot-efi): %v", efiStub, err)
+	for _, tool := range append([]string{"sbsign", "objcopy", "openssl"}, tools...) {
+		testenv.NeedTool(t, tool)
+	}
+}
+
+// ovmfSecureBoot is the QEMU arguments of OVMF with Secure Boot enforced
+// and Debian's snakeoil key enrolled, its variables a copy in dir.
+func ovmfSecureBoot(t *testing.T, dir string) []string {
+	t.Helper()
+	vars := filepath.Join(dir, "OVMF_VARS.fd")
+	if err := copyFile(ovmfVars, vars); err != nil {
+		t.Fatal(err)
+	}
+	return []string{
+		"-machine", "q35,smm=on",
+		"-global", "driver=cfi.pflash01,property=secure,value=on",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + ovmfCode,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
+	}
 }
 
 func sizeMiB(p string) float64 {
@@ -171,22 +206,13 @@ func startUKI(t *testing.T, g *grid, uki, name, uuid string) *VM {
 			t.Fatalf("%v: %v\n%s", c, err, out)
 		}
 	}
-	vars := filepath.Join(dir, "OVMF_VARS.fd")
-	if err := copyFile(ovmfVars, vars); err != nil {
-		t.Fatal(err)
-	}
 	vm := &VM{
 		UUID: uuid,
 		// No iPXE ROM: the ESP is the only thing to boot.
 		NIC: "virtio-net-pci,romfile=",
-		Extra: []string{
-			"-machine", "q35,smm=on",
-			"-global", "driver=cfi.pflash01,property=secure,value=on",
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + ovmfCode,
-			"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
-			"-drive", "if=none,format=raw,id=esp,file=" + esp,
-			"-device", "virtio-blk-pci,drive=esp,bootindex=0",
-		},
+		Extra: append(ovmfSecureBoot(t, dir),
+			"-drive", "if=none,format=raw,id=esp,file="+esp,
+			"-device", "virtio-blk-pci,drive=esp,bootindex=0"),
 	}
 	runVM(t, g, vm, name+".console.log")
 	return vm

@@ -42,12 +42,14 @@ type VM struct {
 	Extra   []string // more QEMU arguments
 	Console io.Writer
 
-	cmd   *exec.Cmd
-	mu    sync.Mutex
-	lines []string
-	seen  chan struct{} // closed and replaced whenever a line arrives
-	done  chan struct{}
-	err   error
+	cmd     *exec.Cmd
+	started time.Time // when QEMU was started: the machine's power-on
+	mu      sync.Mutex
+	lines   []string
+	arrived []time.Time   // when each line arrived
+	seen    chan struct{} // closed and replaced whenever a line arrives
+	done    chan struct{}
+	err     error
 }
 
 // NIC is one network card: its backend (-netdev) and device (-device).
@@ -124,6 +126,7 @@ func (v *VM) Start() error {
 	}
 	v.cmd.Stderr = v.cmd.Stdout
 	v.seen, v.done = make(chan struct{}), make(chan struct{})
+	v.started = time.Now()
 	if err := v.cmd.Start(); err != nil {
 		return fmt.Errorf("start qemu: %w", err)
 	}
@@ -141,6 +144,7 @@ func (v *VM) read(r io.Reader) {
 		}
 		v.mu.Lock()
 		v.lines = append(v.lines, line)
+		v.arrived = append(v.arrived, time.Now())
 		close(v.seen)
 		v.seen = make(chan struct{})
 		v.mu.Unlock()
@@ -194,6 +198,18 @@ func (v *VM) Lines() []string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return append([]string(nil), v.lines...)
+}
+
+// Timed returns a copy of the console so far with each line's time of
+// arrival, measured from QEMU's start.
+func (v *VM) Timed() ([]string, []time.Duration) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	at := make([]time.Duration, len(v.arrived))
+	for i, t := range v.arrived {
+		at[i] = t.Sub(v.started)
+	}
+	return append([]string(nil), v.lines...), at
 }
 
 // Tail returns the last n console lines.

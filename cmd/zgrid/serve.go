@@ -48,9 +48,9 @@ refused (HTTP 503) once the database holds --max-nodes nodes.
 With --ek-ca (PEM files of TPM manufacturers' CAs, roots and
 intermediates), a TPM node enrolls only if its EK certificate chains to one
 of them; without, EK certificates are recorded but not checked.
-With --boot-dir (vmlinuz and initramfs.cpio.zst, as make pxe writes them)
-it serves network boot under /boot/: the two files and GET /boot/ipxe, an
-iPXE script whose command line names this registry and the machine's farm
+With --boot-dir (vmlinuz and initramfs.cpio.zst, as make pxe writes them,
+and/or the UKI zeroboot.efi of make uki for UEFI HTTP boot) it serves
+network boot under /boot/: those files and GET /boot/ipxe, an iPXE script whose command line names this registry and the machine's farm
 (--boot-map: "MAC-or-UUID FARM" lines; else the farm= parameter; else
 default). --boot-listen adds a plain HTTP listener for /boot/ only, for
 firmware that cannot check our CA (docs/pxe.md says what that trusts).
@@ -66,7 +66,7 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	rate := fs.Float64("rate", server.DefaultRate, "node endpoint requests per second per client address (0: no limit)")
 	burst := fs.Int("burst", server.DefaultBurst, "node endpoint requests a client address may send at once")
 	maxNodes := fs.Int("max-nodes", server.DefaultMaxNodes, "refuse boots from new node IDs once this many nodes are known (0: no limit)")
-	bootDir := fs.String("boot-dir", "", "serve network boot under /boot/ from this directory (vmlinuz, initramfs.cpio.zst: make pxe)")
+	bootDir := fs.String("boot-dir", "", "serve network boot under /boot/ from this directory (vmlinuz, initramfs.cpio.zst: make pxe; zeroboot.efi: make uki)")
 	bootListen := fs.String("boot-listen", "", "also serve /boot/ over plain HTTP on this address (needs --boot-dir; off by default)")
 	bootConsole := fs.String("boot-console", server.DefaultBootConsole, "console= arguments of the iPXE scripts' kernel command line")
 	bootMap := fs.String("boot-map", "", `file of "MAC-or-UUID FARM" lines: each machine's farm in its iPXE script`)

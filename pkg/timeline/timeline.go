@@ -22,13 +22,19 @@ const (
 )
 
 // Step is one finished or running step. Times are milliseconds since the
-// timeline started (PID 1's start). EndMS is 0 while the step runs.
+// timeline started (PID 1's start). EndMS is 0 while the step runs. The
+// boot's shares before PID 1 (firmware, kernel: pkg/boottime) are steps
+// with negative times, the last of them ending at 0.
 type Step struct {
 	Name    string  `json:"name"`
 	StartMS float64 `json:"start_ms"`
 	EndMS   float64 `json:"end_ms"`
 	Error   string  `json:"error,omitempty"`
 }
+
+// Running is whether the step has not ended. A step that began before
+// PID 1 has ended, at 0 at the latest.
+func (s Step) Running() bool { return s.EndMS == 0 && s.StartMS >= 0 }
 
 // Duration of a finished step.
 func (s Step) Duration() time.Duration {
@@ -42,6 +48,7 @@ type Timeline struct {
 	Now     func() time.Time
 	mu      sync.Mutex
 	steps   []*Step
+	prior   int // steps[:prior] are from before PID 1 (Before)
 	dropped int
 }
 
@@ -63,7 +70,8 @@ func (t *Timeline) Begin(name string) (end func(err error)) {
 	s := &Step{Name: name, StartMS: t.since()}
 	t.steps = append(t.steps, s)
 	if len(t.steps) > MaxSteps {
-		t.steps = append(t.steps[:KeepFirst], t.steps[KeepFirst+1:]...)
+		keep := t.prior + KeepFirst
+		t.steps = append(t.steps[:keep], t.steps[keep+1:]...)
 		t.dropped++
 	}
 	t.mu.Unlock()
@@ -80,6 +88,28 @@ func (t *Timeline) Begin(name string) (end func(err error)) {
 			s.Error = console.Sanitize(err.Error(), MaxErrorLen)
 		}
 	}
+}
+
+// Before records steps that ended before PID 1 started (negative times,
+// pkg/boottime): they go first, in the order given, count towards
+// MaxSteps and are never dropped to keep the timeline bounded. Steps that start at or after 0 are
+// refused, so that PID 1's own steps stay PID 1's.
+func (t *Timeline) Before(steps ...Step) error {
+	for _, s := range steps {
+		if s.StartMS >= 0 || s.EndMS > 0 || s.EndMS < s.StartMS {
+			return fmt.Errorf("timeline: step %q (%.1f to %.1f ms) is not before PID 1's start", s.Name, s.StartMS, s.EndMS)
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	prior := make([]*Step, len(steps))
+	for i := range steps {
+		s := steps[i]
+		prior[i] = &s
+	}
+	t.steps = append(prior, t.steps...)
+	t.prior += len(prior)
+	return nil
 }
 
 // Steps returns a copy of the steps kept, in start order.
@@ -108,7 +138,7 @@ func Table(steps []Step) string {
 		result := "ok"
 		end, took := fmt.Sprintf("%10.1f", s.EndMS), fmt.Sprintf("%10.1f", s.EndMS-s.StartMS)
 		switch {
-		case s.EndMS == 0:
+		case s.Running():
 			result, end, took = "running", fmt.Sprintf("%10s", "-"), fmt.Sprintf("%10s", "-")
 		case s.Error != "":
 			result = "failed: " + s.Error

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/zeroboot/zeroboot/internal/testenv"
+	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
 
 // screenshotDirEnv names where TestUIChromium keeps its screenshots;
@@ -160,6 +163,36 @@ func TestUIChromium(t *testing.T) {
 	}
 	if page := text("node page"); !strings.Contains(page, "<script>alert(1)</script>") || !strings.Contains(page, "Hardware profile") {
 		t.Errorf("node page text:\n%s", page)
+	}
+
+	// A timeline with the firmware's and kernel's shares before PID 1
+	// (negative times): every bar inside the SVG, those before PID 1
+	// ending by its start line, PID 1's starting after it.
+	b, _ := json.Marshal(registry.StatusReport{NodeID: "b2", Source: "pid1", State: "booting", Token: e.bootNode("b2"),
+		Timeline: []timeline.Step{{Name: "firmware (TSC)", StartMS: -3000, EndMS: -1000}, {Name: "kernel", StartMS: -1000, EndMS: 0},
+			{Name: "mount", StartMS: 2, EndMS: 12}, {Name: "network", StartMS: 12, EndMS: 1000}}})
+	e.must(e.do("POST", "/v1/status", asJSON, b), 204)
+	run("node page with the shares before PID 1",
+		chromedp.Navigate(e.ts.URL+"/ui/nodes/b2"),
+		chromedp.WaitVisible(chromedp.CSS(`svg line`)),
+		shot("node-b2"))
+	var geo []float64 // svg left, right, line x, then each bar's left and right
+	eval("bars before PID 1", `(() => {
+		const s = document.querySelector('svg').getBoundingClientRect(), l = document.querySelector('svg line').getBoundingClientRect();
+		return [s.left, s.right, l.left].concat(...Array.from(document.querySelectorAll('svg rect')).map(r => { const b = r.getBoundingClientRect(); return [b.left, b.right]; }));
+	})()`, &geo)
+	if len(geo) != 3+2*4 {
+		t.Fatalf("geometry %v: want the SVG, the line and 4 bars", geo)
+	}
+	left, right, zero := geo[0], geo[1], geo[2]
+	for i := 0; i < 4; i++ {
+		l, r := geo[3+2*i], geo[4+2*i]
+		if l < left || r > right || r <= l {
+			t.Errorf("bar %d from %v to %v, outside the SVG (%v to %v)", i, l, r, left, right)
+		}
+		if before := i < 2; before && r > zero+0.5 || !before && l < zero-0.5 {
+			t.Errorf("bar %d from %v to %v on the wrong side of PID 1's start at %v", i, l, r, zero)
+		}
 	}
 
 	// The approve form with its CSRF field taken out is refused.

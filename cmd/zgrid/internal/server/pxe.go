@@ -26,6 +26,9 @@ import (
 const (
 	BootKernel = "vmlinuz"
 	BootInitrd = "initramfs.cpio.zst"
+	// BootUKI is the Unified Kernel Image (make uki) for UEFI HTTP boot:
+	// the firmware fetches it itself, no iPXE in between.
+	BootUKI = "zeroboot.efi"
 )
 
 // DefaultBootConsole is the console= part of the iPXE script's kernel
@@ -47,19 +50,33 @@ type PXE struct {
 	Map map[string]string
 }
 
-// CheckBootDir reports whether dir holds both boot files as regular files,
-// so that serve refuses to start rather than answer 404 at every boot.
+// CheckBootDir reports whether dir holds what a machine boots: the kernel
+// and initramfs (iPXE), the UKI (UEFI HTTP boot), or all three, each a
+// regular file, so that serve refuses to start rather than answer 404 at
+// every boot.
 func CheckBootDir(dir string) error {
-	for _, name := range []string{BootKernel, BootInitrd} {
+	have := map[string]bool{}
+	for _, name := range []string{BootKernel, BootInitrd, BootUKI} {
 		fi, err := os.Stat(filepath.Join(dir, name))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err != nil {
-			return fmt.Errorf("boot dir %s: %w (make pxe writes out/pxe)", dir, err)
+			return fmt.Errorf("boot dir %s: %w", dir, err)
 		}
 		if !fi.Mode().IsRegular() {
 			return fmt.Errorf("boot dir %s: %s is not a regular file", dir, name)
 		}
+		have[name] = true
 	}
-	return nil
+	switch {
+	case have[BootKernel] && have[BootInitrd], have[BootUKI] && !have[BootKernel] && !have[BootInitrd]:
+		return nil
+	case have[BootKernel] || have[BootInitrd]:
+		missing := map[bool]string{true: BootInitrd, false: BootKernel}[have[BootKernel]]
+		return fmt.Errorf("boot dir %s: %s missing beside the other of %s and %s (make pxe writes out/pxe)", dir, missing, BootKernel, BootInitrd)
+	}
+	return fmt.Errorf("boot dir %s: neither %s and %s (make pxe) nor %s (make uki)", dir, BootKernel, BootInitrd, BootUKI)
 }
 
 var consoleRe = regexp.MustCompile(`^console=[A-Za-z0-9][A-Za-z0-9,._-]{0,63}$`)
@@ -205,8 +222,8 @@ func (s *Server) bootFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("file")
-	if name != BootKernel && name != BootInitrd {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no boot file %q: only %s, %s and ipxe", shorten(name, 64), BootKernel, BootInitrd))
+	if name != BootKernel && name != BootInitrd && name != BootUKI {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no boot file %q: only %s, %s, %s and ipxe", shorten(name, 64), BootKernel, BootInitrd, BootUKI))
 		return
 	}
 	f, err := os.Open(filepath.Join(s.PXE.Dir, name))
@@ -220,9 +237,24 @@ func (s *Server) bootFile(w http.ResponseWriter, r *http.Request) {
 		s.replyError(w, r, fmt.Errorf("boot file %s: not a regular file (%v)", name, err))
 		return
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Type", bootFileType(name))
+	if r.Method == http.MethodGet {
+		// Which machine fetched which image: an HTTP boot leaves no other
+		// trace on the server before PID 1 reports.
+		s.log().Info("boot file", "client", r.RemoteAddr, "file", name, "bytes", fi.Size(), "range", r.Header.Get("Range") != "")
+	}
 	// ServeContent sets Content-Length and answers HEAD and ranges.
 	http.ServeContent(w, r, name, fi.ModTime(), f)
+}
+
+// bootFileType is the Content-Type of a boot file. UEFI HTTP boot decides
+// by it how to start what it fetched (the UEFI specification's "HTTP
+// Boot": application/efi is an image to load and start).
+func bootFileType(name string) string {
+	if name == BootUKI {
+		return "application/efi"
+	}
+	return "application/octet-stream"
 }
 
 // pxeQuery is the script URL's parameters, checked and canonical.

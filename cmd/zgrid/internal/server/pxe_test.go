@@ -29,7 +29,7 @@ const (
 func newPXEEnv(t *testing.T, farms ...string) *pxeEnv {
 	t.Helper()
 	dir := t.TempDir()
-	for name, body := range map[string]string{BootKernel: "KERNEL", BootInitrd: "INITRD-BYTES", "secret": "nope"} {
+	for name, body := range map[string]string{BootKernel: "KERNEL", BootInitrd: "INITRD-BYTES", BootUKI: "MZ-UKI", "secret": "nope"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -169,24 +169,32 @@ func TestBootFiles(t *testing.T) {
 		method, path string
 		code         int
 		body         string
+		length       string // Content-Length of a 200
+		ctype        string // Content-Type of a 200
 	}{
-		{"GET", "/boot/vmlinuz", 200, "KERNEL"},
-		{"GET", "/boot/initramfs.cpio.zst", 200, "INITRD-BYTES"},
-		{"HEAD", "/boot/initramfs.cpio.zst", 200, ""},
-		{"GET", "/boot/secret", 404, "no boot file"},
-		{"GET", "/boot/", 404, "no endpoint"},
-		{"GET", "/boot/..%2fzgrid.db", 404, "no boot file"},
-		{"GET", "/boot/../store/flists/x", 404, "no endpoint"},
-		{"GET", "/v1/admin/farms", 404, "no endpoint"},
-		{"PUT", "/boot/vmlinuz", 405, "not allowed"},
+		{"GET", "/boot/vmlinuz", 200, "KERNEL", "6", "application/octet-stream"},
+		{"GET", "/boot/initramfs.cpio.zst", 200, "INITRD-BYTES", "12", "application/octet-stream"},
+		{"HEAD", "/boot/initramfs.cpio.zst", 200, "", "12", "application/octet-stream"},
+		// UEFI HTTP boot starts an image by its type.
+		{"GET", "/boot/zeroboot.efi", 200, "MZ-UKI", "6", "application/efi"},
+		{"HEAD", "/boot/zeroboot.efi", 200, "", "6", "application/efi"},
+		{"GET", "/boot/secret", 404, "no boot file", "", ""},
+		{"GET", "/boot/", 404, "no endpoint", "", ""},
+		{"GET", "/boot/..%2fzgrid.db", 404, "no boot file", "", ""},
+		{"GET", "/boot/../store/flists/x", 404, "no endpoint", "", ""},
+		{"GET", "/v1/admin/farms", 404, "no endpoint", "", ""},
+		{"PUT", "/boot/vmlinuz", 405, "not allowed", "", ""},
 	} {
 		t.Run(c.method+" "+c.path, func(t *testing.T) {
 			code, h, body := p.get(t, false, c.method, "", c.path)
 			if code != c.code || !strings.Contains(body, c.body) {
 				t.Fatalf("HTTP %d %q: want %d with %q", code, body, c.code, c.body)
 			}
-			if code == 200 && h.Get("Content-Length") != map[bool]string{true: "6", false: "12"}[strings.HasSuffix(c.path, "vmlinuz")] {
-				t.Errorf("Content-Length %q", h.Get("Content-Length"))
+			if code != 200 {
+				return
+			}
+			if h.Get("Content-Length") != c.length || h.Get("Content-Type") != c.ctype {
+				t.Errorf("Content-Length %q, Content-Type %q: want %q, %q", h.Get("Content-Length"), h.Get("Content-Type"), c.length, c.ctype)
 			}
 		})
 	}
@@ -275,14 +283,38 @@ func TestCheckBootConsole(t *testing.T) {
 }
 
 func TestCheckBootDir(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, BootKernel), []byte("k"), 0o644)
-	if err := CheckBootDir(dir); err == nil || !strings.Contains(err.Error(), BootInitrd) {
-		t.Errorf("no initramfs: %v", err)
-	}
-	os.Mkdir(filepath.Join(dir, BootInitrd), 0o755)
-	if err := CheckBootDir(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
-		t.Errorf("initramfs a directory: %v", err)
+	for _, c := range []struct {
+		name  string
+		files []string // regular files; a name ending in / is a directory
+		err   string   // "" is accepted
+	}{
+		{"kernel and initramfs", []string{BootKernel, BootInitrd}, ""},
+		{"UKI alone", []string{BootUKI}, ""},
+		{"all three", []string{BootKernel, BootInitrd, BootUKI}, ""},
+		{"kernel alone", []string{BootKernel}, BootInitrd + " missing"},
+		{"initramfs beside the UKI", []string{BootInitrd, BootUKI}, BootKernel + " missing"},
+		{"empty", nil, "neither"},
+		{"initramfs a directory", []string{BootKernel, BootInitrd + "/"}, "not a regular file"},
+		{"UKI a directory", []string{BootUKI + "/"}, "not a regular file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range c.files {
+				var err error
+				if d, ok := strings.CutSuffix(f, "/"); ok {
+					err = os.Mkdir(filepath.Join(dir, d), 0o755)
+				} else {
+					err = os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := CheckBootDir(dir)
+			if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+				t.Fatalf("err %v, want %q", err, c.err)
+			}
+		})
 	}
 }
 

@@ -353,32 +353,41 @@ func (s *Server) uiApprove(w http.ResponseWriter, r *http.Request, _ uiSession) 
 }
 
 // uiTimeline is a boot timeline laid out for the SVG: numbers only, the
-// text goes through the template's escaping.
+// text goes through the template's escaping. Steps before PID 1 (the
+// firmware's and kernel's shares, at negative times) are drawn left of
+// ZeroX, PID 1's start.
 type uiTimeline struct {
 	Width, Height, BarsX float64
 	Bars                 []uiBar
-	TotalMS              float64
+	TotalMS              float64 // from the first step's start to the last end
+	BeforeMS             float64 // of it, before PID 1 started
+	ZeroX                float64
 }
 
 type uiBar struct {
 	timeline.Step
 	X, Y, W, TextY float64
+	Before         bool // ended by PID 1's start
 }
 
 // drawTimeline scales the steps to timelineWidth: one row per step,
-// x from its start to its end.
+// x from its start to its end, the earliest start at the left.
 func drawTimeline(steps []timeline.Step) uiTimeline {
 	tl := uiTimeline{Width: timelineLabels + timelineWidth + 10, Height: timelineRow*float64(len(steps)) + 4, BarsX: timelineLabels}
+	end := 0.0
 	for _, st := range steps {
-		tl.TotalMS = max(tl.TotalMS, st.EndMS, st.StartMS)
+		tl.BeforeMS = max(tl.BeforeMS, -st.StartMS)
+		end = max(end, st.EndMS, st.StartMS)
 	}
+	tl.TotalMS = tl.BeforeMS + end
 	scale := 0.0
 	if tl.TotalMS > 0 {
 		scale = timelineWidth / tl.TotalMS
 	}
+	tl.ZeroX = timelineLabels + tl.BeforeMS*scale
 	for i, st := range steps {
 		y := timelineRow*float64(i) + 2
-		b := uiBar{Step: st, X: timelineLabels + max(st.StartMS, 0)*scale, Y: y, TextY: y + 12}
+		b := uiBar{Step: st, X: tl.ZeroX + st.StartMS*scale, Y: y, TextY: y + 12, Before: st.StartMS < 0}
 		b.W = max((st.EndMS-st.StartMS)*scale, 1) // a zero-length step still shows
 		tl.Bars = append(tl.Bars, b)
 	}

@@ -322,3 +322,49 @@ func TestUINodeServices(t *testing.T) {
 		t.Errorf("node page shows a ready service's output:\n%s", page)
 	}
 }
+
+// The shares before PID 1 (negative times, pkg/boottime) are accepted as
+// any step, drawn left of PID 1's start in grey, and PID 1's steps after
+// it, all inside the SVG.
+func TestUITimelineBeforePID1(t *testing.T) {
+	steps := []timeline.Step{{Name: "firmware (TSC)", StartMS: -3000, EndMS: -1000}, {Name: "kernel", StartMS: -1000, EndMS: 0},
+		{Name: "mount", StartMS: 2, EndMS: 12}, {Name: "network", StartMS: 12, EndMS: 1000}}
+	tl := drawTimeline(steps)
+	if tl.TotalMS != 4000 || tl.BeforeMS != 3000 {
+		t.Errorf("total %v ms, before PID 1 %v ms: want the span from the firmware's start, 4000 and 3000", tl.TotalMS, tl.BeforeMS)
+	}
+	scale := timelineWidth / tl.TotalMS
+	if tl.ZeroX != timelineLabels+3000*scale {
+		t.Errorf("PID 1's start at x %v, want %v", tl.ZeroX, timelineLabels+3000*scale)
+	}
+	for i, b := range tl.Bars {
+		if b.X < timelineLabels || b.X+b.W > timelineLabels+timelineWidth+1e-9 {
+			t.Errorf("bar %s from %v to %v outside the bars' area", b.Name, b.X, b.X+b.W)
+		}
+		if b.Before != (i < 2) || (b.Before && b.X+b.W > tl.ZeroX+1e-9) {
+			t.Errorf("bar %s: before %v, ends at %v, PID 1 at %v", b.Name, b.Before, b.X+b.W, tl.ZeroX)
+		}
+	}
+	if old := drawTimeline(steps[2:]); old.BeforeMS != 0 || old.ZeroX != timelineLabels || old.Bars[0].X != timelineLabels+2*timelineWidth/1000 {
+		t.Errorf("a timeline from PID 1 on moved: %+v", old)
+	}
+
+	e := newEnv(t)
+	e.publish()
+	b, _ := json.Marshal(registry.StatusReport{NodeID: "b2", Source: "pid1", State: "booting", Token: e.bootNode("b2"), Timeline: steps})
+	e.must(e.do("POST", "/v1/status", asJSON, b), 204)
+	if got := e.nodeRecord("b2").Timeline; len(got) != 4 || got[0] != steps[0] {
+		t.Fatalf("registry kept %v", got)
+	}
+	br := newBrowser(e)
+	e.must(br.login(t, token), 303)
+	page := e.must(br.do("GET", "/ui/nodes/b2", nil), 200).body
+	for _, want := range []string{`fill="#8c8c8c"`, "<title>PID 1 started</title>", "4000 ms in all, 3000 ms of it before PID 1 started", "firmware (TSC)"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("node page lacks %q:\n%s", want, page)
+		}
+	}
+	if strings.Count(page, "<rect") != 4 {
+		t.Errorf("%d bars, want 4", strings.Count(page, "<rect"))
+	}
+}
