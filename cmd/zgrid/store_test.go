@@ -24,7 +24,7 @@ func TestStoreVerifyAndGC(t *testing.T) {
 
 	d := &store.Dir{Root: filepath.Join(data, storeDir)}
 	put := func(content string, age time.Duration) flist.ChunkRef {
-		ref, blob, err := flist.CompressChunk([]byte(content))
+		ref, blob, err := flist.CompressChunk(flist.SHA256, []byte(content))
 		if err != nil {
 			t.Fatal(err)
 		}

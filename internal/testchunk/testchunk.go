@@ -14,7 +14,7 @@ import (
 func Chunk(t testing.TB, content string) (flist.ChunkRef, []byte, []byte) {
 	t.Helper()
 	raw := bytes.Repeat([]byte(content), 1000)
-	ref, c, err := flist.CompressChunk(raw)
+	ref, c, err := flist.CompressChunk(flist.SHA256, raw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -290,7 +290,7 @@ func TestHTTPFlist(t *testing.T) {
 func BenchmarkHTTPChunk(b *testing.B) {
 	raw := make([]byte, flist.DefaultChunkSize)
 	rand.Read(raw)
-	ref, c, err := flist.CompressChunk(raw)
+	ref, c, err := flist.CompressChunk(flist.SHA256, raw)
 	if err != nil {
 		b.Fatal(err)
 	}

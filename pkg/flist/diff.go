@@ -85,7 +85,7 @@ func differs(a, b *Entry) []string {
 // same bytes). A packed file's own bytes have no ID, so one of the same
 // size that now lies elsewhere is "moved": its bytes were not compared.
 func contentDiffers(a, b *Entry) (content, moved bool) {
-	sameID := func(x, y ChunkRef) bool { return x.ID == y.ID && x.Size == y.Size }
+	sameID := func(x, y ChunkRef) bool { return x.ID == y.ID && x.Hash == y.Hash && x.Size == y.Size }
 	switch {
 	case a.Size != b.Size:
 		return true, false
@@ -115,6 +115,8 @@ func (f *Flist) Fetches() []ChunkRef {
 
 // Summary counts what an flist holds.
 type Summary struct {
+	Version  uint16 // the encoding: the oldest that holds the flist
+	Hash     Hash   // what names its chunks
 	Entries  int
 	ByType   map[Type]int
 	Bytes    uint64 // file content
@@ -129,7 +131,7 @@ type Summary struct {
 
 // Summarize counts f's entries, bytes and chunks.
 func Summarize(f *Flist) Summary {
-	s := Summary{Entries: len(f.Entries), ByType: map[Type]int{}}
+	s := Summary{Version: f.version(), Hash: f.Hash, Entries: len(f.Entries), ByType: map[Type]int{}}
 	seen := map[ChunkRef]bool{}
 	for i := range f.Entries {
 		e := &f.Entries[i]

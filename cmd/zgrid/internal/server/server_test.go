@@ -325,7 +325,7 @@ func TestMalformedRequests(t *testing.T) {
 	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable"}`)), 201)
 	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"empty","channel":"beta"}`)), 201)
 	raw := []byte("some chunk content")
-	cref, comp, _ := flist.CompressChunk(raw)
+	cref, comp, _ := flist.CompressChunk(flist.SHA256, raw)
 	hexID := cref.ID.Hex()
 	zero := strings.Repeat("0", 64)
 	for _, tc := range []struct {
@@ -444,7 +444,7 @@ func TestBootWithoutFarmUsesDefault(t *testing.T) {
 func TestChunkUploadKeepsFirstCopy(t *testing.T) {
 	e := newEnv(t)
 	raw := bytes.Repeat([]byte("two encodings of one chunk "), 2000)
-	cref, small, err := flist.CompressChunk(raw)
+	cref, small, err := flist.CompressChunk(flist.SHA256, raw)
 	if err != nil {
 		t.Fatal(err)
 	}
