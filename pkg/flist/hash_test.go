@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func otherHash(h Hash) Hash {
@@ -193,5 +195,48 @@ func TestBuildVersions(t *testing.T) {
 	}
 	if len(ids[BLAKE3]) == 0 || len(ids[SHA256]) == 0 {
 		t.Errorf("chunk IDs: %d blake3, %d sha256", len(ids[BLAKE3]), len(ids[SHA256]))
+	}
+}
+
+// TestDiffAcrossHashes: a version-2 and a version-3 flist of one tree
+// differ in every chunk ID, not in content: Diff cannot compare IDs of two
+// hashes, so it marks the files "pack" and ComparePacked settles them by
+// their bytes, leaving only the file that really changed.
+func TestDiffAcrossHashes(t *testing.T) {
+	dir := t.TempDir()
+	smallTree(t, dir, 20, 2)
+	big := filepath.Join(dir, "big")
+	must(t, os.WriteFile(big, bytes.Repeat([]byte("big file "), 3*testChunk), 0o644))
+	st := newMemStore()
+	build := func(v int) *Flist {
+		f, err := (&Builder{ChunkSize: testChunk, Sink: st, Version: v}).BuildDir(context.Background(), dir)
+		must(t, err)
+		return f
+	}
+	a, same := build(VersionPacked), build(VersionBLAKE3)
+	content := bytes.Repeat([]byte("big file "), 3*testChunk)
+	content[testChunk+1] = '!'
+	must(t, os.WriteFile(big, content, 0o644))
+	must(t, os.Chtimes(big, time.Unix(0, 0), time.Unix(0, 0)))
+	changed := build(VersionBLAKE3)
+	for _, tt := range []struct {
+		b    *Flist
+		want []string
+	}{{same, nil}, {changed, []string{"~ big (mtime content)"}}} {
+		raw := Diff(a, tt.b)
+		for _, c := range raw {
+			if !slices.Contains(c.What, "pack") {
+				t.Errorf("Diff: %s, want every file \"pack\" (hashes differ)", c)
+			}
+		}
+		got, err := ComparePacked(context.Background(), raw, a, tt.b, st)
+		must(t, err)
+		var s []string
+		for _, c := range got {
+			s = append(s, c.String())
+		}
+		if !slices.Equal(s, tt.want) {
+			t.Errorf("ComparePacked = %q, want %q", s, tt.want)
+		}
 	}
 }
