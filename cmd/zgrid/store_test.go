@@ -44,7 +44,7 @@ func TestStoreVerifyAndGC(t *testing.T) {
 		t.Errorf("verify: %s", out)
 	}
 	out, _ = c.run(0, "store", "gc", "--data", data, "--dry-run")
-	if !strings.Contains(out, "would remove "+old.ID.String()) || strings.Contains(out, young.ID.String()) || !d.HasChunk(old.ID) {
+	if !strings.Contains(out, "would remove "+flist.ChunkName(old.ID)) || strings.Contains(out, young.ID.Hex()) || !d.HasChunk(old.ID) {
 		t.Errorf("gc --dry-run: %s", out)
 	}
 	out, _ = c.run(0, "store", "gc", "--data", data, "--grace", "1h")
