@@ -14,7 +14,6 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/flist"
 )
 
@@ -22,6 +21,7 @@ import (
 type machine struct {
 	cores      int
 	sha        float64       // SHA-256, one core
+	blake3     float64       // BLAKE3, one core (side by side only)
 	zstd       float64       // zstd decode, one core, uncompressed bytes out
 	zstdHow    string        // which decode API gave zstd
 	write      float64       // tmpfs writes, all cores together
@@ -105,11 +105,15 @@ func timed(f func() (int64, error)) (int64, time.Duration, error) {
 	return n, time.Since(start), err
 }
 
-func shaRate(raw [][]byte) (float64, error) {
+func shaRate(raw [][]byte) (float64, error) { return hashRate(flist.SHA256, raw) }
+
+// hashRate is h's rate on one core over raw, each buffer hashed whole as
+// a node hashes a chunk.
+func hashRate(h flist.Hash, raw [][]byte) (float64, error) {
 	return rate(func() (int64, time.Duration, error) {
 		return timed(func() (int64, error) {
 			for _, r := range raw {
-				digest.Of(r)
+				h.Sum(r)
 			}
 			return sum(raw), nil
 		})

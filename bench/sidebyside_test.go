@@ -160,12 +160,14 @@ func delayCopy(dst, src *net.TCPConn, delay time.Duration) {
 // tarballs.
 type sbsInputs struct {
 	Root   string        `json:"-"`
-	ID     digest.Digest `json:"id"`
-	Bytes  int64         `json:"bytes"` // regular file content
+	ID     digest.Digest `json:"id"`        // the tree as a version-2 flist: chunks named by SHA-256
+	ID3    digest.Digest `json:"id_blake3"` // the same tree as a version-3 flist: by BLAKE3
+	Bytes  int64         `json:"bytes"`     // regular file content
 	Files  int           `json:"files"`
 	Links  int           `json:"links"`
 	Dirs   int           `json:"dirs"` // not counting the top
 	Wire   int64         `json:"wire"` // flist metadata plus every chunk reference's compressed size
+	Wire3  int64         `json:"wire_blake3"`
 	ZstSHA string        `json:"zst_sha256"`
 	ZstLen int64         `json:"zst_bytes"`
 	Desync bool          `json:"-"`
@@ -176,7 +178,7 @@ func (in *sbsInputs) serve() string { return filepath.Join(in.Root, "serve") } /
 func (in *sbsInputs) tar() string   { return filepath.Join(in.Root, "tree.tar") }
 
 // sbsVersion names the cache layout; bump it when what is prepared changes.
-const sbsVersion = "v1"
+const sbsVersion = "v2"
 
 // cachedUsrTree returns the side-by-side inputs for about size bytes of
 // /usr, preparing them the first time: a .done file beside the directory
@@ -192,8 +194,11 @@ func cachedUsrTree(tb testing.TB, size int64, desync string) *sbsInputs {
 	if err == nil {
 		if err = json.Unmarshal(b, in); err == nil {
 			// Stale when this checkout's flist code no longer reads it.
-			if _, err = (&store.Dir{Root: filepath.Join(root, "serve")}).Flist(context.Background(), in.ID); err != nil {
-				sbsLog("cached flist no longer decodes (%v): preparing again", err)
+			for _, id := range []digest.Digest{in.ID, in.ID3} {
+				if _, err = (&store.Dir{Root: filepath.Join(root, "serve")}).Flist(context.Background(), id); err != nil {
+					sbsLog("cached flist no longer decodes (%v): preparing again", err)
+					break
+				}
 			}
 		}
 	}
@@ -243,21 +248,12 @@ func (in *sbsInputs) prepare(size int64) error {
 	if err := in.copyUsr(size); err != nil {
 		return err
 	}
-	st := &store.Dir{Root: in.serve()}
-	fl, err := (&flist.Builder{Sink: st}).BuildDir(context.Background(), in.tree())
-	if err != nil {
-		return fmt.Errorf("build flist: %w", err)
-	}
-	meta, err := fl.Encode()
-	if err != nil {
+	var err error
+	if in.ID, in.Wire, err = in.buildFlist(flist.VersionPacked); err != nil {
 		return err
 	}
-	if in.ID, err = st.PutFlist(meta); err != nil {
+	if in.ID3, in.Wire3, err = in.buildFlist(flist.VersionBLAKE3); err != nil {
 		return err
-	}
-	in.Wire = int64(len(meta))
-	for _, c := range fl.Fetches() {
-		in.Wire += int64(c.CSize)
 	}
 	zst := filepath.Join(in.serve(), "tree.tar.zst")
 	for _, c := range [][]string{
@@ -280,6 +276,30 @@ func (in *sbsInputs) prepare(size int64) error {
 	}
 	in.ZstSHA = hex.EncodeToString(h.Sum(nil))
 	return nil
+}
+
+// buildFlist builds the tree as a version-v flist into the served store
+// (both versions share it: their chunk names are of different hashes) and
+// returns its digest and its bytes on the wire.
+func (in *sbsInputs) buildFlist(v int) (digest.Digest, int64, error) {
+	st := &store.Dir{Root: in.serve()}
+	fl, err := (&flist.Builder{Sink: st, Version: v}).BuildDir(context.Background(), in.tree())
+	if err != nil {
+		return digest.Digest{}, 0, fmt.Errorf("build version-%d flist: %w", v, err)
+	}
+	meta, err := fl.Encode()
+	if err != nil {
+		return digest.Digest{}, 0, err
+	}
+	id, err := st.PutFlist(meta)
+	if err != nil {
+		return id, 0, err
+	}
+	wire := int64(len(meta))
+	for _, c := range fl.Fetches() {
+		wire += int64(c.CSize)
+	}
+	return id, wire, nil
 }
 
 // copyUsr copies regular files and symlinks from /usr, walking it in
@@ -921,25 +941,29 @@ func BenchmarkSideBySide(b *testing.B) {
 
 	srv := startFileServer(b, in.serve(), "", "", 0)
 	loop := "http://127.0.0.1:" + srv.port
-	sbsLog("tree: %.1f MB of /usr in %d files, %d symlinks, %d directories (flist %s: %.1f MB on the wire; tree.tar.zst %.1f MB; tree.tar %.1f MB); served %.1f MB from %s; writing to %s",
-		float64(in.Bytes)/1e6, in.Files, in.Links, in.Dirs, in.ID.Short(), float64(in.Wire)/1e6, float64(in.ZstLen)/1e6, float64(tarLen)/1e6,
+	sbsLog("tree: %.1f MB of /usr in %d files, %d symlinks, %d directories (flist %s: %.1f MB on the wire; as BLAKE3 flist %s: %.1f MB; tree.tar.zst %.1f MB; tree.tar %.1f MB); served %.1f MB from %s; writing to %s",
+		float64(in.Bytes)/1e6, in.Files, in.Links, in.Dirs, in.ID.Short(), float64(in.Wire)/1e6, in.ID3.Short(), float64(in.Wire3)/1e6, float64(in.ZstLen)/1e6, float64(tarLen)/1e6,
 		float64(served)/1e6, in.serve(), sc.where)
 	sbsLog("loopback: %s", requestRTT(nil, loop+"/chunks/00/none"))
 	sbsLog("requests: %s", sbsRequests(in))
 	sbsLog("%s", rssFloor(tmp, nil))
 
 	rows := func(base string, local bool) []*sbsRow {
-		rs := []*sbsRow{
-			{name: "zgrid flist extract", metric: "zgrid", skip: zgridSkip,
+		extract := func(name, metric string, id digest.Digest) *sbsRow {
+			return &sbsRow{name: name, metric: metric, skip: zgridSkip,
 				cmd: func(dest, _ string) *exec.Cmd {
-					return exec.Command(zgrid, "flist", "extract", "--store", base+"/", in.ID.String(), dest)
+					return exec.Command(zgrid, "flist", "extract", "--store", base+"/", id.String(), dest)
 				},
 				check: func(dest, _ string) error {
 					if err := sameTree(in.tree(), dest); err != nil {
 						return fmt.Errorf("extracted tree differs from the source: %w", err)
 					}
 					return nil
-				}},
+				}}
+		}
+		rs := []*sbsRow{
+			extract("zgrid flist extract (v2, SHA-256)", "zgrid", in.ID),
+			extract("zgrid flist extract (v3, BLAKE3)", "zgrid_b3", in.ID3),
 			{name: "desync untar -n 8", metric: "desync",
 				cmd: func(dest, _ string) *exec.Cmd {
 					return exec.Command(desync, "untar", "-n", "8", "-s", base+"/desync/store/", "-i", base+"/desync/index.caidx", dest)
@@ -967,7 +991,7 @@ func BenchmarkSideBySide(b *testing.B) {
 				cmd: func(dest, _ string) *exec.Cmd { return exec.Command("tar", "-x", "-C", dest, "-f", in.tar()) }},
 		}
 		if desync == "" {
-			rs[1].skip = fmt.Sprintf("desync not in PATH (%v)", derr)
+			rs[2].skip = fmt.Sprintf("desync not in PATH (%v)", derr)
 		}
 		return slices.DeleteFunc(rs, func(r *sbsRow) bool { return r.localOnly && !local })
 	}
@@ -985,26 +1009,32 @@ func BenchmarkSideBySide(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ts := []term{
-		{"hash", float64(in.Bytes) / (float64(cores) * m.sha)},
-		{"zstd", float64(in.Bytes) / (float64(cores) * m.zstd)},
-		{"write", float64(in.Bytes) / m.write},
-	}
-	lim := bound(ts)
-	var added float64
-	for _, t := range ts {
-		added += t.s
-	}
-	sbsLog("machine: %d cores; per core sha-256 %.0f MB/s, zstd decode %.0f MB/s (%s); tmpfs write %.0f MB/s (all cores); sample %d MB of this tree's chunks",
-		cores, m.sha/1e6, m.zstd/1e6, m.zstdHow, m.write/1e6, m.sampleSize>>20)
-	sbsLog("machine limit for this tree: %.3f s (bound by %s; terms %s); terms added (nothing overlapping): %.3f s", lim.s, lim.name, describe(ts), added)
-	b.ReportMetric(lim.s, "limit_s")
-	b.ReportMetric(added, "limit_added_s")
-	if z := local[0]; z.failed == "" && len(z.wall) > 0 {
-		s := median(z.wall)
-		b.ReportMetric(s/lim.s, "zgrid_limit_ratio")
-		b.ReportMetric(s/added, "zgrid_added_ratio")
-		sbsLog("zgrid: %.3f s = %.2f × the limit, %.2f × the terms added", s, s/lim.s, s/added)
+	sbsLog("machine: %d cores; per core sha-256 %.0f MB/s, blake3 %.0f MB/s, zstd decode %.0f MB/s (%s); tmpfs write %.0f MB/s (all cores); sample %d MB of this tree's chunks",
+		cores, m.sha/1e6, m.blake3/1e6, m.zstd/1e6, m.zstdHow, m.write/1e6, m.sampleSize>>20)
+	// One limit per flist: the hash term is its chunk hash's.
+	for i, h := range []struct {
+		name, metric string
+		rate         float64
+	}{{"sha-256 (v2)", "", m.sha}, {"blake3 (v3)", "_b3", m.blake3}} {
+		ts := []term{
+			{"hash", float64(in.Bytes) / (float64(cores) * h.rate)},
+			{"zstd", float64(in.Bytes) / (float64(cores) * m.zstd)},
+			{"write", float64(in.Bytes) / m.write},
+		}
+		lim := bound(ts)
+		var added float64
+		for _, t := range ts {
+			added += t.s
+		}
+		sbsLog("machine limit for this tree, %s flist: %.3f s (bound by %s; terms %s); terms added (nothing overlapping): %.3f s", h.name, lim.s, lim.name, describe(ts), added)
+		b.ReportMetric(lim.s, "limit"+h.metric+"_s")
+		b.ReportMetric(added, "limit"+h.metric+"_added_s")
+		if z := local[i]; z.failed == "" && len(z.wall) > 0 {
+			s := median(z.wall)
+			b.ReportMetric(s/lim.s, "zgrid"+h.metric+"_limit_ratio")
+			b.ReportMetric(s/added, "zgrid"+h.metric+"_added_ratio")
+			sbsLog("zgrid, %s flist: %.3f s = %.2f × the limit, %.2f × the terms added", h.name, s, s/lim.s, s/added)
+		}
 	}
 	sbsLog("loopback, %d runs per row, medians:", runs)
 	table := rowTable(b, in, local, "", "loopback")
@@ -1055,6 +1085,9 @@ func sbsRequests(in *sbsInputs) string {
 	}
 	refs := len(fl.Fetches())
 	msg := fmt.Sprintf("zgrid %d (%d chunks, packs counted once, + the metadata, at most %d in flight)", refs+1, refs, flist.DefaultParallel)
+	if f3, err := st.Flist(context.Background(), in.ID3); err == nil {
+		msg += fmt.Sprintf("; as BLAKE3 flist %d", len(f3.Fetches())+1)
+	}
 	if in.Desync {
 		n := 0
 		filepath.WalkDir(filepath.Join(in.serve(), "desync", "store"), func(p string, d fs.DirEntry, err error) error {
@@ -1085,6 +1118,9 @@ func sbsMachine(in *sbsInputs, sc *sbsScratch, cores int) (machine, error) {
 	}
 	m.sampleSize = sum(raw)
 	if m.sha, err = shaRate(raw); err != nil {
+		return m, err
+	}
+	if m.blake3, err = hashRate(flist.BLAKE3, raw); err != nil {
 		return m, err
 	}
 	stream, all, err := zstdRates(raw, compressed)

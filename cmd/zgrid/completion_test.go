@@ -89,7 +89,7 @@ func TestComplete(t *testing.T) {
 		{words: "farm create x --enroll ", want: []string{"open", "approval", "listed"}, exactWant: true},
 		{words: "farm create x --require-tpm ", want: []string{filesDirective}, exactWant: true}, // a bool takes no value
 		{words: "serve --log-format ", want: []string{"text", "json"}, exactWant: true},
-		{words: "flist build --format ", want: []string{"1", "2"}, exactWant: true},
+		{words: "flist build --format ", want: []string{"1", "2", "3"}, exactWant: true},
 		{words: "tls show --data ", want: []string{filesDirective}, exactWant: true},
 		{words: "completion ", want: []string{"bash", "fish", "zsh"}, exactWant: true},
 		{words: "nosuch ", want: nil, exactWant: true},

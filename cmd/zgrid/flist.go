@@ -34,7 +34,7 @@ type flistSink interface {
 }
 
 func cmdFlistBuild(args []string) error {
-	fs := newFlags("flist build", "zgrid flist build [--data DIR | --server URL --token-file F --ca FILE] [--chunk-size N] [--pack-limit N] [--format 1|2] [--exclude PATTERN]... [--unreadable fail|skip] [--workers N] DIR_OR_TAR",
+	fs := newFlags("flist build", "zgrid flist build [--data DIR | --server URL --token-file F --ca FILE] [--chunk-size N] [--pack-limit N] [--format 1|2|3] [--exclude PATTERN]... [--unreadable fail|skip] [--workers N] DIR_OR_TAR",
 		`Pack a directory tree, or a tar archive (plain, gzip or zstd; "-" reads
 stdin), into an flist: metadata plus content-addressed zstd chunks, stored in
 DIR/store with --data, or uploaded to a running server with --server. The
@@ -42,9 +42,10 @@ same tree always gives the same digest. The flist digest (sha256:...) is the
 last line on stdout; progress goes to stderr (live on a terminal, one
 summary line otherwise). Files of at most --pack-limit bytes share chunks
 (packs), so a node fetches an OS tree's many small files in few requests;
-a file with hard links is stored once. --format 1 writes a version-1
-flist for nodes older than version 2: nothing packed, hard links stored
-as separate files (docs/flist.md). --exclude leaves out entries whose name
+a file with hard links is stored once. --format 3 names chunks by BLAKE3
+(nodes verify them faster; nodes older than version 3 refuse it), 2 by
+SHA-256, and 1 writes a version-1 flist for nodes older than version 2:
+nothing packed, hard links stored as separate files (docs/flist.md). --exclude leaves out entries whose name
 (a pattern without "/") or path (with "/") matches, with everything under
 them. An entry that cannot be read or stored (a socket, a file or directory
 that cannot be opened) fails the build unless --unreadable skip, which
@@ -56,7 +57,7 @@ leaves it out with a warning. A symlink to a directory packs the directory.`,
 	c.register(fs)
 	chunk := fs.Int("chunk-size", flist.DefaultChunkSize, fmt.Sprintf("chunk size in bytes (at most %d)", flist.MaxChunkSize))
 	pack := fs.Int("pack-limit", flist.DefaultPackLimit, "largest file packed with other small files into shared chunks, in bytes (0: none)")
-	format := fs.Int("format", flist.Version, fmt.Sprintf("flist version to write: %d, or %d for nodes older than version %d", flist.Version, flist.VersionPlain, flist.Version))
+	format := fs.Int("format", flist.DefaultVersion, fmt.Sprintf("flist version to write, %d..%d: %d names chunks by BLAKE3, %d by SHA-256, %d packs nothing", flist.VersionPlain, flist.Version, flist.VersionBLAKE3, flist.VersionPacked, flist.VersionPlain))
 	var exclude listFlag
 	fs.Var(&exclude, "exclude", "leave out entries matching this path.Match pattern, and what is under them (repeatable)")
 	unreadable := fs.String("unreadable", "fail", "an entry that cannot be read or stored: fail the build, or skip it with a warning")
@@ -89,8 +90,8 @@ leaves it out with a warning. A symlink to a directory packs the directory.`,
 	if *pack == 0 {
 		*pack = -1 // the Builder's "none"; its 0 is the default
 	}
-	if *format != flist.Version && *format != flist.VersionPlain {
-		return usageErr(fs, "--format %d: want %d or %d", *format, flist.VersionPlain, flist.Version)
+	if *format < flist.VersionPlain || *format > flist.Version {
+		return usageErr(fs, "--format %d: want %d..%d", *format, flist.VersionPlain, flist.Version)
 	}
 	b := &flist.Builder{ChunkSize: *chunk, PackLimit: min(*pack, *chunk), Version: *format, Exclude: exclude, Sink: sink, Workers: *workers}
 	switch *unreadable {

@@ -246,6 +246,7 @@ and how many entries carry setuid or setgid bits (a release must allow them).`,
 		`  zgrid flist inspect --data ./grid sha256:1f2e...`)
 	return withFlist(fs, args, func(w io.Writer, f *flist.Flist) {
 		s := flist.Summarize(f)
+		fmt.Fprintf(w, "format:         version %d, chunks named by %s\n", s.Version, s.Hash)
 		fmt.Fprintf(w, "entries:        %d\n", s.Entries)
 		types := make([]flist.Type, 0, len(s.ByType))
 		for t := range s.ByType {

@@ -173,12 +173,13 @@ run zgrid store verify. Flists themselves are never removed.`,
 		}
 		freed += fi.Size()
 		n++
+		// By its store name: no flist says which hash an orphan's is of.
 		if *dry {
-			fmt.Println("would remove", id)
+			fmt.Println("would remove", flist.ChunkName(id))
 			continue
 		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("remove chunk %s: %w", id, err)
+			return fmt.Errorf("remove %s: %w", flist.ChunkName(id), err)
 		}
 	}
 	verb := "removed"

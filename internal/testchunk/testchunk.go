@@ -9,12 +9,18 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/flist"
 )
 
-// Chunk is a compressible chunk of content repeated: its reference, its
-// stored blob and its content.
+// Chunk is a compressible chunk of content repeated: its reference (named
+// by SHA-256), its stored blob and its content.
 func Chunk(t testing.TB, content string) (flist.ChunkRef, []byte, []byte) {
 	t.Helper()
+	return ChunkOf(t, flist.SHA256, content)
+}
+
+// ChunkOf is Chunk named by h.
+func ChunkOf(t testing.TB, h flist.Hash, content string) (flist.ChunkRef, []byte, []byte) {
+	t.Helper()
 	raw := bytes.Repeat([]byte(content), 1000)
-	ref, c, err := flist.CompressChunk(raw)
+	ref, c, err := flist.CompressChunk(h, raw)
 	if err != nil {
 		t.Fatal(err)
 	}

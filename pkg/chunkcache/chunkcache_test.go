@@ -385,3 +385,29 @@ func TestReopenKeepsPreviousLap(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 }
+
+// TestHashes: a chunk of a version-3 flist (BLAKE3) is cached and read
+// back as one of version 2 is, and the cache re-verifies with the hash of
+// the reference asked for: the same ID asked for under the other hash is
+// a corrupt entry, not a hit.
+func TestHashes(t *testing.T) {
+	c := open(t, image(t, MinSize), Options{})
+	defer c.Close()
+	for i, h := range flist.Hashes {
+		b := bytes.Repeat([]byte(fmt.Sprintf("%s chunk ", h)), 5000)
+		v, err := flist.CheckContent(flist.ChunkRef{ID: h.Sum(b), Size: uint32(len(b)), CSize: uint32(len(b)), Hash: h}, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Put(v)
+		mustGet(t, c, v)
+		other := v.Ref()
+		other.Hash = flist.Hashes[1-i]
+		if _, ok := c.Get(other, nil); ok {
+			t.Errorf("%s chunk read back as %s", h, other.Hash)
+		}
+	}
+	if s := c.Stats(); s.Hits != 2 || s.Corrupt != 2 {
+		t.Errorf("stats: %+v, want 2 hits and 2 corrupt", s)
+	}
+}

@@ -65,13 +65,23 @@ func (l *logger) String() string {
 	return strings.Join(l.msgs, "\n")
 }
 
+// TestHTTPChunk fetches a chunk of each hash, and refuses one whose bytes
+// were swapped for another chunk's of the same size under either.
 func TestHTTPChunk(t *testing.T) {
-	ref, c, raw := chunk(t, "content ")
-	good := serve(t, blobs(map[string][]byte{chunkPath(ref): c}))
-	h := &HTTP{URLs: []string{good + "/"}}
-	got, err := contentOf(h.Chunk(context.Background(), ref, nil))
-	if err != nil || !bytes.Equal(got, raw) {
-		t.Fatalf("Chunk = %d bytes, %v", len(got), err)
+	for _, hash := range flist.Hashes {
+		ref, c, raw := testchunk.ChunkOf(t, hash, "content ")
+		_, swapped, _ := testchunk.ChunkOf(t, hash, "CONTENT ")
+		good := serve(t, blobs(map[string][]byte{chunkPath(ref): c}))
+		h := &HTTP{URLs: []string{good + "/"}}
+		got, err := contentOf(h.Chunk(context.Background(), ref, nil))
+		if err != nil || !bytes.Equal(got, raw) {
+			t.Fatalf("%s: Chunk = %d bytes, %v", hash, len(got), err)
+		}
+		bad := serve(t, blobs(map[string][]byte{chunkPath(ref): swapped}))
+		h = &HTTP{URLs: []string{bad + "/"}}
+		if _, err := h.Chunk(context.Background(), ref, nil); err == nil || !strings.Contains(err.Error(), ref.String()+": content hash mismatch") {
+			t.Errorf("%s: swapped chunk: %v", hash, err)
+		}
 	}
 }
 
@@ -290,7 +300,7 @@ func TestHTTPFlist(t *testing.T) {
 func BenchmarkHTTPChunk(b *testing.B) {
 	raw := make([]byte, flist.DefaultChunkSize)
 	rand.Read(raw)
-	ref, c, err := flist.CompressChunk(raw)
+	ref, c, err := flist.CompressChunk(flist.SHA256, raw)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -54,9 +54,10 @@ type Builder struct {
 	// shared chunks: default DefaultPackLimit, at most ChunkSize; negative
 	// packs nothing.
 	PackLimit int
-	// Version is the flist version to write: 0 for the newest; 1 for
-	// readers older than version 2, which packs nothing and stores the
-	// names of a file with hard links as separate files.
+	// Version is the flist version to write: 0 for DefaultVersion; 3
+	// names chunks by BLAKE3; 2 by SHA-256, for readers older than
+	// version 3; 1 for readers older than version 2, which packs nothing
+	// and stores the names of a file with hard links as separate files.
 	Version int
 	// Exclude lists path.Match patterns of entries left out, with
 	// everything under them: a pattern with a "/" is matched against the
@@ -154,6 +155,7 @@ type build struct {
 	ctx       context.Context
 	chunkSize int
 	packLimit int
+	hash      Hash // names every chunk, and finds duplicate small files
 	pack      openPack
 	seen      map[digest.Digest]packedAt
 	inodes    map[devIno]*linkGroup // files with hard links, by inode; nil: copy them
@@ -165,8 +167,12 @@ type build struct {
 	chunks    atomic.Int64
 }
 
+// version is the flist version b writes.
+func (b *Builder) version() int { return cmp.Or(b.Version, DefaultVersion) }
+
 func (b *Builder) config() (chunkSize, packLimit, workers int, err error) {
 	chunkSize, packLimit, workers = b.ChunkSize, b.PackLimit, b.Workers
+	v := b.version()
 	if chunkSize == 0 {
 		chunkSize = DefaultChunkSize
 	}
@@ -179,9 +185,9 @@ func (b *Builder) config() (chunkSize, packLimit, workers int, err error) {
 		}
 	}
 	switch {
-	case b.Version != 0 && b.Version != VersionPlain && b.Version != Version:
-		return 0, 0, 0, fmt.Errorf("build: flist version %d, this builder writes %d or %d", b.Version, VersionPlain, Version)
-	case packLimit < 0 || b.Version == VersionPlain:
+	case v < VersionPlain || v > Version:
+		return 0, 0, 0, fmt.Errorf("build: flist version %d, this builder writes %d..%d", v, VersionPlain, Version)
+	case packLimit < 0 || v == VersionPlain:
 		packLimit = 0
 	case packLimit == 0:
 		packLimit = min(DefaultPackLimit, chunkSize)
@@ -205,7 +211,7 @@ func (b *Builder) run(ctx context.Context, produce func(*build) ([]pending, erro
 		return nil, err
 	}
 	var inodes map[devIno]*linkGroup
-	if b.Version != VersionPlain {
+	if b.version() != VersionPlain {
 		inodes = make(map[devIno]*linkGroup)
 	}
 	start := time.Now()
@@ -214,6 +220,7 @@ func (b *Builder) run(ctx context.Context, produce func(*build) ([]pending, erro
 		ctx:       gctx,
 		chunkSize: chunkSize,
 		packLimit: packLimit,
+		hash:      versionHash(uint16(b.version())),
 		seen:      make(map[digest.Digest]packedAt),
 		inodes:    inodes,
 		jobs:      make(chan job),
@@ -237,7 +244,7 @@ func (b *Builder) run(ctx context.Context, produce func(*build) ([]pending, erro
 	if err != nil {
 		return nil, err
 	}
-	return assemble(out)
+	return assemble(out, bd.hash)
 }
 
 // report calls Progress on a ticker until the returned stop is called, then
@@ -270,9 +277,9 @@ func (b *Builder) report(bd *build, start time.Time) (stop func()) {
 	}
 }
 
-func assemble(ps []pending) (*Flist, error) {
+func assemble(ps []pending, h Hash) (*Flist, error) {
 	sort.Slice(ps, func(i, j int) bool { return ps[i].e.Path < ps[j].e.Path })
-	f := &Flist{Entries: make([]Entry, len(ps))}
+	f := &Flist{Entries: make([]Entry, len(ps)), Hash: h}
 	for i, p := range ps {
 		var err error
 		if g := p.link; g != nil {
@@ -319,7 +326,7 @@ func (g *linkGroup) entry(name string) (Entry, error) {
 
 func (bd *build) work(sink Sink) error {
 	for j := range bd.jobs {
-		ref, c, err := CompressChunk(j.buf[:j.n])
+		ref, c, err := CompressChunk(bd.hash, j.buf[:j.n])
 		bd.free <- j.buf
 		if err != nil {
 			return fmt.Errorf("build %s at offset %d: %w", j.path, j.off, err)
@@ -341,7 +348,7 @@ func (bd *build) work(sink Sink) error {
 // checkStored refuses a sink's answer that names another chunk or a
 // compressed size no reader would accept.
 func checkStored(offered, stored ChunkRef) error {
-	if stored.ID != offered.ID || stored.Size != offered.Size {
+	if stored.ID != offered.ID || stored.Hash != offered.Hash || stored.Size != offered.Size {
 		return fmt.Errorf("sink answered with %s", stored)
 	}
 	if stored.CSize == 0 || stored.CSize > MaxCompressedSize {
@@ -401,7 +408,7 @@ func (bd *build) packFile(p *pending, r io.Reader) error {
 		return fmt.Errorf("build %s: read at offset 0: %w", p.e.Path, err)
 	}
 	bd.files.Add(1)
-	sum := digest.Of(dst)
+	sum := bd.hash.Sum(dst)
 	if at, ok := bd.seen[sum]; ok {
 		p.fr, p.off, p.packed = at.fr, at.off, true
 		return nil

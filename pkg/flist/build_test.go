@@ -487,7 +487,7 @@ func TestBuildRecordsStoredRef(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _, err := CompressChunk([]byte(strings.Repeat("y", testChunk)))
+	want, _, err := CompressChunk(SHA256, []byte(strings.Repeat("y", testChunk)))
 	must(t, err)
 	for _, got := range f.Entries[0].Chunks {
 		if got.ID != want.ID || got.Size != want.Size || got.CSize != want.CSize+100 {
@@ -675,8 +675,8 @@ func TestBuildHardLinks(t *testing.T) {
 	if enc, err := v1.Encode(); err != nil || enc[4] != VersionPlain {
 		t.Errorf("version 1 build encoded as %v, %v", enc[:6], err)
 	}
-	if _, err := (&Builder{Sink: st, Version: 3}).BuildDir(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "flist version 3, this builder writes 1 or 2") {
-		t.Errorf("version 3: %v", err)
+	if _, err := (&Builder{Sink: st, Version: 4}).BuildDir(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "flist version 4, this builder writes 1..3") {
+		t.Errorf("version 4: %v", err)
 	}
 }
 

@@ -21,8 +21,8 @@ const (
 	MaxCompressedSize = MaxChunkSize + MaxChunkSize/64 + 1024
 )
 
-// ChunkRef points at one chunk of a file's content. ID is the SHA-256 of the
-// uncompressed bytes. Size is exact; CSize is the most compressed bytes a
+// ChunkRef points at one chunk of a file's content. ID is the Hash (the
+// flist's) of the uncompressed bytes. Size is exact; CSize is the most compressed bytes a
 // reader accepts: the same content compressed by another zstd version may
 // be stored smaller (a store keeps the smallest copy it was given), never
 // larger, so a blob longer than CSize is refused before decompressing.
@@ -30,9 +30,16 @@ type ChunkRef struct {
 	ID    digest.Digest
 	Size  uint32 // uncompressed bytes
 	CSize uint32 // zstd-compressed bytes at most (as built)
+	Hash  Hash   // the function ID is of: the flist's (not encoded per chunk)
 }
 
-func (r ChunkRef) String() string { return "chunk " + r.ID.String() }
+func (r ChunkRef) String() string { return "chunk " + r.Name() }
+
+// Name is "ALG:HEX", e.g. "blake3:…".
+func (r ChunkRef) Name() string { return r.Hash.Name(r.ID) }
+
+// Sum hashes content as r's ID was: r.Hash.Sum.
+func (r ChunkRef) Sum(b []byte) digest.Digest { return r.Hash.Sum(b) }
 
 var (
 	encOnce sync.Once
@@ -52,14 +59,14 @@ var (
 )
 
 // CompressChunk compresses raw (at most MaxChunkSize bytes) into one
-// self-contained zstd frame and returns its reference.
-func CompressChunk(raw []byte) (ChunkRef, []byte, error) {
+// self-contained zstd frame and returns its reference, named by h.
+func CompressChunk(h Hash, raw []byte) (ChunkRef, []byte, error) {
 	if len(raw) == 0 || len(raw) > MaxChunkSize {
 		return ChunkRef{}, nil, fmt.Errorf("compress chunk: size %d outside 1..%d", len(raw), MaxChunkSize)
 	}
 	encOnce.Do(func() {
 		var err error
-		// No checksum in the frame: the SHA-256 of the content is the check.
+		// No checksum in the frame: the hash of the content is the check.
 		// EncodeAll runs one call per internal encoder, so the concurrency
 		// is what lets the builder's workers compress in parallel; the
 		// output does not depend on it.
@@ -73,7 +80,7 @@ func CompressChunk(raw []byte) (ChunkRef, []byte, error) {
 	if len(c) > MaxCompressedSize {
 		return ChunkRef{}, nil, fmt.Errorf("compress chunk: %d bytes compressed to %d, over %d", len(raw), len(c), MaxCompressedSize)
 	}
-	return ChunkRef{ID: digest.Of(raw), Size: uint32(len(raw)), CSize: uint32(len(c))}, c, nil
+	return ChunkRef{ID: h.Sum(raw), Size: uint32(len(raw)), CSize: uint32(len(c)), Hash: h}, c, nil
 }
 
 // Verified is chunk content that OpenChunk or CheckContent checked against
@@ -96,7 +103,7 @@ func (v Verified) Bytes() []byte { return v.b }
 // function that made it, so what is left to check is that a ChunkSource
 // handed back this chunk and not another (or nothing).
 func (v Verified) For(c ChunkRef) ([]byte, error) {
-	if got := v.Ref(); got.ID != c.ID || got.Size != c.Size || len(v.b) != int(c.Size) {
+	if got := v.Ref(); got.ID != c.ID || got.Hash != c.Hash || got.Size != c.Size || len(v.b) != int(c.Size) {
 		return nil, fmt.Errorf("%s: source returned %s (%d bytes)", c, got, len(v.b))
 	}
 	return v.b, nil
@@ -109,7 +116,7 @@ func (v Verified) For(c ChunkRef) ([]byte, error) {
 // frame (several frames, a skippable frame, bytes after the frame), a frame
 // that inflates past Size (the decoder is limited to Size bytes of output,
 // so a bomb stops there) or stops short of it, and content whose hash is
-// not ID. Only bytes that pass are returned.
+// not ID under ref.Hash. Only bytes that pass are returned.
 func OpenChunk(ref ChunkRef, compressed, dst []byte) (Verified, error) {
 	if ref.Size == 0 || ref.Size > MaxChunkSize || ref.CSize == 0 || ref.CSize > MaxCompressedSize {
 		return Verified{}, fmt.Errorf("%s: declared size %d/%d compressed out of bounds", ref, ref.Size, ref.CSize)
@@ -128,14 +135,17 @@ func OpenChunk(ref ChunkRef, compressed, dst []byte) (Verified, error) {
 }
 
 // CheckContent returns raw as Verified when it is exactly ref's content:
-// ref.Size bytes whose SHA-256 is ref.ID. It is for content kept
+// ref.Size bytes whose ref.Hash is ref.ID. It is for content kept
 // uncompressed (a local cache); stored blobs go through OpenChunk.
 func CheckContent(ref ChunkRef, raw []byte) (Verified, error) {
 	if len(raw) != int(ref.Size) {
 		return Verified{}, fmt.Errorf("%s: %d bytes, declared %d", ref, len(raw), ref.Size)
 	}
-	if got := digest.Of(raw); got != ref.ID {
-		return Verified{}, fmt.Errorf("%s: content hash mismatch: got %s", ref, got)
+	if !ref.Hash.valid() {
+		return Verified{}, fmt.Errorf("%s: unknown chunk hash", ref)
+	}
+	if got := ref.Sum(raw); got != ref.ID {
+		return Verified{}, fmt.Errorf("%s: content hash mismatch: got %s", ref, ref.Hash.Name(got))
 	}
 	return Verified{ref: ref, b: raw}, nil
 }

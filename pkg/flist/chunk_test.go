@@ -15,27 +15,38 @@ import (
 func TestChunkRoundTrip(t *testing.T) {
 	random := make([]byte, 300000)
 	rand.Read(random)
-	for name, raw := range map[string][]byte{
-		"text":   bytes.Repeat([]byte("zeroboot "), 10000),
-		"random": random,
-		"one":    {7},
-		"max":    bytes.Repeat([]byte{1}, MaxChunkSize),
-	} {
-		ref, c, err := CompressChunk(raw)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		v, err := OpenChunk(ref, c, nil)
-		got := v.Bytes()
-		if err != nil || !bytes.Equal(got, raw) || v.Ref() != ref {
-			t.Fatalf("%s: OpenChunk = %d bytes, %v", name, len(got), err)
+	for _, h := range Hashes {
+		for name, raw := range map[string][]byte{
+			"text":   bytes.Repeat([]byte("zeroboot "), 10000),
+			"random": random,
+			"one":    {7},
+			"max":    bytes.Repeat([]byte{1}, MaxChunkSize),
+		} {
+			ref, c, err := CompressChunk(h, raw)
+			if err != nil {
+				t.Fatalf("%s %s: %v", h, name, err)
+			}
+			if ref.Hash != h || ref.ID != h.Sum(raw) {
+				t.Fatalf("%s %s: CompressChunk named it %s", h, name, ref)
+			}
+			v, err := OpenChunk(ref, c, nil)
+			got := v.Bytes()
+			if err != nil || !bytes.Equal(got, raw) || v.Ref() != ref {
+				t.Fatalf("%s %s: OpenChunk = %d bytes, %v", h, name, len(got), err)
+			}
 		}
 	}
 }
 
 func TestOpenChunkRefuses(t *testing.T) {
+	for _, h := range Hashes {
+		t.Run(h.String(), func(t *testing.T) { testOpenChunkRefuses(t, h) })
+	}
+}
+
+func testOpenChunkRefuses(t *testing.T, h Hash) {
 	raw := bytes.Repeat([]byte("abc"), 1000)
-	ref, c, err := CompressChunk(raw)
+	ref, c, err := CompressChunk(h, raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,15 +66,18 @@ func TestOpenChunkRefuses(t *testing.T) {
 		{"truncated", ref, c[:len(c)-1], "declared"},
 		{"longer", ref, append(append([]byte(nil), c...), 0), "declared"},
 		{"flipped byte", ref, flip, ""},
-		{"other content", ChunkRef{ID: ref.ID, Size: ref.Size, CSize: uint32(len(other))}, other, "hash mismatch"},
-		{"bomb", ChunkRef{ID: ref.ID, Size: ref.Size, CSize: uint32(len(bomb))}, bomb, "zstd"},
-		{"one byte more", ChunkRef{ID: ref.ID, Size: ref.Size, CSize: uint32(len(longer))}, longer, "inflates past"},
-		{"short", ChunkRef{ID: ref.ID, Size: ref.Size + 10, CSize: ref.CSize}, c, "inflates to"},
-		{"zero size", ChunkRef{ID: ref.ID, CSize: ref.CSize}, c, "out of bounds"},
-		{"huge size", ChunkRef{ID: ref.ID, Size: MaxChunkSize + 1, CSize: ref.CSize}, c, "out of bounds"},
-		{"garbage", ChunkRef{ID: ref.ID, Size: ref.Size, CSize: 5}, []byte("hello"), "zstd"},
-		{"one byte after the frame", ChunkRef{ID: ref.ID, Size: ref.Size, CSize: ref.CSize + 1}, append(append([]byte(nil), c...), 0), "after the zstd frame"},
-		{"junk after the frame", ChunkRef{ID: ref.ID, Size: ref.Size, CSize: ref.CSize + 9}, append(append([]byte(nil), c...), "123456789"...), "after the zstd frame"},
+		{"other content", ChunkRef{Hash: ref.Hash, ID: ref.ID, Size: ref.Size, CSize: uint32(len(other))}, other, "hash mismatch"},
+		{"bomb", ChunkRef{Hash: ref.Hash, ID: ref.ID, Size: ref.Size, CSize: uint32(len(bomb))}, bomb, "zstd"},
+		{"one byte more", ChunkRef{Hash: ref.Hash, ID: ref.ID, Size: ref.Size, CSize: uint32(len(longer))}, longer, "inflates past"},
+		{"short", ChunkRef{Hash: ref.Hash, ID: ref.ID, Size: ref.Size + 10, CSize: ref.CSize}, c, "inflates to"},
+		{"zero size", ChunkRef{Hash: ref.Hash, ID: ref.ID, CSize: ref.CSize}, c, "out of bounds"},
+		{"huge size", ChunkRef{Hash: ref.Hash, ID: ref.ID, Size: MaxChunkSize + 1, CSize: ref.CSize}, c, "out of bounds"},
+		{"garbage", ChunkRef{Hash: ref.Hash, ID: ref.ID, Size: ref.Size, CSize: 5}, []byte("hello"), "zstd"},
+		{"one byte after the frame", ChunkRef{Hash: ref.Hash, ID: ref.ID, Size: ref.Size, CSize: ref.CSize + 1}, append(append([]byte(nil), c...), 0), "after the zstd frame"},
+		{"junk after the frame", ChunkRef{Hash: ref.Hash, ID: ref.ID, Size: ref.Size, CSize: ref.CSize + 9}, append(append([]byte(nil), c...), "123456789"...), "after the zstd frame"},
+		// The same bytes named by the other function's ID: a reader must
+		// hash with the flist's function, not try both.
+		{"named by the other hash", ChunkRef{Hash: ref.Hash, ID: otherHash(h).Sum(raw), Size: ref.Size, CSize: ref.CSize}, c, "hash mismatch"},
 	}
 	tests = append(tests, frameTests(t, raw, ref)...)
 	for _, tc := range tests {
@@ -72,7 +86,7 @@ func TestOpenChunkRefuses(t *testing.T) {
 			t.Errorf("%s: accepted (%d bytes)", tc.name, len(got.Bytes()))
 			continue
 		}
-		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), ref.ID.String()) {
+		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.ref.Name()) {
 			t.Errorf("%s: error %q lacks %q or the chunk ID", tc.name, err, tc.want)
 		}
 	}
@@ -124,7 +138,7 @@ func frameTests(t *testing.T, raw []byte, ref ChunkRef) []struct {
 	}, len(blobs))
 	for i, b := range blobs {
 		out[i].name, out[i].blob, out[i].want = b.name, b.blob, b.want
-		out[i].ref = ChunkRef{ID: ref.ID, Size: ref.Size, CSize: uint32(len(b.blob))}
+		out[i].ref = ChunkRef{Hash: ref.Hash, ID: ref.ID, Size: ref.Size, CSize: uint32(len(b.blob))}
 	}
 	return out
 }
@@ -154,7 +168,7 @@ func TestOpenChunkOneFrame(t *testing.T) {
 // without ever being written past their capacity.
 func TestOpenChunkReusesDst(t *testing.T) {
 	raw := bytes.Repeat([]byte("reuse "), 1000)
-	ref, c, err := CompressChunk(raw)
+	ref, c, err := CompressChunk(SHA256, raw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,11 @@ var (
 // hostile: every count is checked against the remaining input before
 // anything is allocated for it, and only canonical encodings are accepted,
 // so an accepted input re-encodes to the same bytes.
-func Decode(b []byte) (*Flist, error) {
+func Decode(b []byte) (*Flist, error) { return decode(b, Version) }
+
+// decode reads versions 1..newest: newest below Version is a reader as
+// released before Version, which a test holds to its words.
+func decode(b []byte, newest uint16) (*Flist, error) {
 	if len(b) > MaxMetadataSize {
 		return nil, fmt.Errorf("decode flist: %d bytes, limit %d", len(b), MaxMetadataSize)
 	}
@@ -38,13 +42,13 @@ func Decode(b []byte) (*Flist, error) {
 		return nil, fmt.Errorf("decode flist: bad magic %q, want %q", b[:4], Magic)
 	}
 	v := binary.LittleEndian.Uint16(b[4:])
-	if v != VersionPlain && v != VersionPacked {
-		return nil, fmt.Errorf("decode flist: unsupported version %d, this reader knows %d..%d", v, VersionPlain, Version)
+	if v < VersionPlain || v > newest {
+		return nil, fmt.Errorf("decode flist: unsupported version %d, this reader knows %d..%d", v, VersionPlain, newest)
 	}
 	if fl := binary.LittleEndian.Uint16(b[6:]); fl != 0 {
 		return nil, fmt.Errorf("decode flist: unknown flags %#04x", fl)
 	}
-	d := decoder{b: b, off: headerSize, version: v}
+	d := decoder{b: b, off: headerSize, version: v, hash: versionHash(v)}
 	n, err := d.uvarint()
 	if err != nil {
 		return nil, fmt.Errorf("decode flist: entry count: %w", err)
@@ -55,7 +59,7 @@ func Decode(b []byte) (*Flist, error) {
 	if n > uint64(d.left()/minEntrySize) {
 		return nil, fmt.Errorf("decode flist: %d entries cannot fit in %d remaining bytes", n, d.left())
 	}
-	f := &Flist{Entries: make([]Entry, n)}
+	f := &Flist{Entries: make([]Entry, n), Hash: d.hash}
 	for i := range f.Entries {
 		if err := d.entry(&f.Entries[i]); err != nil {
 			return nil, fmt.Errorf("decode flist: %w", &EntryError{Index: i, Path: f.Entries[i].Path, Err: err})
@@ -69,7 +73,8 @@ func Decode(b []byte) (*Flist, error) {
 	}
 	if f.version() != v {
 		// Version 2 without a packed file would be a second encoding of
-		// a version-1 flist, hence a second digest.
+		// a version-1 flist, hence a second digest. (Version 3 is always
+		// its own: its chunk IDs are of another hash.)
 		return nil, fmt.Errorf("decode flist: version %d but no packed file or hard link: not canonical (version %d)", v, f.version())
 	}
 	return f, nil
@@ -79,6 +84,7 @@ type decoder struct {
 	b       []byte
 	off     int
 	version uint16
+	hash    Hash // every chunk's, from the version
 }
 
 func (d *decoder) left() int { return len(d.b) - d.off }
@@ -214,6 +220,7 @@ func (d *decoder) chunk(c *ChunkRef) error {
 	}
 	copy(c.ID[:], d.b[d.off:])
 	d.off += digest.Size
+	c.Hash = d.hash
 	var err error
 	if c.Size, err = d.u32("size"); err != nil {
 		return err

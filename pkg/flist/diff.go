@@ -17,7 +17,9 @@ type Change struct {
 	// What says which fields differ for a ChangeModified entry, in
 	// Entry field order ("type", "mode", "owner", "mtime", "content",
 	// "pack", "target", "rdev"). "pack" is a packed file of unchanged size
-	// whose content now lies elsewhere: its bytes were not compared.
+	// whose content now lies elsewhere, or a file of unchanged size whose
+	// chunks the two flists name by different hashes (a version-2 and a
+	// version-3 flist): its bytes were not compared.
 	What []string
 }
 
@@ -84,11 +86,15 @@ func differs(a, b *Entry) []string {
 // contentDiffers compares content by chunk IDs (CSize may differ for the
 // same bytes). A packed file's own bytes have no ID, so one of the same
 // size that now lies elsewhere is "moved": its bytes were not compared.
+// So is one whose chunks are named by another hash: IDs of two functions
+// say nothing about each other.
 func contentDiffers(a, b *Entry) (content, moved bool) {
-	sameID := func(x, y ChunkRef) bool { return x.ID == y.ID && x.Size == y.Size }
+	sameID := func(x, y ChunkRef) bool { return x.ID == y.ID && x.Hash == y.Hash && x.Size == y.Size }
 	switch {
 	case a.Size != b.Size:
 		return true, false
+	case a.Size > 0 && a.Refs()[0].Hash != b.Refs()[0].Hash:
+		return false, true
 	case a.Pack == nil && b.Pack == nil:
 		return !slices.EqualFunc(a.Chunks, b.Chunks, sameID), false
 	case a.Pack != nil && b.Pack != nil && a.Pack.Off == b.Pack.Off && sameID(a.Pack.Chunk, b.Pack.Chunk):
@@ -115,6 +121,8 @@ func (f *Flist) Fetches() []ChunkRef {
 
 // Summary counts what an flist holds.
 type Summary struct {
+	Version  uint16 // the encoding: the oldest that holds the flist
+	Hash     Hash   // what names its chunks
 	Entries  int
 	ByType   map[Type]int
 	Bytes    uint64 // file content
@@ -129,7 +137,7 @@ type Summary struct {
 
 // Summarize counts f's entries, bytes and chunks.
 func Summarize(f *Flist) Summary {
-	s := Summary{Entries: len(f.Entries), ByType: map[Type]int{}}
+	s := Summary{Version: f.version(), Hash: f.Hash, Entries: len(f.Entries), ByType: map[Type]int{}}
 	seen := map[ChunkRef]bool{}
 	for i := range f.Entries {
 		e := &f.Entries[i]

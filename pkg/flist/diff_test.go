@@ -60,7 +60,7 @@ func TestSummarize(t *testing.T) {
 func TestComparePacked(t *testing.T) {
 	st := newMemStore()
 	put := func(s string) ChunkRef {
-		c, blob, err := CompressChunk([]byte(s))
+		c, blob, err := CompressChunk(SHA256, []byte(s))
 		must(t, err)
 		_, err = st.PutChunk(c, blob)
 		must(t, err)

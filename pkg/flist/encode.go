@@ -53,9 +53,13 @@ func appendChunk(b []byte, c ChunkRef) []byte {
 }
 
 // version is the oldest encoding that can hold f: one flist has one
-// encoding, and a tree without packed files or hard links stays readable
-// by readers that know only version 1.
+// encoding, a tree without packed files or hard links stays readable by
+// readers that know only version 1, and a SHA-256 flist by readers that
+// know only 1..2. A BLAKE3 flist is version 3 whatever it holds.
 func (f *Flist) version() uint16 {
+	if f.Hash == BLAKE3 {
+		return VersionBLAKE3
+	}
 	for i := range f.Entries {
 		if e := &f.Entries[i]; e.Pack != nil || e.Type == TypeHardlink {
 			return VersionPacked

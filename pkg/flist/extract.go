@@ -420,13 +420,19 @@ func (r *run) whole(e *Entry, content []byte) error {
 	return nil
 }
 
-// zeroIDs caches the digest of Size zero bytes for the first maxZeroSizes
-// sizes asked about: a sparse file's holes are whole chunks of one size
-// (and its last), and an flist of many sizes must not make us hash each.
+// zeroIDs caches the digest of Size zero bytes, under each hash, for the
+// first maxZeroSizes sizes asked about: a sparse file's holes are whole
+// chunks of one size (and its last), and an flist of many sizes must not
+// make us hash each.
 var (
 	zeroMu  sync.Mutex
-	zeroIDs = map[uint32]digest.Digest{}
+	zeroIDs = map[zeroKey]digest.Digest{}
 )
+
+type zeroKey struct {
+	hash Hash
+	size uint32
+}
 
 const maxZeroSizes = 64
 
@@ -434,13 +440,14 @@ const maxZeroSizes = 64
 func isZeros(c ChunkRef) bool {
 	zeroMu.Lock()
 	defer zeroMu.Unlock()
-	id, ok := zeroIDs[c.Size]
+	k := zeroKey{c.Hash, c.Size}
+	id, ok := zeroIDs[k]
 	if !ok {
 		if len(zeroIDs) >= maxZeroSizes {
 			return false // fetched and written as any chunk
 		}
-		id = digest.Of(make([]byte, c.Size))
-		zeroIDs[c.Size] = id
+		id = c.Sum(make([]byte, c.Size))
+		zeroIDs[k] = id
 	}
 	return id == c.ID
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/zeroboot/zeroboot/internal/testenv"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,15 +14,26 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zeroboot/zeroboot/internal/testenv"
 )
 
 func buildTree(t *testing.T) (dir string, files map[string][]byte, f *Flist, st *memStore) {
+	t.Helper()
+	return buildTreeVersion(t, 0)
+}
+
+// versions are the flist versions a test runs under: each chunk hash, and
+// the version without packs.
+var versions = []int{VersionPlain, VersionPacked, VersionBLAKE3}
+
+func buildTreeVersion(t *testing.T, v int) (dir string, files map[string][]byte, f *Flist, st *memStore) {
 	t.Helper()
 	testenv.NeedRoot(t, "creating device nodes and chown")
 	dir = t.TempDir()
 	files = makeTree(t, dir)
 	st = newMemStore()
-	f, err := (&Builder{ChunkSize: testChunk, Sink: st}).BuildDir(context.Background(), dir)
+	f, err := (&Builder{ChunkSize: testChunk, Sink: st, Version: v}).BuildDir(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +54,26 @@ func listDir(t *testing.T, dir string) []string {
 }
 
 func TestExtractRoundTrip(t *testing.T) {
-	_, files, f, st := buildTree(t)
+	for _, v := range versions {
+		t.Run(fmt.Sprintf("version %d", v), func(t *testing.T) { testExtractRoundTrip(t, v) })
+	}
+}
+
+func testExtractRoundTrip(t *testing.T, v int) {
+	_, files, built, st := buildTreeVersion(t, v)
+	enc, err := built.Encode()
+	if err != nil || enc[4] != byte(v) {
+		t.Fatalf("built as version %d, encoded %v, %v", v, enc[:6], err)
+	}
+	// Extract what a node would: the decoded bytes, whose chunk refs take
+	// their hash from the version alone.
+	f, err := Decode(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Hash != versionHash(uint16(v)) || !reflect.DeepEqual(f, built) {
+		t.Fatalf("version %d flist decodes with chunks named by %s, or differently from its build", v, f.Hash)
+	}
 	out := filepath.Join(t.TempDir(), "root")
 	var done, total int64
 	x := &Extractor{Source: st, Parallel: 2, Policy: Policy{AllowDevices: true, AllowSetuid: true}, Chown: true,
@@ -63,7 +92,7 @@ func TestExtractRoundTrip(t *testing.T) {
 	}
 	// Reading the result back must give the same flist: every mode, owner,
 	// time, type, target, device number and chunk.
-	again, err := (&Builder{ChunkSize: testChunk, Sink: newMemStore()}).BuildDir(context.Background(), out)
+	again, err := (&Builder{ChunkSize: testChunk, Sink: newMemStore(), Version: v}).BuildDir(context.Background(), out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +144,13 @@ func TestExtractPolicy(t *testing.T) {
 }
 
 func TestExtractTamperedChunk(t *testing.T) {
-	_, _, f, st := buildTree(t)
+	for _, v := range versions {
+		t.Run(fmt.Sprintf("version %d", v), func(t *testing.T) { testExtractTamperedChunk(t, v) })
+	}
+}
+
+func testExtractTamperedChunk(t *testing.T, v int) {
+	_, _, f, st := buildTreeVersion(t, v)
 	var e Entry
 	for _, e = range f.Entries {
 		if e.Path == "data/f5" {
@@ -129,7 +164,7 @@ func TestExtractTamperedChunk(t *testing.T) {
 	blob[len(blob)-1] ^= 0xff
 	st.blobs[c.ID] = blob
 	err := (&Extractor{Source: st, Policy: Policy{AllowDevices: true, AllowSetuid: true}}).Extract(context.Background(), f, t.TempDir())
-	want := "extract data/f5 at offset 4096: chunk " + c.ID.String() + ": content hash mismatch: got sha256:"
+	want := "extract data/f5 at offset 4096: chunk " + c.Name() + ": content hash mismatch: got " + f.Hash.String() + ":"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Extract = %v\nwant %q", err, want)
 	}
@@ -192,7 +227,7 @@ func TestExtractRefusesOversizedFile(t *testing.T) {
 func TestExtractHostile(t *testing.T) {
 	st := newMemStore()
 	body := []byte("pwned")
-	c, blob, err := CompressChunk(body)
+	c, blob, err := CompressChunk(SHA256, body)
 	must(t, err)
 	_, err = st.PutChunk(c, blob)
 	must(t, err)
@@ -236,7 +271,7 @@ func TestExtractHostile(t *testing.T) {
 func TestExtractThroughExistingSymlinks(t *testing.T) {
 	st := newMemStore()
 	body := []byte("pwned")
-	c, blob, err := CompressChunk(body)
+	c, blob, err := CompressChunk(SHA256, body)
 	must(t, err)
 	_, err = st.PutChunk(c, blob)
 	must(t, err)
@@ -273,7 +308,7 @@ func TestExtractSecondComponent(t *testing.T) {
 				f.Entries = append(f.Entries, Entry{Path: strings.TrimSuffix(p, "/"), Type: TypeDir, Mode: 0o755})
 				continue
 			}
-			c, blob, err := CompressChunk([]byte(p))
+			c, blob, err := CompressChunk(SHA256, []byte(p))
 			must(t, err)
 			_, err = st.PutChunk(c, blob)
 			must(t, err)
@@ -365,7 +400,7 @@ func TestExtractBoundedAndCancels(t *testing.T) {
 func TestExtractManyDirs(t *testing.T) {
 	st := newMemStore()
 	content := []byte("many dirs")
-	c, blob, err := CompressChunk(content)
+	c, blob, err := CompressChunk(SHA256, content)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +435,7 @@ func TestExtractManyDirs(t *testing.T) {
 // an flist whose files lie in it, across two directories.
 func packedTree(t *testing.T) (*Flist, *memStore, ChunkRef) {
 	st := newMemStore()
-	c, blob, err := CompressChunk([]byte("onetwothree"))
+	c, blob, err := CompressChunk(SHA256, []byte("onetwothree"))
 	must(t, err)
 	_, err = st.PutChunk(c, blob)
 	must(t, err)

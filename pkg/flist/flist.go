@@ -55,12 +55,17 @@ func (t Type) valid() bool { return t >= TypeFile && t <= TypeHardlink }
 const (
 	Magic = "ZBFL"
 	// Version is the newest encoding this package reads and writes.
-	// Encode writes VersionPlain when no file is packed and no entry is a
-	// hard link, so such a tree stays readable by version-1 readers;
-	// VersionPacked adds both.
-	Version         = VersionPacked
-	VersionPlain    = 1
-	VersionPacked   = 2
+	// Encode writes the oldest that holds the flist: VersionPlain when no
+	// file is packed and no entry is a hard link, so such a tree stays
+	// readable by version-1 readers; VersionPacked adds both;
+	// VersionBLAKE3 is version 2 with chunks named by BLAKE3 (Hash).
+	Version       = VersionBLAKE3
+	VersionPlain  = 1
+	VersionPacked = 2
+	VersionBLAKE3 = 3
+	// DefaultVersion is what a Builder writes unless told: the newest
+	// that every node in the field reads.
+	DefaultVersion  = VersionPacked
 	MaxMetadataSize = 64 << 20
 	MaxEntries      = 1_000_000
 	MaxPathLen      = 4096
@@ -110,6 +115,9 @@ func (e *Entry) Refs() []ChunkRef {
 // Flist is a component's tree, entries sorted by path.
 type Flist struct {
 	Entries []Entry
+	// Hash names every chunk of the flist (each ChunkRef's Hash is this
+	// one): SHA256 (the zero Hash) in versions 1 and 2, BLAKE3 in 3.
+	Hash Hash
 }
 
 // EntryError names the entry an error is about.
@@ -139,6 +147,9 @@ func (f *Flist) Validate() error {
 	if len(f.Entries) > MaxEntries {
 		return fmt.Errorf("flist: %d entries, limit %d", len(f.Entries), MaxEntries)
 	}
+	if !f.Hash.valid() {
+		return fmt.Errorf("flist: unknown chunk %s", f.Hash)
+	}
 	dirs := make(map[string]struct{})
 	files := make(map[string]struct{}) // regular files, which hard links may name
 	for i := range f.Entries {
@@ -161,6 +172,9 @@ func (f *Flist) Validate() error {
 			}
 		}
 		if err := e.check(); err != nil {
+			return &EntryError{Index: i, Path: e.Path, Err: err}
+		}
+		if err := checkHash(f.Hash, e.Refs()); err != nil {
 			return &EntryError{Index: i, Path: e.Path, Err: err}
 		}
 		switch e.Type {
@@ -288,12 +302,24 @@ func checkPack(size uint64, chunks []ChunkRef, p *PackRef) error {
 	return nil
 }
 
+// checkHash refuses a reference hashed with another function than the
+// flist's: the encoding stores IDs alone, so it would be read back as
+// naming other content.
+func checkHash(h Hash, refs []ChunkRef) error {
+	for j, c := range refs {
+		if c.Hash != h {
+			return fmt.Errorf("chunk %d (%s): named by %s in a %s flist", j, c.ID.Hex(), c.Hash, h)
+		}
+	}
+	return nil
+}
+
 func checkRef(j int, c ChunkRef) error {
 	if c.Size == 0 || c.Size > MaxChunkSize {
-		return fmt.Errorf("chunk %d (%s): size %d outside 1..%d", j, c.ID, c.Size, MaxChunkSize)
+		return fmt.Errorf("chunk %d (%s): size %d outside 1..%d", j, c.Name(), c.Size, MaxChunkSize)
 	}
 	if c.CSize == 0 || c.CSize > MaxCompressedSize {
-		return fmt.Errorf("chunk %d (%s): compressed size %d outside 1..%d", j, c.ID, c.CSize, MaxCompressedSize)
+		return fmt.Errorf("chunk %d (%s): compressed size %d outside 1..%d", j, c.Name(), c.CSize, MaxCompressedSize)
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 
 func ref(t testing.TB, content string) ChunkRef {
 	t.Helper()
-	r, _, err := CompressChunk([]byte(content))
+	r, _, err := CompressChunk(SHA256, []byte(content))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"empty", nil, "truncated"},
 		{"short header", good[:7], "truncated"},
 		{"bad magic", with(0, 'Z', 'B', 'F', 'X'), "bad magic"},
-		{"version 3", with(4, 3), "unsupported version 3, this reader knows 1..2"},
+		{"version 4", with(4, 4), "unsupported version 4, this reader knows 1..3"},
 		{"version 2 without packs", with(4, 2), "version 2 but no packed file or hard link: not canonical (version 1)"},
 		{"pack truncated", func() []byte {
 			b, err := packedSample(t).Encode()

@@ -28,6 +28,10 @@ func FuzzDecode(f *testing.F) {
 		f.Add(p[:len(p)-1])
 	}
 	f.Add(append([]byte("ZBFL\x02\x00"), good[6:]...))
+	if b3, err := withHash(f, packedSample(f), BLAKE3).Encode(); err == nil {
+		f.Add(b3)
+		f.Add(append([]byte("ZBFL\x02\x00"), b3[6:]...))
+	}
 	f.Add(encodeRaw([]Entry{{Path: "a", Type: TypeDir}, {Path: "a", Type: TypeDir}}))
 	f.Add(encodeRaw([]Entry{{Path: "..", Type: TypeDir}}))
 	f.Add(encodeRaw([]Entry{{Path: "a", Type: TypeDir}, {Path: "a/../b", Type: TypeFile}}))

@@ -43,13 +43,17 @@ type Uploader struct {
 // size of the copy the server stores.
 const StoredSizeHeader = "X-Zeroboot-Stored-Size"
 
+// HashHeader names, in a chunk upload, the hash the chunk's name is of
+// (flist.Hash's String); a server takes an upload without it as SHA-256.
+const HashHeader = "X-Zeroboot-Hash"
+
 // PutChunk uploads one compressed chunk and returns the reference as the
 // server stores it.
 func (u *Uploader) PutChunk(ref flist.ChunkRef, compressed []byte) (flist.ChunkRef, error) {
 	if len(compressed) != int(ref.CSize) {
 		return ref, fmt.Errorf("upload %s: %d bytes, declared %d", ref, len(compressed), ref.CSize)
 	}
-	hdr := http.Header{"X-Zeroboot-Size": {strconv.FormatUint(uint64(ref.Size), 10)}}
+	hdr := http.Header{"X-Zeroboot-Size": {strconv.FormatUint(uint64(ref.Size), 10)}, HashHeader: {ref.Hash.String()}}
 	reply, err := u.put("/v1/admin/store/chunks/"+ref.ID.Hex(), hdr, compressed)
 	if err != nil {
 		return ref, fmt.Errorf("upload %s: %w", ref, err)

@@ -201,6 +201,7 @@ func TestUploadRequest(t *testing.T) {
 		{"method", got.Method, http.MethodPut},
 		{"path", got.URL.Path, "/v1/admin/store/chunks/" + ref.ID.Hex()},
 		{"size header", got.Header.Get("X-Zeroboot-Size"), strconv.Itoa(int(ref.Size))},
+		{"hash header", got.Header.Get(HashHeader), "sha256"},
 		{"authorization", got.Header.Get("Authorization"), "Bearer tok"},
 		{"content length", strconv.FormatInt(got.ContentLength, 10), strconv.Itoa(len(c))},
 	} {

@@ -18,7 +18,7 @@ func BenchmarkServeChunks(b *testing.B) {
 	for range 32 {
 		raw := make([]byte, 1<<20)
 		rand.Read(raw)
-		ref, comp, err := flist.CompressChunk(raw)
+		ref, comp, err := flist.CompressChunk(flist.SHA256, raw)
 		if err != nil {
 			b.Fatal(err)
 		}

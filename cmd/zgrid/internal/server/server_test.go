@@ -325,7 +325,7 @@ func TestMalformedRequests(t *testing.T) {
 	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable"}`)), 201)
 	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"empty","channel":"beta"}`)), 201)
 	raw := []byte("some chunk content")
-	cref, comp, _ := flist.CompressChunk(raw)
+	cref, comp, _ := flist.CompressChunk(flist.SHA256, raw)
 	hexID := cref.ID.Hex()
 	zero := strings.Repeat("0", 64)
 	for _, tc := range []struct {
@@ -356,6 +356,10 @@ func TestMalformedRequests(t *testing.T) {
 		{"put chunk no size", "PUT", "/v1/admin/store/chunks/" + hexID, asAdmin, comp, 400, "X-Zeroboot-Size"},
 		{"put chunk wrong size", "PUT", "/v1/admin/store/chunks/" + hexID, with(asAdmin, "X-Zeroboot-Size", "5"), comp, 400, "inflates"},
 		{"put chunk wrong id", "PUT", "/v1/admin/store/chunks/" + zero, with(asAdmin, "X-Zeroboot-Size", fmt.Sprint(len(raw))), comp, 400, "hash mismatch"},
+		// A SHA-256 name uploaded as BLAKE3: the server hashes with the
+		// hash the uploader names, and the bytes do not match under it.
+		{"put chunk other hash", "PUT", "/v1/admin/store/chunks/" + hexID, with(with(asAdmin, "X-Zeroboot-Size", fmt.Sprint(len(raw))), "X-Zeroboot-Hash", "blake3"), comp, 400, "chunk blake3:" + hexID + ": content hash mismatch"},
+		{"put chunk unknown hash", "PUT", "/v1/admin/store/chunks/" + hexID, with(with(asAdmin, "X-Zeroboot-Size", fmt.Sprint(len(raw))), "X-Zeroboot-Hash", "md5"), comp, 400, "X-Zeroboot-Hash"},
 		{"put chunk huge", "PUT", "/v1/admin/store/chunks/" + hexID, with(asAdmin, "X-Zeroboot-Size", "1"), make([]byte, flist.MaxCompressedSize+1), 413, "limit"},
 		{"put flist wrong digest", "PUT", "/v1/admin/store/flists/" + zero, asAdmin, []byte("ZBFL"), 400, "hashes to"},
 		{"put flist garbage", "PUT", "/v1/admin/store/flists/" + digest.Of([]byte("ZBFLjunk")).Hex(), asAdmin, []byte("ZBFLjunk"), 400, "flist"},
@@ -444,7 +448,7 @@ func TestBootWithoutFarmUsesDefault(t *testing.T) {
 func TestChunkUploadKeepsFirstCopy(t *testing.T) {
 	e := newEnv(t)
 	raw := bytes.Repeat([]byte("two encodings of one chunk "), 2000)
-	cref, small, err := flist.CompressChunk(raw)
+	cref, small, err := flist.CompressChunk(flist.SHA256, raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -542,5 +546,39 @@ func TestMirrorsFirst(t *testing.T) {
 	}
 	if !slices.Equal(resp.Stores, []string{"https://mirror.example/store", e.ts.URL + "/store"}) {
 		t.Fatalf("stores %q, want the mirror first", resp.Stores)
+	}
+}
+
+// TestUploadBothHashes: a tree built as a version-2 and a version-3 flist
+// through the admin store API (store.Uploader names each chunk's hash in
+// X-Zeroboot-Hash) is stored whole under each, and every chunk the store
+// serves verifies under its flist's hash.
+func TestUploadBothHashes(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "data"), bytes.Repeat([]byte("blake3 or sha256 "), 20000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up := &store.Uploader{URL: e.ts.URL, Token: token, Client: e.hc}
+	for _, v := range []int{flist.VersionPacked, flist.VersionBLAKE3} {
+		f, err := (&flist.Builder{ChunkSize: 64 << 10, Sink: up, Version: v}).BuildDir(context.Background(), dir)
+		if err != nil {
+			t.Fatalf("version %d: %v", v, err)
+		}
+		enc, err := f.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := up.PutFlist(enc)
+		if err != nil {
+			t.Fatalf("version %d: %v", v, err)
+		}
+		e.must(e.do("GET", "/store/"+flist.FlistName(id), nil, nil), 200)
+		for _, c := range f.Fetches() {
+			a := e.must(e.do("GET", "/store/"+flist.ChunkName(c.ID), nil, nil), 200)
+			if _, err := flist.OpenChunk(c, []byte(a.body), nil); err != nil || c.Hash != f.Hash {
+				t.Errorf("version %d: served %s (flist's hash %s): %v", v, c, f.Hash, err)
+			}
+		}
 	}
 }

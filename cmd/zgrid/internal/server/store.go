@@ -78,6 +78,10 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, what string, 
 // record that size (store.Uploader reads it).
 const storedSizeHeader = "X-Zeroboot-Stored-Size"
 
+// hashHeader names the hash a chunk upload's name is of (store.Uploader
+// sends it: "sha256" or "blake3").
+const hashHeader = "X-Zeroboot-Hash"
+
 // putChunk stores an uploaded chunk after checking it against its name and
 // declared size, so the store never holds bytes that fail OpenChunk.
 func (s *Server) putChunk(w http.ResponseWriter, r *http.Request) {
@@ -99,11 +103,15 @@ func (s *Server) acceptChunk(w http.ResponseWriter, r *http.Request) (flist.Chun
 	if err != nil || size == 0 || size > flist.MaxChunkSize {
 		return flist.ChunkRef{}, fail(http.StatusBadRequest, "header X-Zeroboot-Size %q: want the uncompressed size, 1..%d", r.Header.Get("X-Zeroboot-Size"), flist.MaxChunkSize)
 	}
+	h, err := chunkHash(r.Header.Get(hashHeader))
+	if err != nil {
+		return flist.ChunkRef{}, err
+	}
 	body, err := readBody(w, r, flist.MaxCompressedSize)
 	if err != nil {
 		return flist.ChunkRef{}, err
 	}
-	ref := flist.ChunkRef{ID: id, Size: uint32(size), CSize: uint32(len(body))}
+	ref := flist.ChunkRef{ID: id, Size: uint32(size), CSize: uint32(len(body)), Hash: h}
 	if _, err := flist.OpenChunk(ref, body, nil); err != nil {
 		return ref, fail(http.StatusBadRequest, "%v", err)
 	}
@@ -111,10 +119,23 @@ func (s *Server) acceptChunk(w http.ResponseWriter, r *http.Request) (flist.Chun
 	if err != nil {
 		return ref, err
 	}
-	if stored.ID != ref.ID || stored.Size != ref.Size || stored.CSize == 0 || stored.CSize > flist.MaxCompressedSize {
+	if stored.ID != ref.ID || stored.Hash != ref.Hash || stored.Size != ref.Size || stored.CSize == 0 || stored.CSize > flist.MaxCompressedSize {
 		return ref, fail(http.StatusInternalServerError, "chunk %s stored as %s", ref, stored)
 	}
 	return stored, nil
+}
+
+// chunkHash reads the hash an upload's name is of: absent is SHA-256, as
+// uploaders before version-3 flists sent none.
+func chunkHash(v string) (flist.Hash, error) {
+	if v == "" {
+		return flist.SHA256, nil
+	}
+	h, err := flist.ParseHash(v)
+	if err != nil {
+		return h, fail(http.StatusBadRequest, "header %s: %v", hashHeader, err)
+	}
+	return h, nil
 }
 
 func (s *Server) putFlist(w http.ResponseWriter, r *http.Request) {
