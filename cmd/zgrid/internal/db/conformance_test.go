@@ -1,0 +1,27 @@
+package db_test
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db/dbtest"
+)
+
+// TestConformance runs the suite every Records backend passes on bbolt;
+// one process holds the file, so both handles are the same.
+func TestConformance(t *testing.T) {
+	dbtest.Run(t, func(t *testing.T) (db.Records, db.Records) {
+		p := filepath.Join(t.TempDir(), "zgrid.db")
+		if err := db.Create(p); err != nil {
+			t.Fatal(err)
+		}
+		d, err := db.Open(p, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d, d
+	})
+}
