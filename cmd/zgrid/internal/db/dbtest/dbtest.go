@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -322,16 +323,19 @@ func concurrentBoots(t *testing.T, a, b db.Records) {
 	const limit, newIDs, rounds = 30, 60, 3
 	var wg sync.WaitGroup
 	errs := make([]error, newIDs*rounds)
+	start := make(chan struct{}) // all at once, not in the order started
 	for r := range rounds {
 		for i := range newIDs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				<-start
 				k := r*newIDs + i
 				errs[k] = pick(k, a, b).RecordBoot(db.Boot{Request: registry.BootRequest{NodeID: fmt.Sprintf("n%02d", i)}, Token: Tok(k), MaxNodes: limit}, t0)
 			}()
 		}
 	}
+	close(start)
 	wg.Wait()
 	booted := map[string]bool{}
 	for k, err := range errs {
@@ -356,43 +360,38 @@ func concurrentBoots(t *testing.T, a, b db.Records) {
 			t.Errorf("node %s recorded though every boot of it was refused", n.ID)
 		}
 	}
-	// Reports through the other handle, at once, each with a token of
-	// its node's boots: all are recorded.
-	errs = errs[:0]
-	var mu sync.Mutex
-	for i, n := range ns {
+	// Reports through the other handle, at once, one with each boot's
+	// token: fewer boots than KeepTokens each, so every answered boot's
+	// token is still valid (none lost to a concurrent boot of its node),
+	// and no refused boot's is.
+	bootErrs := slices.Clone(errs)
+	for k, bootErr := range bootErrs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var err error
-			for r := range rounds {
-				// Which round's boot of the node won is not known:
-				// try each; only one token may be refused per miss.
-				k := r*newIDs + idx(n.ID)
-				if err = pick(i+1, a, b).RecordStatus(registry.StatusReport{NodeID: n.ID, Source: "pid1", State: "ready", Token: Tok(k)}, nil, t0); err == nil {
-					break
-				}
+			id := fmt.Sprintf("n%02d", k%newIDs)
+			err := pick(k+1, a, b).RecordStatus(registry.StatusReport{NodeID: id, Source: "pid1", State: "ready", Token: Tok(k)}, nil, t0)
+			switch {
+			case bootErr == nil && err != nil:
+				errs[k] = fmt.Errorf("report with the token of answered boot %d of %s: %w", k, id, err)
+			case bootErr != nil && booted[id] && !errors.Is(err, db.ErrToken):
+				errs[k] = fmt.Errorf("report with the token of refused boot %d of %s: %v, want ErrToken", k, id, err)
+			case bootErr != nil && !booted[id] && !errors.Is(err, db.ErrNotFound):
+				errs[k] = fmt.Errorf("report for %s, never recorded: %v, want ErrNotFound", id, err)
+			default:
+				errs[k] = nil
 			}
-			mu.Lock()
-			errs = append(errs, err)
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			t.Errorf("report: %v", err)
+			t.Error(err)
 		}
 	}
 	if states, _ := a.NodeStates(); !maps.Equal(states, map[string]int{registry.StateReady: limit}) {
 		t.Fatalf("after reports: states %v, want %d ready", states, limit)
 	}
-}
-
-func idx(id string) int {
-	var i int
-	fmt.Sscanf(id, "n%d", &i)
-	return i
 }
 
 // The per-state counts follow every boot and report, and only committed
