@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/zeroboot/zeroboot/internal/testenv"
+	"github.com/zeroboot/zeroboot/pkg/registry"
+)
+
+// startServe runs zgrid serve on data with args until the test ends and
+// returns its URL once it is healthy.
+func startServe(t *testing.T, c cli, data string, env []string, args ...string) string {
+	t.Helper()
+	port := freePort(t)
+	url := fmt.Sprintf("https://127.0.0.1:%d", port)
+	var log bytes.Buffer
+	srv := exec.Command(c.bin, append([]string{"serve", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, args...)...)
+	srv.Env = append(os.Environ(), env...)
+	srv.Stdout, srv.Stderr = &log, &log
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	waitHealthy(t, url, filepath.Join(data, "tls", "ca.pem"), &log)
+	return url
+}
+
+// TestReplicas: two zgrid serve processes on one PostgreSQL database (and
+// one data directory, as replicas sharing their store would) are one
+// registry. A node boots through one and reports through the other with
+// its token; boots at once through both record every node once and hold
+// --max-nodes; admin commands with --data do not touch the stale zgrid.db.
+func TestReplicas(t *testing.T) {
+	pg := testenv.Postgres(t, "fsync=off")
+	pgURL := pg.URL(pg.NewDatabase(t))
+	c := cli{t: t, bin: zgrid(t)}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "grid")
+	c.run(0, "init", "--data", data)
+	for _, k := range []string{"root", "rel"} {
+		c.run(0, "key", "new", "--out", filepath.Join(dir, k+".key"))
+	}
+	c.run(0, "root", "init", "--data", data, "--root-key", filepath.Join(dir, "root.key.pub"), "--sign", filepath.Join(dir, "root.key"), "--release-key", filepath.Join(dir, "rel.key.pub"))
+	tree := filepath.Join(dir, "tree", "bin")
+	os.MkdirAll(tree, 0o755)
+	os.WriteFile(filepath.Join(tree, "core0"), []byte("#!/bin/sh\n"), 0o755)
+	out, _ := c.run(0, "flist", "build", "--data", data, filepath.Dir(tree))
+	fl := strings.Fields(out)[len(strings.Fields(out))-1]
+
+	// The password stays off the command line.
+	if _, errs := c.run(1, "serve", "--data", data, "--postgres", "postgres://zgrid:hunter2@127.0.0.1/x"); !strings.Contains(errs, "--postgres: the URL holds a password") || strings.Contains(errs, "hunter2") {
+		t.Errorf("password in --postgres: %s", errs)
+	}
+	const limit = 40
+	flags := []string{"--postgres", pgURL, "--rate", "0", "--max-nodes", fmt.Sprint(limit)}
+	a := startServe(t, c, data, nil, flags...)
+	// The second replica takes its URL from the environment.
+	b := startServe(t, c, data, []string{"ZGRID_POSTGRES=" + pgURL}, flags[2:]...)
+
+	// Made through one replica, seen through the other.
+	c.run(0, "farm", "create", "demo", "--channel", "stable", "--data", data, "--server", a)
+	out, _ = c.run(0, "release", "publish", "--data", data, "--server", b, "--key", filepath.Join(dir, "rel.key"), "--channel", "stable", "--version", "1",
+		"--component", "name=core0,flist="+fl+",mount=/", "--entry", "/bin/core0")
+	if !strings.Contains(out, "published stable version 1") {
+		t.Fatalf("publish through replica B: %s", out)
+	}
+	if out, _ := c.run(0, "farm", "list", "--data", data, "--server", b); !strings.Contains(out, "demo") {
+		t.Errorf("farm made through A not listed by B:\n%s", out)
+	}
+
+	hc := httpsClient(t, filepath.Join(data, "tls", "ca.pem"))
+	tok, code := boot(t, hc, a, "n-one")
+	if code != http.StatusOK {
+		t.Fatalf("boot through A: HTTP %d", code)
+	}
+	if code := report(t, hc, b, "n-one", tok, registry.StateReady); code/100 != 2 {
+		t.Fatalf("report through B with A's token: HTTP %d", code)
+	}
+	if code := report(t, hc, b, "n-one", strings.Repeat("0", len(tok)), registry.StateReady); code != http.StatusForbidden && code != http.StatusUnauthorized {
+		t.Errorf("report through B with a wrong token: HTTP %d, want refused", code)
+	}
+	if out, _ := c.run(0, "node", "show", "n-one", "--data", data, "--server", a, "-o", "json"); !strings.Contains(out, `"state": "ready"`) {
+		t.Errorf("A does not see the report B took:\n%s", out)
+	}
+
+	// Boots at once through both, each reporting through the other.
+	const nodes = 100
+	var wg sync.WaitGroup
+	codes := make([]int, nodes)
+	reports := make([]int, nodes)
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			via, other := a, b
+			if i%2 == 1 {
+				via, other = b, a
+			}
+			id := fmt.Sprintf("storm-%03d", i)
+			tok, codes[i] = boot(t, hc, via, id)
+			if codes[i] == http.StatusOK {
+				reports[i] = report(t, hc, other, id, tok, registry.StateReady)
+			}
+		}()
+	}
+	wg.Wait()
+	answered := 0
+	for i := range nodes {
+		switch {
+		case codes[i] == http.StatusOK:
+			answered++
+			if reports[i]/100 != 2 {
+				t.Errorf("node %d: report through the other replica: HTTP %d", i, reports[i])
+			}
+		case codes[i] != http.StatusServiceUnavailable:
+			t.Errorf("node %d: boot HTTP %d, want 200 or 503 (limit)", i, codes[i])
+		}
+	}
+	var list []registry.Node
+	out, _ = c.run(0, "node", "list", "--data", data, "--server", b, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatal(err)
+	}
+	ready := 0
+	for _, n := range list {
+		if n.State == registry.StateReady {
+			ready++
+		}
+	}
+	// n-one, then 39 of the storm: the limit is the registry's, not each
+	// replica's.
+	if answered != limit-1 || len(list) != limit || ready != limit {
+		t.Errorf("%d storm boots answered, %d nodes listed, %d ready: want %d, %d, %d", answered, len(list), ready, limit-1, limit, limit)
+	}
+
+	// --data alone goes to the server (at the default address, not this
+	// test's), never to the zgrid.db zgrid init left.
+	for _, tc := range []struct {
+		want string
+		args []string
+	}{
+		{defaultURL, []string{"node", "list", "--data", data}},
+		{"use pg_dump", []string{"backup", "--data", data, filepath.Join(dir, "b.db")}},
+		{"restore them with pg_restore", []string{"restore", "--data", data, filepath.Join(dir, "b.db")}},
+		{"are in PostgreSQL", []string{"serve", "--data", data, "--listen", "127.0.0.1:0"}},
+	} {
+		if _, errs := c.run(1, tc.args...); !strings.Contains(errs, tc.want) {
+			t.Errorf("zgrid %s: %s, want %q", strings.Join(tc.args, " "), errs, tc.want)
+		}
+	}
+	if _, errs := c.run(1, "backup", "--data", data, "--server", a, filepath.Join(dir, "b.db")); !strings.Contains(errs, "pg_dump") {
+		t.Errorf("backup through a replica: %s", errs)
+	}
+}
+
+// boot asks url's /v1/boot for node id and returns its token.
+func boot(t *testing.T, hc *http.Client, url, id string) (string, int) {
+	body, _ := json.Marshal(registry.BootRequest{Protocol: registry.Protocol, NodeID: id, Farm: "demo", Agent: "replicas-test"})
+	resp, err := hc.Post(url+"/v1/boot", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Error(err)
+		return "", 0
+	}
+	defer resp.Body.Close()
+	var ans registry.BootResponse
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+			t.Error(err)
+		}
+	}
+	return ans.Token, resp.StatusCode
+}
+
+// report sends a PID 1 status report for id to url.
+func report(t *testing.T, hc *http.Client, url, id, token, state string) int {
+	body, _ := json.Marshal(registry.StatusReport{NodeID: id, Source: registry.SourcePID1, State: state, Token: token})
+	resp, err := hc.Post(url+"/v1/status", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
