@@ -25,6 +25,10 @@ import (
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
+// DefaultMaxConns is each replica's connections to PostgreSQL unless the
+// URL says pool_max_conns=N.
+const DefaultMaxConns = 16
+
 // opTimeout bounds one operation, so that a database that stopped
 // answering fails requests instead of holding them.
 const opTimeout = 30 * time.Second
@@ -45,6 +49,12 @@ func Config(url, password string) (*pgxpool.Config, error) {
 	}
 	if password != "" {
 		c.ConnConfig.Password = password
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgxpool's default is the CPU count; a boot's transaction
+		// mostly waits for its commit to reach the disk, and more in
+		// flight share one WAL flush (group commit).
+		c.MaxConns = DefaultMaxConns
 	}
 	return c, nil
 }
