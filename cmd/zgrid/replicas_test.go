@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/zeroboot/zeroboot/internal/testenv"
+	"github.com/zeroboot/zeroboot/pkg/atomicfile"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
@@ -60,11 +63,15 @@ func TestReplicas(t *testing.T) {
 	if _, errs := c.run(1, "serve", "--data", data, "--postgres", "postgres://zgrid:hunter2@127.0.0.1/x"); !strings.Contains(errs, "--postgres: the URL holds a password") || strings.Contains(errs, "hunter2") {
 		t.Errorf("password in --postgres: %s", errs)
 	}
+	// The store published as static files, as rclone sync would copy it,
+	// served by a plain file server: B hands it to nodes first.
+	mirror := httptest.NewServer(http.FileServer(http.Dir(syncStore(t, filepath.Join(data, "store")))))
+	defer mirror.Close()
 	const limit = 40
 	flags := []string{"--postgres", pgURL, "--rate", "0", "--max-nodes", fmt.Sprint(limit)}
 	a := startServe(t, c, data, nil, flags...)
 	// The second replica takes its URL from the environment.
-	b := startServe(t, c, data, []string{"ZGRID_POSTGRES=" + pgURL}, flags[2:]...)
+	b := startServe(t, c, data, []string{"ZGRID_POSTGRES=" + pgURL}, append(flags[2:], "--mirror", mirror.URL, "--mirrors-first")...)
 
 	// Made through one replica, seen through the other.
 	c.run(0, "farm", "create", "demo", "--channel", "stable", "--data", data, "--server", a)
@@ -77,10 +84,20 @@ func TestReplicas(t *testing.T) {
 		t.Errorf("farm made through A not listed by B:\n%s", out)
 	}
 
+	if _, errs := c.run(0, "flist", "extract", "--store", mirror.URL, fl, filepath.Join(dir, "out")); !strings.Contains(errs, "extracted") {
+		t.Errorf("flist extract from the synced store: %s", errs)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "out", "bin", "core0")); err != nil || string(b) != "#!/bin/sh\n" {
+		t.Errorf("extracted from the synced store: %q, %v", b, err)
+	}
+
 	hc := httpsClient(t, filepath.Join(data, "tls", "ca.pem"))
 	tok, code := boot(t, hc, a, "n-one")
 	if code != http.StatusOK {
 		t.Fatalf("boot through A: HTTP %d", code)
+	}
+	if _, stores := bootStores(t, hc, b, "n-mirror"); len(stores) != 2 || stores[0] != mirror.URL {
+		t.Errorf("B's boot answer offers stores %v, want the mirror %s first", stores, mirror.URL)
 	}
 	if code := report(t, hc, b, "n-one", tok, registry.StateReady); code/100 != 2 {
 		t.Fatalf("report through B with A's token: HTTP %d", code)
@@ -136,10 +153,10 @@ func TestReplicas(t *testing.T) {
 			ready++
 		}
 	}
-	// n-one, then 39 of the storm: the limit is the registry's, not each
+	// n-one and n-mirror, then 38 of the storm: the limit is the registry's, not each
 	// replica's.
-	if answered != limit-1 || len(list) != limit || ready != limit {
-		t.Errorf("%d storm boots answered, %d nodes listed, %d ready: want %d, %d, %d", answered, len(list), ready, limit-1, limit, limit)
+	if answered != limit-2 || len(list) != limit || ready != limit-1 {
+		t.Errorf("%d storm boots answered, %d nodes listed, %d ready: want %d, %d, %d", answered, len(list), ready, limit-2, limit, limit-1)
 	}
 
 	// --data alone goes to the server (at the default address, not this
@@ -162,6 +179,30 @@ func TestReplicas(t *testing.T) {
 	}
 }
 
+// syncStore copies store as rclone sync --exclude '.tmp-*' would, to a
+// new directory it returns.
+func syncStore(t *testing.T, store string) string {
+	dst := t.TempDir()
+	err := filepath.WalkDir(store, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || strings.HasPrefix(d.Name(), atomicfile.TempPrefix) {
+			return err
+		}
+		rel, _ := filepath.Rel(store, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
 // boot asks url's /v1/boot for node id and returns its token.
 func boot(t *testing.T, hc *http.Client, url, id string) (string, int) {
 	body, _ := json.Marshal(registry.BootRequest{Protocol: registry.Protocol, NodeID: id, Farm: "demo", Agent: "replicas-test"})
@@ -178,6 +219,19 @@ func boot(t *testing.T, hc *http.Client, url, id string) (string, int) {
 		}
 	}
 	return ans.Token, resp.StatusCode
+}
+
+// bootStores is boot, returning the stores the answer offers.
+func bootStores(t *testing.T, hc *http.Client, url, id string) (int, []string) {
+	body, _ := json.Marshal(registry.BootRequest{Protocol: registry.Protocol, NodeID: id, Farm: "demo", Agent: "replicas-test"})
+	resp, err := hc.Post(url+"/v1/boot", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ans registry.BootResponse
+	json.NewDecoder(resp.Body).Decode(&ans)
+	return resp.StatusCode, ans.Stores
 }
 
 // report sends a PID 1 status report for id to url.
