@@ -22,10 +22,104 @@ type lockedNode struct {
 	known  bool
 }
 
-func lockNode(ctx context.Context, tx pgx.Tx, id string) (lockedNode, error) {
+// errNotKnown is a change that needs the node to exist.
+func errNotKnown(id string) error { return fmt.Errorf("node %s: %w", id, db.ErrNotFound) }
+
+// nodeTx reads node id FOR UPDATE, lets change decide what it becomes, and
+// writes that: one transaction in two round trips, the BEGIN sent with the
+// read and the COMMIT with the write. A boot storm is three of these per
+// node; one statement a round trip made it five each. change returns the
+// node limit a new node is counted against (0: none), and may run more
+// than once when a conflicting transaction forces a retry.
+func (d *DB) nodeTx(id string, change func(l *lockedNode) (maxNodes int, err error)) error {
+	ctx, cancel := d.ctx()
+	defer cancel()
+	var err error
+	for range 10 {
+		if err = d.nodeTxOnce(ctx, id, change); !retryable(err) {
+			return err
+		}
+	}
+	return fmt.Errorf("node %s: gave up after 10 conflicting attempts: %w", id, err)
+}
+
+func (d *DB) nodeTxOnce(ctx context.Context, id string, change func(l *lockedNode) (int, error)) error {
+	c, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", id, err)
+	}
+	defer c.Release()
+	defer func() {
+		// An error left the transaction open (or failed, its COMMIT
+		// skipped): end it, so the connection goes back clean.
+		if c.Conn().PgConn().TxStatus() != 'I' {
+			c.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SELECT doc, tokens FROM zgrid_nodes WHERE id = $1 FOR UPDATE", id)
+	br := c.SendBatch(ctx, b)
+	l, err := readNode(br, id)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("node %s: %w", id, cerr)
+	}
+	if err != nil {
+		return err
+	}
+	maxNodes, err := change(&l)
+	if err != nil {
+		return err
+	}
+	doc, err := json.Marshal(l.n)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", id, err)
+	}
+	if l.tokens == nil {
+		l.tokens = []byte{}
+	}
+	w := &pgx.Batch{}
+	if l.known {
+		w.Queue("UPDATE zgrid_nodes SET farm = $2, state = $3, tokens = $4, doc = $5 WHERE id = $1", id, l.n.Farm, l.n.State, l.tokens, string(doc))
+	} else {
+		// The count and the row in one statement: the row goes in only
+		// if the count went up. The count's one row is what new nodes
+		// queue on, so it is locked here, with the COMMIT right behind.
+		// A node another transaction inserted meanwhile is a unique
+		// violation, retried as a known node.
+		w.Queue(`WITH counted AS (UPDATE zgrid_meta SET nodes = nodes + 1 WHERE $6 <= 0 OR nodes < $6 RETURNING nodes)
+INSERT INTO zgrid_nodes (id, farm, state, tokens, doc) SELECT $1, $2, $3, $4, $5 FROM counted`, id, l.n.Farm, l.n.State, l.tokens, string(doc), maxNodes)
+	}
+	w.Queue("COMMIT")
+	br = c.SendBatch(ctx, w)
+	t, err := br.Exec()
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("node %s: %w", id, err)
+	}
+	if !l.known && t.RowsAffected() == 0 {
+		var count int64
+		if err := c.QueryRow(ctx, "SELECT nodes FROM zgrid_meta").Scan(&count); err != nil {
+			return fmt.Errorf("node %s: count nodes: %w", id, err)
+		}
+		return db.FullError(id, uint64(count))
+	}
+	return nil
+}
+
+// readNode reads the results of BEGIN and the node's SELECT.
+func readNode(br pgx.BatchResults, id string) (lockedNode, error) {
+	if _, err := br.Exec(); err != nil {
+		return lockedNode{}, fmt.Errorf("node %s: begin: %w", id, err)
+	}
 	var doc []byte
 	l := lockedNode{known: true}
-	err := tx.QueryRow(ctx, "SELECT doc, tokens FROM zgrid_nodes WHERE id = $1 FOR UPDATE", id).Scan(&doc, &l.tokens)
+	err := br.QueryRow().Scan(&doc, &l.tokens)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return lockedNode{}, nil
 	}
@@ -38,126 +132,61 @@ func lockNode(ctx context.Context, tx pgx.Tx, id string) (lockedNode, error) {
 	return l, nil
 }
 
-// save writes a locked node back, or inserts a new one counted against
-// maxNodes. The count is raised last, just before the commit, because its
-// one row is what concurrent new nodes queue on: a new node holds it for
-// the shortest time, while known nodes never touch it.
-func (l *lockedNode) save(ctx context.Context, tx pgx.Tx, maxNodes int) error {
-	doc, err := json.Marshal(l.n)
-	if err != nil {
-		return fmt.Errorf("node %s: %w", l.n.ID, err)
-	}
-	if l.tokens == nil {
-		l.tokens = []byte{}
-	}
-	if l.known {
-		_, err := tx.Exec(ctx, "UPDATE zgrid_nodes SET farm = $2, state = $3, tokens = $4, doc = $5 WHERE id = $1", l.n.ID, l.n.Farm, l.n.State, l.tokens, string(doc))
-		if err != nil {
-			return fmt.Errorf("node %s: %w", l.n.ID, err)
-		}
-		return nil
-	}
-	t, err := tx.Exec(ctx, "INSERT INTO zgrid_nodes (id, farm, state, tokens, doc) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING", l.n.ID, l.n.Farm, l.n.State, l.tokens, string(doc))
-	if err != nil {
-		return fmt.Errorf("node %s: %w", l.n.ID, err)
-	}
-	if t.RowsAffected() == 0 {
-		// Another replica recorded the node first: start over, as a
-		// known node now.
-		return errRetry
-	}
-	var count int64
-	err = tx.QueryRow(ctx, "UPDATE zgrid_meta SET nodes = nodes + 1 WHERE $1 <= 0 OR nodes < $1 RETURNING nodes", maxNodes).Scan(&count)
-	if errors.Is(err, pgx.ErrNoRows) {
-		if err := tx.QueryRow(ctx, "SELECT nodes FROM zgrid_meta").Scan(&count); err != nil {
-			return fmt.Errorf("node %s: count nodes: %w", l.n.ID, err)
-		}
-		return db.FullError(l.n.ID, uint64(count))
-	}
-	if err != nil {
-		return fmt.Errorf("node %s: count nodes: %w", l.n.ID, err)
-	}
-	return nil
-}
-
-// nodeFor locks the request's node, or starts a new one, and refreshes
-// what every request says.
-func nodeFor(ctx context.Context, tx pgx.Tx, req registry.BootRequest, now time.Time) (lockedNode, error) {
-	l, err := lockNode(ctx, tx, req.NodeID)
-	if err != nil {
-		return l, err
-	}
+// seen starts a new node, or refreshes a known one, as every boot
+// request does.
+func seen(l *lockedNode, req registry.BootRequest, now time.Time) {
 	if !l.known {
-		l.n = registry.Node{ID: req.NodeID, FirstSeen: now}
+		l.n, l.tokens = registry.Node{ID: req.NodeID, FirstSeen: now}, nil
 	}
 	db.Seen(&l.n, req, now)
-	return l, nil
 }
 
 // RecordBoot notes that a node asked to boot and what it was answered,
 // as db.DB's does.
 func (d *DB) RecordBoot(b db.Boot, now time.Time) error {
-	return d.tx(func(ctx context.Context, tx pgx.Tx) error {
-		l, err := nodeFor(ctx, tx, b.Request, now)
-		if err != nil {
-			return err
-		}
+	return d.nodeTx(b.Request.NodeID, func(l *lockedNode) (int, error) {
+		seen(l, b.Request, now)
 		db.ApplyBoot(&l.n, b, now)
-		if l.tokens, err = db.PushToken(l.tokens, b.Request.NodeID, b.Token); err != nil {
-			return err
-		}
-		return l.save(ctx, tx, b.MaxNodes)
+		var err error
+		l.tokens, err = db.PushToken(l.tokens, b.Request.NodeID, b.Token)
+		return b.MaxNodes, err
 	})
 }
 
 // RecordPending keeps a node that an approval farm holds.
 func (d *DB) RecordPending(req registry.BootRequest, ident registry.Identity, maxNodes int, now time.Time) error {
-	return d.tx(func(ctx context.Context, tx pgx.Tx) error {
-		l, err := nodeFor(ctx, tx, req, now)
-		if err != nil {
-			return err
-		}
+	return d.nodeTx(req.NodeID, func(l *lockedNode) (int, error) {
+		seen(l, req, now)
 		db.ApplyPending(&l.n, ident)
-		return l.save(ctx, tx, maxNodes)
+		return maxNodes, nil
 	})
 }
 
 // RecordStatus stores a node's report: an unknown node is ErrNotFound, a
 // token not among its last KeepTokens ErrToken.
 func (d *DB) RecordStatus(rep registry.StatusReport, att *registry.Attestation, now time.Time) error {
-	return d.tx(func(ctx context.Context, tx pgx.Tx) error {
-		l, err := lockNode(ctx, tx, rep.NodeID)
-		if err != nil {
-			return err
-		}
+	return d.nodeTx(rep.NodeID, func(l *lockedNode) (int, error) {
 		if !l.known {
-			return fmt.Errorf("node %s: %w", rep.NodeID, db.ErrNotFound)
+			return 0, errNotKnown(rep.NodeID)
 		}
 		if !db.TokenMatches(l.tokens, rep.Token) {
-			return fmt.Errorf("status for node %s: %w", rep.NodeID, db.ErrToken)
+			return 0, fmt.Errorf("status for node %s: %w", rep.NodeID, db.ErrToken)
 		}
-		if err := db.ApplyStatus(&l.n, rep, att, now); err != nil {
-			return err
-		}
-		return l.save(ctx, tx, 0)
+		return 0, db.ApplyStatus(&l.n, rep, att, now)
 	})
 }
 
 // Approve lets a held node boot and clears its baseline.
 func (d *DB) Approve(id string) (registry.Node, error) {
 	var n registry.Node
-	err := d.tx(func(ctx context.Context, tx pgx.Tx) error {
-		l, err := lockNode(ctx, tx, id)
-		if err != nil {
-			return err
-		}
+	err := d.nodeTx(id, func(l *lockedNode) (int, error) {
 		if !l.known {
-			return fmt.Errorf("node %s: %w", id, db.ErrNotFound)
+			return 0, errNotKnown(id)
 		}
 		l.n.Identity.Approved = true
 		l.n.Identity.Baseline = nil
 		n = l.n
-		return l.save(ctx, tx, 0)
+		return 0, nil
 	})
 	return n, err
 }
