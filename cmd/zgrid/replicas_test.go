@@ -44,7 +44,8 @@ func startServe(t *testing.T, c cli, data string, env []string, args ...string) 
 // --max-nodes; admin commands with --data do not touch the stale zgrid.db.
 func TestReplicas(t *testing.T) {
 	pg := testenv.Postgres(t, "fsync=off")
-	pgURL := pg.URL(pg.NewDatabase(t))
+	name := pg.NewDatabase(t)
+	pgURL := pg.URL(name) // TCP: the password comes apart
 	c := cli{t: t, bin: zgrid(t)}
 	dir := t.TempDir()
 	data := filepath.Join(dir, "grid")
@@ -67,11 +68,18 @@ func TestReplicas(t *testing.T) {
 	// served by a plain file server: B hands it to nodes first.
 	mirror := httptest.NewServer(http.FileServer(http.Dir(syncStore(t, filepath.Join(data, "store")))))
 	defer mirror.Close()
+	pwfile := filepath.Join(dir, "pg.password")
+	os.WriteFile(pwfile, []byte("wrong-password\n"), 0o600)
+	if _, errs := c.run(1, "serve", "--data", data, "--postgres", pgURL, "--postgres-password-file", pwfile); !strings.Contains(errs, "password authentication failed") || strings.Contains(errs, "wrong-password") {
+		t.Errorf("wrong password: %s", errs)
+	}
+	os.WriteFile(pwfile, []byte(pg.Password+"\n"), 0o600)
 	const limit = 40
-	flags := []string{"--postgres", pgURL, "--rate", "0", "--max-nodes", fmt.Sprint(limit)}
-	a := startServe(t, c, data, nil, flags...)
-	// The second replica takes its URL from the environment.
-	b := startServe(t, c, data, []string{"ZGRID_POSTGRES=" + pgURL}, append(flags[2:], "--mirror", mirror.URL, "--mirrors-first")...)
+	flags := []string{"--rate", "0", "--max-nodes", fmt.Sprint(limit)}
+	a := startServe(t, c, data, nil, append(flags, "--postgres", pgURL, "--postgres-password-file", pwfile)...)
+	// The second replica takes its URL, password and all, from the
+	// environment.
+	b := startServe(t, c, data, []string{"ZGRID_POSTGRES=" + pg.PasswordURL(name)}, append(flags, "--mirror", mirror.URL, "--mirrors-first")...)
 
 	// Made through one replica, seen through the other.
 	c.run(0, "farm", "create", "demo", "--channel", "stable", "--data", data, "--server", a)

@@ -21,15 +21,16 @@ import (
 )
 
 // PostgresServer is a PostgreSQL server a test started for itself: its own
-// cluster in a temporary directory, on 127.0.0.1 at a free port and on a
-// unix socket, trusting local connections (no password), stopped and
-// removed when the test ends.
+// cluster in a temporary directory, on 127.0.0.1 at a free port (which
+// asks for Password, SCRAM) and on a unix socket (which trusts the
+// caller), stopped and removed when the test ends.
 type PostgresServer struct {
-	Host   string // 127.0.0.1
-	Port   int
-	Socket string // the unix socket's directory
-	User   string // the superuser initdb made
-	dbs    atomic.Int64
+	Host     string // 127.0.0.1
+	Port     int
+	Socket   string // the unix socket's directory
+	User     string // the superuser initdb made
+	Password string // User's, needed over TCP
+	dbs      atomic.Int64
 }
 
 // PostgresBin is the directory of Debian's postgresql server binaries
@@ -80,8 +81,18 @@ func Postgres(t testing.TB, settings ...string) *PostgresServer {
 			}
 		}
 	}
-	s := &PostgresServer{Host: "127.0.0.1", Socket: sock, User: "zgrid"}
-	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", s.User, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+	s := &PostgresServer{Host: "127.0.0.1", Socket: sock, User: "zgrid", Password: "pw-" + strconv.FormatInt(time.Now().UnixNano(), 36)}
+	pwfile := filepath.Join(dir, "pwfile")
+	if err := os.WriteFile(pwfile, []byte(s.Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cred != nil {
+		if err := os.Chown(pwfile, int(cred.Uid), int(cred.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", s.User, "--pwfile", pwfile, "--auth-local=trust", "--auth-host=scram-sha-256",
+		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := initdb.CombinedOutput(); err != nil {
 		t.Fatalf("initdb %s: %v\n%s", data, err, out)
@@ -178,9 +189,15 @@ func (s *PostgresServer) start(t testing.TB, bin, data string, cred *syscall.Cre
 	return nil
 }
 
-// URL is a connection URL for database name over TCP.
+// URL is a connection URL for database name over TCP, without the
+// password it needs.
 func (s *PostgresServer) URL(name string) string {
 	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", s.User, s.Host, s.Port, name)
+}
+
+// PasswordURL is URL with the password in it.
+func (s *PostgresServer) PasswordURL(name string) string {
+	return fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", s.User, s.Password, s.Host, s.Port, name)
 }
 
 // SocketURL is a connection URL for database name over the unix socket.
@@ -195,7 +212,7 @@ func (s *PostgresServer) NewDatabase(t testing.TB) string {
 	name := fmt.Sprintf("t%d", s.dbs.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := pgx.Connect(ctx, s.URL("postgres"))
+	c, err := pgx.Connect(ctx, s.SocketURL("postgres"))
 	if err != nil {
 		t.Fatalf("connect to the test's postgres: %v", err)
 	}

@@ -35,7 +35,7 @@ func open(t *testing.T, url string) *DB {
 func TestConformance(t *testing.T) {
 	s := testenv.Postgres(t)
 	dbtest.Run(t, func(t *testing.T) (db.Records, db.Records) {
-		url := s.URL(s.NewDatabase(t))
+		url := s.SocketURL(s.NewDatabase(t))
 		return open(t, url), open(t, url)
 	})
 }
@@ -45,7 +45,7 @@ func TestConformance(t *testing.T) {
 // refused, naming both versions.
 func TestSchema(t *testing.T) {
 	s := testenv.Postgres(t)
-	url := s.URL(s.NewDatabase(t))
+	url := s.PasswordURL(s.NewDatabase(t))
 	var wg sync.WaitGroup
 	ds := make([]*DB, 4)
 	errs := make([]error, len(ds))
