@@ -52,8 +52,12 @@ func (d *DB) nodeTxOnce(ctx context.Context, id string, change func(l *lockedNod
 	defer func() {
 		// An error left the transaction open (or failed, its COMMIT
 		// skipped): end it, so the connection goes back clean.
+		// If even that fails, the pool closes a connection it gets back
+		// in a transaction.
 		if c.Conn().PgConn().TxStatus() != 'I' {
-			c.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			c.Exec(rctx, "ROLLBACK")
+			cancel()
 		}
 	}()
 	b := &pgx.Batch{}
