@@ -33,7 +33,7 @@ func open(t *testing.T, url string) *DB {
 // TestConformance runs the suite bbolt passes on PostgreSQL, each case on
 // a new database through two pools, as two replicas would reach it.
 func TestConformance(t *testing.T) {
-	s := testenv.Postgres(t)
+	s := testenv.Postgres(t, "fsync=off") // the records need not survive the test
 	dbtest.Run(t, func(t *testing.T) (db.Records, db.Records) {
 		url := s.SocketURL(s.NewDatabase(t))
 		return open(t, url), open(t, url)
@@ -44,7 +44,7 @@ func TestConformance(t *testing.T) {
 // opening at once make it once, and a schema newer than this zgrid's is
 // refused, naming both versions.
 func TestSchema(t *testing.T) {
-	s := testenv.Postgres(t)
+	s := testenv.Postgres(t, "fsync=off") // the records need not survive the test
 	url := s.PasswordURL(s.NewDatabase(t))
 	var wg sync.WaitGroup
 	ds := make([]*DB, 4)
