@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -20,21 +21,27 @@ import (
 )
 
 // startServe runs zgrid serve on data with args until the test ends and
-// returns its URL once it is healthy.
-func startServe(t *testing.T, c cli, data string, env []string, args ...string) string {
+// returns its URL once it is healthy, and the file its log goes to.
+func startServe(t *testing.T, c cli, data string, env []string, args ...string) (url, logFile string) {
 	t.Helper()
 	port := freePort(t)
-	url := fmt.Sprintf("https://127.0.0.1:%d", port)
+	url = fmt.Sprintf("https://127.0.0.1:%d", port)
 	var log bytes.Buffer
+	f, err := os.CreateTemp(t.TempDir(), "serve-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
 	srv := exec.Command(c.bin, append([]string{"serve", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, args...)...)
 	srv.Env = append(os.Environ(), env...)
-	srv.Stdout, srv.Stderr = &log, &log
+	srv.Stdout = io.MultiWriter(&log, f)
+	srv.Stderr = srv.Stdout
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
 	waitHealthy(t, url, filepath.Join(data, "tls", "ca.pem"), &log)
-	return url
+	return url, f.Name()
 }
 
 // TestReplicas: two zgrid serve processes on one PostgreSQL database (and
@@ -76,10 +83,10 @@ func TestReplicas(t *testing.T) {
 	os.WriteFile(pwfile, []byte(pg.Password+"\n"), 0o600)
 	const limit = 40
 	flags := []string{"--rate", "0", "--max-nodes", fmt.Sprint(limit)}
-	a := startServe(t, c, data, nil, append(flags, "--postgres", pgURL, "--postgres-password-file", pwfile)...)
+	a, aLog := startServe(t, c, data, nil, append(flags, "--postgres", pgURL, "--postgres-password-file", pwfile)...)
 	// The second replica takes its URL, password and all, from the
 	// environment.
-	b := startServe(t, c, data, []string{"ZGRID_POSTGRES=" + pg.PasswordURL(name)}, append(flags, "--mirror", mirror.URL, "--mirrors-first")...)
+	b, bLog := startServe(t, c, data, []string{"ZGRID_POSTGRES=" + pg.PasswordURL(name)}, append(flags, "--mirror", mirror.URL, "--mirrors-first")...)
 
 	// Made through one replica, seen through the other.
 	c.run(0, "farm", "create", "demo", "--channel", "stable", "--data", data, "--server", a)
@@ -184,6 +191,16 @@ func TestReplicas(t *testing.T) {
 	}
 	if _, errs := c.run(1, "backup", "--data", data, "--server", a, filepath.Join(dir, "b.db")); !strings.Contains(errs, "pg_dump") {
 		t.Errorf("backup through a replica: %s", errs)
+	}
+	// The logs name the database, never the password.
+	for _, f := range []string{aLog, bLog} {
+		log, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("records=postgresql://zgrid@127.0.0.1:%d/%s", pg.Port, name); !strings.Contains(string(log), want) || strings.Contains(string(log), pg.Password) {
+			t.Errorf("replica log (want %s, no password):\n%s", want, log)
+		}
 	}
 }
 
