@@ -25,3 +25,19 @@ func TestConformance(t *testing.T) {
 		return d, d
 	})
 }
+
+// BenchmarkStorm is dbtest.Storm on bbolt, 200 at a time:
+//
+//	go test -run '^$' -bench Storm -benchtime 10000x ./cmd/zgrid/internal/db/ ./cmd/zgrid/internal/pgdb/
+func BenchmarkStorm(b *testing.B) {
+	p := filepath.Join(b.TempDir(), "zgrid.db")
+	if err := db.Create(p); err != nil {
+		b.Fatal(err)
+	}
+	d, err := db.Open(p, time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	dbtest.Storm(b, d, 200)
+}

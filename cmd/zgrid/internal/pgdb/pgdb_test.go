@@ -93,3 +93,19 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("malformed URL: err=%v, want one that does not repeat the password", err)
 	}
 }
+
+// BenchmarkStorm is dbtest.Storm on PostgreSQL with its default
+// durability (fsync on), over the unix socket, 200 at a time.
+func BenchmarkStorm(b *testing.B) {
+	s := testenv.Postgres(b)
+	c, err := Config(s.SocketURL(s.NewDatabase(b)), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := Open(context.Background(), c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	dbtest.Storm(b, d, 200)
+}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -547,4 +548,42 @@ func fallback(t *testing.T, d, _ db.Records) {
 	if n.Identity.Attestation == nil || n.Identity.Attestation.State != registry.AttestOK || len(n.Identity.Baseline) == 0 {
 		t.Fatalf("attestation not recorded with its baseline: %+v", n.Identity)
 	}
+}
+
+// Storm is a boot storm on the records alone, without HTTP or TLS: b.N
+// new nodes, conc at a time, each a boot and two reports with its token,
+// as the registry records them. It reports nodes/s: what the backend
+// allows before the handshakes and JSON of the real thing.
+func Storm(b *testing.B, d db.Records, conc int) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, conc)
+	b.ResetTimer()
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+				id := fmt.Sprintf("storm-%d", i)
+				if err := d.RecordBoot(db.Boot{Request: registry.BootRequest{NodeID: id, Farm: "demo", Agent: "storm"}, Served: 1, Token: Tok(int(i))}, t0); err != nil {
+					errs <- err
+					return
+				}
+				for _, st := range []string{registry.StateBooting, registry.StateReady} {
+					if err := d.RecordStatus(registry.StatusReport{NodeID: id, Source: registry.SourcePID1, State: st, Token: Tok(int(i))}, nil, t0); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/el.Seconds(), "nodes/s")
 }
