@@ -84,10 +84,6 @@ func Open(ctx context.Context, c *pgxpool.Config) (*DB, error) {
 // Close closes the pool.
 func (d *DB) Close() error { d.pool.Close(); return nil }
 
-// errRetry asks tx to run its function again: a row it meant to insert
-// was inserted meanwhile by another transaction.
-var errRetry = errors.New("retry")
-
 // tx runs fn in a transaction, again (a few times) when PostgreSQL
 // resolved a conflict with another transaction by failing this one.
 func (d *DB) tx(fn func(ctx context.Context, tx pgx.Tx) error) error {
@@ -103,12 +99,11 @@ func (d *DB) tx(fn func(ctx context.Context, tx pgx.Tx) error) error {
 	return fmt.Errorf("gave up after 10 conflicting attempts: %w", err)
 }
 
+// retryable is an error PostgreSQL resolves a conflict with: a
+// serialization failure, a deadlock, or a row inserted meanwhile by
+// another transaction (a unique violation).
 func retryable(err error) bool {
-	if errors.Is(err, errRetry) {
-		return true
-	}
 	var pe *pgconn.PgError
-	// serialization_failure, deadlock_detected, unique_violation
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01" || pe.Code == "23505")
 }
 
