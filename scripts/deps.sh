@@ -31,6 +31,9 @@ have objcopy || need+=(binutils)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
 # The explorer's browser test renders the pages in headless Chromium.
 have chromium || need+=(chromium)
+# The PostgreSQL backend's tests (zgrid serve --postgres) start their own
+# server with initdb and postgres.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql-15)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then

@@ -66,6 +66,9 @@ replaces FILE, atomically.
 // backupInto writes the backup to out from the local database or the
 // running server, and says which.
 func backupInto(c *conn, out string) (from string, err error) {
+	if c.server == "" && c.data != "" && recordsInPostgres(c.data) {
+		return "", fmt.Errorf("zgrid backup: the records of %s are in PostgreSQL (%s): use pg_dump", c.data, pgMarker)
+	}
 	d, ok, err := c.localRead()
 	if err != nil {
 		return "", err
@@ -177,6 +180,9 @@ publish above any version nodes may have seen since.`,
 	}
 	if *data == "" || len(pos) != 1 {
 		return usageErr(fs, "need --data DIR and one backup FILE")
+	}
+	if recordsInPostgres(*data) {
+		return fmt.Errorf("zgrid restore: the records of %s are in PostgreSQL (%s), not its zgrid.db: restore them with pg_restore", *data, pgMarker)
 	}
 	dbPath := filepath.Join(*data, dbFile)
 	replaced, err := db.Restore(pos[0], dbPath)

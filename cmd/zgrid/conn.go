@@ -40,7 +40,8 @@ type conn struct {
 const connHelp = `Reaching the registry: --server URL with --token-file and --ca (defaults
 from $ZGRID_SERVER, $ZGRID_TOKEN_FILE, $ZGRID_CA) talks to a running server.
 --data DIR alone opens DIR's database directly when no server holds it, and
-otherwise talks to ` + defaultURL + ` with DIR's admin.token and tls/ca.pem.
+otherwise talks to ` + defaultURL + ` with DIR's admin.token and tls/ca.pem;
+always so when DIR's records are in PostgreSQL (zgrid serve --postgres).
 With neither, the registry of --context NAME ($ZGRID_CONTEXT), or of the
 current context (zgrid context use), is used.`
 
@@ -76,6 +77,11 @@ func (c *conn) localRead() (d *db.DB, ok bool, err error) {
 
 func (c *conn) openLocal(open func(string, time.Duration) (*db.DB, error)) (*db.DB, bool, error) {
 	if c.server != "" || c.data == "" {
+		return nil, false, nil
+	}
+	if recordsInPostgres(c.data) {
+		// zgrid.db is not the registry's: only a server reaches the
+		// records, and changes go through its checks.
 		return nil, false, nil
 	}
 	d, err := open(filepath.Join(c.data, dbFile), 200*time.Millisecond)

@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/server"
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/tlsgen"
 	"github.com/zeroboot/zeroboot/pkg/flist"
@@ -28,7 +27,7 @@ import (
 )
 
 func cmdServe(args []string) error {
-	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--mirrors-first] [--rate R] [--burst N] [--max-nodes N] [--ek-ca FILE]... [--boot-dir DIR [--boot-listen ADDR] [--boot-console C] [--boot-map FILE]] [--viewer-token-file F] [-v] [--log-format text|json]",
+	fs := newFlags("serve", "zgrid serve --data DIR [--listen ADDR] [--freshness D] [--mirror URL]... [--mirrors-first] [--rate R] [--burst N] [--max-nodes N] [--ek-ca FILE]... [--boot-dir DIR [--boot-listen ADDR] [--boot-console C] [--boot-map FILE]] [--viewer-token-file F] [--postgres URL [--postgres-password-file F]] [-v] [--log-format text|json]",
 		`Run the registry: boot and status endpoints for nodes, the content store
 under /store/ for anyone, and the admin API (bearer token) over HTTPS with
 TLS 1.3 only, using the certificate in DIR/tls. Every release uploaded is
@@ -54,10 +53,19 @@ network boot under /boot/: those files and GET /boot/ipxe, an iPXE script whose 
 (--boot-map: "MAC-or-UUID FARM" lines; else the farm= parameter; else
 default). --boot-listen adds a plain HTTP listener for /boot/ only, for
 firmware that cannot check our CA (docs/pxe.md says what that trusts).
+With --postgres URL ($ZGRID_POSTGRES) the records (farms, releases,
+nodes) are in that PostgreSQL database instead of DIR/zgrid.db, so several
+zgrid serve replicas, each with a copy of DIR (TLS, TUF keys, admin
+token), serve one fleet behind one address (docs/scale-out.md). The
+schema is made on first use. A password comes from
+--postgres-password-file, $PGPASSWORD, ~/.pgpass or a URL in
+$ZGRID_POSTGRES, never from the command line. DIR is marked (zgrid.postgres)
+so that admin commands with --data go to the server, not to zgrid.db.
 Stops cleanly on SIGINT or SIGTERM.`,
 		`  zgrid serve --data /var/lib/zgrid --listen :8443
   zgrid serve --data ./grid --listen 127.0.0.1:8443 --mirror https://cdn.example.net/zeroboot/store
-  zgrid serve --data /var/lib/zgrid --boot-dir /srv/zeroboot/pxe --boot-listen :8080 --boot-map /etc/zgrid/pxe.map`)
+  zgrid serve --data /var/lib/zgrid --boot-dir /srv/zeroboot/pxe --boot-listen :8080 --boot-map /etc/zgrid/pxe.map
+  zgrid serve --data /var/lib/zgrid --postgres postgres://zgrid@db.example.net/zgrid --postgres-password-file /etc/zgrid/pg.password`)
 	data := fs.String("data", "", "data directory (required)")
 	listen := fs.String("listen", ":8443", "address to listen on")
 	window := fs.Duration("freshness", defaultFreshness, "validity of the snapshot/timestamp signatures handed to nodes: how long a replayed answer works")
@@ -71,6 +79,8 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	bootConsole := fs.String("boot-console", server.DefaultBootConsole, "console= arguments of the iPXE scripts' kernel command line")
 	bootMap := fs.String("boot-map", "", `file of "MAC-or-UUID FARM" lines: each machine's farm in its iPXE script`)
 	viewerFile := fs.String("viewer-token-file", "", "file holding a token that logs into the explorer (/ui/) read-only (default: none, admins only)")
+	pgURL := fs.String("postgres", "", "keep the records in this PostgreSQL database (URL; env ZGRID_POSTGRES), not DATA/zgrid.db")
+	pgPassword := fs.String("postgres-password-file", "", "file holding the PostgreSQL password")
 	var mirrors, ekCAs listFlag
 	fs.Var(&mirrors, "mirror", "store base URL of a mirror offered to nodes (repeatable)")
 	mirrorsFirst := fs.Bool("mirrors-first", false, "offer the mirrors before this server's own store (a CDN takes the load, this server is the fallback)")
@@ -134,7 +144,11 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	if err != nil {
 		return err
 	}
-	d, err := db.Open(filepath.Join(*data, dbFile), time.Second)
+	fromFlag := *pgURL != ""
+	if !fromFlag {
+		*pgURL = os.Getenv("ZGRID_POSTGRES")
+	}
+	d, records, err := openRecords(*data, *pgURL, fromFlag, *pgPassword)
 	if err != nil {
 		return err
 	}
@@ -180,7 +194,7 @@ Stops cleanly on SIGINT or SIGTERM.`,
 	if err != nil {
 		return err
 	}
-	log.Info("zgrid serving", "url", "https://"+ln.Addr().String(), "data", *data, "root_version", len(tuf.Roots), "channels", tuf.Channels.Names(), "freshness", *window, "mirrors", len(mirrors),
+	log.Info("zgrid serving", "url", "https://"+ln.Addr().String(), "data", *data, "records", records, "root_version", len(tuf.Roots), "channels", tuf.Channels.Names(), "freshness", *window, "mirrors", len(mirrors),
 		"rate", *rate, "burst", *burst, "max_nodes", *maxNodes)
 	select {
 	case err := <-errc:

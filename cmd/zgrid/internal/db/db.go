@@ -5,8 +5,6 @@ package db
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -194,7 +192,7 @@ func (d *DB) AddRelease(r registry.ReleaseInfo) error {
 		h := tx.Bucket(bHigh)
 		if v := h.Get([]byte(r.Channel)); v != nil {
 			if high := binary.BigEndian.Uint64(v); r.Version <= high {
-				return fmt.Errorf("release %s/%d: %w: channel %s is at version %d", r.Channel, r.Version, ErrVersion, r.Channel, high)
+				return VersionError(r, high)
 			}
 		}
 		if err := h.Put([]byte(r.Channel), binary.BigEndian.AppendUint64(nil, r.Version)); err != nil {
@@ -258,19 +256,7 @@ func (d *DB) RecordBoot(b Boot, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		n.ReleaseServed = b.Served
-		n.State, n.Source, n.Reason, n.Timeline, n.Services = registry.StateBooting, "", "", nil, nil
-		att := n.Identity.Attestation
-		n.Identity = b.Identity
-		if b.Identity.Kind == registry.KindTPM {
-			pend := &registry.Attestation{State: registry.AttestPending, Time: now, Detail: "boot quote verified; waiting for the quote before hand-off"}
-			if att != nil {
-				// The counters seen so far, which the next quote must
-				// not go below.
-				pend.ResetCount, pend.RestartCount = att.ResetCount, att.RestartCount
-			}
-			n.Identity.Attestation = pend
-		}
+		ApplyBoot(&n, b, now)
 		if err := put(tx.Bucket(bNodes), []byte(n.ID), n); err != nil {
 			return err
 		}
@@ -286,8 +272,7 @@ func (d *DB) RecordPending(req registry.BootRequest, ident registry.Identity, ma
 		if err != nil {
 			return err
 		}
-		n.State, n.Source, n.Reason = registry.StatePending, "", "awaits zgrid node approve"
-		n.Identity = ident
+		ApplyPending(&n, ident)
 		return put(tx.Bucket(bNodes), []byte(n.ID), n)
 	})
 }
@@ -307,7 +292,7 @@ func nodeFor(tx *bolt.Tx, req registry.BootRequest, maxNodes int, state string, 
 	if err := moveState(tx, n.State, state, v != nil); err != nil {
 		return n, err
 	}
-	n.LastSeen, n.Farm, n.Agent, n.Profile = now, req.Farm, req.Agent, req.Profile
+	Seen(&n, req, now)
 	return n, nil
 }
 
@@ -414,32 +399,18 @@ func addNode(tx *bolt.Tx, id string, max int) error {
 		count = binary.BigEndian.Uint64(v)
 	}
 	if max > 0 && count >= uint64(max) {
-		return fmt.Errorf("node %s is new and the registry holds %d nodes, its limit: %w", id, count, ErrFull)
+		return FullError(id, count)
 	}
 	return m.Put(kNodes, binary.BigEndian.AppendUint64(nil, count+1))
 }
 
 // pushToken makes token the node's newest valid token.
 func pushToken(b *bolt.Bucket, id, token string) error {
-	if token == "" {
-		return fmt.Errorf("node %s: boot without a token", id)
+	v, err := PushToken(b.Get([]byte(id)), id, token)
+	if err != nil {
+		return err
 	}
-	h := sha256.Sum256([]byte(token))
-	old := b.Get([]byte(id))
-	keep := min(len(old)/sha256.Size, KeepTokens-1) * sha256.Size
-	v := append(h[:], old[:keep]...)
 	return b.Put([]byte(id), v)
-}
-
-// tokenMatches compares token's hash with every stored one, in constant
-// time and without stopping at a match, so timing tells nothing.
-func tokenMatches(stored []byte, token string) bool {
-	h := sha256.Sum256([]byte(token))
-	match := 0
-	for i := 0; i+sha256.Size <= len(stored); i += sha256.Size {
-		match |= subtle.ConstantTimeCompare(h[:], stored[i:i+sha256.Size])
-	}
-	return match == 1
 }
 
 // RecordStatus stores a node's report. A report from an unknown node is
@@ -452,38 +423,14 @@ func (d *DB) RecordStatus(rep registry.StatusReport, att *registry.Attestation, 
 		if err := get(b, []byte(rep.NodeID), &n, "node "+rep.NodeID); err != nil {
 			return err
 		}
-		if !tokenMatches(tx.Bucket(bTokens).Get([]byte(rep.NodeID)), rep.Token) {
+		if !TokenMatches(tx.Bucket(bTokens).Get([]byte(rep.NodeID)), rep.Token) {
 			return fmt.Errorf("status for node %s: %w", rep.NodeID, ErrToken)
 		}
 		if err := moveState(tx, n.State, rep.State, true); err != nil {
 			return err
 		}
-		n.LastSeen = now
-		n.State, n.Source, n.Reason = rep.State, rep.Source, rep.Reason
-		if rep.ReleaseVersion != 0 {
-			n.ReleaseReported = rep.ReleaseVersion
-			n.HighestRelease = max(n.HighestRelease, rep.ReleaseVersion)
-		}
-		if len(rep.Timeline) > 0 {
-			n.Timeline = rep.Timeline
-		}
-		if rep.Network != nil {
-			n.Network = rep.Network
-		}
-		if len(rep.Services) > 0 {
-			n.Services = rep.Services
-		}
-		if fb := rep.FellBack; fb != nil {
-			if fb.From != n.ReleaseServed {
-				return fmt.Errorf("node %s fell back from version %d, served %d: %w", rep.NodeID, fb.From, n.ReleaseServed, ErrFallback)
-			}
-			n.Fallback = &registry.FallbackRecord{From: fb.From, To: rep.ReleaseVersion, At: now, Reason: fb.Reason}
-		}
-		if att != nil {
-			n.Identity.Attestation = att
-			if att.State == registry.AttestOK && len(n.Identity.Baseline) == 0 {
-				n.Identity.Baseline = registry.BaselineOf(att.Events)
-			}
+		if err := ApplyStatus(&n, rep, att, now); err != nil {
+			return err
 		}
 		return put(b, []byte(n.ID), n)
 	})

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
@@ -290,7 +291,14 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 	started := false
 	// Best effort: a ResponseWriter without deadlines keeps the server's.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(backupTimeout))
-	n, err := s.DB.Backup(func(size int64) (io.Writer, error) {
+	bk, ok := s.DB.(db.Backuper)
+	if !ok {
+		// PostgreSQL: one file of the records is pg_dump's job, and a
+		// copy through one replica would not be the other replicas'.
+		s.replyError(w, r, fail(http.StatusNotImplemented, "backup: the records are in PostgreSQL, not a zgrid.db: back them up with pg_dump"))
+		return
+	}
+	n, err := bk.Backup(func(size int64) (io.Writer, error) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 		w.Header().Set("Content-Disposition", `attachment; filename="zgrid.db"`)

@@ -37,7 +37,7 @@ type Store interface {
 // Server holds the registry's state and dependencies. Fill the fields, then
 // use Handler (or HTTPServer).
 type Server struct {
-	DB      *db.DB
+	DB      db.Records
 	Store   Store
 	Token   string   // admin bearer token
 	Mirrors []string // store base URLs offered to nodes after our own
