@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/atomicfile"
-	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/store"
 )
@@ -220,14 +220,14 @@ func missingFlists(dbPath string, st *store.Dir) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	newest := map[string]registry.ReleaseInfo{}
+	newest := map[string]records.ReleaseInfo{}
 	for _, r := range rels {
 		newest[r.Channel] = r // listed by channel and version: the last wins
 	}
 	var out []string
 	for _, ch := range slices.Sorted(maps.Keys(newest)) {
 		r := newest[ch]
-		up, err := registry.DecodeUpload(r.Envelope)
+		up, err := records.DecodeUpload(r.Envelope)
 		if err != nil || len(up.Release) == 0 {
 			continue // a withdrawal names no flist; a bad upload is publish's concern
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
@@ -400,7 +401,7 @@ func (w *writes) check(t *testing.T, path string, round int) int {
 	}
 	high := 0
 	for _, r := range rels {
-		up, err := registry.DecodeUpload(r.Envelope)
+		up, err := records.DecodeUpload(r.Envelope)
 		if err != nil || r.Channel != "stable" {
 			t.Errorf("round %d: release %d does not decode: %v", round, r.Version, err)
 			continue

@@ -14,7 +14,7 @@ import (
 	"unicode"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
-	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 )
 
 // Shell completion is read from the command table itself: each group's
@@ -343,14 +343,14 @@ const completionTimeout = 2 * time.Second
 // --server, --context, as the command would use), or of the current
 // context; nothing when it cannot be asked within completionTimeout.
 func farmNames(words []string) []string {
-	return askNames(words, "/v1/admin/farms", func(d *db.DB) ([]registry.Farm, error) { return d.Farms() },
-		func(f registry.Farm) string { return f.Name })
+	return askNames(words, "/v1/admin/farms", func(d *db.DB) ([]records.Farm, error) { return d.Farms() },
+		func(f records.Farm) string { return f.Name })
 }
 
 // nodeNames are the node IDs of that registry, as farmNames.
 func nodeNames(words []string) []string {
-	return askNames(words, "/v1/admin/nodes", func(d *db.DB) ([]registry.Node, error) { return d.Nodes() },
-		func(n registry.Node) string { return n.ID })
+	return askNames(words, "/v1/admin/nodes", func(d *db.DB) ([]records.Node, error) { return d.Nodes() },
+		func(n records.Node) string { return n.ID })
 }
 
 // askNames lists the records at path (or from the local database) by

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/server"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
@@ -56,7 +57,7 @@ type policyFlags struct {
 
 func registerPolicy(fs *flag.FlagSet) policyFlags {
 	return policyFlags{
-		enroll:     fs.String("enroll", registry.EnrollOpen, "enrollment of new nodes: open, approval or listed"),
+		enroll:     fs.String("enroll", records.EnrollOpen, "enrollment of new nodes: open, approval or listed"),
 		requireTPM: fs.Bool("require-tpm", false, "refuse nodes without a TPM identity"),
 		ephemeral:  fs.Bool("allow-ephemeral", false, "take nodes that have no identity of their own under a per-boot ID"),
 		cache:      fs.String("cache", "", "chunk cache block device for the farm's nodes, /dev/NAME (default: none)"),
@@ -79,8 +80,8 @@ func (p policyFlags) check(fs *flag.FlagSet) error {
 	return nil
 }
 
-func (p policyFlags) farm(name, channel string) registry.Farm {
-	f := registry.Farm{Name: name, Channel: channel, Enroll: *p.enroll, RequireTPM: *p.requireTPM, AllowEphemeral: *p.ephemeral, Pin: *p.pin,
+func (p policyFlags) farm(name, channel string) records.Farm {
+	f := records.Farm{Name: name, Channel: channel, Enroll: *p.enroll, RequireTPM: *p.requireTPM, AllowEphemeral: *p.ephemeral, Pin: *p.pin,
 		ReadyDeadline: int(*p.deadline / time.Second)}
 	if *p.rollout != 100 {
 		f.Rollout = *p.rollout // 100 is everyone, stored as 0
@@ -112,7 +113,7 @@ func cmdFarmCreate(args []string) error {
 	if err := pol.check(fs); err != nil {
 		return err
 	}
-	f, err := apply(&c, "POST", "/v1/admin/farms", pol.farm(pos[0], *channel), func(s *server.Server) (registry.Farm, error) {
+	f, err := apply(&c, "POST", "/v1/admin/farms", pol.farm(pos[0], *channel), func(s *server.Server) (records.Farm, error) {
 		return s.CreateFarm(pol.farm(pos[0], *channel))
 	})
 	if err != nil {
@@ -140,7 +141,7 @@ func cmdFarmSet(args []string) error {
 	if err := pol.check(fs); err != nil {
 		return err
 	}
-	f, err := apply(&c, "PUT", "/v1/admin/farms/"+url.PathEscape(pos[0]), pol.farm(pos[0], *channel), func(s *server.Server) (registry.Farm, error) {
+	f, err := apply(&c, "PUT", "/v1/admin/farms/"+url.PathEscape(pos[0]), pol.farm(pos[0], *channel), func(s *server.Server) (records.Farm, error) {
 		return s.UpdateFarm(pol.farm(pos[0], *channel))
 	})
 	if err != nil {
@@ -182,10 +183,10 @@ func cmdFarmDelete(args []string) error {
 	return nil
 }
 
-func policyText(f registry.Farm) string {
+func policyText(f records.Farm) string {
 	t := "enroll " + f.Enroll
 	if f.Enroll == "" {
-		t = "enroll " + registry.EnrollOpen
+		t = "enroll " + records.EnrollOpen
 	}
 	if f.RequireTPM {
 		t += ", TPM required"
@@ -269,12 +270,12 @@ func cmdFarmList(args []string) error {
 	if err := out.check(fs); err != nil {
 		return err
 	}
-	farms, err := query(&c, "/v1/admin/farms", func(d *db.DB) ([]registry.Farm, error) { return d.Farms() })
+	farms, err := query(&c, "/v1/admin/farms", func(d *db.DB) ([]records.Farm, error) { return d.Farms() })
 	if err != nil {
 		return err
 	}
 	if !out.table() {
-		return out.print(append([]registry.Farm{}, farms...))
+		return out.print(append([]records.Farm{}, farms...))
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NAME\tCHANNEL\tPOLICY\tCREATED")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/server"
 	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/registry"
@@ -40,7 +41,7 @@ func cmdNodeList(args []string) error {
 	if *within < 0 {
 		return usageErr(fs, "--seen-within must not be negative")
 	}
-	nodes, err := query(&c, "/v1/admin/nodes", func(d *db.DB) ([]registry.Node, error) { return d.Nodes() })
+	nodes, err := query(&c, "/v1/admin/nodes", func(d *db.DB) ([]records.Node, error) { return d.Nodes() })
 	if err != nil {
 		return err
 	}
@@ -66,8 +67,8 @@ func cmdNodeList(args []string) error {
 
 // filterNodes keeps the nodes that match every filter given, failed ones
 // first: those are the ones an operator is looking for.
-func filterNodes(nodes []registry.Node, farm, state string, within time.Duration, now time.Time) []registry.Node {
-	out := []registry.Node{}
+func filterNodes(nodes []records.Node, farm, state string, within time.Duration, now time.Time) []records.Node {
+	out := []records.Node{}
 	for _, n := range nodes {
 		if (farm == "" || n.Farm == farm) && (state == "" || n.State == state) && (within == 0 || now.Sub(n.LastSeen) <= within) {
 			out = append(out, n)
@@ -107,7 +108,7 @@ func cmdNodeShow(args []string) error {
 	if err := c.check(); err != nil {
 		return err
 	}
-	n, err := query(&c, "/v1/admin/nodes/"+url.PathEscape(pos[0]), func(d *db.DB) (registry.Node, error) { return d.Node(pos[0]) })
+	n, err := query(&c, "/v1/admin/nodes/"+url.PathEscape(pos[0]), func(d *db.DB) (records.Node, error) { return d.Node(pos[0]) })
 	if err != nil {
 		return err
 	}
@@ -171,13 +172,13 @@ func printServices(w io.Writer, ss []registry.ServiceState) {
 }
 
 // identityText is the IDENTITY column: the kind, attested or not.
-func identityText(id registry.Identity) string {
+func identityText(id records.Identity) string {
 	k := id.Kind
 	if k == "" {
 		k = registry.KindDMI
 	}
 	if a := id.Attestation; a != nil {
-		if a.State == registry.AttestOK {
+		if a.State == records.AttestOK {
 			return k + "-attested"
 		}
 		k += " (" + a.State + ")"
@@ -188,7 +189,7 @@ func identityText(id registry.Identity) string {
 	return k
 }
 
-func printIdentity(id registry.Identity) {
+func printIdentity(id records.Identity) {
 	approved := "not approved"
 	if id.Approved {
 		approved = "approved"
@@ -230,7 +231,7 @@ func cmdNodeApprove(args []string) error {
 	if err != nil {
 		return err
 	}
-	n, err := apply(&c, "POST", "/v1/admin/nodes/"+url.PathEscape(arg)+"/approve", struct{}{}, func(s *server.Server) (registry.Node, error) {
+	n, err := apply(&c, "POST", "/v1/admin/nodes/"+url.PathEscape(arg)+"/approve", struct{}{}, func(s *server.Server) (records.Node, error) {
 		return s.Approve(arg)
 	})
 	if err != nil {
@@ -250,7 +251,7 @@ func cmdNodeDelete(args []string) error {
 	if err != nil {
 		return err
 	}
-	n, err := apply(&c, "DELETE", "/v1/admin/nodes/"+url.PathEscape(arg), nil, func(s *server.Server) (registry.Node, error) {
+	n, err := apply(&c, "DELETE", "/v1/admin/nodes/"+url.PathEscape(arg), nil, func(s *server.Server) (records.Node, error) {
 		return s.DeleteNode(arg)
 	})
 	if err != nil {
@@ -270,8 +271,8 @@ func cmdNodeAllow(args []string) error {
 	if err != nil {
 		return err
 	}
-	_, err = apply(&c, "POST", "/v1/admin/allowed", registry.Allowed{Key: arg}, func(s *server.Server) (registry.Allowed, error) {
-		return registry.Allowed{Key: arg}, s.Allow(arg)
+	_, err = apply(&c, "POST", "/v1/admin/allowed", records.Allowed{Key: arg}, func(s *server.Server) (records.Allowed, error) {
+		return records.Allowed{Key: arg}, s.Allow(arg)
 	})
 	if err != nil {
 		return err

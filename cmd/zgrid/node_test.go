@@ -6,12 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
 func TestFilterNodes(t *testing.T) {
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	nodes := []registry.Node{
+	nodes := []records.Node{
 		{ID: "a", Farm: "lab", State: registry.StateReady, LastSeen: now.Add(-time.Minute)},
 		{ID: "b", Farm: "lab", State: registry.StateFailed, LastSeen: now.Add(-time.Hour)},
 		{ID: "c", Farm: "edge", State: registry.StateFailed, LastSeen: now.Add(-2 * time.Minute)},

@@ -17,6 +17,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/atomicfile"
 	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/digest"
@@ -198,7 +199,7 @@ func signedUpload(channel string, version uint64, expires time.Time, doc []byte,
 	if err != nil {
 		return nil, err
 	}
-	return json.MarshalIndent(registry.ReleaseUpload{Format: registry.UploadFormat, Channel: channel, Targets: tb, Release: doc}, "", "  ")
+	return json.MarshalIndent(records.ReleaseUpload{Format: records.UploadFormat, Channel: channel, Targets: tb, Release: doc}, "", "  ")
 }
 
 func nonNilS(s []string) []string {
@@ -294,7 +295,7 @@ devices=yes.
 }
 
 func pushUpload(c *conn, b []byte) error {
-	var info registry.ReleaseInfo
+	var info records.ReleaseInfo
 	d, ok, err := c.local()
 	if err != nil {
 		return err
@@ -326,12 +327,12 @@ func pushUpload(c *conn, b []byte) error {
 }
 
 // readUpload reads an upload file and its targets.
-func readUpload(path string) (*registry.ReleaseUpload, *metadata.Metadata[metadata.TargetsType], error) {
+func readUpload(path string) (*records.ReleaseUpload, *metadata.Metadata[metadata.TargetsType], error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	up, err := registry.DecodeUpload(b)
+	up, err := records.DecodeUpload(b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -345,7 +346,7 @@ func readUpload(path string) (*registry.ReleaseUpload, *metadata.Metadata[metada
 // summary is what a signer reads before signing: every field that nodes
 // act on, as nodes will read it (the same strict decoders), made safe for
 // a terminal.
-func summary(w io.Writer, up *registry.ReleaseUpload, m *metadata.Metadata[metadata.TargetsType]) error {
+func summary(w io.Writer, up *records.ReleaseUpload, m *metadata.Metadata[metadata.TargetsType]) error {
 	fmt.Fprintf(w, "channel     %s\nversion     %d\nexpires     %s\n", up.Channel, m.Signed.Version, m.Signed.Expires.UTC().Format(time.RFC3339))
 	if len(up.Release) == 0 {
 		fmt.Fprintf(w, "WITHDRAWAL  nodes of %s boot nothing until a newer release\n", up.Channel)
@@ -619,14 +620,14 @@ func cmdReleaseList(args []string) error {
 	if *channel != "" {
 		path += "?channel=" + url.QueryEscape(*channel)
 	}
-	rs, err := query(&c, path, func(d *db.DB) ([]registry.ReleaseInfo, error) { return d.Releases(*channel) })
+	rs, err := query(&c, path, func(d *db.DB) ([]records.ReleaseInfo, error) { return d.Releases(*channel) })
 	if err != nil {
 		return err
 	}
 	now := time.Now()
 	if !out.table() {
 		type withState struct {
-			registry.ReleaseInfo
+			records.ReleaseInfo
 			State string `json:"state"`
 		}
 		js := []withState{}
@@ -651,7 +652,7 @@ func cmdReleaseList(args []string) error {
 // releaseState says what nodes make of rs[i] (rs sorted by channel and
 // version): the newest of its channel is current unless it is a withdrawal
 // or expired; nothing older is ever served.
-func releaseState(rs []registry.ReleaseInfo, i int, now time.Time) string {
+func releaseState(rs []records.ReleaseInfo, i int, now time.Time) string {
 	r := rs[i]
 	newest := i == len(rs)-1 || rs[i+1].Channel != r.Channel
 	switch {

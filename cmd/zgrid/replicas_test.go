@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/internal/testenv"
 	"github.com/zeroboot/zeroboot/pkg/atomicfile"
 	"github.com/zeroboot/zeroboot/pkg/registry"
@@ -157,7 +158,7 @@ func TestReplicas(t *testing.T) {
 			t.Errorf("node %d: boot HTTP %d, want 200 or 503 (limit)", i, codes[i])
 		}
 	}
-	var list []registry.Node
+	var list []records.Node
 	out, _ = c.run(0, "node", "list", "--data", data, "--server", b, "-o", "json")
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		t.Fatal(err)

@@ -18,10 +18,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/server"
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/tlsgen"
 	"github.com/zeroboot/zeroboot/pkg/flist"
-	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/store"
 	"github.com/zeroboot/zeroboot/pkg/trust"
 )
@@ -274,7 +274,7 @@ func warnUnverified(s *server.Server, log *slog.Logger) {
 		if err != nil {
 			continue
 		}
-		up, err := registry.DecodeUpload(r.Envelope)
+		up, err := records.DecodeUpload(r.Envelope)
 		if err == nil {
 			_, err = trust.VerifyRelease(s.TUF.Roots, up.Targets, up.Release, time.Now())
 		}

@@ -153,19 +153,6 @@ func (e *Evidence) PCRMap() map[int][]byte {
 // and zeroboot's own.
 func QuotedPCRs() []int { return []int{0, 1, 2, 3, 4, 5, 6, 7, measure.PCR} }
 
-// BaselineOf is the part of a measurement log that a registry cannot know
-// in advance: the trust root and command line the node booted with. The
-// first attested boot sets a node's baseline; approving it again resets it.
-func BaselineOf(events []measure.Event) []measure.Event {
-	var b []measure.Event
-	for _, e := range events {
-		if e.Type == measure.TypeTrustRoot || e.Type == measure.TypeCmdline {
-			b = append(b, e)
-		}
-	}
-	return b
-}
-
 // nonceBytes is a checked nonce's value.
 func nonceBytes(s string) []byte {
 	b, _ := hex.DecodeString(s)

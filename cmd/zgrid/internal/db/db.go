@@ -14,6 +14,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
@@ -137,7 +138,7 @@ func (d *DB) NodeStates() (map[string]int, error) {
 func (d *DB) Close() error { return d.b.Close() }
 
 // CreateFarm adds a farm; an existing name is ErrExists.
-func (d *DB) CreateFarm(f registry.Farm) error {
+func (d *DB) CreateFarm(f records.Farm) error {
 	return d.b.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bFarms)
 		if b.Get([]byte(f.Name)) != nil {
@@ -148,10 +149,10 @@ func (d *DB) CreateFarm(f registry.Farm) error {
 }
 
 // UpdateFarm replaces an existing farm, keeping its creation time.
-func (d *DB) UpdateFarm(f registry.Farm) (registry.Farm, error) {
+func (d *DB) UpdateFarm(f records.Farm) (records.Farm, error) {
 	err := d.b.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bFarms)
-		var old registry.Farm
+		var old records.Farm
 		if err := get(b, []byte(f.Name), &old, "farm "+f.Name); err != nil {
 			return err
 		}
@@ -162,8 +163,8 @@ func (d *DB) UpdateFarm(f registry.Farm) (registry.Farm, error) {
 }
 
 // Farm returns one farm or ErrNotFound.
-func (d *DB) Farm(name string) (registry.Farm, error) {
-	var f registry.Farm
+func (d *DB) Farm(name string) (records.Farm, error) {
+	var f records.Farm
 	err := d.b.View(func(tx *bolt.Tx) error {
 		return get(tx.Bucket(bFarms), []byte(name), &f, "farm "+name)
 	})
@@ -171,8 +172,8 @@ func (d *DB) Farm(name string) (registry.Farm, error) {
 }
 
 // Farms lists all farms by name.
-func (d *DB) Farms() ([]registry.Farm, error) {
-	return list[registry.Farm](d, bFarms, nil)
+func (d *DB) Farms() ([]records.Farm, error) {
+	return list[records.Farm](d, bFarms, nil)
 }
 
 func releaseKey(channel string, version uint64) []byte {
@@ -184,7 +185,7 @@ func releaseKey(channel string, version uint64) []byte {
 // version ever published on its channel, else ErrVersion: a registry that
 // re-issued an old version number could hand nodes a different release
 // under a number they already accepted.
-func (d *DB) AddRelease(r registry.ReleaseInfo) error {
+func (d *DB) AddRelease(r records.ReleaseInfo) error {
 	if r.Channel == "" || bytes.IndexByte([]byte(r.Channel), 0) >= 0 {
 		return fmt.Errorf("release: invalid channel %q", r.Channel)
 	}
@@ -203,8 +204,8 @@ func (d *DB) AddRelease(r registry.ReleaseInfo) error {
 }
 
 // LatestRelease returns the highest version on channel, or ErrNotFound.
-func (d *DB) LatestRelease(channel string) (registry.ReleaseInfo, error) {
-	var r registry.ReleaseInfo
+func (d *DB) LatestRelease(channel string) (records.ReleaseInfo, error) {
+	var r records.ReleaseInfo
 	err := d.b.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bReleases).Cursor()
 		prefix := append([]byte(channel), 0)
@@ -226,12 +227,12 @@ func (d *DB) LatestRelease(channel string) (registry.ReleaseInfo, error) {
 }
 
 // Releases lists releases, optionally of one channel, by channel and version.
-func (d *DB) Releases(channel string) ([]registry.ReleaseInfo, error) {
+func (d *DB) Releases(channel string) ([]records.ReleaseInfo, error) {
 	var prefix []byte
 	if channel != "" {
 		prefix = append([]byte(channel), 0)
 	}
-	return list[registry.ReleaseInfo](d, bReleases, prefix)
+	return list[records.ReleaseInfo](d, bReleases, prefix)
 }
 
 // Boot is one boot answer to record.
@@ -243,7 +244,7 @@ type Boot struct {
 	// this many nodes (ErrFull); 0 means no limit.
 	MaxNodes int
 	// Identity is what the registry verified of the node this boot.
-	Identity registry.Identity
+	Identity records.Identity
 }
 
 // RecordBoot notes that a node asked to boot and what it was answered. Its
@@ -266,7 +267,7 @@ func (d *DB) RecordBoot(b Boot, now time.Time) error {
 
 // RecordPending keeps a node that an approval farm holds: listed as
 // pending, with the identity it proved, and no boot token.
-func (d *DB) RecordPending(req registry.BootRequest, ident registry.Identity, maxNodes int, now time.Time) error {
+func (d *DB) RecordPending(req registry.BootRequest, ident records.Identity, maxNodes int, now time.Time) error {
 	return d.b.Batch(func(tx *bolt.Tx) error {
 		n, err := nodeFor(tx, req, maxNodes, registry.StatePending, now)
 		if err != nil {
@@ -279,8 +280,8 @@ func (d *DB) RecordPending(req registry.BootRequest, ident registry.Identity, ma
 
 // nodeFor loads (or counts in) the request's node, moves its state count
 // to state and refreshes what every request says.
-func nodeFor(tx *bolt.Tx, req registry.BootRequest, maxNodes int, state string, now time.Time) (registry.Node, error) {
-	n := registry.Node{ID: req.NodeID, FirstSeen: now}
+func nodeFor(tx *bolt.Tx, req registry.BootRequest, maxNodes int, state string, now time.Time) (records.Node, error) {
+	n := records.Node{ID: req.NodeID, FirstSeen: now}
 	v := tx.Bucket(bNodes).Get([]byte(req.NodeID))
 	if v != nil {
 		if err := json.Unmarshal(v, &n); err != nil {
@@ -298,8 +299,8 @@ func nodeFor(tx *bolt.Tx, req registry.BootRequest, maxNodes int, state string, 
 
 // Approve lets a held node boot, and makes what it measures next its new
 // baseline (after a deliberate change of boot media or command line).
-func (d *DB) Approve(id string) (registry.Node, error) {
-	var n registry.Node
+func (d *DB) Approve(id string) (records.Node, error) {
+	var n records.Node
 	err := d.b.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bNodes)
 		if err := get(b, []byte(id), &n, "node "+id); err != nil {
@@ -314,8 +315,8 @@ func (d *DB) Approve(id string) (registry.Node, error) {
 
 // DeleteNode removes a node's record and boot tokens, and counts it out.
 // A node that boots again enrolls as new, by its farm's policy.
-func (d *DB) DeleteNode(id string) (registry.Node, error) {
-	var n registry.Node
+func (d *DB) DeleteNode(id string) (records.Node, error) {
+	var n records.Node
 	err := d.b.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bNodes)
 		if err := get(b, []byte(id), &n, "node "+id); err != nil {
@@ -416,10 +417,10 @@ func pushToken(b *bolt.Bucket, id, token string) error {
 // RecordStatus stores a node's report. A report from an unknown node is
 // ErrNotFound (nodes must boot through the registry first); one whose
 // token is not among the node's last KeepTokens is ErrToken.
-func (d *DB) RecordStatus(rep registry.StatusReport, att *registry.Attestation, now time.Time) error {
+func (d *DB) RecordStatus(rep registry.StatusReport, att *records.Attestation, now time.Time) error {
 	return d.b.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bNodes)
-		var n registry.Node
+		var n records.Node
 		if err := get(b, []byte(rep.NodeID), &n, "node "+rep.NodeID); err != nil {
 			return err
 		}
@@ -449,8 +450,8 @@ func (d *DB) NodeCount() (int, error) {
 }
 
 // Node returns one node or ErrNotFound.
-func (d *DB) Node(id string) (registry.Node, error) {
-	var n registry.Node
+func (d *DB) Node(id string) (records.Node, error) {
+	var n records.Node
 	err := d.b.View(func(tx *bolt.Tx) error {
 		return get(tx.Bucket(bNodes), []byte(id), &n, "node "+id)
 	})
@@ -458,8 +459,8 @@ func (d *DB) Node(id string) (registry.Node, error) {
 }
 
 // Nodes lists all nodes by ID.
-func (d *DB) Nodes() ([]registry.Node, error) {
-	return list[registry.Node](d, bNodes, nil)
+func (d *DB) Nodes() ([]records.Node, error) {
+	return list[records.Node](d, bNodes, nil)
 }
 
 func put(b *bolt.Bucket, k []byte, v any) error {

@@ -14,7 +14,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 )
 
 // populated is a created database holding n farms and a release, closed,
@@ -30,11 +30,11 @@ func populated(t *testing.T, n int) string {
 	defer d.Close()
 	pad := strings.Repeat("x", 2000)
 	for i := range n {
-		if err := d.CreateFarm(registry.Farm{Name: fmt.Sprintf("farm%04d", i), Channel: "stable" + pad}); err != nil {
+		if err := d.CreateFarm(records.Farm{Name: fmt.Sprintf("farm%04d", i), Channel: "stable" + pad}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := d.AddRelease(registry.ReleaseInfo{Channel: "stable", Version: 7}); err != nil {
+	if err := d.AddRelease(records.ReleaseInfo{Channel: "stable", Version: 7}); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -219,7 +219,7 @@ func TestBackupWhileWriting(t *testing.T) {
 				return
 			default:
 			}
-			if err := d.CreateFarm(registry.Farm{Name: fmt.Sprintf("f%06d", i), Channel: "stable"}); err != nil {
+			if err := d.CreateFarm(records.Farm{Name: fmt.Sprintf("f%06d", i), Channel: "stable"}); err != nil {
 				t.Error(err)
 				return
 			}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
@@ -18,23 +19,23 @@ import (
 // the node's last KeepTokens tokens, a new node is refused past MaxNodes.
 // The conformance suite in package dbtest checks both the same way.
 type Records interface {
-	CreateFarm(f registry.Farm) error
-	UpdateFarm(f registry.Farm) (registry.Farm, error)
-	Farm(name string) (registry.Farm, error)
-	Farms() ([]registry.Farm, error)
+	CreateFarm(f records.Farm) error
+	UpdateFarm(f records.Farm) (records.Farm, error)
+	Farm(name string) (records.Farm, error)
+	Farms() ([]records.Farm, error)
 	DeleteFarm(name string, force bool) (int, error)
 
-	AddRelease(r registry.ReleaseInfo) error
-	LatestRelease(channel string) (registry.ReleaseInfo, error)
-	Releases(channel string) ([]registry.ReleaseInfo, error)
+	AddRelease(r records.ReleaseInfo) error
+	LatestRelease(channel string) (records.ReleaseInfo, error)
+	Releases(channel string) ([]records.ReleaseInfo, error)
 
 	RecordBoot(b Boot, now time.Time) error
-	RecordPending(req registry.BootRequest, ident registry.Identity, maxNodes int, now time.Time) error
-	RecordStatus(rep registry.StatusReport, att *registry.Attestation, now time.Time) error
-	Approve(id string) (registry.Node, error)
-	DeleteNode(id string) (registry.Node, error)
-	Node(id string) (registry.Node, error)
-	Nodes() ([]registry.Node, error)
+	RecordPending(req registry.BootRequest, ident records.Identity, maxNodes int, now time.Time) error
+	RecordStatus(rep registry.StatusReport, att *records.Attestation, now time.Time) error
+	Approve(id string) (records.Node, error)
+	DeleteNode(id string) (records.Node, error)
+	Node(id string) (records.Node, error)
+	Nodes() ([]records.Node, error)
 	NodeCount() (int, error)
 	NodeStates() (map[string]int, error)
 
@@ -58,13 +59,13 @@ var (
 // ApplyBoot changes n as a boot answered with b does: state booting, the
 // served release, and the identity verified this boot. Both backends call
 // it, so a node record means the same whichever holds it.
-func ApplyBoot(n *registry.Node, b Boot, now time.Time) {
+func ApplyBoot(n *records.Node, b Boot, now time.Time) {
 	n.ReleaseServed = b.Served
 	n.State, n.Source, n.Reason, n.Timeline, n.Services = registry.StateBooting, "", "", nil, nil
 	att := n.Identity.Attestation
 	n.Identity = b.Identity
 	if b.Identity.Kind == registry.KindTPM {
-		pend := &registry.Attestation{State: registry.AttestPending, Time: now, Detail: "boot quote verified; waiting for the quote before hand-off"}
+		pend := &records.Attestation{State: records.AttestPending, Time: now, Detail: "boot quote verified; waiting for the quote before hand-off"}
 		if att != nil {
 			// The counters seen so far, which the next quote must
 			// not go below.
@@ -75,18 +76,18 @@ func ApplyBoot(n *registry.Node, b Boot, now time.Time) {
 }
 
 // ApplyPending changes n as an approval farm holding it does.
-func ApplyPending(n *registry.Node, ident registry.Identity) {
+func ApplyPending(n *records.Node, ident records.Identity) {
 	n.State, n.Source, n.Reason = registry.StatePending, "", "awaits zgrid node approve"
 	n.Identity = ident
 }
 
 // Seen refreshes what every boot request says about its node.
-func Seen(n *registry.Node, req registry.BootRequest, now time.Time) {
+func Seen(n *records.Node, req registry.BootRequest, now time.Time) {
 	n.LastSeen, n.Farm, n.Agent, n.Profile = now, req.Farm, req.Agent, req.Profile
 }
 
 // ApplyStatus changes n as its report says. The token was checked before.
-func ApplyStatus(n *registry.Node, rep registry.StatusReport, att *registry.Attestation, now time.Time) error {
+func ApplyStatus(n *records.Node, rep registry.StatusReport, att *records.Attestation, now time.Time) error {
 	n.LastSeen = now
 	n.State, n.Source, n.Reason = rep.State, rep.Source, rep.Reason
 	if rep.ReleaseVersion != 0 {
@@ -106,12 +107,12 @@ func ApplyStatus(n *registry.Node, rep registry.StatusReport, att *registry.Atte
 		if fb.From != n.ReleaseServed {
 			return fmt.Errorf("node %s fell back from version %d, served %d: %w", rep.NodeID, fb.From, n.ReleaseServed, ErrFallback)
 		}
-		n.Fallback = &registry.FallbackRecord{From: fb.From, To: rep.ReleaseVersion, At: now, Reason: fb.Reason}
+		n.Fallback = &records.FallbackRecord{From: fb.From, To: rep.ReleaseVersion, At: now, Reason: fb.Reason}
 	}
 	if att != nil {
 		n.Identity.Attestation = att
-		if att.State == registry.AttestOK && len(n.Identity.Baseline) == 0 {
-			n.Identity.Baseline = registry.BaselineOf(att.Events)
+		if att.State == records.AttestOK && len(n.Identity.Baseline) == 0 {
+			n.Identity.Baseline = records.BaselineOf(att.Events)
 		}
 	}
 	return nil
@@ -145,6 +146,6 @@ func FullError(id string, count uint64) error {
 }
 
 // VersionError is the ErrVersion of a release not above its channel's high.
-func VersionError(r registry.ReleaseInfo, high uint64) error {
+func VersionError(r records.ReleaseInfo, high uint64) error {
 	return fmt.Errorf("release %s/%d: %w: channel %s is at version %d", r.Channel, r.Version, ErrVersion, r.Channel, high)
 }

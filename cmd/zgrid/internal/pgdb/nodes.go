@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
@@ -17,7 +18,7 @@ import (
 // it (or its tokens) until this one ends. known is false for a node with
 // no row yet.
 type lockedNode struct {
-	n      registry.Node
+	n      records.Node
 	tokens []byte
 	known  bool
 }
@@ -140,7 +141,7 @@ func readNode(br pgx.BatchResults, id string) (lockedNode, error) {
 // request does.
 func seen(l *lockedNode, req registry.BootRequest, now time.Time) {
 	if !l.known {
-		l.n, l.tokens = registry.Node{ID: req.NodeID, FirstSeen: now}, nil
+		l.n, l.tokens = records.Node{ID: req.NodeID, FirstSeen: now}, nil
 	}
 	db.Seen(&l.n, req, now)
 }
@@ -158,7 +159,7 @@ func (d *DB) RecordBoot(b db.Boot, now time.Time) error {
 }
 
 // RecordPending keeps a node that an approval farm holds.
-func (d *DB) RecordPending(req registry.BootRequest, ident registry.Identity, maxNodes int, now time.Time) error {
+func (d *DB) RecordPending(req registry.BootRequest, ident records.Identity, maxNodes int, now time.Time) error {
 	return d.nodeTx(req.NodeID, func(l *lockedNode) (int, error) {
 		seen(l, req, now)
 		db.ApplyPending(&l.n, ident)
@@ -168,7 +169,7 @@ func (d *DB) RecordPending(req registry.BootRequest, ident registry.Identity, ma
 
 // RecordStatus stores a node's report: an unknown node is ErrNotFound, a
 // token not among its last KeepTokens ErrToken.
-func (d *DB) RecordStatus(rep registry.StatusReport, att *registry.Attestation, now time.Time) error {
+func (d *DB) RecordStatus(rep registry.StatusReport, att *records.Attestation, now time.Time) error {
 	return d.nodeTx(rep.NodeID, func(l *lockedNode) (int, error) {
 		if !l.known {
 			return 0, errNotKnown(rep.NodeID)
@@ -181,8 +182,8 @@ func (d *DB) RecordStatus(rep registry.StatusReport, att *registry.Attestation, 
 }
 
 // Approve lets a held node boot and clears its baseline.
-func (d *DB) Approve(id string) (registry.Node, error) {
-	var n registry.Node
+func (d *DB) Approve(id string) (records.Node, error) {
+	var n records.Node
 	err := d.nodeTx(id, func(l *lockedNode) (int, error) {
 		if !l.known {
 			return 0, errNotKnown(id)
@@ -196,8 +197,8 @@ func (d *DB) Approve(id string) (registry.Node, error) {
 }
 
 // DeleteNode removes a node's record and boot tokens, and counts it out.
-func (d *DB) DeleteNode(id string) (registry.Node, error) {
-	var n registry.Node
+func (d *DB) DeleteNode(id string) (records.Node, error) {
+	var n records.Node
 	err := d.tx(func(ctx context.Context, tx pgx.Tx) error {
 		if err := getDoc(ctx, tx, &n, "node "+id, "DELETE FROM zgrid_nodes WHERE id = $1 RETURNING doc", id); err != nil {
 			return err
@@ -209,17 +210,17 @@ func (d *DB) DeleteNode(id string) (registry.Node, error) {
 }
 
 // Node returns one node or ErrNotFound.
-func (d *DB) Node(id string) (registry.Node, error) {
+func (d *DB) Node(id string) (records.Node, error) {
 	ctx, cancel := d.ctx()
 	defer cancel()
-	var n registry.Node
+	var n records.Node
 	err := getDoc(ctx, d.pool, &n, "node "+id, "SELECT doc FROM zgrid_nodes WHERE id = $1", id)
 	return n, err
 }
 
 // Nodes lists all nodes by ID.
-func (d *DB) Nodes() ([]registry.Node, error) {
-	return list[registry.Node](d, "nodes", "SELECT doc FROM zgrid_nodes ORDER BY id")
+func (d *DB) Nodes() ([]records.Node, error) {
+	return list[records.Node](d, "nodes", "SELECT doc FROM zgrid_nodes ORDER BY id")
 }
 
 // NodeCount is the number of node records, as the node limit counts them.

@@ -22,7 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
-	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 )
 
 // DefaultMaxConns is each replica's connections to PostgreSQL unless the
@@ -157,7 +157,7 @@ func encode(v any) (string, error) {
 }
 
 // CreateFarm adds a farm; an existing name is ErrExists.
-func (d *DB) CreateFarm(f registry.Farm) error {
+func (d *DB) CreateFarm(f records.Farm) error {
 	doc, err := encode(f)
 	if err != nil {
 		return fmt.Errorf("farm %s: %w", f.Name, err)
@@ -175,9 +175,9 @@ func (d *DB) CreateFarm(f registry.Farm) error {
 }
 
 // UpdateFarm replaces an existing farm, keeping its creation time.
-func (d *DB) UpdateFarm(f registry.Farm) (registry.Farm, error) {
+func (d *DB) UpdateFarm(f records.Farm) (records.Farm, error) {
 	err := d.tx(func(ctx context.Context, tx pgx.Tx) error {
-		var old registry.Farm
+		var old records.Farm
 		if err := getDoc(ctx, tx, &old, "farm "+f.Name, "SELECT doc FROM zgrid_farms WHERE name = $1 FOR UPDATE", f.Name); err != nil {
 			return err
 		}
@@ -193,17 +193,17 @@ func (d *DB) UpdateFarm(f registry.Farm) (registry.Farm, error) {
 }
 
 // Farm returns one farm or ErrNotFound.
-func (d *DB) Farm(name string) (registry.Farm, error) {
+func (d *DB) Farm(name string) (records.Farm, error) {
 	ctx, cancel := d.ctx()
 	defer cancel()
-	var f registry.Farm
+	var f records.Farm
 	err := getDoc(ctx, d.pool, &f, "farm "+name, "SELECT doc FROM zgrid_farms WHERE name = $1", name)
 	return f, err
 }
 
 // Farms lists all farms by name.
-func (d *DB) Farms() ([]registry.Farm, error) {
-	return list[registry.Farm](d, "farms", "SELECT doc FROM zgrid_farms ORDER BY name")
+func (d *DB) Farms() ([]records.Farm, error) {
+	return list[records.Farm](d, "farms", "SELECT doc FROM zgrid_farms ORDER BY name")
 }
 
 // DeleteFarm removes a farm, refused (ErrInUse) while nodes are assigned
@@ -236,7 +236,7 @@ func (d *DB) DeleteFarm(name string, force bool) (int, error) {
 // raised with a conditional upsert, which PostgreSQL evaluates on the
 // row's latest version under its lock: of two publishers of one version,
 // one sees the other's.
-func (d *DB) AddRelease(r registry.ReleaseInfo) error {
+func (d *DB) AddRelease(r records.ReleaseInfo) error {
 	if r.Channel == "" || strings.IndexByte(r.Channel, 0) >= 0 {
 		return fmt.Errorf("release: invalid channel %q", r.Channel)
 	}
@@ -269,20 +269,20 @@ ON CONFLICT (channel) DO UPDATE SET version = EXCLUDED.version WHERE zgrid_highw
 }
 
 // LatestRelease returns the highest version on channel, or ErrNotFound.
-func (d *DB) LatestRelease(channel string) (registry.ReleaseInfo, error) {
+func (d *DB) LatestRelease(channel string) (records.ReleaseInfo, error) {
 	ctx, cancel := d.ctx()
 	defer cancel()
-	var r registry.ReleaseInfo
+	var r records.ReleaseInfo
 	err := getDoc(ctx, d.pool, &r, "no release on channel "+channel, "SELECT doc FROM zgrid_releases WHERE channel = $1 ORDER BY version DESC LIMIT 1", channel)
 	return r, err
 }
 
 // Releases lists releases, optionally of one channel, by channel and version.
-func (d *DB) Releases(channel string) ([]registry.ReleaseInfo, error) {
+func (d *DB) Releases(channel string) ([]records.ReleaseInfo, error) {
 	if channel == "" {
-		return list[registry.ReleaseInfo](d, "releases", "SELECT doc FROM zgrid_releases ORDER BY channel, version")
+		return list[records.ReleaseInfo](d, "releases", "SELECT doc FROM zgrid_releases ORDER BY channel, version")
 	}
-	return list[registry.ReleaseInfo](d, "releases of "+channel, "SELECT doc FROM zgrid_releases WHERE channel = $1 ORDER BY version", channel)
+	return list[records.ReleaseInfo](d, "releases of "+channel, "SELECT doc FROM zgrid_releases WHERE channel = $1 ORDER BY version", channel)
 }
 
 // Allow lists a node ID or an EK fingerprint for farms that take listed

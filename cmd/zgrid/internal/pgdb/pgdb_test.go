@@ -10,8 +10,8 @@ import (
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db/dbtest"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/internal/testenv"
-	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
 func open(t *testing.T, url string) *DB {
@@ -64,7 +64,7 @@ func TestSchema(t *testing.T) {
 		}
 		defer ds[i].Close()
 	}
-	if err := ds[0].CreateFarm(registry.Farm{Name: "lab", Channel: "stable"}); err != nil {
+	if err := ds[0].CreateFarm(records.Farm{Name: "lab", Channel: "stable"}); err != nil {
 		t.Fatal(err)
 	}
 	again := open(t, url)

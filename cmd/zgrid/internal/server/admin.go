@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
@@ -20,10 +21,10 @@ func (s *Server) postRelease(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, info)
 }
 
-func (s *Server) acceptRelease(w http.ResponseWriter, r *http.Request) (registry.ReleaseInfo, error) {
+func (s *Server) acceptRelease(w http.ResponseWriter, r *http.Request) (records.ReleaseInfo, error) {
 	body, err := readBody(w, r, registry.MaxBodySize)
 	if err != nil {
-		return registry.ReleaseInfo{}, err
+		return records.ReleaseInfo{}, err
 	}
 	return s.Publish(body)
 }
@@ -50,7 +51,7 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) postFarm(w http.ResponseWriter, r *http.Request) {
-	var f registry.Farm
+	var f records.Farm
 	err := decodeJSON(w, r, &f)
 	if err == nil {
 		f, err = s.CreateFarm(f)
@@ -83,7 +84,7 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	err := checkNodeID(id)
-	var n registry.Node
+	var n records.Node
 	if err == nil {
 		if n, err = s.DB.Node(id); err != nil {
 			err = fail(dbStatus(err), "%v", err)
@@ -106,7 +107,7 @@ func nonNil[T any](s []T) []T {
 
 // CreateFarm adds a farm following its channel, with its enrollment
 // policy.
-func (s *Server) CreateFarm(f registry.Farm) (registry.Farm, error) {
+func (s *Server) CreateFarm(f records.Farm) (records.Farm, error) {
 	f.Created = s.now()
 	if err := s.checkFarm(f); err != nil {
 		return f, err
@@ -118,7 +119,7 @@ func (s *Server) CreateFarm(f registry.Farm) (registry.Farm, error) {
 }
 
 // UpdateFarm replaces an existing farm's channel and policy.
-func (s *Server) UpdateFarm(f registry.Farm) (registry.Farm, error) {
+func (s *Server) UpdateFarm(f records.Farm) (records.Farm, error) {
 	if err := s.checkFarm(f); err != nil {
 		return f, err
 	}
@@ -129,14 +130,14 @@ func (s *Server) UpdateFarm(f registry.Farm) (registry.Farm, error) {
 	return f, nil
 }
 
-func (s *Server) checkFarm(f registry.Farm) error {
+func (s *Server) checkFarm(f records.Farm) error {
 	if err := checkName("farm name", f.Name); err != nil {
 		return err
 	}
 	if err := checkChannel(f.Channel); err != nil {
 		return err
 	}
-	if err := registry.CheckEnroll(f.Enroll); err != nil {
+	if err := records.CheckEnroll(f.Enroll); err != nil {
 		return fail(http.StatusBadRequest, "farm %s: %v", f.Name, err)
 	}
 	if err := f.Cache.Check(); err != nil {
@@ -166,7 +167,7 @@ func (s *Server) checkFarm(f registry.Farm) error {
 }
 
 func (s *Server) putFarm(w http.ResponseWriter, r *http.Request) {
-	var f registry.Farm
+	var f records.Farm
 	err := decodeJSON(w, r, &f)
 	if err == nil && f.Name != r.PathValue("name") {
 		err = fail(http.StatusBadRequest, "farm %q in the body, %q in the path", f.Name, r.PathValue("name"))
@@ -183,9 +184,9 @@ func (s *Server) putFarm(w http.ResponseWriter, r *http.Request) {
 
 // Approve lets a node held by an approval farm boot, and resets its
 // measurement baseline.
-func (s *Server) Approve(id string) (registry.Node, error) {
+func (s *Server) Approve(id string) (records.Node, error) {
 	if err := checkNodeID(id); err != nil {
-		return registry.Node{}, err
+		return records.Node{}, err
 	}
 	n, err := s.DB.Approve(id)
 	if err != nil {
@@ -205,7 +206,7 @@ func (s *Server) approveNode(w http.ResponseWriter, r *http.Request) {
 }
 
 // DeleteNode forgets a node (its record, tokens and counts).
-func (s *Server) DeleteNode(id string) (registry.Node, error) {
+func (s *Server) DeleteNode(id string) (records.Node, error) {
 	n, err := s.DB.DeleteNode(id)
 	if err != nil {
 		return n, fail(dbStatus(err), "%v", err)
@@ -267,7 +268,7 @@ func (s *Server) Allow(key string) error {
 }
 
 func (s *Server) allow(w http.ResponseWriter, r *http.Request) {
-	var a registry.Allowed
+	var a records.Allowed
 	err := decodeJSON(w, r, &a)
 	if err == nil {
 		err = s.Allow(a.Key)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/attest"
 	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/measure"
@@ -22,18 +23,18 @@ import (
 // admission is the registry's decision on a boot request's identity: the
 // record to keep, or an enrollment step to answer instead of a release.
 type admission struct {
-	ident  registry.Identity
+	ident  records.Identity
 	answer *registry.BootResponse
 }
 
 // admit verifies the node's identity claim and applies its farm's policy.
 // known is the node's record, nil for a node never seen.
-func (s *Server) admit(req *registry.BootRequest, farm registry.Farm, known *registry.Node) (admission, error) {
+func (s *Server) admit(req *registry.BootRequest, farm records.Farm, known *records.Node) (admission, error) {
 	kind := req.IdentityKind
 	if kind == "" {
 		kind = registry.KindDMI // protocol 2 nodes
 	}
-	a := admission{ident: registry.Identity{Kind: kind, Source: req.IdentitySource, TPMError: req.TPMError}}
+	a := admission{ident: records.Identity{Kind: kind, Source: req.IdentitySource, TPMError: req.TPMError}}
 	if known != nil {
 		if known.Identity.Kind == registry.KindTPM && kind != registry.KindTPM {
 			// Node IDs are printed everywhere: without this, anyone could
@@ -63,7 +64,7 @@ func (s *Server) admit(req *registry.BootRequest, farm registry.Farm, known *reg
 
 // admitTPM checks the boot quote and walks a new key through credential
 // activation.
-func (s *Server) admitTPM(req *registry.BootRequest, known *registry.Node, a *admission) error {
+func (s *Server) admitTPM(req *registry.BootRequest, known *records.Node, a *admission) error {
 	ev := req.TPM
 	if !s.nonces.use(ev.Nonce, req.NodeID, s.now()) {
 		return fail(http.StatusUnauthorized, "node %s: quote nonce unknown, already used or expired: a quote answers one fresh /v1/challenge", req.NodeID)
@@ -162,14 +163,14 @@ func (s *Server) bindEK(req *registry.BootRequest, ek *attest.EK, a *admission) 
 }
 
 // enroll applies the farm's enrollment policy to a node not yet approved.
-func (s *Server) enroll(req *registry.BootRequest, farm registry.Farm, known *registry.Node, a *admission) error {
+func (s *Server) enroll(req *registry.BootRequest, farm records.Farm, known *records.Node, a *admission) error {
 	if known != nil && known.Identity.Approved {
 		return nil
 	}
 	switch farm.Enroll {
-	case "", registry.EnrollOpen:
+	case "", records.EnrollOpen:
 		a.ident.Approved = true
-	case registry.EnrollListed:
+	case records.EnrollListed:
 		listed, err := s.DB.Listed(req.NodeID, a.ident.EKFingerprint)
 		if err != nil {
 			return err
@@ -178,7 +179,7 @@ func (s *Server) enroll(req *registry.BootRequest, farm registry.Farm, known *re
 			return fail(http.StatusForbidden, "farm %s takes listed nodes only and node %s (EK %s) is not listed: zgrid node allow %s", farm.Name, req.NodeID, orNone(a.ident.EKFingerprint), req.NodeID)
 		}
 		a.ident.Approved = true
-	case registry.EnrollApproval:
+	case records.EnrollApproval:
 		return errPending
 	}
 	return nil
@@ -202,7 +203,7 @@ const finalNonceTTL = 30 * time.Minute
 // expected is what a node must have measured, after its baseline (trust
 // root and command line from its first attested boot), once it has run
 // what it was served: the release and each component.
-func expected(rel registry.ReleaseInfo) []measure.Event {
+func expected(rel records.ReleaseInfo) []measure.Event {
 	want := []measure.Event{measure.NewEvent(measure.TypeRelease, measure.ReleaseValue(rel.Channel, rel.Version))}
 	for _, c := range rel.Components {
 		want = append(want, measure.NewEvent(measure.TypeComponent, measure.ComponentValue(c.Name, c.Flist.String(), c.Mount)))
@@ -213,11 +214,11 @@ func expected(rel registry.ReleaseInfo) []measure.Event {
 // verifyFinal judges the quote a TPM node sends before hand-off. It never
 // refuses the report: a failed attestation is recorded and shown, the
 // node's state is still worth knowing.
-func (s *Server) verifyFinal(n registry.Node, rep *registry.StatusReport) *registry.Attestation {
+func (s *Server) verifyFinal(n records.Node, rep *registry.StatusReport) *records.Attestation {
 	ev := rep.TPM
-	att := &registry.Attestation{Time: s.now(), PCRs: ev.PCRs, Events: ev.Events, FirmwareLog: "absent"}
-	bad := func(format string, args ...any) *registry.Attestation {
-		att.State, att.Detail = registry.AttestFailed, fmt.Sprintf(format, args...)
+	att := &records.Attestation{Time: s.now(), PCRs: ev.PCRs, Events: ev.Events, FirmwareLog: "absent"}
+	bad := func(format string, args ...any) *records.Attestation {
+		att.State, att.Detail = records.AttestFailed, fmt.Sprintf(format, args...)
 		return att
 	}
 	want, ok := s.nonces.useFinal(ev.Nonce, n.ID, s.now())
@@ -256,13 +257,13 @@ func (s *Server) verifyFinal(n registry.Node, rep *registry.StatusReport) *regis
 	}
 	baseline := n.Identity.Baseline
 	if len(baseline) == 0 {
-		baseline = registry.BaselineOf(ev.Events)
+		baseline = records.BaselineOf(ev.Events)
 	}
 	if err := attest.Expect(ev.Events, append(baseline, want...)); err != nil {
-		att.State, att.Detail = registry.AttestMismatch, err.Error()
+		att.State, att.Detail = records.AttestMismatch, err.Error()
 		return att
 	}
-	att.State = registry.AttestOK
+	att.State = records.AttestOK
 	return att
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2/transport"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/internal/testenv"
 	"github.com/zeroboot/zeroboot/pkg/attest"
 	"github.com/zeroboot/zeroboot/pkg/measure"
@@ -356,7 +357,7 @@ func provisionEK(t testing.TB, ca *testCA) func(transport.TPM) {
 }
 
 // nodeRecord is the registry's record of id.
-func (e *env) nodeRecord(id string) registry.Node {
+func (e *env) nodeRecord(id string) records.Node {
 	e.t.Helper()
 	n, err := e.srv.DB.Node(id)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/internal/testenv"
 	"github.com/zeroboot/zeroboot/pkg/attest"
 	"github.com/zeroboot/zeroboot/pkg/measure"
@@ -39,7 +40,7 @@ func TestTPMEnrollAndAttest(t *testing.T) {
 	rec := e.nodeRecord(n.id)
 	id := rec.Identity
 	if id.Kind != registry.KindTPM || !id.Bound || !id.Approved || !strings.HasPrefix(id.EKFingerprint, "sha256:") || len(id.EKFingerprint) != 71 ||
-		id.EKKind != "rsa2048" || id.Attestation == nil || id.Attestation.State != registry.AttestPending || len(id.Baseline) != 0 {
+		id.EKKind != "rsa2048" || id.Attestation == nil || id.Attestation.State != records.AttestPending || len(id.Baseline) != 0 {
 		t.Fatalf("record after enrollment: %+v", id)
 	}
 	if id.EKFingerprint != n.ekFingerprint() {
@@ -54,13 +55,13 @@ func TestTPMEnrollAndAttest(t *testing.T) {
 	rep := n.handoff(e, resp)
 	n.report(rep)
 	id = e.nodeRecord(n.id).Identity
-	if id.Attestation == nil || id.Attestation.State != registry.AttestOK || len(id.Attestation.Events) != 4 || len(id.Baseline) != 2 ||
+	if id.Attestation == nil || id.Attestation.State != records.AttestOK || len(id.Attestation.Events) != 4 || len(id.Baseline) != 2 ||
 		id.Baseline[0].Type != measure.TypeTrustRoot || id.Baseline[1].Type != measure.TypeCmdline || id.Baseline[1].Value != testCmdline {
 		t.Fatalf("record after the final quote: attestation %+v, baseline %+v", id.Attestation, id.Baseline)
 	}
 	// The same report again: the token is good, the nonce spent.
 	n.report(rep)
-	if att := e.nodeRecord(n.id).Identity.Attestation; att.State != registry.AttestFailed || !strings.Contains(att.Detail, "nonce") {
+	if att := e.nodeRecord(n.id).Identity.Attestation; att.State != records.AttestFailed || !strings.Contains(att.Detail, "nonce") {
 		t.Fatalf("replayed final report: attestation %+v, want failed naming the nonce", att)
 	}
 
@@ -74,12 +75,12 @@ func TestTPMEnrollAndAttest(t *testing.T) {
 	if len(n.steps) != 0 || n.wire.count("/v1/boot") != 1 || resp.SendEK || resp.QuoteNonce == "" {
 		t.Fatalf("second boot: steps %q, %d boot requests, answer %+v; want one request, no enrollment", n.steps, n.wire.count("/v1/boot"), resp)
 	}
-	if id := e.nodeRecord(n.id).Identity; !id.Bound || id.Attestation.State != registry.AttestPending || len(id.Baseline) != 2 {
+	if id := e.nodeRecord(n.id).Identity; !id.Bound || id.Attestation.State != records.AttestPending || len(id.Baseline) != 2 {
 		t.Fatalf("record after the second boot: %+v", id)
 	}
 	firstResets := id.Attestation.ResetCount
 	n.report(n.handoff(e, resp))
-	if att := e.nodeRecord(n.id).Identity.Attestation; att.State != registry.AttestOK || att.ResetCount <= firstResets {
+	if att := e.nodeRecord(n.id).Identity.Attestation; att.State != records.AttestOK || att.ResetCount <= firstResets {
 		t.Fatalf("second boot's final quote: %+v; want attested with a reset count above the first boot's %d", att, firstResets)
 	}
 
@@ -94,7 +95,7 @@ func TestTPMEnrollAndAttest(t *testing.T) {
 	n.report(n.handoff(e, resp))
 	want := (&attest.DiffError{Index: 1, Got: &measure.Event{Type: measure.TypeCmdline, Value: other}, Want: &measure.Event{Type: measure.TypeCmdline, Value: testCmdline}}).Error()
 	id = e.nodeRecord(n.id).Identity
-	if id.Attestation.State != registry.AttestMismatch || id.Attestation.Detail != want {
+	if id.Attestation.State != records.AttestMismatch || id.Attestation.Detail != want {
 		t.Fatalf("attestation %+v, want mismatch %q", id.Attestation, want)
 	}
 	if len(id.Baseline) != 2 || id.Baseline[1].Value != testCmdline {
@@ -208,11 +209,11 @@ func TestEKCertPolicy(t *testing.T) {
 func TestFarmPolicies(t *testing.T) {
 	e := newEnv(t)
 	e.publish()
-	for _, f := range []registry.Farm{
+	for _, f := range []records.Farm{
 		{Name: "tpmonly", Channel: "stable", RequireTPM: true},
 		{Name: "ci", Channel: "stable", AllowEphemeral: true},
-		{Name: "held", Channel: "stable", Enroll: registry.EnrollApproval},
-		{Name: "listed", Channel: "stable", Enroll: registry.EnrollListed},
+		{Name: "held", Channel: "stable", Enroll: records.EnrollApproval},
+		{Name: "listed", Channel: "stable", Enroll: records.EnrollListed},
 	} {
 		if _, err := e.srv.CreateFarm(f); err != nil {
 			t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
 )
@@ -107,7 +108,7 @@ func TestStatusNeedsBootToken(t *testing.T) {
 	for _, tok := range tokens[1:] {
 		e.must(e.status("n1", tok), 204)
 	}
-	var node registry.Node
+	var node records.Node
 	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/n1", asAdmin, nil), 200).body), &node)
 	if node.State != registry.StateReady || node.Source != registry.SourceCore0 {
 		t.Fatalf("node after accepted reports: %+v", node)
@@ -242,7 +243,7 @@ func TestStatusServices(t *testing.T) {
 		}}
 	b, _ := json.Marshal(rep)
 	e.must(e.do("POST", "/v1/status", asJSON, b), 204)
-	var node registry.Node
+	var node records.Node
 	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/n1", asAdmin, nil), 200).body), &node)
 	if len(node.Services) != 2 || node.Services[1].State != "crash-looping" || node.Services[1].Output[0] != "api: cannot bind :8080" {
 		t.Fatalf("node services after the report: %+v", node.Services)
@@ -265,7 +266,7 @@ func TestStatusServices(t *testing.T) {
 		}
 	}
 	e.bootNode("n1")
-	node = registry.Node{}
+	node = records.Node{}
 	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/n1", asAdmin, nil), 200).body), &node)
 	if node.State != registry.StateBooting || node.Services != nil {
 		t.Fatalf("services survived a new boot: %+v", node.Services)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
@@ -244,7 +245,7 @@ func TestMetricsStoreBytes(t *testing.T) {
 func TestMetricsNodeStates(t *testing.T) {
 	e := newEnv(t)
 	e.publish()
-	if _, err := e.srv.CreateFarm(registry.Farm{Name: "held", Channel: "stable", Enroll: registry.EnrollApproval}); err != nil {
+	if _, err := e.srv.CreateFarm(records.Farm{Name: "held", Channel: "stable", Enroll: records.EnrollApproval}); err != nil {
 		t.Fatal(err)
 	}
 	report := func(id, state, token string) {
@@ -294,7 +295,7 @@ func TestMetricsNodeStates(t *testing.T) {
 func TestMetricsReleaseExpiry(t *testing.T) {
 	e := newEnv(t)
 	_, id := e.build()
-	var info registry.ReleaseInfo
+	var info records.ReleaseInfo
 	a := e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(1, id, 3*time.Hour)), 201)
 	if err := json.Unmarshal([]byte(a.body), &info); err != nil || info.Expires.IsZero() {
 		t.Fatalf("publish answer %s: %v", a.body, err)

@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
@@ -151,7 +152,7 @@ func answerProtocol(req *registry.BootRequest) int {
 }
 
 // knownNode is the node's record, or nil for a node never seen.
-func (s *Server) knownNode(id string) (*registry.Node, error) {
+func (s *Server) knownNode(id string) (*records.Node, error) {
 	n, err := s.DB.Node(id)
 	if errors.Is(err, db.ErrNotFound) {
 		return nil, nil
@@ -164,7 +165,7 @@ func (s *Server) knownNode(id string) (*registry.Node, error) {
 
 // hold records a node that waits for approval and tells it so: 409, which
 // a node answers by asking again every few seconds.
-func (s *Server) hold(req *registry.BootRequest, ident registry.Identity) error {
+func (s *Server) hold(req *registry.BootRequest, ident records.Identity) error {
 	if err := s.DB.RecordPending(*req, ident, s.maxNodes(), s.now()); err != nil {
 		if errors.Is(err, db.ErrFull) {
 			return fail(http.StatusServiceUnavailable, "%v (--max-nodes %d)", err, s.maxNodes())
@@ -253,7 +254,7 @@ func (s *Server) recordStatus(w http.ResponseWriter, r *http.Request) error {
 	}
 	if att != nil {
 		lvl := slog.LevelInfo
-		if att.State != registry.AttestOK {
+		if att.State != records.AttestOK {
 			lvl = slog.LevelWarn
 		}
 		s.log().Log(context.Background(), lvl, "attestation", "node", rep.NodeID, "state", att.State, "detail", att.Detail)
@@ -264,7 +265,7 @@ func (s *Server) recordStatus(w http.ResponseWriter, r *http.Request) error {
 // attestation verifies the quote a report carries against the node's
 // enrolled key. It runs before the database checks the token; a forger
 // cannot spend the node's nonce, which only the node's boot answer held.
-func (s *Server) attestation(rep *registry.StatusReport) (*registry.Attestation, error) {
+func (s *Server) attestation(rep *registry.StatusReport) (*records.Attestation, error) {
 	if rep.TPM == nil {
 		return nil, nil
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 )
 
 // pxeEnv is a server with network boot on: a boot dir with small fake
@@ -42,7 +42,7 @@ func newPXEEnv(t *testing.T, farms ...string) *pxeEnv {
 			Map: map[string]string{mappedMAC: "rack1", mappedUUID: "demo"}}
 	})
 	for _, f := range farms {
-		if _, err := e.srv.CreateFarm(registry.Farm{Name: f, Channel: "stable"}); err != nil {
+		if _, err := e.srv.CreateFarm(records.Farm{Name: f, Channel: "stable"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/flist"
-	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/trust"
 )
@@ -26,12 +26,12 @@ import (
 // in a component that the release does not allow them in. A withdrawal
 // (targets naming no release) needs the same signatures. The CLI calls it
 // directly when it owns the database.
-func (s *Server) Publish(body []byte) (registry.ReleaseInfo, error) {
-	var info registry.ReleaseInfo
+func (s *Server) Publish(body []byte) (records.ReleaseInfo, error) {
+	var info records.ReleaseInfo
 	if s.TUF == nil {
 		return info, fail(http.StatusServiceUnavailable, "%v", errNoTUF)
 	}
-	up, err := registry.DecodeUpload(body)
+	up, err := records.DecodeUpload(body)
 	if err != nil {
 		return info, fail(http.StatusBadRequest, "%v", err)
 	}
@@ -65,12 +65,12 @@ func (s *Server) Publish(body []byte) (registry.ReleaseInfo, error) {
 	return info, nil
 }
 
-func (s *Server) summarise(up *registry.ReleaseUpload, r *release.Release, withdrawn bool) (registry.ReleaseInfo, error) {
+func (s *Server) summarise(up *records.ReleaseUpload, r *release.Release, withdrawn bool) (records.ReleaseInfo, error) {
 	m, err := metadata.Targets().FromBytes(up.Targets)
 	if err != nil {
-		return registry.ReleaseInfo{}, fail(http.StatusBadRequest, "targets: %v", err)
+		return records.ReleaseInfo{}, fail(http.StatusBadRequest, "targets: %v", err)
 	}
-	info := registry.ReleaseInfo{Channel: up.Channel, Version: uint64(m.Signed.Version), Expires: m.Signed.Expires, Withdrawn: withdrawn}
+	info := records.ReleaseInfo{Channel: up.Channel, Version: uint64(m.Signed.Version), Expires: m.Signed.Expires, Withdrawn: withdrawn}
 	for _, sig := range m.Signatures {
 		info.KeyIDs = append(info.KeyIDs, sig.KeyID)
 	}
@@ -81,7 +81,7 @@ func (s *Server) summarise(up *registry.ReleaseUpload, r *release.Release, withd
 		return info, fail(http.StatusBadRequest, "release refused: the document is for channel %s, the upload for %s", r.Channel, up.Channel)
 	}
 	for _, c := range r.Components {
-		info.Components = append(info.Components, registry.Component{Name: c.Name, Flist: c.Flist, Mount: c.Mount})
+		info.Components = append(info.Components, records.Component{Name: c.Name, Flist: c.Flist, Mount: c.Mount})
 	}
 	return info, nil
 }

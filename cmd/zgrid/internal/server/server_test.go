@@ -20,6 +20,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/digest"
 	"github.com/zeroboot/zeroboot/pkg/fetch"
 	"github.com/zeroboot/zeroboot/pkg/flist"
@@ -225,7 +226,7 @@ func TestBootEndToEnd(t *testing.T) {
 		Timeline: []timeline.Step{{Name: "net", StartMS: 1, EndMS: 9}}, Token: resp.Token}
 	b, _ := json.Marshal(rep)
 	e.must(e.do("POST", "/v1/status", asJSON, b), 204)
-	var node registry.Node
+	var node records.Node
 	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/n1", asAdmin, nil), 200).body), &node)
 	if node.State != "failed" || node.Reason != "mount: no space" || node.Profile.CPUs != 4 || node.ReleaseServed != 1 || len(node.Timeline) != 1 || node.FirstSeen.IsZero() {
 		t.Fatalf("node record %+v", node)
@@ -298,7 +299,7 @@ func TestReleaseRules(t *testing.T) {
 		}
 	}
 	e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(6, id, time.Hour)), 201)
-	var rs []registry.ReleaseInfo
+	var rs []records.ReleaseInfo
 	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/releases?channel=stable", asAdmin, nil), 200).body), &rs)
 	if len(rs) != 2 || rs[1].Version != 6 || rs[1].Envelope != nil || len(rs[1].KeyIDs) != 1 {
 		t.Fatalf("releases %+v", rs)
@@ -435,7 +436,7 @@ func TestBootWithoutFarmUsesDefault(t *testing.T) {
 	if err := registry.DecodeStrict([]byte(e.must(e.do("POST", "/v1/boot", asJSON, req), 200).body), &resp); err != nil || resp.NodeID != "n2" {
 		t.Fatalf("boot answer %+v, %v", resp, err)
 	}
-	var node registry.Node
+	var node records.Node
 	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/n2", asAdmin, nil), 200).body), &node)
 	if node.Farm != DefaultFarm {
 		t.Fatalf("node recorded in farm %q, want %q", node.Farm, DefaultFarm)
@@ -522,7 +523,7 @@ func TestBootRequestBounded(t *testing.T) {
 	disks = disks[:identity.MaxDisks]
 	b, _ := json.Marshal(registry.BootRequest{Protocol: registry.Protocol, NodeID: "n1", Farm: "demo", Profile: identity.Profile{Disks: disks}})
 	e.must(e.do("POST", "/v1/boot", asJSON, b), 200)
-	var node registry.Node
+	var node records.Node
 	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/n1", asAdmin, nil), 200).body), &node)
 	if len(node.Profile.Disks) != identity.MaxDisks {
 		t.Fatalf("stored %d disks, want %d", len(node.Profile.Disks), identity.MaxDisks)

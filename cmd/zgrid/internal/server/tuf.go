@@ -10,6 +10,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/repo"
@@ -73,8 +74,8 @@ func (t *TUF) freshness(channel string, targets []byte, now time.Time) (snapshot
 
 // bundle is what a node of channel gets: the newer roots, fresh snapshot
 // and timestamp, and the channel's current targets and release document.
-func (s *Server) bundle(req *registry.BootRequest, rel registry.ReleaseInfo) (*trust.Bundle, error) {
-	up, err := registry.DecodeUpload(rel.Envelope)
+func (s *Server) bundle(req *registry.BootRequest, rel records.ReleaseInfo) (*trust.Bundle, error) {
+	up, err := records.DecodeUpload(rel.Envelope)
 	if err != nil {
 		return nil, fmt.Errorf("stored release %s/%d: %w", rel.Channel, rel.Version, err)
 	}
@@ -96,7 +97,7 @@ func (s *Server) bundle(req *registry.BootRequest, rel registry.ReleaseInfo) (*t
 // nodes (the others get the newest release before it that nodes still
 // accept). A node that asked for another channel gets that channel's
 // newest.
-func (s *Server) releaseFor(farm registry.Farm, channel, nodeID string) (registry.ReleaseInfo, error) {
+func (s *Server) releaseFor(farm records.Farm, channel, nodeID string) (records.ReleaseInfo, error) {
 	if channel != farm.Channel || (farm.Pin == 0 && farm.Rollout == 0) {
 		rel, err := s.DB.LatestRelease(channel)
 		if errors.Is(err, db.ErrNotFound) {
@@ -106,16 +107,16 @@ func (s *Server) releaseFor(farm registry.Farm, channel, nodeID string) (registr
 	}
 	rs, err := s.DB.Releases(channel)
 	if err != nil {
-		return registry.ReleaseInfo{}, err
+		return records.ReleaseInfo{}, err
 	}
 	if len(rs) == 0 {
-		return registry.ReleaseInfo{}, fail(http.StatusNotFound, "no release on channel %s", channel)
+		return records.ReleaseInfo{}, fail(http.StatusNotFound, "no release on channel %s", channel)
 	}
 	if farm.Pin != 0 {
 		return pinned(farm, rs)
 	}
 	newest := rs[len(rs)-1]
-	if newest.Withdrawn || registry.InRollout(farm.Name, nodeID, farm.Rollout) {
+	if newest.Withdrawn || records.InRollout(farm.Name, nodeID, farm.Rollout) {
 		return newest, nil
 	}
 	now := s.now()
@@ -135,7 +136,7 @@ func (s *Server) releaseFor(farm registry.Farm, channel, nodeID string) (registr
 // node last reached ready on, else the newest good one before rel that
 // did not fail on it. Only
 // protocol 6 nodes of a farm with a deadline take part.
-func (s *Server) lastKnownGood(farm registry.Farm, channel string, rel registry.ReleaseInfo, known *registry.Node, proto int) (registry.ReleaseInfo, *registry.ReleaseInfo, error) {
+func (s *Server) lastKnownGood(farm records.Farm, channel string, rel records.ReleaseInfo, known *records.Node, proto int) (records.ReleaseInfo, *records.ReleaseInfo, error) {
 	if farm.ReadyDeadline == 0 || proto < registry.ProtocolFallback {
 		return rel, nil, nil
 	}
@@ -144,13 +145,13 @@ func (s *Server) lastKnownGood(farm registry.Farm, channel string, rel registry.
 		return rel, nil, err
 	}
 	now := s.now()
-	good := func(v uint64) (registry.ReleaseInfo, bool) {
+	good := func(v uint64) (records.ReleaseInfo, bool) {
 		for _, r := range rs {
 			if r.Version == v {
 				return r, !r.Withdrawn && now.Before(r.Expires)
 			}
 		}
-		return registry.ReleaseInfo{}, false
+		return records.ReleaseInfo{}, false
 	}
 	if known != nil && known.Fallback != nil && known.Fallback.From == rel.Version {
 		if to, ok := good(known.Fallback.To); ok {
@@ -174,7 +175,7 @@ func (s *Server) lastKnownGood(farm registry.Farm, channel string, rel registry.
 }
 
 // pinned is the farm's pinned version of rs, which must be a release.
-func pinned(farm registry.Farm, rs []registry.ReleaseInfo) (registry.ReleaseInfo, error) {
+func pinned(farm records.Farm, rs []records.ReleaseInfo) (records.ReleaseInfo, error) {
 	for _, r := range rs {
 		if r.Version != farm.Pin {
 			continue
@@ -184,7 +185,7 @@ func pinned(farm registry.Farm, rs []registry.ReleaseInfo) (registry.ReleaseInfo
 		}
 		return r, nil
 	}
-	return registry.ReleaseInfo{}, fail(http.StatusNotFound, "farm %s is pinned to %s version %d, which is not published", farm.Name, farm.Channel, farm.Pin)
+	return records.ReleaseInfo{}, fail(http.StatusNotFound, "farm %s is pinned to %s version %d, which is not published", farm.Name, farm.Channel, farm.Pin)
 }
 
 // checkProtocol refuses a node of another protocol with words that say

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/repo"
@@ -61,7 +62,7 @@ func upload(t testing.TB, channel string, v uint64, expires time.Time, doc []byt
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := json.Marshal(registry.ReleaseUpload{Format: registry.UploadFormat, Channel: channel, Targets: tb, Release: doc})
+	b, err := json.Marshal(records.ReleaseUpload{Format: records.UploadFormat, Channel: channel, Targets: tb, Release: doc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestPublishRefusesWhatNodesRefuse(t *testing.T) {
 	_, id := e.build()
 	// entry is a valid release with its entrypoint moved to path.
 	entry := func(path string) []byte {
-		var up registry.ReleaseUpload
+		var up records.ReleaseUpload
 		json.Unmarshal(e.envelope(1, id, time.Hour), &up)
 		doc := []byte(strings.Replace(string(up.Release), "/bin/core0", path, 1))
 		return upload(t, "stable", 1, time.Now().Add(time.Hour), doc, e.key)
@@ -93,7 +94,7 @@ func TestPublishRefusesWhatNodesRefuse(t *testing.T) {
 		{"signed by a root key only", e.envelope(1, id, time.Hour, testKeys[0]), 400, "release refused"},
 		{"unknown channel", upload(t, "nightly", 1, time.Now().Add(time.Hour), nil, e.key), 400, "nodes do not accept it"},
 		{"document of another channel", func() []byte {
-			var up registry.ReleaseUpload
+			var up records.ReleaseUpload
 			json.Unmarshal(e.envelope(1, id, time.Hour), &up)
 			up.Channel = "beta"
 			b, _ := json.Marshal(up)
@@ -190,7 +191,7 @@ func TestFreshnessReusedThenRenewed(t *testing.T) {
 	e := newEnv(t)
 	now := time.Now()
 	tg := upload(t, "stable", 1, now.Add(time.Hour), nil, e.key)
-	var up registry.ReleaseUpload
+	var up records.ReleaseUpload
 	json.Unmarshal(tg, &up)
 	s1, t1, err := tuf.freshness("stable", up.Targets, now)
 	if err != nil {
@@ -245,7 +246,7 @@ func TestFarmPinAndRollout(t *testing.T) {
 	served := func(node string) uint64 {
 		t.Helper()
 		e.must(e.do("POST", "/v1/boot", asJSON, []byte(fmt.Sprintf(`{"protocol":4,"node_id":%q,"farm":"demo"}`, node))), 200)
-		var n registry.Node
+		var n records.Node
 		json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/"+node, asAdmin, nil), 200).body), &n)
 		return n.ReleaseServed
 	}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
@@ -235,15 +236,15 @@ func (s *Server) uiLogout(w http.ResponseWriter, r *http.Request, _ uiSession) {
 
 // uiRelease is a stored release and what it is to its channel now.
 type uiRelease struct {
-	registry.ReleaseInfo
+	records.ReleaseInfo
 	State string // current, superseded, expired, withdrawal
 }
 
 type uiOverview struct {
 	Role, CSRF string
-	Farms      []registry.Farm
+	Farms      []records.Farm
 	Releases   []uiRelease
-	Nodes      []registry.Node
+	Nodes      []records.Node
 }
 
 func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request, sess uiSession) {
@@ -269,7 +270,7 @@ func (s *Server) overview(sess uiSession) (uiOverview, error) {
 	if page.Nodes, err = s.DB.Nodes(); err != nil {
 		return page, fmt.Errorf("explorer: listing nodes: %w", err)
 	}
-	slices.SortStableFunc(page.Nodes, func(a, b registry.Node) int {
+	slices.SortStableFunc(page.Nodes, func(a, b records.Node) int {
 		return cmp.Or(cmp.Compare(stateRank(a.State), stateRank(b.State)), cmp.Compare(a.ID, b.ID))
 	})
 	return page, nil
@@ -294,8 +295,8 @@ func stateRank(state string) int {
 // releaseStates orders each channel's releases newest first: the newest
 // is current (or a withdrawal, or expired), the others superseded unless
 // expired.
-func releaseStates(rs []registry.ReleaseInfo, now time.Time) []uiRelease {
-	slices.SortFunc(rs, func(a, b registry.ReleaseInfo) int {
+func releaseStates(rs []records.ReleaseInfo, now time.Time) []uiRelease {
+	slices.SortFunc(rs, func(a, b records.ReleaseInfo) int {
 		return cmp.Or(cmp.Compare(a.Channel, b.Channel), cmp.Compare(b.Version, a.Version))
 	})
 	out := make([]uiRelease, 0, len(rs))
@@ -318,7 +319,7 @@ func releaseStates(rs []registry.ReleaseInfo, now time.Time) []uiRelease {
 
 type uiNodePage struct {
 	Role, CSRF string
-	Node       registry.Node
+	Node       records.Node
 	Timeline   uiTimeline
 }
 
@@ -332,9 +333,9 @@ func (s *Server) uiNode(w http.ResponseWriter, r *http.Request, sess uiSession) 
 	s.uiRender(w, http.StatusOK, "node", uiNodePage{Role: sess.role, CSRF: sess.csrf, Node: n, Timeline: drawTimeline(n.Timeline)})
 }
 
-func (s *Server) uiLookup(id string) (registry.Node, error) {
+func (s *Server) uiLookup(id string) (records.Node, error) {
 	if err := checkNodeID(id); err != nil {
-		return registry.Node{}, err
+		return records.Node{}, err
 	}
 	n, err := s.DB.Node(id)
 	if err != nil {

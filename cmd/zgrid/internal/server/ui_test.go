@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
@@ -160,7 +161,7 @@ func TestUIRedirectsWithoutSession(t *testing.T) {
 func fleet(t *testing.T, e *env) {
 	t.Helper()
 	e.publish()
-	if _, err := e.srv.CreateFarm(registry.Farm{Name: "held", Channel: "stable", Enroll: registry.EnrollApproval}); err != nil {
+	if _, err := e.srv.CreateFarm(records.Farm{Name: "held", Channel: "stable", Enroll: records.EnrollApproval}); err != nil {
 		t.Fatal(err)
 	}
 	report := func(rep registry.StatusReport) {

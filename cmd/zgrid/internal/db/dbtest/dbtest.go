@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/measure"
 	"github.com/zeroboot/zeroboot/pkg/registry"
@@ -59,11 +60,11 @@ func Tok(i int) string { return fmt.Sprintf("%064x", i+1) }
 
 func farms(t *testing.T, d, _ db.Records) {
 	for _, n := range []string{"zeta", "alpha"} {
-		if err := d.CreateFarm(registry.Farm{Name: n, Channel: "stable", Created: t0}); err != nil {
+		if err := d.CreateFarm(records.Farm{Name: n, Channel: "stable", Created: t0}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := d.CreateFarm(registry.Farm{Name: "alpha", Channel: "beta"}); !errors.Is(err, db.ErrExists) {
+	if err := d.CreateFarm(records.Farm{Name: "alpha", Channel: "beta"}); !errors.Is(err, db.ErrExists) {
 		t.Fatalf("duplicate farm: err=%v, want ErrExists", err)
 	}
 	f, err := d.Farm("alpha")
@@ -78,21 +79,21 @@ func farms(t *testing.T, d, _ db.Records) {
 		t.Fatalf("Farms() = %+v, %v", fs, err)
 	}
 	// An update keeps the creation time, whatever the caller sent.
-	u, err := d.UpdateFarm(registry.Farm{Name: "alpha", Channel: "beta", Created: t0.Add(time.Hour)})
+	u, err := d.UpdateFarm(records.Farm{Name: "alpha", Channel: "beta", Created: t0.Add(time.Hour)})
 	if err != nil || !u.Created.Equal(t0) || u.Channel != "beta" {
 		t.Fatalf("UpdateFarm(alpha) = %+v, %v; want channel beta, created %v", u, err, t0)
 	}
 	if f, _ := d.Farm("alpha"); f.Channel != "beta" || !f.Created.Equal(t0) {
 		t.Fatalf("after update: %+v", f)
 	}
-	if _, err := d.UpdateFarm(registry.Farm{Name: "nope"}); !errors.Is(err, db.ErrNotFound) {
+	if _, err := d.UpdateFarm(records.Farm{Name: "nope"}); !errors.Is(err, db.ErrNotFound) {
 		t.Fatalf("UpdateFarm(nope): err=%v, want ErrNotFound", err)
 	}
 }
 
 func releaseVersionsGrow(t *testing.T, d, _ db.Records) {
 	add := func(ch string, v uint64) error {
-		return d.AddRelease(registry.ReleaseInfo{Channel: ch, Version: v, Published: t0})
+		return d.AddRelease(records.ReleaseInfo{Channel: ch, Version: v, Published: t0})
 	}
 	for _, tc := range []struct {
 		ch   string
@@ -155,7 +156,7 @@ func concurrentPublish(t *testing.T, a, b db.Records) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = pick(i, a, b).AddRelease(registry.ReleaseInfo{Channel: "c", Version: 7})
+			errs[i] = pick(i, a, b).AddRelease(records.ReleaseInfo{Channel: "c", Version: 7})
 		}()
 	}
 	wg.Wait()
@@ -291,13 +292,13 @@ func maxNodes(t *testing.T, d, _ db.Records) {
 			t.Fatalf("boot %s: %v", id, err)
 		}
 	}
-	if err := d.RecordPending(registry.BootRequest{NodeID: "c"}, registry.Identity{Kind: registry.KindDMI}, 3, t0); err != nil {
+	if err := d.RecordPending(registry.BootRequest{NodeID: "c"}, records.Identity{Kind: registry.KindDMI}, 3, t0); err != nil {
 		t.Fatalf("pending c: %v", err)
 	}
 	if err := boot("d"); !errors.Is(err, db.ErrFull) || !strings.Contains(err.Error(), "node d is new and the registry holds 3 nodes") {
 		t.Fatalf("boot of a fourth node: err=%v, want ErrFull naming it", err)
 	}
-	if err := d.RecordPending(registry.BootRequest{NodeID: "e"}, registry.Identity{}, 3, t0); !errors.Is(err, db.ErrFull) {
+	if err := d.RecordPending(registry.BootRequest{NodeID: "e"}, records.Identity{}, 3, t0); !errors.Is(err, db.ErrFull) {
 		t.Fatalf("pending fifth node: err=%v, want ErrFull", err)
 	}
 	for _, id := range []string{"d", "e"} {
@@ -436,7 +437,7 @@ func nodeStates(t *testing.T, d, _ db.Records) {
 
 func deleteNodeAndFarm(t *testing.T, d, _ db.Records) {
 	for _, f := range []string{"lab", "empty"} {
-		if err := d.CreateFarm(registry.Farm{Name: f, Channel: "stable"}); err != nil {
+		if err := d.CreateFarm(records.Farm{Name: f, Channel: "stable"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -488,7 +489,7 @@ func deleteNodeAndFarm(t *testing.T, d, _ db.Records) {
 }
 
 func approveAndAllow(t *testing.T, d, _ db.Records) {
-	ident := registry.Identity{Kind: registry.KindTPM, EKFingerprint: "sha256:ab", Baseline: []measure.Event{{PCR: 4, Type: measure.TypeCmdline, Value: "x"}}}
+	ident := records.Identity{Kind: registry.KindTPM, EKFingerprint: "sha256:ab", Baseline: []measure.Event{{PCR: 4, Type: measure.TypeCmdline, Value: "x"}}}
 	if err := d.RecordPending(registry.BootRequest{NodeID: "p1", Farm: "f"}, ident, 0, t0); err != nil {
 		t.Fatal(err)
 	}
@@ -537,7 +538,7 @@ func fallback(t *testing.T, d, _ db.Records) {
 		t.Fatalf("refused fallback changed the node: %+v", n)
 	}
 	rep.FellBack.From = 2
-	att := &registry.Attestation{State: registry.AttestOK, Time: t0, Events: []measure.Event{{PCR: 4, Type: measure.TypeCmdline, Value: "console=ttyS0"}}}
+	att := &records.Attestation{State: records.AttestOK, Time: t0, Events: []measure.Event{{PCR: 4, Type: measure.TypeCmdline, Value: "console=ttyS0"}}}
 	if err := d.RecordStatus(rep, att, t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -545,7 +546,7 @@ func fallback(t *testing.T, d, _ db.Records) {
 	if fb := n.Fallback; fb == nil || fb.From != 2 || fb.To != 1 || fb.Reason != "not ready" || !fb.At.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("fallback = %+v", n.Fallback)
 	}
-	if n.Identity.Attestation == nil || n.Identity.Attestation.State != registry.AttestOK || len(n.Identity.Baseline) == 0 {
+	if n.Identity.Attestation == nil || n.Identity.Attestation.State != records.AttestOK || len(n.Identity.Baseline) == 0 {
 		t.Fatalf("attestation not recorded with its baseline: %+v", n.Identity)
 	}
 }

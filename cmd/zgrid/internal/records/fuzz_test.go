@@ -1,0 +1,76 @@
+package records_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
+	"github.com/zeroboot/zeroboot/pkg/release"
+)
+
+func mustJSON(f *testing.F, v any) []byte {
+	f.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return b
+}
+
+// variants adds good and malformed versions of it to f's corpus.
+func variants(f *testing.F, good []byte, edits ...[2]string) {
+	f.Add(good)
+	f.Add(good[:len(good)/2])
+	f.Add(append(bytes.Clone(good), " {}"...))
+	f.Add(append([]byte(`{"nope":1,`), good[1:]...))
+	for _, e := range edits {
+		f.Add(bytes.Replace(good, []byte(e[0]), []byte(e[1]), 1))
+	}
+}
+
+// FuzzDecodeUpload: DecodeUpload either refuses the bytes or returns an
+// upload of the one format, for a valid channel, that re-encodes to bytes
+// DecodeUpload reads back equal.
+func FuzzDecodeUpload(f *testing.F) {
+	variants(f, mustJSON(f, records.ReleaseUpload{Format: records.UploadFormat, Channel: "stable",
+		Targets: []byte(`{"signed":{"_type":"targets"}}`), Release: []byte(`{"format":"zeroboot-release/2"}`)}),
+		[2]string{`"format"`, `"FORMAT"`},
+		[2]string{`"channel":"stable"`, `"channel":"stable","Channel":"beta"`},
+		[2]string{`"channel":"stable"`, `"channel":"../etc"`},
+		[2]string{`zeroboot-upload/1`, `zeroboot-upload/2`},
+		[2]string{`,"release":`, `,"release":null,"x":`},
+	)
+	f.Add([]byte(`{"format":"zeroboot-upload/1","channel":"stable","targets":"e30="}`)) // a withdrawal
+	f.Fuzz(func(t *testing.T, b []byte) {
+		up, err := records.DecodeUpload(b)
+		if err != nil {
+			if up != nil || err.Error() == "" {
+				t.Fatalf("DecodeUpload returned %+v with error %q", up, err)
+			}
+			return
+		}
+		if up.Format != records.UploadFormat {
+			t.Fatalf("accepted format %q", up.Format)
+		}
+		if err := release.CheckChannel(up.Channel); err != nil {
+			t.Fatalf("accepted channel %q: %v", up.Channel, err)
+		}
+		again, err := json.Marshal(up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		up2, err := records.DecodeUpload(again)
+		if err != nil {
+			t.Fatalf("re-encoded upload %s refused: %v", again, err)
+		}
+		// Release is omitempty: an empty document comes back absent.
+		if len(up.Release) == 0 && up2.Release == nil {
+			up2.Release = up.Release
+		}
+		if !reflect.DeepEqual(up, up2) {
+			t.Fatalf("round trip changed the upload:\n%+v\n%+v", up, up2)
+		}
+	})
+}
