@@ -41,6 +41,9 @@ type VM struct {
 	NICs    []NIC
 	Extra   []string // more QEMU arguments
 	Console io.Writer
+	// Embedded: Kernel carries its initramfs and command line (make
+	// kernel), so QEMU gets -kernel alone: no -initrd, no -append.
+	Embedded bool
 
 	cmd   *exec.Cmd
 	mu    sync.Mutex
@@ -95,7 +98,10 @@ func (v *VM) Args() []string {
 	}
 	// Without a kernel the firmware boots from a disk in Extra (a UKI
 	// carries its own command line).
-	if v.Kernel != "" {
+	switch {
+	case v.Kernel != "" && v.Embedded:
+		args = append(args, "-kernel", v.Kernel)
+	case v.Kernel != "":
 		args = append(args, "-kernel", v.Kernel, "-initrd", v.Initrd,
 			"-append", strings.TrimSpace("console=ttyS0 panic=-1 "+v.Append))
 	}
