@@ -37,7 +37,8 @@ var builtIn = []string{
 // TestOwnKernel builds our kernel with scripts/kernel.sh (what make kernel
 // runs) in the kept build tree, with the test grid's initramfs (no
 // modules) embedded and a command line naming the test registry built in,
-// and boots it under QEMU with -kernel alone to Core-0 ready. Then the same
+// and boots it under QEMU with -kernel alone to Core-0 ready, and from an
+// ESP under OVMF as the EFI application itself. Then the same
 // grid boots Debian's kernel with its modules, for the modules step side
 // by side, and a second build with only the initramfs changed shows that a
 // re-link compiles nothing but the initramfs and the image.
@@ -108,6 +109,70 @@ func TestOwnKernel(t *testing.T) {
 		if l := matching(vm, regexp.MustCompile(`core0 started \(pid \d+\) (\d+) ms after PID 1 started`)); len(l) > 0 {
 			t.Logf("figure: %s", l[0])
 		}
+	})
+
+	t.Run("UEFI boots it as an EFI application", func(t *testing.T) {
+		for _, f := range []string{ovmfCodePlain, ovmfVarsPlain} {
+			_, err := os.Stat(f)
+			testenv.Need(t, err == nil, "%s missing (make deps installs ovmf): %v", f, err)
+		}
+		for _, tool := range []string{"mformat", "mmd", "mcopy"} {
+			testenv.NeedTool(t, tool)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+		defer cancel()
+		dir := t.TempDir()
+		esp, vars := filepath.Join(dir, "esp.img"), filepath.Join(dir, "OVMF_VARS.fd")
+		if err := os.WriteFile(esp, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(esp, 64<<20); err != nil {
+			t.Fatal(err)
+		}
+		// The bzImage itself is the boot application: no boot loader, no
+		// initrd, no command line from the firmware.
+		for _, c := range [][]string{
+			{"mformat", "-i", esp, "-F", "::"},
+			{"mmd", "-i", esp, "::/EFI", "::/EFI/BOOT"},
+			{"mcopy", "-i", esp, bz, "::/EFI/BOOT/BOOTX64.EFI"},
+		} {
+			if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %v\n%s", c, err, out)
+			}
+		}
+		if err := copyFile(ovmfVarsPlain, vars); err != nil {
+			t.Fatal(err)
+		}
+		vm := &VM{
+			UUID: "5a1c0b0e-0000-4000-8000-0000000000f3",
+			// No iPXE ROM: the ESP is the only thing to boot.
+			NIC: "virtio-net-pci,romfile=",
+			Extra: []string{"-machine", "q35",
+				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + ovmfCodePlain,
+				"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
+				"-drive", "if=none,format=raw,id=esp,file=" + esp,
+				"-device", "virtio-blk-pci,drive=esp,bootindex=0"},
+		}
+		start := time.Now()
+		runVM(t, g, vm, "own-kernel-uefi.console.log")
+		line, err := vm.WaitFor(ctx, reIdentity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := reIdentity.FindStringSubmatch(line)[1]
+		if _, err := vm.WaitFor(ctx, reReady); err != nil {
+			t.Fatal(err)
+		}
+		ready := time.Since(start)
+		if _, err := g.waitNode(ctx, id, "ready"); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{`efi: EFI v`, `Linux version 6\.1\.\S+-zeroboot `, `Kernel command line: ` + regexp.QuoteMeta(cmdline)} {
+			if vm.Count(regexp.MustCompile(want)) == 0 {
+				t.Errorf("console never showed %q", want)
+			}
+		}
+		t.Logf("figure: own kernel as BOOTX64.EFI under OVMF (%s): QEMU start to core0 ready %.1f s", Accel(), ready.Seconds())
 	})
 
 	t.Run("Debian kernel with modules, same grid", func(t *testing.T) {
