@@ -38,7 +38,8 @@ var builtIn = []string{
 // runs) in the kept build tree, with the test grid's initramfs (no
 // modules) embedded and a command line naming the test registry built in,
 // and boots it under QEMU with -kernel alone to Core-0 ready, and from an
-// ESP under OVMF as the EFI application itself. Then the same
+// ESP under OVMF as the EFI application itself, and with a TPM to an
+// attested TPM identity. Then the same
 // grid boots Debian's kernel with its modules, for the modules step side
 // by side, and a second build with only the initramfs changed shows that a
 // re-link compiles nothing but the initramfs and the image.
@@ -173,6 +174,28 @@ func TestOwnKernel(t *testing.T) {
 			}
 		}
 		t.Logf("figure: own kernel as BOOTX64.EFI under OVMF (%s): QEMU start to core0 ready %.1f s", Accel(), ready.Seconds())
+	})
+
+	t.Run("TPM identity with the built-in TPM driver", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+		defer cancel()
+		vm := &VM{Kernel: bz, Embedded: true, UUID: "5a1c0b0e-0000-4000-8000-0000000000f4",
+			Extra: testenv.SwtpmForQEMU(t, filepath.Join(g.dir, "tpm"))}
+		runVM(t, g, vm, "own-kernel-tpm.console.log")
+		line, err := vm.WaitFor(ctx, reIdentity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := reIdentity.FindStringSubmatch(line)[1]
+		if _, err := vm.WaitFor(ctx, reReady); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.waitNode(ctx, id, "ready"); err != nil {
+			t.Fatal(err)
+		}
+		if kind, state, detail := attestation(t, g, id); kind != "tpm" || state != "attested" {
+			t.Errorf("identity %q, attestation %q (%s), want tpm, attested", kind, state, detail)
+		}
 	})
 
 	t.Run("Debian kernel with modules, same grid", func(t *testing.T) {
