@@ -23,6 +23,7 @@ import (
 
 	"github.com/zeroboot/zeroboot/internal/testenv"
 	kernelconfig "github.com/zeroboot/zeroboot/kernel-config"
+	"github.com/zeroboot/zeroboot/qemu/vswitch"
 )
 
 // builtIn are the options issue 9 asks our kernel to have built in: the
@@ -245,6 +246,62 @@ func TestOwnKernel(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestOwnKernelVLANOnBond boots our kernel built with only the console in
+// its command line; the boot loader's line (-append) names the registry
+// and asks for a VLAN on an LACP bond: the built-in 8021q and bonding
+// carry the node to ready, with nothing loaded.
+func TestOwnKernelVLANOnBond(t *testing.T) {
+	needVM(t)
+	source := envOr("KERNEL_SOURCE", "/usr/src/linux-source-6.1.tar.xz")
+	_, err := os.Stat(source)
+	testenv.Need(t, err == nil, "%s missing (make deps installs linux-source-6.1): %v", source, err)
+	build, err := filepath.Abs(envOr("KERNEL_BUILD", "../out/kernel-build"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGrid(t)
+	g.publish(core0Tree(t), 1)
+	g.serve()
+	s := newSite(t)
+	s.addr(siteV4 + "/24")
+	s.dnsmasq("--dhcp-range=192.0.2.50,192.0.2.99,255.255.255.0,1h", "--dhcp-option=option:router,"+siteV4, "--dhcp-rapid-commit")
+	s.relay(siteV4, g)
+
+	bz := filepath.Join(g.dir, "bzImage")
+	took := buildKernel(t, build, source, embeddedInitramfs(t, g, "embedded.cpio.zst"), "console=ttyS0 panic=-1", bz)
+	t.Logf("figure: kernel build for a console-only command line %.1f s", took.Seconds())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	appended := "bond=bond0:eth0,eth1:mode=802.3ad,miimon=100,lacp_rate=fast vlan=bond0.10:bond0 ip=bond0.10:dhcp " +
+		"zeroboot.registry=" + registryURL(siteV4) + " zeroboot.farm=demo"
+	mode := vswitch.LACP("bond0").Tagged(10)
+	vm := &VM{Kernel: bz, Embedded: true, UUID: "5a1c0b0e-0000-4000-8000-0000000000f5", Append: appended,
+		NICs: []NIC{s.nic("nic1", 1, mode), s.nic("nic2", 2, mode)}}
+	runVM(t, g, vm, "own-kernel-vlan-bond.console.log")
+	line, err := vm.WaitFor(ctx, reIdentity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := reIdentity.FindStringSubmatch(line)[1]
+	if _, err := vm.WaitFor(ctx, reReady); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.waitNode(ctx, id, "ready"); err != nil {
+		t.Fatal(err)
+	}
+	wantNetwork(t, vm, "bond0.10", "IPv4", "dhcp4")
+	if up := s.sw.Negotiated("bond0"); len(up) != 2 {
+		t.Errorf("negotiated members %v, want both", up)
+	}
+	if vm.Count(regexp.MustCompile(`Kernel command line: console=ttyS0 panic=-1 `+regexp.QuoteMeta(appended))) == 0 {
+		t.Errorf("the kernel's command line is not its own followed by the boot loader's: %v", matching(vm, regexp.MustCompile(`Kernel command line:`)))
+	}
+	if l := matching(vm, regexp.MustCompile(`load kernel module`)); len(l) > 0 {
+		t.Errorf("PID 1 tried to load a module: %s", l[0])
+	}
 }
 
 func envOr(k, def string) string {

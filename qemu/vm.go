@@ -42,7 +42,8 @@ type VM struct {
 	Extra   []string // more QEMU arguments
 	Console io.Writer
 	// Embedded: Kernel carries its initramfs and command line (make
-	// kernel), so QEMU gets -kernel alone: no -initrd, no -append.
+	// kernel), so QEMU gets no -initrd, and -append only when Append is
+	// set: the kernel adds it, as it is, after its own.
 	Embedded bool
 
 	cmd   *exec.Cmd
@@ -101,6 +102,9 @@ func (v *VM) Args() []string {
 	switch {
 	case v.Kernel != "" && v.Embedded:
 		args = append(args, "-kernel", v.Kernel)
+		if v.Append != "" {
+			args = append(args, "-append", v.Append)
+		}
 	case v.Kernel != "":
 		args = append(args, "-kernel", v.Kernel, "-initrd", v.Initrd,
 			"-append", strings.TrimSpace("console=ttyS0 panic=-1 "+v.Append))
