@@ -41,10 +41,11 @@ ISO_UKI ?=
 # and "CONSOLE panic=-1 zeroboot.registry=REGISTRY zeroboot.farm=FARM" built
 # in as the command line (the boot loader's is appended). KERNEL_BUILD keeps
 # the source and object files, so a rebuild on the same machine compiles
-# only what changed; KERNEL_JOBS compile jobs run at nice KERNEL_NICE.
+# only what changed (its name starts with _ so the go tool's ./... does not
+# walk the kernel tree); KERNEL_JOBS compile jobs run at nice KERNEL_NICE.
 # Writes out/kernel.
 KERNEL_SOURCE ?= /usr/src/linux-source-6.1.tar.xz
-KERNEL_BUILD ?= out/kernel-build
+KERNEL_BUILD ?= out/_kernel
 KERNEL_JOBS ?= $(shell nproc)
 KERNEL_NICE ?= 10
 KERNEL_ENV = KERNEL_SOURCE=$(abspath $(KERNEL_SOURCE)) KERNEL_BUILD=$(abspath $(KERNEL_BUILD)) JOBS=$(KERNEL_JOBS) NICE=$(KERNEL_NICE) BUILD_TIME=$(BUILD_TIME)

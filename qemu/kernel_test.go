@@ -52,7 +52,7 @@ func TestOwnKernel(t *testing.T) {
 	source := envOr("KERNEL_SOURCE", "/usr/src/linux-source-6.1.tar.xz")
 	_, err := os.Stat(source)
 	testenv.Need(t, err == nil, "%s missing (make deps installs linux-source-6.1): %v", source, err)
-	build, err := filepath.Abs(envOr("KERNEL_BUILD", "../out/kernel-build"))
+	build, err := filepath.Abs(envOr("KERNEL_BUILD", "../out/_kernel"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestOwnKernelVLANOnBond(t *testing.T) {
 	source := envOr("KERNEL_SOURCE", "/usr/src/linux-source-6.1.tar.xz")
 	_, err := os.Stat(source)
 	testenv.Need(t, err == nil, "%s missing (make deps installs linux-source-6.1): %v", source, err)
-	build, err := filepath.Abs(envOr("KERNEL_BUILD", "../out/kernel-build"))
+	build, err := filepath.Abs(envOr("KERNEL_BUILD", "../out/_kernel"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,8 @@
 #   OUT             the bzImage to write (default out/kernel)
 #   KERNEL_SOURCE   the source tarball (default /usr/src/linux-source-6.1.tar.xz)
 #   KERNEL_BUILD    source and object files, kept so the next build on this
-#                   machine only recompiles what changed (default out/kernel-build)
+#                   machine only recompiles what changed (default out/_kernel:
+#                   the go tool's ./... skips names starting with _)
 #   JOBS            parallel compile jobs (default: nproc)
 #   NICE            niceness of the compile, for shared machines (default 10)
 #   BUILD_TIME      seconds since the epoch for the version string (default 0),
@@ -22,7 +23,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 CMDLINE=${CMDLINE-}
 OUT=${OUT:-out/kernel}
 KERNEL_SOURCE=${KERNEL_SOURCE:-/usr/src/linux-source-6.1.tar.xz}
-KERNEL_BUILD=${KERNEL_BUILD:-out/kernel-build}
+KERNEL_BUILD=${KERNEL_BUILD:-out/_kernel}
 JOBS=${JOBS:-$(nproc)}
 NICE=${NICE:-10}
 BUILD_TIME=${BUILD_TIME:-0}
