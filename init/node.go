@@ -79,6 +79,10 @@ type node struct {
 	// rootMounted tells a retried components step to discard the
 	// previous attempt's tmpfs.
 	rootMounted bool
+	// builtinDrivers: the initramfs has no modules for this kernel
+	// (make kernel builds every driver in), so 8021q and bonding are
+	// used as the kernel has them, not loaded.
+	builtinDrivers bool
 
 	mu     sync.Mutex
 	failed string // the step and reason shown while the node is failed

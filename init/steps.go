@@ -134,6 +134,7 @@ func (n *node) modules(ctx context.Context) error {
 		// own build) needs no modules; a wrong kernel/initramfs pair shows
 		// up here and later as "no link".
 		n.log.Warn(fmt.Sprintf("no modules for kernel %s in the initramfs; drivers must be built in", kernel))
+		n.builtinDrivers = true
 		return nil
 	}
 	if err != nil {
@@ -177,7 +178,12 @@ func (n *node) entropy(context.Context) error {
 func (n *node) network(ctx context.Context) error {
 	// The first link and family to reach a registry wins the default
 	// route; a link into a dead network does not.
-	cfg := netup.Config{Log: n.log, Net: n.cfg.Net, LoadModule: coldplug.KmoduleLoader("/"), Probe: n.registryProbe()}
+	cfg := netup.Config{Log: n.log, Net: n.cfg.Net, Probe: n.registryProbe()}
+	// Without modules there is nothing to load: a kernel lacking 8021q
+	// or bonding says so when the link is added.
+	if !n.builtinDrivers {
+		cfg.LoadModule = coldplug.KmoduleLoader("/")
+	}
 	res, err := netup.Up(ctx, cfg)
 	if err != nil {
 		return err

@@ -41,6 +41,10 @@ type VM struct {
 	NICs    []NIC
 	Extra   []string // more QEMU arguments
 	Console io.Writer
+	// Embedded: Kernel carries its initramfs and command line (make
+	// kernel), so QEMU gets no -initrd, and -append only when Append is
+	// set: the kernel adds it, as it is, after its own.
+	Embedded bool
 
 	cmd     *exec.Cmd
 	started time.Time // when QEMU was started: the machine's power-on
@@ -97,7 +101,13 @@ func (v *VM) Args() []string {
 	}
 	// Without a kernel the firmware boots from a disk in Extra (a UKI
 	// carries its own command line).
-	if v.Kernel != "" {
+	switch {
+	case v.Kernel != "" && v.Embedded:
+		args = append(args, "-kernel", v.Kernel)
+		if v.Append != "" {
+			args = append(args, "-append", v.Append)
+		}
+	case v.Kernel != "":
 		args = append(args, "-kernel", v.Kernel, "-initrd", v.Initrd,
 			"-append", strings.TrimSpace("console=ttyS0 panic=-1 "+v.Append))
 	}

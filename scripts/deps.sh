@@ -29,6 +29,19 @@ have objcopy || need+=(binutils)
 [ -e /usr/lib/ISOLINUX/isolinux.bin ] && [ -e /usr/lib/ISOLINUX/isohdpfx.bin ] || need+=(isolinux)
 [ -e /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need+=(syslinux-common)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
+# make kernel: Debian's kernel source and what building it takes (objtool
+# needs libelf, the config tools bison and flex).
+[ -e /usr/src/linux-source-6.1.tar.xz ] || need+=(linux-source-6.1)
+have gcc || need+=(gcc)
+have make || need+=(make)
+have bc || need+=(bc)
+have bison || need+=(bison)
+have flex || need+=(flex)
+have perl || need+=(perl)
+have xz || need+=(xz-utils)
+[ -e /usr/include/gelf.h ] || need+=(libelf-dev)
+[ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+[ -e /usr/include/stdio.h ] || need+=(libc6-dev)
 # The explorer's browser test renders the pages in headless Chromium.
 have chromium || need+=(chromium)
 # The PostgreSQL backend's tests (zgrid serve --postgres) start their own
