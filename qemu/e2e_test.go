@@ -121,7 +121,30 @@ func runVM(t testing.TB, g *grid, vm *VM, name string) {
 		if t.Failed() {
 			t.Logf("console:\n%s\nserver log:\n%s", vm.Tail(200), g.log.String())
 		}
+		logShares(t, vm, name)
 	})
+}
+
+var (
+	reShareLine = regexp.MustCompile(`boot time before PID 1: (.*)`)
+	reCore0Exec = regexp.MustCompile(`core0 started \(pid \d+\) (\d+) ms after PID 1 started`)
+)
+
+// logShares gives, with -v, the boot's firmware, kernel and PID 1 shares
+// as the node saw them: the figures of each medium's test.
+func logShares(t testing.TB, vm *VM, name string) {
+	var shares, pid1 string
+	for _, l := range vm.Lines() {
+		if m := reShareLine.FindStringSubmatch(l); m != nil && shares == "" {
+			shares = m[1]
+		}
+		if m := reCore0Exec.FindStringSubmatch(l); m != nil && pid1 == "" {
+			pid1 = m[1]
+		}
+	}
+	if shares != "" {
+		t.Logf("figure: %s: %s; PID 1 to Core-0 %s ms", name, shares, pid1)
+	}
 }
 
 func TestBootToReady(t *testing.T) {
