@@ -65,7 +65,7 @@ $(BIN)/mkinitramfs -init $(BIN)/init $(or $(3),-kernel-version $(KVER)) \
 	-o $(or $(4),out/initramfs.cpio.zst)
 endef
 
-.PHONY: all deps build test unit e2e demo bench fuzz vet fmt clean uki iso pxe kernel kernel-test
+.PHONY: all deps build test unit e2e demo bench fuzz vet fmt clean uki iso iso-kernel pxe kernel kernel-test
 
 all: build
 
@@ -113,6 +113,13 @@ kernel: deps build
 	$(call grid-initramfs,kernel,kernel-config/README.md,-no-modules,out/kernel-initramfs.cpio.zst)
 	$(KERNEL_ENV) INITRAMFS=out/kernel-initramfs.cpio.zst OUT=out/kernel \
 		CMDLINE="$(CONSOLE) panic=-1 zeroboot.registry=$(REGISTRY) zeroboot.farm=$(FARM)" scripts/kernel.sh
+
+# make iso-kernel: the hybrid image (BIOS and UEFI, CD and USB) of make
+# kernel's one file: isolinux loads it alone, and it is its own
+# EFI/BOOT/BOOTX64.EFI (docs/iso.md).
+iso-kernel: kernel
+	$(BIN)/mkiso -kernel out/kernel -uki out/kernel -out out/zeroboot-kernel.iso
+	@echo "iso-kernel: out/zeroboot-kernel.iso ($$(du -h out/zeroboot-kernel.iso | cut -f1)); to a USB stick: dd if=out/zeroboot-kernel.iso of=/dev/sdX bs=4M conv=fsync"
 
 # Builds our kernel for a test grid (in KERNEL_BUILD, the same tree make
 # kernel uses) and boots it in QEMU with nothing but -kernel, to Core-0

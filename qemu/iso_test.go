@@ -126,7 +126,7 @@ func isoBoot(t *testing.T, g *grid, name, uuid, cmdline string, uefi bool, disk 
 	if uefi {
 		want, unwanted = unwanted, want
 	}
-	for _, w := range []string{want, `Command line: .*` + regexp.QuoteMeta(cmdline)} {
+	for _, w := range []string{want, `[Cc]ommand line: .*` + regexp.QuoteMeta(cmdline)} {
 		if vm.Count(regexp.MustCompile(w)) == 0 {
 			t.Errorf("console never showed %q", w)
 		}

@@ -11,6 +11,15 @@
 // GPT/MBR partition on a disk): a Unified Kernel Image carrying the same
 // kernel, initramfs and command line, made by mkuki unless -uki gives one.
 // The image is written by xorriso; the FAT image by mtools.
+//
+// A kernel that carries its initramfs and command line (make kernel's one
+// file) needs no -initrd: isolinux loads it alone, and -uki names the EFI
+// application, the same file, whose EFI stub boots it:
+//
+//	mkiso -kernel out/kernel -uki out/kernel -out zeroboot.iso
+//
+// The image then holds the one file twice (BIOS and UEFI), not a kernel,
+// an initramfs and a UKI of both.
 package main
 
 import (
@@ -35,7 +44,7 @@ const (
 func main() {
 	var o options
 	flag.StringVar(&o.kernel, "kernel", "", "kernel image (bzImage)")
-	flag.StringVar(&o.initrd, "initrd", "", "initramfs")
+	flag.StringVar(&o.initrd, "initrd", "", "initramfs (none: the kernel carries its own, and -uki is required)")
 	flag.StringVar(&o.cmdline, "cmdline", "", "kernel command line, fixed in the image (BIOS and UEFI)")
 	flag.StringVar(&o.out, "out", "", "output image (ISO 9660, hybrid)")
 	flag.StringVar(&o.uki, "uki", "", "EFI application for EFI/BOOT/BOOTX64.EFI (default: a UKI built with -mkuki)")
@@ -58,8 +67,11 @@ type options struct {
 type tools struct{ xorriso, mformat, mmd, mcopy, mkuki string }
 
 func (o *options) build() error {
-	if o.kernel == "" || o.initrd == "" || o.out == "" {
-		return errors.New("-kernel, -initrd and -out are required")
+	if o.kernel == "" || o.out == "" {
+		return errors.New("-kernel and -out are required")
+	}
+	if o.initrd == "" && o.uki == "" {
+		return errors.New("-initrd is required, unless the kernel carries its initramfs and -uki names its EFI application (mkiso -kernel out/kernel -uki out/kernel)")
 	}
 	if strings.ContainsAny(o.cmdline, "\n\r") {
 		return errors.New("-cmdline: one line only")
@@ -71,10 +83,14 @@ func (o *options) build() error {
 	if o.uki != "" {
 		efiIn = buildtool.In("-uki", o.uki)
 	}
-	if err := buildtool.Check(buildtool.In("-kernel", o.kernel), buildtool.In("-initrd", o.initrd),
+	ins := []buildtool.Input{buildtool.In("-kernel", o.kernel)}
+	if o.initrd != "" {
+		ins = append(ins, buildtool.In("-initrd", o.initrd))
+	}
+	if err := buildtool.Check(append(ins,
 		buildtool.In("isolinux.bin (install isolinux)", isolinuxBin),
 		buildtool.In("isohdpfx.bin (install isolinux)", mbr),
-		buildtool.In("ldlinux.c32 (install syslinux-common)", ldlinux), efiIn); err != nil {
+		buildtool.In("ldlinux.c32 (install syslinux-common)", ldlinux), efiIn)...); err != nil {
 		return err
 	}
 	var tl tools
@@ -104,17 +120,20 @@ func (o *options) build() error {
 			return err
 		}
 	}
-	for _, c := range []struct{ src, dst string }{
+	files := []struct{ src, dst string }{
 		{isolinuxBin, "isolinux/isolinux.bin"},
 		{ldlinux, "isolinux/ldlinux.c32"},
 		{o.kernel, "boot/vmlinuz"},
-		{o.initrd, "boot/initrd"},
-	} {
+	}
+	if o.initrd != "" {
+		files = append(files, struct{ src, dst string }{o.initrd, "boot/initrd"})
+	}
+	for _, c := range files {
 		if err := copyFile(c.src, filepath.Join(root, c.dst)); err != nil {
 			return err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(root, "isolinux", "isolinux.cfg"), []byte(isolinuxCfg(o.cmdline)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(root, "isolinux", "isolinux.cfg"), []byte(isolinuxCfg(o.cmdline, o.initrd != "")), 0o644); err != nil {
 		return err
 	}
 
@@ -146,10 +165,13 @@ func (o *options) build() error {
 }
 
 // isolinuxCfg boots the kernel at once, its messages on the serial line
-// and the screen.
-func isolinuxCfg(cmdline string) string {
-	return "SERIAL 0 115200\nDEFAULT zeroboot\nPROMPT 0\nTIMEOUT 0\n" +
-		"LABEL zeroboot\n  KERNEL /boot/vmlinuz\n  INITRD /boot/initrd\n  APPEND " + cmdline + "\n"
+// and the screen; without initrd the kernel carries its own.
+func isolinuxCfg(cmdline string, initrd bool) string {
+	cfg := "SERIAL 0 115200\nDEFAULT zeroboot\nPROMPT 0\nTIMEOUT 0\nLABEL zeroboot\n  KERNEL /boot/vmlinuz\n"
+	if initrd {
+		cfg += "  INITRD /boot/initrd\n"
+	}
+	return cfg + "  APPEND " + cmdline + "\n"
 }
 
 // espImage writes a FAT image holding efi as EFI/BOOT/BOOTX64.EFI, sized

@@ -62,14 +62,22 @@ func TestFailureLeavesNothing(t *testing.T) {
 }
 
 func TestIsolinuxCfg(t *testing.T) {
-	got := isolinuxCfg("console=ttyS0 zeroboot.registry=https://r:8443")
+	got := isolinuxCfg("console=ttyS0 zeroboot.registry=https://r:8443", true)
 	for _, want := range []string{"DEFAULT zeroboot\n", "TIMEOUT 0\n", "KERNEL /boot/vmlinuz\n", "INITRD /boot/initrd\n", "APPEND console=ttyS0 zeroboot.registry=https://r:8443\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("isolinux.cfg lacks %q:\n%s", want, got)
 		}
 	}
+	// A kernel that carries its initramfs is loaded alone.
+	if got := isolinuxCfg("console=ttyS0", false); strings.Contains(got, "INITRD") || !strings.Contains(got, "KERNEL /boot/vmlinuz\n") {
+		t.Errorf("isolinux.cfg without an initrd:\n%s", got)
+	}
 	o := options{kernel: "k", initrd: "i", out: "o", cmdline: "a\nb"}
 	if err := o.build(); err == nil {
 		t.Fatal("a command line with a newline accepted")
+	}
+	o = options{kernel: "k", out: "o"}
+	if err := o.build(); err == nil || !strings.Contains(err.Error(), "-initrd is required, unless") {
+		t.Fatalf("no -initrd and no -uki: %v", err)
 	}
 }
