@@ -46,16 +46,7 @@ var builtIn = []string{
 // re-link compiles nothing but the initramfs and the image.
 func TestOwnKernel(t *testing.T) {
 	needVM(t)
-	for _, tool := range []string{"gcc", "make", "bc", "bison", "flex", "perl", "xz"} {
-		testenv.NeedTool(t, tool)
-	}
-	source := envOr("KERNEL_SOURCE", "/usr/src/linux-source-6.1.tar.xz")
-	_, err := os.Stat(source)
-	testenv.Need(t, err == nil, "%s missing (make deps installs linux-source-6.1): %v", source, err)
-	build, err := filepath.Abs(envOr("KERNEL_BUILD", "../out/_kernel"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	source, build := kernelTree(t)
 
 	g := newGrid(t)
 	g.publish(core0Tree(t), 1)
@@ -63,7 +54,7 @@ func TestOwnKernel(t *testing.T) {
 	initrd := embeddedInitramfs(t, g, "embedded.cpio.zst")
 	cmdline := fmt.Sprintf("console=ttyS0 panic=-1 zeroboot.registry=%s zeroboot.farm=demo", g.registry())
 	bz := filepath.Join(g.dir, "bzImage")
-	_, err = os.Stat(filepath.Join(build, "obj", "vmlinux"))
+	_, err := os.Stat(filepath.Join(build, "obj", "vmlinux"))
 	kind := map[bool]string{true: "incremental, build tree kept", false: "full, fresh build tree"}[err == nil]
 	took := buildKernel(t, build, source, initrd, cmdline, bz)
 	t.Logf("figure: kernel build (%s) %.1f s; bzImage %.2f MiB with the initramfs (%.2f MiB) in it",
@@ -279,19 +270,30 @@ func TestOwnKernel(t *testing.T) {
 	})
 }
 
+// kernelTree is the kernel source and the kept build tree make kernel-test
+// names (KERNEL_SOURCE, KERNEL_BUILD), with the build tools checked.
+func kernelTree(t *testing.T) (source, build string) {
+	t.Helper()
+	for _, tool := range []string{"gcc", "make", "bc", "bison", "flex", "perl", "xz"} {
+		testenv.NeedTool(t, tool)
+	}
+	source = envOr("KERNEL_SOURCE", "/usr/src/linux-source-6.1.tar.xz")
+	_, err := os.Stat(source)
+	testenv.Need(t, err == nil, "%s missing (make deps installs linux-source-6.1): %v", source, err)
+	build, err = filepath.Abs(envOr("KERNEL_BUILD", "../out/_kernel"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return source, build
+}
+
 // TestOwnKernelVLANOnBond boots our kernel built with only the console in
 // its command line; the boot loader's line (-append) names the registry
 // and asks for a VLAN on an LACP bond: the built-in 8021q and bonding
 // carry the node to ready, with nothing loaded.
 func TestOwnKernelVLANOnBond(t *testing.T) {
 	needVM(t)
-	source := envOr("KERNEL_SOURCE", "/usr/src/linux-source-6.1.tar.xz")
-	_, err := os.Stat(source)
-	testenv.Need(t, err == nil, "%s missing (make deps installs linux-source-6.1): %v", source, err)
-	build, err := filepath.Abs(envOr("KERNEL_BUILD", "../out/_kernel"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	source, build := kernelTree(t)
 	g := newGrid(t)
 	g.publish(core0Tree(t), 1)
 	g.serve()

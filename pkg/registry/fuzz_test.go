@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zeroboot/zeroboot/internal/fuzzjson"
 	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
@@ -64,28 +65,8 @@ func roundTrip[T any](t *testing.T, b []byte) {
 	}
 }
 
-func mustJSON(f *testing.F, v any) []byte {
-	f.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		f.Fatal(err)
-	}
-	return b
-}
-
-// variants adds good and malformed versions of it to f's corpus.
-func variants(f *testing.F, good []byte, edits ...[2]string) {
-	f.Add(good)
-	f.Add(good[:len(good)/2])
-	f.Add(append(bytes.Clone(good), " {}"...))
-	f.Add(append([]byte(`{"nope":1,`), good[1:]...))
-	for _, e := range edits {
-		f.Add(bytes.Replace(good, []byte(e[0]), []byte(e[1]), 1))
-	}
-}
-
 func FuzzDecodeBootRequest(f *testing.F) {
-	variants(f, mustJSON(f, registry.BootRequest{Protocol: registry.Protocol, NodeID: "n3f2a0000000000000000000000000000",
+	fuzzjson.Variants(f, fuzzjson.Marshal(f, registry.BootRequest{Protocol: registry.Protocol, NodeID: "n3f2a0000000000000000000000000000",
 		Farm: "demo", Agent: "zeroboot-init", RootVersion: 1, Channel: "stable",
 		Profile: identity.Profile{CPUModel: "QEMU Virtual CPU", CPUs: 2, MemoryBytes: 1 << 30,
 			NICs:  []identity.NIC{{Name: "eth0", MAC: "52:54:00:12:34:56", Driver: "virtio_net"}},
@@ -107,7 +88,7 @@ func FuzzDecodeBootRequest(f *testing.F) {
 }
 
 func FuzzDecodeBootResponse(f *testing.F) {
-	variants(f, mustJSON(f, registry.BootResponse{Protocol: registry.Protocol, NodeID: "n1", Channel: "stable",
+	fuzzjson.Variants(f, fuzzjson.Marshal(f, registry.BootResponse{Protocol: registry.Protocol, NodeID: "n1", Channel: "stable",
 		TUF:    &trust.Bundle{Roots: [][]byte{[]byte(`{"signed":{}}`)}, Timestamp: []byte("ts"), Snapshot: []byte("s"), Targets: []byte("tg"), Release: []byte("r")},
 		Stores: []string{"https://store.example/", "https://203.0.113.1/"}, Token: fuzzToken,
 		Registry: "https://not.on.the.wire/"}),
@@ -123,7 +104,7 @@ func FuzzDecodeBootResponse(f *testing.F) {
 }
 
 func FuzzDecodeStatusReport(f *testing.F) {
-	variants(f, mustJSON(f, registry.StatusReport{NodeID: "n1", Source: registry.SourcePID1, State: registry.StateFailed,
+	fuzzjson.Variants(f, fuzzjson.Marshal(f, registry.StatusReport{NodeID: "n1", Source: registry.SourcePID1, State: registry.StateFailed,
 		Reason: "fetch core0: connection refused", ReleaseVersion: 5, Token: fuzzToken,
 		Timeline: []timeline.Step{{Name: "network", StartMS: 1.5, EndMS: 20.25}, {Name: "fetch", StartMS: 20.25, Error: "refused"}}}),
 		[2]string{`"state":"failed"`, `"state":"FAILED"`},

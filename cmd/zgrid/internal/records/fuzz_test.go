@@ -1,40 +1,20 @@
 package records_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
+	"github.com/zeroboot/zeroboot/internal/fuzzjson"
 	"github.com/zeroboot/zeroboot/pkg/release"
 )
-
-func mustJSON(f *testing.F, v any) []byte {
-	f.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		f.Fatal(err)
-	}
-	return b
-}
-
-// variants adds good and malformed versions of it to f's corpus.
-func variants(f *testing.F, good []byte, edits ...[2]string) {
-	f.Add(good)
-	f.Add(good[:len(good)/2])
-	f.Add(append(bytes.Clone(good), " {}"...))
-	f.Add(append([]byte(`{"nope":1,`), good[1:]...))
-	for _, e := range edits {
-		f.Add(bytes.Replace(good, []byte(e[0]), []byte(e[1]), 1))
-	}
-}
 
 // FuzzDecodeUpload: DecodeUpload either refuses the bytes or returns an
 // upload of the one format, for a valid channel, that re-encodes to bytes
 // DecodeUpload reads back equal.
 func FuzzDecodeUpload(f *testing.F) {
-	variants(f, mustJSON(f, records.ReleaseUpload{Format: records.UploadFormat, Channel: "stable",
+	fuzzjson.Variants(f, fuzzjson.Marshal(f, records.ReleaseUpload{Format: records.UploadFormat, Channel: "stable",
 		Targets: []byte(`{"signed":{"_type":"targets"}}`), Release: []byte(`{"format":"zeroboot-release/2"}`)}),
 		[2]string{`"format"`, `"FORMAT"`},
 		[2]string{`"channel":"stable"`, `"channel":"stable","Channel":"beta"`},
