@@ -93,6 +93,26 @@ func bootVM(t testing.TB, ctx context.Context, g *grid, vm *VM) (*VM, string) {
 	return vm, reIdentity.FindStringSubmatch(line)[1]
 }
 
+// untilReady waits for vm's node to say its ID and Core-0 ready on the
+// console, and for the registry to record it ready; it returns the ID,
+// when the console said ready (the host's clock) and the record.
+func untilReady(t testing.TB, ctx context.Context, g *grid, vm *VM) (id string, at time.Time, rec map[string]any) {
+	t.Helper()
+	line, err := vm.WaitFor(ctx, reIdentity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = reIdentity.FindStringSubmatch(line)[1]
+	if _, err := vm.WaitFor(ctx, reReady); err != nil {
+		t.Fatal(err)
+	}
+	at = time.Now()
+	if rec, err = g.waitNode(ctx, id, "ready"); err != nil {
+		t.Fatal(err)
+	}
+	return id, at, rec
+}
+
 // startVM starts vm with the kernel and g's initramfs; it is stopped when
 // the test ends.
 func startVM(t testing.TB, g *grid, vm *VM) {

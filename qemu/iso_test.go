@@ -107,18 +107,8 @@ func isoBoot(t *testing.T, g *grid, name, uuid, cmdline string, uefi bool, disk 
 	}
 	start := time.Now()
 	runVM(t, g, vm, filepath.Base(dir)+".console.log")
-	line, err := vm.WaitFor(ctx, reIdentity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := reIdentity.FindStringSubmatch(line)[1]
-	if _, err := vm.WaitFor(ctx, reReady); err != nil {
-		t.Fatal(err)
-	}
-	took := time.Since(start)
-	if _, err := g.waitNode(ctx, id, "ready"); err != nil {
-		t.Fatal(err)
-	}
+	_, at, _ := untilReady(t, ctx, g, vm)
+	took := at.Sub(start)
 	// The firmware that booted it: OVMF hands the kernel an EFI system
 	// table; SeaBIOS runs isolinux, which prints its banner on the serial
 	// line (SERIAL in isolinux.cfg).

@@ -71,19 +71,8 @@ func TestOwnKernel(t *testing.T) {
 		if args := strings.Join(vm.Args(), " "); strings.Contains(args, "-initrd") || strings.Contains(args, "-append") {
 			t.Fatalf("QEMU was given more than the kernel: %s", args)
 		}
-		line, err := vm.WaitFor(ctx, reIdentity)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := reIdentity.FindStringSubmatch(line)[1]
-		if _, err := vm.WaitFor(ctx, reReady); err != nil {
-			t.Fatal(err)
-		}
-		ready := time.Since(start)
-		n, err := g.waitNode(ctx, id, "ready")
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, at, n := untilReady(t, ctx, g, vm)
+		ready := at.Sub(start)
 		for _, want := range []string{
 			`Linux version 6\.1\.\S+-zeroboot `,
 			`Kernel command line: ` + regexp.QuoteMeta(cmdline),
@@ -148,18 +137,8 @@ func TestOwnKernel(t *testing.T) {
 		}
 		start := time.Now()
 		runVM(t, g, vm, "own-kernel-uefi.console.log")
-		line, err := vm.WaitFor(ctx, reIdentity)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := reIdentity.FindStringSubmatch(line)[1]
-		if _, err := vm.WaitFor(ctx, reReady); err != nil {
-			t.Fatal(err)
-		}
-		ready := time.Since(start)
-		if _, err := g.waitNode(ctx, id, "ready"); err != nil {
-			t.Fatal(err)
-		}
+		_, at, _ := untilReady(t, ctx, g, vm)
+		ready := at.Sub(start)
 		for _, want := range []string{`efi: EFI v`, `Linux version 6\.1\.\S+-zeroboot `, `Kernel command line: ` + regexp.QuoteMeta(cmdline)} {
 			if vm.Count(regexp.MustCompile(want)) == 0 {
 				t.Errorf("console never showed %q", want)
@@ -205,17 +184,7 @@ func TestOwnKernel(t *testing.T) {
 		vm := &VM{Kernel: bz, Embedded: true, UUID: "5a1c0b0e-0000-4000-8000-0000000000f4",
 			Extra: testenv.SwtpmForQEMU(t, filepath.Join(g.dir, "tpm"))}
 		runVM(t, g, vm, "own-kernel-tpm.console.log")
-		line, err := vm.WaitFor(ctx, reIdentity)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := reIdentity.FindStringSubmatch(line)[1]
-		if _, err := vm.WaitFor(ctx, reReady); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := g.waitNode(ctx, id, "ready"); err != nil {
-			t.Fatal(err)
-		}
+		id, _, _ := untilReady(t, ctx, g, vm)
 		if kind, state, detail := attestation(t, g, id); kind != "tpm" || state != "attested" {
 			t.Errorf("identity %q, attestation %q (%s), want tpm, attested", kind, state, detail)
 		}
@@ -314,17 +283,7 @@ func TestOwnKernelVLANOnBond(t *testing.T) {
 	vm := &VM{Kernel: bz, Embedded: true, UUID: "5a1c0b0e-0000-4000-8000-0000000000f5", Append: appended,
 		NICs: []NIC{s.nic("nic1", 1, mode), s.nic("nic2", 2, mode)}}
 	runVM(t, g, vm, "own-kernel-vlan-bond.console.log")
-	line, err := vm.WaitFor(ctx, reIdentity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := reIdentity.FindStringSubmatch(line)[1]
-	if _, err := vm.WaitFor(ctx, reReady); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := g.waitNode(ctx, id, "ready"); err != nil {
-		t.Fatal(err)
-	}
+	untilReady(t, ctx, g, vm)
 	wantNetwork(t, vm, "bond0.10", "IPv4", "dhcp4")
 	if up := s.sw.Negotiated("bond0"); len(up) != 2 {
 		t.Errorf("negotiated members %v, want both", up)

@@ -58,18 +58,8 @@ func TestUKISecureBoot(t *testing.T) {
 		defer cancel()
 		start := time.Now()
 		vm := startUKI(t, g, signed, "signed", "5a1c0b0e-0000-4000-8000-0000000000e1")
-		line, err := vm.WaitFor(ctx, reIdentity)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := reIdentity.FindStringSubmatch(line)[1]
-		if _, err := vm.WaitFor(ctx, reReady); err != nil {
-			t.Fatal(err)
-		}
-		took := time.Since(start)
-		if _, err := g.waitNode(ctx, id, "ready"); err != nil {
-			t.Fatal(err)
-		}
+		_, at, _ := untilReady(t, ctx, g, vm)
+		took := at.Sub(start)
 		for _, want := range []string{`Secure boot enabled`, `Command line: ` + regexp.QuoteMeta(cmdline)} {
 			if vm.Count(regexp.MustCompile(want)) == 0 {
 				t.Errorf("console never showed %q", want)
