@@ -27,9 +27,12 @@ SB_KEY ?= /usr/share/ovmf/PkKek-1-snakeoil.key
 SB_CERT ?= /usr/share/ovmf/PkKek-1-snakeoil.pem
 SB_PASS ?= snakeoil
 # make iso: one hybrid image (BIOS and UEFI, CD and USB stick) with the same
-# GRID, REGISTRY, FARM, CONSOLE and KERNEL (docs/iso.md). ISO_UKI: an EFI
-# application for EFI/BOOT/BOOTX64.EFI (say a signed out/zeroboot.efi from
-# make uki); empty, mkiso builds an unsigned UKI with bin/mkuki.
+# GRID, REGISTRY, FARM, CONSOLE and KERNEL (docs/iso.md). The UEFI side is
+# GRUB reading the image's kernel and initramfs (ISO_EFI=grub), or a UKI
+# holding a second copy (ISO_EFI=uki, unsigned, made by bin/mkuki); ISO_UKI
+# names an EFI application for EFI/BOOT/BOOTX64.EFI instead (say a signed
+# out/zeroboot.efi from make uki, for Secure Boot).
+ISO_EFI ?= grub
 ISO_UKI ?=
 # make pxe: out/pxe/ holds the boot files zgrid serve --boot-dir serves and a
 # static iPXE script with the same GRID, REGISTRY, FARM, CONSOLE and KERNEL,
@@ -93,7 +96,7 @@ uki: deps build
 
 iso: deps build
 	$(call grid-initramfs,iso,docs/iso.md)
-	$(BIN)/mkiso -kernel $(KERNEL) -initrd out/initramfs.cpio.zst -stub $(UKI_STUB) $(if $(ISO_UKI),-uki $(ISO_UKI)) \
+	$(BIN)/mkiso -kernel $(KERNEL) -initrd out/initramfs.cpio.zst -efi $(ISO_EFI) -stub $(UKI_STUB) $(if $(ISO_UKI),-uki $(ISO_UKI)) \
 		-cmdline "$(CONSOLE) panic=-1 zeroboot.registry=$(REGISTRY) zeroboot.farm=$(FARM)" \
 		-out out/zeroboot.iso
 	@echo "iso: out/zeroboot.iso ($$(du -h out/zeroboot.iso | cut -f1)); to a USB stick: dd if=out/zeroboot.iso of=/dev/sdX bs=4M conv=fsync"

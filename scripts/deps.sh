@@ -28,6 +28,9 @@ have objcopy || need+=(binutils)
 # is written by xorriso, its EFI boot image by mtools (both above).
 [ -e /usr/lib/ISOLINUX/isolinux.bin ] && [ -e /usr/lib/ISOLINUX/isohdpfx.bin ] || need+=(isolinux)
 [ -e /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need+=(syslinux-common)
+# ...and GRUB's EFI modules and grub-mkimage for its UEFI side, which reads
+# the kernel and initramfs from the image (no second copy in a UKI).
+[ -e /usr/lib/grub/x86_64-efi/linux.mod ] && have grub-mkimage || need+=(grub-efi-amd64-bin)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
 # make kernel: Debian's kernel source and what building it takes (objtool
 # needs libelf, the config tools bison and flex).

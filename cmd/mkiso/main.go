@@ -2,14 +2,17 @@
 // CD or, written with dd, from a USB stick, with BIOS and with UEFI:
 //
 //	mkiso -kernel vmlinuz -initrd initramfs.cpio.zst -cmdline "..." -out zeroboot.iso \
-//	      [-uki zeroboot.efi | -mkuki bin/mkuki [-stub linuxx64.efi.stub]] \
+//	      [-efi grub [-grub-dir DIR] | -efi uki [-mkuki bin/mkuki] [-stub linuxx64.efi.stub] | -uki zeroboot.efi] \
 //	      [-isolinux /usr/lib/ISOLINUX] [-syslinux-modules /usr/lib/syslinux/modules/bios]
 //
 // BIOS boots isolinux (El Torito, and the isohybrid MBR isohdpfx.bin on a
 // disk), which loads the kernel and initramfs with the command line. UEFI
 // boots EFI/BOOT/BOOTX64.EFI from a FAT image (El Torito EFI entry, and a
-// GPT/MBR partition on a disk): a Unified Kernel Image carrying the same
-// kernel, initramfs and command line, made by mkuki unless -uki gives one.
+// GPT/MBR partition on a disk). That is, by default (-efi grub), GRUB with
+// its configuration built in, which finds the image by its label and
+// loads the same kernel and initramfs from it: they are stored once. With
+// -efi uki it is a Unified Kernel Image carrying a second copy of both,
+// made by mkuki; -uki gives one (a signed UKI, for Secure Boot).
 // The image is written by xorriso; the FAT image by mtools.
 //
 // A kernel that carries its initramfs and command line (make kernel's one
@@ -48,6 +51,8 @@ func main() {
 	flag.StringVar(&o.cmdline, "cmdline", "", "kernel command line, fixed in the image (BIOS and UEFI)")
 	flag.StringVar(&o.out, "out", "", "output image (ISO 9660, hybrid)")
 	flag.StringVar(&o.uki, "uki", "", "EFI application for EFI/BOOT/BOOTX64.EFI (default: a UKI built with -mkuki)")
+	flag.StringVar(&o.efi, "efi", "grub", "UEFI side when -uki is not given: grub (reads the kernel and initramfs from the image) or uki (a second copy in a UKI, by mkuki)")
+	flag.StringVar(&o.grubDir, "grub-dir", DefaultGrubDir, "GRUB's x86_64-efi modules (grub-efi-amd64-bin), for -efi grub")
 	flag.StringVar(&o.mkuki, "mkuki", "", "mkuki binary (default: next to mkiso, else in PATH)")
 	flag.StringVar(&o.stub, "stub", DefaultStub, "systemd EFI stub, passed to mkuki")
 	flag.StringVar(&o.isolinux, "isolinux", DefaultIsolinux, "directory with isolinux.bin and isohdpfx.bin (isolinux)")
@@ -60,11 +65,11 @@ func main() {
 }
 
 type options struct {
-	kernel, initrd, cmdline, out, uki, mkuki, stub, isolinux, modules string
+	kernel, initrd, cmdline, out, uki, efi, grubDir, mkuki, stub, isolinux, modules string
 }
 
 // tools are the programs mkiso runs, found in PATH.
-type tools struct{ xorriso, mformat, mmd, mcopy, mkuki string }
+type tools struct{ xorriso, mformat, mmd, mcopy, mkuki, grubMkimage string }
 
 func (o *options) build() error {
 	if o.kernel == "" || o.out == "" {
@@ -79,9 +84,23 @@ func (o *options) build() error {
 	isolinuxBin := filepath.Join(o.isolinux, "isolinux.bin")
 	mbr := filepath.Join(o.isolinux, "isohdpfx.bin")
 	ldlinux := filepath.Join(o.modules, "ldlinux.c32")
-	efiIn := buildtool.In("-stub (install systemd-boot-efi)", o.stub)
-	if o.uki != "" {
+	var efiIn buildtool.Input
+	switch {
+	case o.uki != "":
 		efiIn = buildtool.In("-uki", o.uki)
+	case o.efi == "uki":
+		efiIn = buildtool.In("-stub (install systemd-boot-efi)", o.stub)
+	case o.efi == "grub" || o.efi == "":
+		o.efi = "grub"
+		if o.grubDir == "" {
+			o.grubDir = DefaultGrubDir
+		}
+		if err := checkGrubCmdline(o.cmdline); err != nil {
+			return err
+		}
+		efiIn = buildtool.In("-grub-dir (install grub-efi-amd64-bin)", filepath.Join(o.grubDir, "linux.mod"))
+	default:
+		return fmt.Errorf("-efi %q: want grub or uki", o.efi)
 	}
 	ins := []buildtool.Input{buildtool.In("-kernel", o.kernel)}
 	if o.initrd != "" {
@@ -103,8 +122,14 @@ func (o *options) build() error {
 			return err
 		}
 	}
-	if o.uki == "" {
+	switch {
+	case o.uki != "":
+	case o.efi == "uki":
 		if tl.mkuki, err = findMkuki(o.mkuki); err != nil {
+			return err
+		}
+	default:
+		if tl.grubMkimage, err = buildtool.Find("grub-mkimage", "grub-common"); err != nil {
 			return err
 		}
 	}
@@ -138,11 +163,18 @@ func (o *options) build() error {
 	}
 
 	efi := o.uki
-	if efi == "" {
+	switch {
+	case efi != "":
+	case o.efi == "uki":
 		efi = filepath.Join(tmp, "zeroboot.efi")
 		args := []string{"-kernel", o.kernel, "-initrd", o.initrd, "-cmdline", o.cmdline, "-stub", o.stub, "-out", efi}
 		if out, err := exec.Command(tl.mkuki, args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("%s: %v\n%s", tl.mkuki, err, out)
+		}
+	default:
+		efi = filepath.Join(tmp, "grubx64.efi")
+		if err := grubImage(tl.grubMkimage, o.grubDir, o.cmdline, o.initrd != "", efi); err != nil {
+			return err
 		}
 	}
 	if err := espImage(tl, efi, filepath.Join(root, "boot", "efiboot.img")); err != nil {
@@ -151,7 +183,7 @@ func (o *options) build() error {
 
 	iso := filepath.Join(tmp, "zeroboot.iso")
 	args := []string{"-as", "mkisofs", "-o", iso, "-quiet",
-		"-R", "-J", "-V", "ZEROBOOT",
+		"-R", "-J", "-V", volumeLabel,
 		"-isohybrid-mbr", mbr,
 		"-c", "isolinux/boot.cat",
 		"-b", "isolinux/isolinux.bin", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",

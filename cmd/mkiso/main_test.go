@@ -49,7 +49,7 @@ func TestFailureLeavesNothing(t *testing.T) {
 	os.WriteFile(initrd, []byte("x"), 0o644)
 	fake := filepath.Join(dir, "mkuki")
 	os.WriteFile(fake, []byte("#!/bin/sh\necho mkuki failed >&2\nexit 1\n"), 0o755)
-	o := options{kernel: kernel, initrd: initrd, isolinux: DefaultIsolinux, modules: DefaultModules, stub: DefaultStub, mkuki: fake, out: filepath.Join(dir, "out.iso")}
+	o := options{kernel: kernel, initrd: initrd, efi: "uki", isolinux: DefaultIsolinux, modules: DefaultModules, stub: DefaultStub, mkuki: fake, out: filepath.Join(dir, "out.iso")}
 	if err := o.build(); err == nil || !strings.Contains(err.Error(), "mkuki failed") {
 		t.Fatalf("mkuki failure: %v", err)
 	}
@@ -79,5 +79,41 @@ func TestIsolinuxCfg(t *testing.T) {
 	o = options{kernel: "k", out: "o"}
 	if err := o.build(); err == nil || !strings.Contains(err.Error(), "-initrd is required, unless") {
 		t.Fatalf("no -initrd and no -uki: %v", err)
+	}
+}
+
+// GRUB's embedded configuration finds the image by its label and boots
+// the kernel and initramfs stored in it; a command line its parser would
+// change is refused, naming the character.
+func TestGrubCfg(t *testing.T) {
+	got := grubCfg("console=ttyS0 zeroboot.registry=https://r:8443", true)
+	for _, want := range []string{"search --no-floppy --set=root --label ZEROBOOT\n", "linux /boot/vmlinuz console=ttyS0 zeroboot.registry=https://r:8443\n", "initrd /boot/initrd\n", "boot\n", "serial --unit=0"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("grub.cfg lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(grubCfg("x", false), "initrd") {
+		t.Error("grub.cfg loads an initrd the kernel does not need")
+	}
+	for _, tc := range []struct {
+		cmdline string
+		ok      bool
+	}{
+		{"console=ttyS0 panic=-1 zeroboot.registry=https://[2001:db8::1]:8443,https://r.example:8443 zeroboot.farm=a-b_c", true},
+		{"zeroboot.farm=$root", false},
+		{`zeroboot.farm="x"`, false},
+		{"a; reboot", false},
+	} {
+		if err := checkGrubCmdline(tc.cmdline); (err == nil) != tc.ok {
+			t.Errorf("%q: %v", tc.cmdline, err)
+		}
+	}
+	o := options{kernel: "k", initrd: "i", out: "o", efi: "grub", cmdline: "x=$y"}
+	if err := o.build(); err == nil || !strings.Contains(err.Error(), `'$'`) {
+		t.Errorf("-efi grub with a $ in the command line: %v", err)
+	}
+	o = options{kernel: "k", initrd: "i", out: "o", efi: "pxe"}
+	if err := o.build(); err == nil || !strings.Contains(err.Error(), "want grub or uki") {
+		t.Errorf("-efi pxe: %v", err)
 	}
 }
