@@ -111,14 +111,8 @@ func TestBootTimeShares(t *testing.T) {
 	g := newGrid(t)
 	g.publish(core0Tree(t), 1)
 	g.serve()
-	vm, id := boot(t, ctx, g, "5a1c0b0e-0000-4000-8000-0000000000b7", g.registry())
-	if _, err := vm.WaitFor(ctx, reReady); err != nil {
-		t.Fatal(err)
-	}
-	n, err := g.waitNode(ctx, id, "ready")
-	if err != nil {
-		t.Fatal(err)
-	}
+	vm, _ := boot(t, ctx, g, "5a1c0b0e-0000-4000-8000-0000000000b7", g.registry())
+	id, _, n := untilReady(t, ctx, g, vm)
 	b := sharesOf(t, vm)
 	// TCG runs the kernel's early setup (between its printk clock's zero
 	// and CLOCK_BOOTTIME's) slowly, the more so on a loaded host: 0.02 to

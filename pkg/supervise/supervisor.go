@@ -150,7 +150,6 @@ func (s *Supervisor) loop(ctx, backoffCtx context.Context, c *config) error {
 			}
 			st = r.status
 			s.endGroup(r, c.log)
-			s.sweep(c.log)
 		}
 		now := c.clock.Now()
 		took := now.Sub(started)
@@ -161,6 +160,10 @@ func (s *Supervisor) loop(ctx, backoffCtx context.Context, c *config) error {
 			s.reportStop(st, took, c.log)
 			return ErrStopped
 		}
+		// Stop sweeps the cgroup itself; a restart must not find what
+		// this run left in it. Swept after the stop check, so a stop is
+		// reported as soon as before.
+		s.sweep(c.log)
 		if st.NoRestart() {
 			c.log.Warn("process asked not to be restarted; supervision ends", "name", s.Name, "pid", st.Pid, "status", st.String(), "ran", took)
 			return fmt.Errorf("supervise %s: pid %d ran %v: %w", s.Name, st.Pid, took, ErrNoRestart)
