@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -415,6 +416,47 @@ func TestSupervisorStop(t *testing.T) {
 				t.Errorf("second Stop: %v", err)
 			}
 		})
+	}
+}
+
+// slowClock is the system clock, slowed once slow is set: Run reads it
+// between a run's exit and its report, so a slow one widens the window in
+// which Stop could return before the report.
+type slowClock struct{ slow atomic.Bool }
+
+func (c *slowClock) Now() time.Time {
+	if c.slow.Load() {
+		time.Sleep(300 * time.Millisecond)
+	}
+	return time.Now()
+}
+func (c *slowClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// A caller that reboots once Stop returns must find the stop reported:
+// PID 1 logs "process stopped" through OnStop, and a reboot right after
+// Stop lost that line while Stop returned as soon as the group was gone.
+func TestSupervisorStopWaitsForReport(t *testing.T) {
+	pids := make(chan int, 1)
+	var reported atomic.Bool
+	clock := &slowClock{}
+	s := &Supervisor{
+		Name: "reported", Reaper: reaper, Clock: clock,
+		Command: func() *exec.Cmd { return exec.Command("/bin/sh", "-c", "exec sleep 30") },
+		OnStart: func(pid int) { pids <- pid },
+		OnStop:  func(ExitStatus, time.Duration) { reported.Store(true) },
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	waitComm(t, <-pids, "sleep")
+	clock.slow.Store(true)
+	if err := s.Stop(2 * time.Second); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if !reported.Load() {
+		t.Error("Stop returned before OnStop was told of the stopped run")
+	}
+	if err := <-done; !errors.Is(err, ErrStopped) {
+		t.Errorf("Run after Stop = %v, want ErrStopped", err)
 	}
 }
 

@@ -75,12 +75,14 @@ type Supervisor struct {
 }
 
 // run is one started process. done closes once status is set, so that Run
-// and Stop can both wait for the same exit.
+// and Stop can both wait for the same exit; reported closes once Run has
+// told OnStop of a stopped run, so that Stop returns after the report.
 type run struct {
-	cmd    *exec.Cmd
-	pgid   int // the process leads its own group
-	status ExitStatus
-	done   chan struct{}
+	cmd      *exec.Cmd
+	pgid     int // the process leads its own group
+	status   ExitStatus
+	done     chan struct{}
+	reported chan struct{}
 }
 
 var (
@@ -146,6 +148,7 @@ func (s *Supervisor) loop(ctx, backoffCtx context.Context, c *config) error {
 			st = ExitStatus{Err: err}
 		} else {
 			if err := s.wait(ctx, c, r, started); err != nil {
+				close(r.reported) // stopOnCancel reported it
 				return err
 			}
 			st = r.status
@@ -158,6 +161,9 @@ func (s *Supervisor) loop(ctx, backoffCtx context.Context, c *config) error {
 			// Stop's SIGTERM usually ends the process before Stop
 			// returns, so its exit arrives here, not in stopOnCancel.
 			s.reportStop(st, took, c.log)
+			if r != nil {
+				close(r.reported)
+			}
 			return ErrStopped
 		}
 		// Stop sweeps the cgroup itself; a restart must not find what
@@ -278,9 +284,10 @@ func (s *Supervisor) endGroup(r *run, log *slog.Logger) {
 }
 
 // stopOnCancel stops the current process when Run's context ends and
-// reports its end like any other.
+// reports its end like any other. It runs on Run's goroutine, so it halts
+// rather than Stops: Stop would wait for the report it is to make.
 func (s *Supervisor) stopOnCancel(r *run, c *config, started time.Time) {
-	if err := s.Stop(s.stopTimeout()); err != nil {
+	if _, err := s.halt(s.stopTimeout()); err != nil {
 		c.log.Error("stop", "name", s.Name, "err", err)
 	}
 	s.finish(r)
@@ -374,7 +381,7 @@ func (s *Supervisor) start() (*run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", s.Name, err)
 	}
-	r := &run{cmd: cmd, pgid: cmd.Process.Pid, done: make(chan struct{})}
+	r := &run{cmd: cmd, pgid: cmd.Process.Pid, done: make(chan struct{}), reported: make(chan struct{})}
 	go func() {
 		r.status = <-ch
 		close(r.done)
@@ -385,9 +392,28 @@ func (s *Supervisor) start() (*run, error) {
 
 // Stop ends supervision: no further restarts, and the current process and
 // every process in its group get SIGTERM, then SIGKILL if any is left
-// after timeout. It returns once the group is gone, or an error if even
-// SIGKILL did not end it within another timeout.
+// after timeout. It returns once the group is gone and Run has reported
+// the stop (OnStop, the log), so a caller that reboots next loses no
+// report; or an error if even SIGKILL did not end the group within
+// another timeout. It must not be called from OnStart or OnStop, which
+// run before the report.
 func (s *Supervisor) Stop(timeout time.Duration) error {
+	r, err := s.halt(timeout)
+	if r == nil || err != nil {
+		return err
+	}
+	// Run reports at once once the group is gone; the bound keeps a
+	// wedged OnStop from holding up a reboot.
+	if !waitDone(r.reported, max(timeout, time.Second)) {
+		return fmt.Errorf("stop %s: process group %d ended but its stop was not reported within %v", s.Name, r.pgid, max(timeout, time.Second))
+	}
+	return nil
+}
+
+// halt is Stop without waiting for the report: it marks the supervision
+// stopped, ends the current run's group and sweeps its cgroup, and
+// returns the run it ended (nil if none ran).
+func (s *Supervisor) halt(timeout time.Duration) (*run, error) {
 	s.mu.Lock()
 	s.stopped = true
 	r := s.cur
@@ -396,13 +422,13 @@ func (s *Supervisor) Stop(timeout time.Duration) error {
 	}
 	s.mu.Unlock()
 	if r == nil {
-		return nil
+		return nil, nil
 	}
 	if err := s.terminate(r, timeout); err != nil {
-		return err
+		return r, err
 	}
 	s.sweep(s.settings().log)
-	return nil
+	return r, nil
 }
 
 // Cgroup is a process container that outlives a run's process group.
