@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -77,6 +78,13 @@ func Kernel() (path, release string, err error) {
 	sort.Strings(ks)
 	path = ks[len(ks)-1]
 	return path, strings.TrimPrefix(filepath.Base(path), "vmlinuz-"), nil
+}
+
+// Fresh returns a VM of the same configuration that has not run, to boot
+// the same machine again.
+func (v *VM) Fresh() *VM {
+	return &VM{Kernel: v.Kernel, Initrd: v.Initrd, Append: v.Append, Memory: v.Memory, CPUs: v.CPUs,
+		UUID: v.UUID, NIC: v.NIC, Monitor: v.Monitor, NICs: v.NICs, Extra: v.Extra, Embedded: v.Embedded}
 }
 
 // Args gives the QEMU command line.
@@ -163,8 +171,32 @@ func (v *VM) read(r io.Reader) {
 	close(v.done)
 }
 
+// ErrLivelock is wrapped by WaitFor's error when the guest kernel says
+// a CPU has been stuck in the kernel for LivelockAfter or more: under TCG
+// on a starved host a vCPU can spend all its time in interrupts. The
+// guest will not recover, so there is no point waiting out the context.
+var ErrLivelock = errors.New("guest kernel livelocked")
+
+// LivelockAfter is how long a soft lockup lasts before WaitFor gives up.
+// Shorter ones happen on a loaded host and pass.
+const LivelockAfter = 60 * time.Second
+
+var reSoftLockup = regexp.MustCompile(`watchdog: BUG: soft lockup - CPU#\d+ stuck for (\d+)s!`)
+
+// livelocked reports whether a console line says a CPU has been stuck
+// for LivelockAfter or more.
+func livelocked(line string) bool {
+	m := reSoftLockup.FindStringSubmatch(line)
+	if m == nil {
+		return false
+	}
+	s, err := strconv.Atoi(m[1])
+	return err == nil && time.Duration(s)*time.Second >= LivelockAfter
+}
+
 // WaitFor waits until a console line matches re, and returns it. It fails
-// when ctx ends or QEMU exits first; the error carries the console's tail.
+// when ctx ends, QEMU exits or the guest kernel livelocks first
+// (ErrLivelock); the error carries the console's tail.
 func (v *VM) WaitFor(ctx context.Context, re *regexp.Regexp) (string, error) {
 	for i := 0; ; {
 		v.mu.Lock()
@@ -173,6 +205,11 @@ func (v *VM) WaitFor(ctx context.Context, re *regexp.Regexp) (string, error) {
 				l := v.lines[i]
 				v.mu.Unlock()
 				return l, nil
+			}
+			if livelocked(v.lines[i]) {
+				l := v.lines[i]
+				v.mu.Unlock()
+				return "", fmt.Errorf("waiting for %q: %w (%s); console tail:\n%s", re, ErrLivelock, l, v.Tail(40))
 			}
 		}
 		seen := v.seen
