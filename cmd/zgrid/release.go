@@ -323,6 +323,9 @@ func pushUpload(c *conn, b []byte) error {
 	}
 	fmt.Printf("%s %s version %d (%d component(s), %d signature(s), expires %s)\n",
 		what, info.Channel, info.Version, len(info.Components), len(info.KeyIDs), info.Expires.UTC().Format(time.RFC3339))
+	if info.NodeProtocol > registry.MinNodeProtocol {
+		fmt.Fprintf(os.Stderr, "warning: nodes of boot protocol below %d cannot read this release's components (flist version 3): the registry refuses it to them\n", info.NodeProtocol)
+	}
 	return nil
 }
 

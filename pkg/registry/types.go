@@ -14,6 +14,7 @@ import (
 
 	"github.com/zeroboot/zeroboot/pkg/cmdline"
 	"github.com/zeroboot/zeroboot/pkg/console"
+	"github.com/zeroboot/zeroboot/pkg/flist"
 	"github.com/zeroboot/zeroboot/pkg/identity"
 	"github.com/zeroboot/zeroboot/pkg/measure"
 	"github.com/zeroboot/zeroboot/pkg/release"
@@ -64,7 +65,21 @@ const (
 	ProtocolCache    = 4
 	ProtocolServices = 5
 	ProtocolFallback = 6
+	// ProtocolBLAKE3 is the oldest node protocol that reads flist
+	// version 3 (chunks named by BLAKE3): it came with protocol 6, so a
+	// registry refuses an older node a release with such a component
+	// rather than let the node fail at its components step.
+	ProtocolBLAKE3 = ProtocolFallback
 )
+
+// NodeProtocolFor is the oldest node protocol that reads an flist whose
+// chunks are named by h.
+func NodeProtocolFor(h flist.Hash) int {
+	if h == flist.BLAKE3 {
+		return ProtocolBLAKE3
+	}
+	return MinNodeProtocol
+}
 
 // MinRegistryProtocol is the oldest registry protocol a node takes an
 // answer in: a protocol 3 answer has no chunk cache setting, and nothing

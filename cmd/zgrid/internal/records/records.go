@@ -217,14 +217,18 @@ const UploadFormat = "zeroboot-upload/1"
 // ReleaseInfo summarises a stored release for the admin API; the upload
 // itself is in Envelope.
 type ReleaseInfo struct {
-	Channel    string          `json:"channel"`
-	Version    uint64          `json:"version"`
-	Expires    time.Time       `json:"expires"`
-	Published  time.Time       `json:"published"`
-	Withdrawn  bool            `json:"withdrawn,omitempty"`
-	Components []Component     `json:"components"`
-	KeyIDs     []string        `json:"key_ids"`
-	Envelope   json.RawMessage `json:"envelope,omitempty"`
+	Channel    string      `json:"channel"`
+	Version    uint64      `json:"version"`
+	Expires    time.Time   `json:"expires"`
+	Published  time.Time   `json:"published"`
+	Withdrawn  bool        `json:"withdrawn,omitempty"`
+	Components []Component `json:"components"`
+	// NodeProtocol is the oldest node protocol that reads every
+	// component (registry.NodeProtocolFor); 0 in releases published
+	// before zgrid recorded it.
+	NodeProtocol int             `json:"node_protocol,omitempty"`
+	KeyIDs       []string        `json:"key_ids"`
+	Envelope     json.RawMessage `json:"envelope,omitempty"`
 }
 
 // BaselineOf is the part of a measurement log that a registry cannot know

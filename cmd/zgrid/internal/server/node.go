@@ -99,6 +99,10 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 	if err != nil {
 		return nil, err
 	}
+	if err := checkReadable(rel, proto); err != nil {
+		s.log().Warn("boot refused: release unreadable by the node", "node", req.NodeID, "protocol", proto, "channel", channel, "version", rel.Version, "node_protocol", rel.NodeProtocol)
+		return nil, err
+	}
 	if known != nil && known.HighestRelease > rel.Version {
 		// The node's image floor decides whether it boots this; the
 		// operator should know it goes back.

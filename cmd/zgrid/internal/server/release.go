@@ -12,6 +12,7 @@ import (
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/flist"
+	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/trust"
 )
@@ -51,7 +52,7 @@ func (s *Server) Publish(body []byte) (records.ReleaseInfo, error) {
 		return info, err
 	}
 	if !withdrawn {
-		if err := s.checkContents(r); err != nil {
+		if info.NodeProtocol, err = s.checkContents(r); err != nil {
 			return info, err
 		}
 	}
@@ -61,6 +62,10 @@ func (s *Server) Publish(body []byte) (records.ReleaseInfo, error) {
 		return info, fail(dbStatus(err), "%v", err)
 	}
 	s.log().Info("release published", "channel", info.Channel, "version", info.Version, "withdrawn", withdrawn, "keys", len(info.KeyIDs))
+	if info.NodeProtocol > registry.MinNodeProtocol {
+		s.log().Warn(fmt.Sprintf("release %s v%d has components nodes of boot protocol below %d cannot read; they are refused it", info.Channel, info.Version, info.NodeProtocol),
+			"channel", info.Channel, "version", info.Version, "node_protocol", info.NodeProtocol)
+	}
 	info.Envelope = nil
 	return info, nil
 }
@@ -88,20 +93,23 @@ func (s *Server) summarise(up *records.ReleaseUpload, r *release.Release, withdr
 
 // checkContents opens every component's flist from the store and checks
 // it against the release: present, no setuid/setgid or device entries
-// unless allowed, and the entrypoint an executable regular file.
-func (s *Server) checkContents(r *release.Release) error {
+// unless allowed, and the entrypoint an executable regular file. It
+// returns the oldest node protocol that reads every component.
+func (s *Server) checkContents(r *release.Release) (int, error) {
 	owner := entrypointOwner(r)
+	proto := registry.MinNodeProtocol
 	for _, c := range r.Components {
 		b, err := os.ReadFile(s.Store.FlistPath(c.Flist))
 		if errors.Is(err, os.ErrNotExist) {
-			return fail(http.StatusUnprocessableEntity, "component %s: flist %s not in the store: upload it first", c.Name, c.Flist)
+			return 0, fail(http.StatusUnprocessableEntity, "component %s: flist %s not in the store: upload it first", c.Name, c.Flist)
 		} else if err != nil {
-			return err
+			return 0, err
 		}
 		f, err := flist.Decode(b)
 		if err != nil {
-			return fail(http.StatusUnprocessableEntity, "component %s: flist %s: %v", c.Name, c.Flist, err)
+			return 0, fail(http.StatusUnprocessableEntity, "component %s: flist %s: %v", c.Name, c.Flist, err)
 		}
+		proto = max(proto, registry.NodeProtocolFor(f.Hash))
 		pol := flist.Policy{AllowSetuid: c.AllowSetuid, AllowDevices: c.AllowDevices}
 		if err := f.FirstPrivileged(pol); err != nil {
 			flag := "setuid=yes"
@@ -109,19 +117,19 @@ func (s *Server) checkContents(r *release.Release) error {
 			if errors.As(err, &pe) && pe.Device() {
 				flag = "devices=yes"
 			}
-			return fail(http.StatusUnprocessableEntity, "component %s: %v (the release may allow it: %s on --component)", c.Name, err, flag)
+			return 0, fail(http.StatusUnprocessableEntity, "component %s: %v (the release may allow it: %s on --component)", c.Name, err, flag)
 		}
 		if c.Name == owner {
 			rel, _ := under(r.Entrypoint.Path, c.Mount)
 			if err := checkExecutable(f, rel); err != nil {
-				return fail(http.StatusUnprocessableEntity, "entrypoint %s in component %s: %v", r.Entrypoint.Path, c.Name, err)
+				return 0, fail(http.StatusUnprocessableEntity, "entrypoint %s in component %s: %v", r.Entrypoint.Path, c.Name, err)
 			}
 		}
 	}
 	if owner == "" {
-		return fail(http.StatusUnprocessableEntity, "entrypoint %s is in no component", r.Entrypoint.Path)
+		return 0, fail(http.StatusUnprocessableEntity, "entrypoint %s is in no component", r.Entrypoint.Path)
 	}
-	return nil
+	return proto, nil
 }
 
 // entrypointOwner names the component the entrypoint is in: the one with

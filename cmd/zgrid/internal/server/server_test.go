@@ -118,7 +118,8 @@ func (e *env) must(a answer, code int) answer {
 }
 
 // build packs a small tree and uploads it through the admin store API.
-func (e *env) build() (*flist.Flist, digest.Digest) {
+// tree writes a small tree with an executable /bin/core0.
+func (e *env) tree() string {
 	e.t.Helper()
 	dir := e.t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
@@ -129,14 +130,26 @@ func (e *env) build() (*flist.Flist, digest.Digest) {
 	os.WriteFile(filepath.Join(dir, "bin", "core0"), big, 0o755)
 	os.WriteFile(filepath.Join(dir, "motd"), []byte("hello\n"), 0o644)
 	os.Symlink("bin/core0", filepath.Join(dir, "init"))
-	return e.buildDir(dir)
+	return dir
+}
+
+// build packs and uploads a small tree with an executable /bin/core0.
+func (e *env) build() (*flist.Flist, digest.Digest) {
+	e.t.Helper()
+	return e.buildDir(e.tree())
 }
 
 // buildDir packs dir and uploads it through the admin store API.
 func (e *env) buildDir(dir string) (*flist.Flist, digest.Digest) {
 	e.t.Helper()
+	return e.pack(dir, 0)
+}
+
+// pack packs dir as an flist of version (0: the default) and uploads it.
+func (e *env) pack(dir string, version int) (*flist.Flist, digest.Digest) {
+	e.t.Helper()
 	up := &store.Uploader{URL: e.ts.URL, Token: token, Client: e.hc}
-	f, err := (&flist.Builder{ChunkSize: 64 << 10, Sink: up}).BuildDir(context.Background(), dir)
+	f, err := (&flist.Builder{ChunkSize: 64 << 10, Sink: up, Version: version}).BuildDir(context.Background(), dir)
 	if err != nil {
 		e.t.Fatal(err)
 	}

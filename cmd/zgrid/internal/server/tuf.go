@@ -206,6 +206,16 @@ func checkProtocol(req *registry.BootRequest) error {
 	return nil
 }
 
+// checkReadable refuses a node of protocol p a release it cannot read, so
+// it is told at the registry why, not by its components step.
+func checkReadable(rel records.ReleaseInfo, p int) error {
+	if rel.NodeProtocol <= p {
+		return nil
+	}
+	return fail(http.StatusConflict, "release %s v%d has components that nodes of boot protocol %d cannot read (flist version 3, BLAKE3 chunk IDs, needs protocol %d): rebuild the node's initramfs with this zgrid's zeroboot, or publish flists built with zgrid flist build --format 2",
+		rel.Channel, rel.Version, p, rel.NodeProtocol)
+}
+
 // checkChannel applies the one channel grammar (release.CheckChannel).
 func checkChannel(ch string) error {
 	if err := release.CheckChannel(ch); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
+	"github.com/zeroboot/zeroboot/pkg/flist"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
 	"github.com/zeroboot/zeroboot/pkg/repo"
@@ -184,6 +185,41 @@ func TestBootProtocolVersions(t *testing.T) {
 	if resp["protocol"] != float64(2) || resp["quote_nonce"] != nil || resp["send_ek"] != nil {
 		t.Errorf("answer to a protocol 2 node: %s", a.body)
 	}
+}
+
+// TestBootRefusesUnreadableRelease: a release with a BLAKE3 component
+// (flist version 3) is recorded as needing protocol 6 nodes; an older
+// node is refused it with the reason and what to do, at the registry,
+// while a protocol 6 node boots it.
+func TestBootRefusesUnreadableRelease(t *testing.T) {
+	e := newEnv(t, func(s *Server) { s.Rate = -1 })
+	_, id := e.pack(e.tree(), flist.VersionBLAKE3)
+	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"demo","channel":"stable"}`)), 201)
+	pub := e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(1, id, time.Hour)), 201)
+	if !strings.Contains(pub.body, fmt.Sprintf(`"node_protocol":%d`, registry.ProtocolBLAKE3)) {
+		t.Errorf("published release %s does not record node protocol %d", pub.body, registry.ProtocolBLAKE3)
+	}
+	for _, tc := range []struct {
+		protocol int
+		code     int
+		want     string
+	}{
+		{registry.ProtocolServices, 409, fmt.Sprintf("release stable v1 has components that nodes of boot protocol %d cannot read (flist version 3, BLAKE3 chunk IDs, needs protocol %d)", registry.ProtocolServices, registry.ProtocolBLAKE3)},
+		{registry.ProtocolTPM, 409, "zgrid flist build --format 2"},
+		{registry.ProtocolBLAKE3, 200, `"protocol":6`},
+	} {
+		a := e.do("POST", "/v1/boot", asJSON, []byte(fmt.Sprintf(`{"protocol":%d,"node_id":"n%031x","farm":"demo"}`, tc.protocol, tc.protocol)))
+		if a.code != tc.code || !strings.Contains(a.body, tc.want) {
+			t.Errorf("protocol %d node: HTTP %d %s, want %d %q", tc.protocol, a.code, a.body, tc.code, tc.want)
+		}
+	}
+	// A version-2 release of the same tree is for every node.
+	_, id2 := e.build()
+	pub = e.must(e.do("POST", "/v1/admin/releases", asAdmin, e.envelope(2, id2, time.Hour)), 201)
+	if !strings.Contains(pub.body, fmt.Sprintf(`"node_protocol":%d`, registry.MinNodeProtocol)) {
+		t.Errorf("a SHA-256 release does not record node protocol %d: %s", registry.MinNodeProtocol, pub.body)
+	}
+	e.must(e.do("POST", "/v1/boot", asJSON, []byte(fmt.Sprintf(`{"protocol":%d,"node_id":"n%031x","farm":"demo"}`, registry.ProtocolServices, 5))), 200)
 }
 
 func TestFreshnessReusedThenRenewed(t *testing.T) {
