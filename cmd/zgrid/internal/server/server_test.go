@@ -117,7 +117,6 @@ func (e *env) must(a answer, code int) answer {
 	return a
 }
 
-// build packs a small tree and uploads it through the admin store API.
 // tree writes a small tree with an executable /bin/core0.
 func (e *env) tree() string {
 	e.t.Helper()
