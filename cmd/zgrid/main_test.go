@@ -115,8 +115,18 @@ func TestCLI(t *testing.T) {
 	}
 	// Building what cannot be meant: an empty input, a socket without
 	// --unreadable skip; and with it, a warning naming what was left out.
-	sock, err := net.Listen("unix", filepath.Join(tree, "bin", "sock"))
+	binDir := filepath.Join(tree, "bin")
+	before, err := os.Stat(binDir)
 	if err != nil {
+		t.Fatal(err)
+	}
+	sock, err := net.Listen("unix", filepath.Join(binDir, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The socket changes bin's mtime, which the flist records; put it
+	// back so the skipped build must equal the first one byte for byte.
+	if err := os.Chtimes(binDir, before.ModTime(), before.ModTime()); err != nil {
 		t.Fatal(err)
 	}
 	if _, errs := c.run(1, "flist", "build", "--data", data, tree); !strings.Contains(errs, "build bin/sock: is a socket") {
