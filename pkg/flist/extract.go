@@ -68,6 +68,7 @@ func (x *Extractor) Extract(ctx context.Context, f *Flist, dir string) error {
 type run struct {
 	x     *Extractor
 	root  *os.Root
+	open  *beneath // opens under root in one call
 	g     *errgroup.Group
 	ctx   context.Context
 	sem   chan struct{}
@@ -93,8 +94,13 @@ func (x *Extractor) extract(ctx context.Context, f *Flist, dir string) error {
 		return fmt.Errorf("extract: %w", err)
 	}
 	defer root.Close()
+	open, err := openBeneath(root)
+	if err != nil {
+		return fmt.Errorf("extract: %w", err)
+	}
+	defer open.Close()
 	g, gctx := errgroup.WithContext(ctx)
-	r := &run{x: x, root: root, g: g, ctx: gctx, sem: make(chan struct{}, parallel)}
+	r := &run{x: x, root: root, open: open, g: g, ctx: gctx, sem: make(chan struct{}, parallel)}
 	for _, e := range f.Entries {
 		r.total += int64(e.Size)
 	}
@@ -196,7 +202,7 @@ func (r *run) mkdir(e *Entry) (created bool, err error) {
 }
 
 func (r *run) finishDir(e *Entry) error {
-	d, err := r.root.OpenFile(e.Path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	d, err := r.open.OpenFile(e.Path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("extract %s: %w", e.Path, err)
 	}
@@ -290,7 +296,7 @@ func (r *run) release(of *openFile, failed bool) error {
 // file creates e exclusively (never through an existing name or symlink)
 // and dispatches its chunks.
 func (r *run) file(e *Entry) error {
-	f, err := r.root.OpenFile(e.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	f, err := r.open.OpenFile(e.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("extract %s: %w", e.Path, err)
 	}
@@ -403,7 +409,7 @@ func (r *run) packed(c ChunkRef, files []*Entry) error {
 
 // whole creates e exclusively and writes all its content at once.
 func (r *run) whole(e *Entry, content []byte) error {
-	f, err := r.root.OpenFile(e.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	f, err := r.open.OpenFile(e.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("extract %s: %w", e.Path, err)
 	}
@@ -465,7 +471,7 @@ func (r *run) special(e *Entry) error {
 	if parent == "" {
 		parent = "."
 	}
-	d, err := r.root.OpenFile(parent, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	d, err := r.open.OpenFile(parent, os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return fmt.Errorf("extract %s: %w", e.Path, err)
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/zeroboot/zeroboot/internal/testenv"
 )
 
@@ -53,7 +55,9 @@ func listDir(t *testing.T, dir string) []string {
 	return out
 }
 
-func TestExtractRoundTrip(t *testing.T) {
+func TestExtractRoundTrip(t *testing.T) { eachOpener(t, testExtractVersions) }
+
+func testExtractVersions(t *testing.T) {
 	for _, v := range versions {
 		t.Run(fmt.Sprintf("version %d", v), func(t *testing.T) { testExtractRoundTrip(t, v) })
 	}
@@ -224,7 +228,9 @@ func TestExtractRefusesOversizedFile(t *testing.T) {
 	}
 }
 
-func TestExtractHostile(t *testing.T) {
+func TestExtractHostile(t *testing.T) { eachOpener(t, testExtractHostile) }
+
+func testExtractHostile(t *testing.T) {
 	st := newMemStore()
 	body := []byte("pwned")
 	c, blob, err := CompressChunk(SHA256, body)
@@ -269,6 +275,10 @@ func TestExtractHostile(t *testing.T) {
 }
 
 func TestExtractThroughExistingSymlinks(t *testing.T) {
+	eachOpener(t, testExtractThroughExistingSymlinks)
+}
+
+func testExtractThroughExistingSymlinks(t *testing.T) {
 	st := newMemStore()
 	body := []byte("pwned")
 	c, blob, err := CompressChunk(SHA256, body)
@@ -545,5 +555,33 @@ func TestSparseFile(t *testing.T) {
 	must(t, syscall.Stat(filepath.Join(out, "disk.img"), &s))
 	if s.Blocks*512 > 2<<20 {
 		t.Errorf("extracted file takes %d bytes on disk, want about the 1 MiB of data", s.Blocks*512)
+	}
+}
+
+// eachOpener runs test with openat2, and again as on a kernel without it
+// (os.Root's walk), checking that each way was the one taken.
+func eachOpener(t *testing.T, test func(t *testing.T)) {
+	var calls atomic.Int64
+	count := func(dirfd int, path string, how *unix.OpenHow) (int, error) {
+		calls.Add(1)
+		return unix.Openat2(dirfd, path, how)
+	}
+	enosys := func(int, string, *unix.OpenHow) (int, error) {
+		calls.Add(1)
+		return -1, unix.ENOSYS
+	}
+	for _, tc := range []struct {
+		name string
+		sys  func(int, string, *unix.OpenHow) (int, error)
+	}{{"openat2", count}, {"os.Root", enosys}} {
+		t.Run(tc.name, func(t *testing.T) {
+			openat2 = tc.sys
+			t.Cleanup(func() { openat2 = unix.Openat2 })
+			calls.Store(0)
+			test(t)
+			if calls.Load() == 0 {
+				t.Errorf("openat2 never called")
+			}
+		})
 	}
 }
