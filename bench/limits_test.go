@@ -43,17 +43,39 @@ type term struct {
 	s    float64
 }
 
-// terms is the delivery-limits model: with fetch, verify, decompress and
-// write pipelined, a delivery takes at least the longest of these.
+// terms is the delivery-limits model. Fetching overlaps the work, so the
+// wire and the request rounds are bounds of their own. Hashing, decoding
+// and writing to tmpfs are all CPU on the same cores, so they cannot hide
+// behind one another: their core-seconds add up and share the cores, one
+// term ("cpu", the sum of work's terms).
 func (m machine) terms(l load) []term {
 	rounds := (l.requests + l.parallel - 1) / l.parallel
 	return []term{
 		{"wire", float64(l.wire) / m.link},
 		{"requests", float64(rounds) * m.rtt.Seconds()},
-		{"hash", float64(l.bytes) / (float64(m.cores) * m.sha)},
-		{"zstd", float64(l.bytes) / (float64(m.cores) * m.zstd)},
-		{"write", float64(l.bytes) / m.write},
+		total("cpu", m.work(l.bytes, m.sha)),
 	}
+}
+
+// work is the CPU delivering bytes costs, as wall seconds on all cores:
+// hash (at hash bytes/s per core) and decode spread over the cores, and
+// the tmpfs write rate as measured with one writer per core.
+func (m machine) work(bytes int64, hash float64) []term {
+	b, cores := float64(bytes), float64(m.cores)
+	return []term{
+		{"hash", b / (cores * hash)},
+		{"zstd", b / (cores * m.zstd)},
+		{"write", b / m.write},
+	}
+}
+
+// total is one term of ts added.
+func total(name string, ts []term) term {
+	t := term{name: name}
+	for _, x := range ts {
+		t.s += x.s
+	}
+	return t
 }
 
 // bound is the largest term: the model's lower bound.
