@@ -48,8 +48,9 @@ const DefaultParallel = 8
 // Extract validates f, checks it against the policy, and writes it under
 // dir, which may already hold other components: paths that collide with an
 // existing non-directory are an error, existing directories are entered and
-// left as they are. Everything is written through an os.Root on dir, so no
-// symlink (from f or already in dir) can make a write land outside dir.
+// left as they are. Everything is written beneath dir (openat2's
+// RESOLVE_BENEATH, or os.Root's walk), so no symlink (from f or already in
+// dir) can make a write land outside dir.
 // Memory is bounded by Parallel chunks whatever the sizes in f. On the first
 // error everything in flight is cancelled and the error returned; what was
 // written stays.
