@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,25 +61,31 @@ func BenchmarkBootStorm(b *testing.B) {
 			// Handshakes before and after: on a shared machine the
 			// two differ by what else ran meanwhile.
 			hs := handshakeRate(b, g, int(min(nodes, 2000)), int(conc))
+			srv0, gen0 := procCPU(b, g.pid), cpuTime()
 			res := storm(b, g, int(nodes), int(conc))
+			srvCPU, genCPU := procCPU(b, g.pid)-srv0, cpuTime()-gen0
 			hsAfter := handshakeRate(b, g, int(min(nodes, 2000)), int(conc))
 			lat := res.latencies
 			slices.Sort(lat)
 			pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-			fmt.Fprintf(os.Stderr, "bootstorm %s: %d nodes, %d at a time: %.0f boots/s (%d answered, %d lost, %d refused), boot p50 %s p99 %s max %s; TLS handshakes alone %.0f/s before, %.0f/s after\n",
-				backend.name, nodes, conc, res.rate, len(lat), res.lost, res.refused, pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), hs, hsAfter)
+			perBoot := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(len(lat)) }
+			fmt.Fprintf(os.Stderr, "bootstorm %s: %d nodes, %d at a time: %.0f boots/s (%d answered, %d lost, %d refused), boot p50 %s p99 %s max %s; TLS handshakes alone %.0f/s before, %.0f/s after; CPU per boot: server %.2f ms, load generator %.2f ms\n",
+				backend.name, nodes, conc, res.rate, len(lat), res.lost, res.refused, pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), hs, hsAfter, perBoot(srvCPU), perBoot(genCPU))
 			b.ReportMetric(res.rate, "boots/s")
 			b.ReportMetric(float64(pct(0.99).Milliseconds()), "p99_ms")
 			b.ReportMetric(float64(pct(0.5).Milliseconds()), "p50_ms")
 			b.ReportMetric(float64(res.lost), "lost")
 			b.ReportMetric(hs, "handshakes/s")
 			b.ReportMetric(hsAfter, "handshakes_after/s")
+			b.ReportMetric(perBoot(srvCPU), "server_cpu_ms/boot")
+			b.ReportMetric(perBoot(genCPU), "loadgen_cpu_ms/boot")
 		})
 	}
 }
 
 type stormGrid struct {
 	url  string
+	pid  int // zgrid serve's
 	pool *http.Transport // a template: TLS config with the grid's CA
 }
 
@@ -158,7 +165,28 @@ func startStormGrid(b *testing.B, nodes int, records ...string) *stormGrid {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &stormGrid{url: "https://" + addr, pool: hc.Transport.(*http.Transport)}
+	return &stormGrid{url: "https://" + addr, pid: srv.Process.Pid, pool: hc.Transport.(*http.Transport)}
+}
+
+// procCPU is the CPU time (user and system) process pid has used, from
+// /proc/PID/stat (proc(5): fields 14 and 15, in clock ticks of 1/100 s,
+// the value on Linux x86-64).
+func procCPU(b *testing.B, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The command name, field 2, may hold spaces; fields count from its ')'.
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	var ticks int64
+	for _, v := range f[11:13] { // utime, stime: fields 14 and 15
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/%d/stat: %v", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 func goBin(b *testing.B) string {

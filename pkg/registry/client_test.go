@@ -12,10 +12,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -389,6 +391,46 @@ func TestNewHTTPClient(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 302 || hits.Load() != 0 {
 		t.Fatalf("status %d, target hits %d; want the 302 itself", resp.StatusCode, hits.Load())
+	}
+}
+
+// A registry that offers HTTP/2 is still asked over HTTP/1.1, on one
+// connection kept for the next question.
+func TestNewHTTPClientSpeaksHTTP1(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		protos []string
+		conns  atomic.Int32
+	)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		protos = append(protos, r.Proto)
+		mu.Unlock()
+	}))
+	srv.EnableHTTP2 = true
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	hc, err := NewHTTPClient(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		resp, err := hc.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(protos, []string{"HTTP/1.1", "HTTP/1.1", "HTTP/1.1"}) || conns.Load() != 1 {
+		t.Fatalf("requests over %v on %d connections, want 3 over HTTP/1.1 on 1", protos, conns.Load())
 	}
 }
 
