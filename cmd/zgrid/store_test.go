@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,7 +95,7 @@ func TestFlistFormats(t *testing.T) {
 	files := map[string]string{"big": strings.Repeat("zeroboot ", 300_000), "small": "small", "other": "another small file"}
 	os.MkdirAll(tree, 0o755)
 	for name, body := range files {
-		os.WriteFile(filepath.Join(tree, name), []byte(body), 0o644)
+		os.WriteFile(filepath.Join(tree, name), []byte(body), 0o755) // executable: the release below starts /big
 	}
 	ids := map[string]string{}
 	for _, tc := range []struct{ format, hash string }{{"2", "sha256"}, {"3", "blake3"}} {
@@ -120,6 +121,23 @@ func TestFlistFormats(t *testing.T) {
 	}
 	if _, errs := c.run(2, "flist", "build", "--data", data, "--format", "4", tree); !strings.Contains(errs, "--format 4: want 1..3") {
 		t.Errorf("--format 4: %s", errs)
+	}
+
+	// A release of the version-2 flist publishes quietly; one of the
+	// version-3 flist warns that older nodes cannot read it.
+	key, rootKey := filepath.Join(dir, "rel.key"), filepath.Join(dir, "root.key")
+	c.run(0, "key", "new", "--out", key)
+	c.run(0, "key", "new", "--out", rootKey)
+	c.run(0, "root", "init", "--data", data, "--root-key", rootKey+".pub", "--sign", rootKey, "--release-key", key+".pub")
+	for i, tc := range []struct{ hash, warn string }{
+		{"sha256", ""},
+		{"blake3", "warning: nodes of boot protocol below 6 cannot read this release's components (flist version 3)"},
+	} {
+		out, errs := c.run(0, "release", "publish", "--data", data, "--key", key, "--channel", "stable", "--version", fmt.Sprint(i+1),
+			"--component", "name=root,flist="+ids[tc.hash]+",mount=/", "--entry", "/big")
+		if !strings.Contains(out, "published stable version") || strings.Contains(errs, "warning:") != (tc.warn != "") || !strings.Contains(errs, tc.warn) {
+			t.Errorf("publish of the %s flist: stdout %q stderr %q, want warning %q", tc.hash, out, errs, tc.warn)
+		}
 	}
 
 	// Damage the chunk of "big" in the BLAKE3 flist only.
