@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -25,9 +26,23 @@ type TUF struct {
 	Channels *trust.Channels // the channels nodes are built to accept
 	Fresh    repo.Freshness
 
-	mu    sync.Mutex
-	cache map[string]fresh // "channel/targets version" -> last freshness signed
+	mu      sync.Mutex
+	cache   map[string]fresh          // "channel/targets version" -> last freshness signed
+	decoded map[string]*storedRelease // "channel/version" -> its upload, decoded
 }
+
+// storedRelease is a stored release's upload, decoded once: in a boot
+// storm every node asks for the same release, and decoding its envelope
+// and targets again for each was a third of the boot handler's CPU.
+type storedRelease struct {
+	envelope       []byte // as stored, to tell a changed record from the cached one
+	up             *records.ReleaseUpload
+	targetsVersion int64
+}
+
+// maxDecoded bounds the decoded releases kept: a grid serves a few at a
+// time (a channel's newest, a pinned one, a fallback).
+const maxDecoded = 64
 
 type fresh struct {
 	snapshot, timestamp []byte
@@ -44,17 +59,42 @@ func (t *TUF) newerRoots(have int64) [][]byte {
 	return t.Roots[have:]
 }
 
-// freshness signs (or reuses, while more than half its window is left) the
-// snapshot and timestamp of channel's current targets.
-func (t *TUF) freshness(channel string, targets []byte, now time.Time) (snapshot, timestamp []byte, err error) {
-	m, err := metadata.Targets().FromBytes(targets)
-	if err != nil {
-		return nil, nil, fmt.Errorf("stored targets of %s: %w", channel, err)
+// stored is rel's upload decoded, from the cache while the stored
+// envelope is the one decoded.
+func (t *TUF) stored(rel records.ReleaseInfo) (*storedRelease, error) {
+	key := fmt.Sprintf("%s/%d", rel.Channel, rel.Version)
+	t.mu.Lock()
+	d, ok := t.decoded[key]
+	t.mu.Unlock()
+	if ok && bytes.Equal(d.envelope, rel.Envelope) {
+		return d, nil
 	}
+	up, err := records.DecodeUpload(rel.Envelope)
+	if err != nil {
+		return nil, fmt.Errorf("stored release %s/%d: %w", rel.Channel, rel.Version, err)
+	}
+	m, err := metadata.Targets().FromBytes(up.Targets)
+	if err != nil {
+		return nil, fmt.Errorf("stored targets of %s: %w", rel.Channel, err)
+	}
+	d = &storedRelease{envelope: rel.Envelope, up: up, targetsVersion: m.Signed.Version}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.decoded == nil || len(t.decoded) >= maxDecoded {
+		t.decoded = map[string]*storedRelease{}
+	}
+	t.decoded[key] = d
+	return d, nil
+}
+
+// freshness signs (or reuses, while more than half its window is left) the
+// snapshot and timestamp of rel's targets.
+func (t *TUF) freshness(channel string, rel *storedRelease, now time.Time) (snapshot, timestamp []byte, err error) {
+	targets := rel.up.Targets
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	// Per version: a farm rolling a release out serves two of a channel.
-	key := fmt.Sprintf("%s/%d", channel, m.Signed.Version)
+	key := fmt.Sprintf("%s/%d", channel, rel.targetsVersion)
 	if f, ok := t.cache[key]; ok && f.expires.Sub(now) > t.Fresh.Window/2 {
 		return f.snapshot, f.timestamp, nil
 	}
@@ -75,11 +115,12 @@ func (t *TUF) freshness(channel string, targets []byte, now time.Time) (snapshot
 // bundle is what a node of channel gets: the newer roots, fresh snapshot
 // and timestamp, and the channel's current targets and release document.
 func (s *Server) bundle(req *registry.BootRequest, rel records.ReleaseInfo) (*trust.Bundle, error) {
-	up, err := records.DecodeUpload(rel.Envelope)
+	d, err := s.TUF.stored(rel)
 	if err != nil {
-		return nil, fmt.Errorf("stored release %s/%d: %w", rel.Channel, rel.Version, err)
+		return nil, err
 	}
-	snap, ts, err := s.TUF.freshness(rel.Channel, up.Targets, s.now())
+	up := d.up
+	snap, ts, err := s.TUF.freshness(rel.Channel, d, s.now())
 	if err != nil {
 		return nil, err
 	}

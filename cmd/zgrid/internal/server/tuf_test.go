@@ -226,20 +226,48 @@ func TestFreshnessReusedThenRenewed(t *testing.T) {
 	_, tuf := testTUF(t)
 	e := newEnv(t)
 	now := time.Now()
-	tg := upload(t, "stable", 1, now.Add(time.Hour), nil, e.key)
-	var up records.ReleaseUpload
-	json.Unmarshal(tg, &up)
-	s1, t1, err := tuf.freshness("stable", up.Targets, now)
+	rel, err := tuf.stored(records.ReleaseInfo{Channel: "stable", Version: 1, Envelope: upload(t, "stable", 1, now.Add(time.Hour), nil, e.key)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, t2, _ := tuf.freshness("stable", up.Targets, now.Add(10*time.Minute))
+	s1, t1, err := tuf.freshness("stable", rel, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, t2, _ := tuf.freshness("stable", rel, now.Add(10*time.Minute))
 	if string(t1) != string(t2) {
 		t.Fatal("timestamp re-signed while most of its window was left")
 	}
-	s3, t3, _ := tuf.freshness("stable", up.Targets, now.Add(40*time.Minute))
+	s3, t3, _ := tuf.freshness("stable", rel, now.Add(40*time.Minute))
 	if string(t1) == string(t3) || string(s1) == string(s3) {
 		t.Fatal("timestamp not renewed past half its window")
+	}
+}
+
+// A stored release is decoded once while its record holds the same
+// envelope, and again when the record changed under the same version.
+func TestStoredReleaseDecodedOnce(t *testing.T) {
+	_, tuf := testTUF(t)
+	e := newEnv(t)
+	now := time.Now()
+	env1 := upload(t, "stable", 1, now.Add(time.Hour), nil, e.key)
+	env2 := upload(t, "stable", 2, now.Add(time.Hour), nil, e.key)
+	info := records.ReleaseInfo{Channel: "stable", Version: 1, Envelope: env1}
+	a, err := tuf.stored(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := tuf.stored(info); b != a {
+		t.Error("the same envelope decoded again")
+	}
+	info.Envelope = env2
+	c, err := tuf.stored(info)
+	if err != nil || c == a || c.targetsVersion != 2 {
+		t.Fatalf("changed envelope: %+v, %v; want it decoded anew (targets version 2)", c, err)
+	}
+	info.Envelope = []byte("{garbage")
+	if _, err := tuf.stored(info); err == nil || !strings.Contains(err.Error(), "stored release stable/1") {
+		t.Errorf("garbage envelope: %v", err)
 	}
 }
 
