@@ -85,7 +85,7 @@ func BenchmarkBootStorm(b *testing.B) {
 
 type stormGrid struct {
 	url  string
-	pid  int // zgrid serve's
+	pid  int             // zgrid serve's
 	pool *http.Transport // a template: TLS config with the grid's CA
 }
 
