@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -89,17 +90,46 @@ func boot(t *testing.T, ctx context.Context, g *grid, uuid, registries string) (
 // the test says so; a second livelock fails the test.
 func bootVM(t testing.TB, ctx context.Context, g *grid, vm *VM) (*VM, string) {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		startVM(t, g, vm)
+	var id string
+	vm = onceMore(t, vm, func(vm *VM, _ int) { startVM(t, g, vm) }, func(vm *VM) (string, error) {
 		line, err := vm.WaitFor(ctx, reIdentity)
-		if err == nil {
-			return vm, reIdentity.FindStringSubmatch(line)[1]
+		if errors.Is(err, ErrLivelock) {
+			return "the guest kernel livelocked before PID 1's identity step", nil
 		}
-		if !errors.Is(err, ErrLivelock) || attempt == 2 {
+		if err != nil {
+			return "", err
+		}
+		id = reIdentity.FindStringSubmatch(line)[1]
+		return "", nil
+	})
+	return vm, id
+}
+
+// retired holds the VMs onceMore replaced: their cleanup shows no console,
+// server log or figures, which belong to the attempt that counts.
+var retired sync.Map // *VM -> true
+
+// onceMore starts vm with start and waits with wait. When wait gives a
+// reason to start again (the host's fault, before our code could matter:
+// a TCG livelock, a firmware timeout), a fresh copy of the VM is started
+// once more and the test log says RETRY and why; a second time, or an
+// error from wait, fails the test. It returns the VM that got through.
+func onceMore(t testing.TB, vm *VM, start func(vm *VM, attempt int), wait func(vm *VM) (retry string, err error)) *VM {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		start(vm, attempt)
+		retry, err := wait(vm)
+		switch {
+		case err != nil:
 			t.Fatal(err)
+		case retry == "":
+			return vm
+		case attempt == 2:
+			t.Fatalf("%s, twice:\n%s", retry, vm.Tail(15))
 		}
-		t.Logf("RETRY: the guest kernel livelocked before PID 1's identity step; booting the VM once more:\n%s", vm.Tail(15))
+		t.Logf("RETRY: %s; starting the VM once more:\n%s", retry, vm.Tail(15))
 		vm.Stop()
+		retired.Store(vm, true)
 		vm = vm.Fresh()
 	}
 }
@@ -149,6 +179,9 @@ func runVM(t testing.TB, g *grid, vm *VM, name string) {
 	t.Cleanup(func() {
 		vm.Stop()
 		logf.Close()
+		if _, ok := retired.Load(vm); ok {
+			return
+		}
 		if t.Failed() {
 			t.Logf("console:\n%s\nserver log:\n%s", vm.Tail(200), g.log.String())
 		}
