@@ -253,7 +253,7 @@ func (s *Server) verifyFinal(n records.Node, rep *registry.StatusReport) *record
 		return bad("final quote: %v", err)
 	}
 	if !ok {
-		return bad("final quote: nonce unknown, used or expired (the registry may have restarted since the boot answer)")
+		return bad("final quote: nonce unknown, used or expired (a registry on bbolt keeps nonces in memory: it may have restarted since the boot answer)")
 	}
 	ak, err := attest.ParseAK(n.Identity.AKPublic)
 	if err != nil {
