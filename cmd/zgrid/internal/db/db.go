@@ -26,6 +26,7 @@ var (
 	bTokens   = []byte("tokens")  // node ID -> SHA-256 of its last KeepTokens boot tokens, newest first
 	bMeta     = []byte("meta")    // "nodes" -> number of node records (8 bytes BE); see also kStates
 	bAllowed  = []byte("allowed") // node ID or EK fingerprint -> 1, for farms that enroll listed nodes
+	bSecrets  = []byte("secrets") // name -> SecretSize random bytes (Secret); made at first use
 	kNodes    = []byte("nodes")
 	// kStates marks that the meta bucket counts nodes by state, under
 	// "state\x00<state>" (8 bytes BE): kept in the transaction that
@@ -55,7 +56,10 @@ var (
 // writers share one transaction and one fsync, where one each made bbolt's
 // single writer the bound (bench: BenchmarkBootStorm). A batched function
 // may run twice, so each one only reads and writes inside its transaction.
-type DB struct{ b *bolt.DB }
+type DB struct {
+	b       *bolt.DB
+	tickets tickets // in memory: see tickets.go
+}
 
 // countNodes writes the node counter of a database made before it had one.
 func countNodes(tx *bolt.Tx) error {

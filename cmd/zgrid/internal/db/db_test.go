@@ -1,6 +1,7 @@
 package db
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -148,4 +149,41 @@ func created(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestSecretReopened: a secret is kept in the file, so a restarted
+// registry has the same; a backup made before secrets existed (no
+// bucket) still verifies, and gets its secret at the first call.
+func TestSecretReopened(t *testing.T) {
+	p := created(t)
+	d, err := Open(p, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := d.Secret("activation")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	if d, err = Open(p, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	again, err := d.Secret("activation")
+	if err != nil || !bytes.Equal(again, first) {
+		t.Fatalf("Secret after reopening = %x, %v; want %x", again, err, first)
+	}
+	if err := d.b.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bSecrets) }); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	if err := Verify(p); err != nil {
+		t.Fatalf("Verify of a database without secrets: %v", err)
+	}
+	if d, err = Open(p, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if s, err := d.Secret("activation"); err != nil || len(s) != SecretSize || bytes.Equal(s, first) {
+		t.Fatalf("Secret of a database without secrets = %x, %v; want a new one", s, err)
+	}
 }

@@ -16,7 +16,9 @@ import (
 // bbolt database (DB) is one; PostgreSQL (package pgdb), shared by several
 // zgrid serve replicas, is the other. Both keep the same invariants under
 // concurrent callers: a version grows per channel, a report needs one of
-// the node's last KeepTokens tokens, a new node is refused past MaxNodes.
+// the node's last KeepTokens tokens, a new node is refused past MaxNodes,
+// a ticket is taken once. They also hold what replicas must share beyond
+// records: short-lived tickets and secrets (tickets.go).
 // The conformance suite in package dbtest checks both the same way.
 type Records interface {
 	CreateFarm(f records.Farm) error
@@ -41,6 +43,14 @@ type Records interface {
 
 	Allow(key string) error
 	Listed(id, ekFingerprint string) (bool, error)
+
+	// A nonce or session issued by one replica is redeemed at another,
+	// and the activation key is the same for all.
+	PutTicket(t Ticket, limit int, now time.Time) error
+	TakeTicket(kind, id string, now time.Time) ([]byte, error)
+	ReadTicket(kind, id string, now time.Time) ([]byte, error)
+	DeleteTicket(kind, id string) error
+	Secret(name string) ([]byte, error)
 
 	Close() error
 }

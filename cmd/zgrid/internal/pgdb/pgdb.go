@@ -34,7 +34,10 @@ const DefaultMaxConns = 16
 const opTimeout = 30 * time.Second
 
 // DB is safe for concurrent use, by several processes on one database.
-type DB struct{ pool *pgxpool.Pool }
+type DB struct {
+	pool   *pgxpool.Pool
+	sweeps sweeps // of tickets, by this replica (tickets.go)
+}
 
 var _ db.Records = (*DB)(nil)
 

@@ -3,6 +3,7 @@ package pgdb
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -76,7 +77,7 @@ func TestSchema(t *testing.T) {
 	}
 	c, _ := Config(url, "")
 	_, err := Open(context.Background(), c)
-	if !errors.Is(err, ErrSchemaNewer) || !strings.Contains(err.Error(), "schema version 2, this zgrid knows 1") {
+	if !errors.Is(err, ErrSchemaNewer) || !strings.Contains(err.Error(), fmt.Sprintf("schema version %d, this zgrid knows %d", SchemaVersion+1, SchemaVersion)) {
 		t.Fatalf("Open of a newer schema: %v, want ErrSchemaNewer naming both versions", err)
 	}
 }
@@ -108,4 +109,32 @@ func BenchmarkStorm(b *testing.B) {
 	}
 	defer d.Close()
 	dbtest.Storm(b, d, 200)
+}
+
+// TestSchemaUpgrade: a database of schema 1 (before tickets and secrets)
+// is upgraded in place by the next Open, its records kept.
+func TestSchemaUpgrade(t *testing.T) {
+	s := testenv.Postgres(t, "fsync=off") // the records need not survive the test
+	url := s.SocketURL(s.NewDatabase(t))
+	d := open(t, url)
+	if err := d.CreateFarm(records.Farm{Name: "lab", Channel: "stable"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.pool.Exec(context.Background(), "DROP TABLE zgrid_tickets, zgrid_secrets; UPDATE zgrid_schema SET version = 1"); err != nil {
+		t.Fatal(err)
+	}
+	d = open(t, url)
+	var v int
+	if err := d.pool.QueryRow(context.Background(), "SELECT version FROM zgrid_schema").Scan(&v); err != nil || v != SchemaVersion {
+		t.Fatalf("schema version after the upgrade: %d, %v; want %d", v, err, SchemaVersion)
+	}
+	if _, err := d.Farm("lab"); err != nil {
+		t.Fatalf("upgrade lost a farm: %v", err)
+	}
+	if _, err := d.Secret("activation"); err != nil {
+		t.Fatalf("Secret after the upgrade: %v", err)
+	}
+	if err := d.PutTicket(db.Ticket{Kind: "nonce", ID: "a", Expires: time.Now().Add(time.Minute)}, 0, time.Now()); err != nil {
+		t.Fatalf("PutTicket after the upgrade: %v", err)
+	}
 }

@@ -12,7 +12,7 @@ import (
 // writes. A database at a higher one was made or upgraded by a newer
 // zgrid, and this one refuses it rather than write records the newer
 // replicas misread.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // ErrSchemaNewer is opening a database whose schema is newer than this
 // zgrid's.
@@ -54,6 +54,24 @@ CREATE TABLE zgrid_nodes (
 CREATE INDEX zgrid_nodes_farm ON zgrid_nodes (farm);
 CREATE INDEX zgrid_nodes_state ON zgrid_nodes (state);
 CREATE TABLE zgrid_allowed (key text COLLATE "C" PRIMARY KEY);
+`,
+	1: `
+-- Tickets: short-lived values one replica issues and any redeems (TPM
+-- nonces, explorer sessions). UNLOGGED: no WAL flush on every
+-- /v1/challenge; a crash (or a failover to a standby, which has no copy)
+-- empties the table, and nodes ask again, people log in again.
+CREATE UNLOGGED TABLE zgrid_tickets (
+	kind text COLLATE "C" NOT NULL,
+	id text COLLATE "C" NOT NULL,
+	value bytea NOT NULL,
+	expires timestamptz NOT NULL,
+	PRIMARY KEY (kind, id)
+);
+-- The sweep's: expired rows, and the latest to expire of a kind.
+CREATE INDEX zgrid_tickets_expires ON zgrid_tickets (kind, expires);
+-- Secrets every replica must hold alike (the credential activation key),
+-- made by the first to need one.
+CREATE TABLE zgrid_secrets (name text COLLATE "C" PRIMARY KEY, value bytea NOT NULL);
 `,
 }
 

@@ -66,7 +66,9 @@ func (s *Server) admit(req *registry.BootRequest, farm records.Farm, known *reco
 // activation.
 func (s *Server) admitTPM(req *registry.BootRequest, known *records.Node, a *admission) error {
 	ev := req.TPM
-	if !s.nonces.use(ev.Nonce, req.NodeID, s.now()) {
+	if ok, err := s.useNonce(ev.Nonce, req.NodeID); err != nil {
+		return err
+	} else if !ok {
 		return fail(http.StatusUnauthorized, "node %s: quote nonce unknown, already used or expired: a quote answers one fresh /v1/challenge", req.NodeID)
 	}
 	ak, err := attest.ParseAK(ev.AKPublic)
@@ -97,7 +99,9 @@ func (s *Server) admitTPM(req *registry.BootRequest, known *records.Node, a *adm
 // activate runs enrollment's proof that the identity key shares a TPM with
 // the EK: ask for the EK, send a credential only that TPM can open for
 // that key, and check what came back. The secret is an HMAC of the key
-// and EK under a per-process key, so nothing is stored between the steps.
+// and EK under the registry's activation key, so nothing is stored
+// between the steps, and any replica (or the registry restarted) checks
+// what another sent.
 func (s *Server) activate(req *registry.BootRequest, ak *attest.AK, a *admission) error {
 	ev := req.TPM
 	answer := &registry.BootResponse{Protocol: answerProtocol(req), NodeID: req.NodeID}
@@ -110,10 +114,13 @@ func (s *Server) activate(req *registry.BootRequest, ak *attest.AK, a *admission
 	if err != nil {
 		return fail(http.StatusBadRequest, "node %s: endorsement key: %v", req.NodeID, err)
 	}
-	secret := s.activationSecret(ak.Name, ev.EK.Public)
+	secret, err := s.activationSecret(ak.Name, ev.EK.Public)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", req.NodeID, err)
+	}
 	if len(ev.Activation) > 0 {
 		if !hmac.Equal(ev.Activation, secret) {
-			return fail(http.StatusForbidden, "node %s: credential activation failed: the identity key is not in the TPM of that EK (or the registry restarted mid-enrollment: boot again)", req.NodeID)
+			return fail(http.StatusForbidden, "node %s: credential activation failed: the identity key is not in the TPM of that EK", req.NodeID)
 		}
 		return s.bindEK(req, ek, a)
 	}
@@ -126,13 +133,33 @@ func (s *Server) activate(req *registry.BootRequest, ak *attest.AK, a *admission
 	return nil
 }
 
-func (s *Server) activationSecret(akName, ekPublic []byte) []byte {
-	m := hmac.New(sha256.New, s.activationKey[:])
+func (s *Server) activationSecret(akName, ekPublic []byte) ([]byte, error) {
+	key, err := s.activationKey()
+	if err != nil {
+		return nil, err
+	}
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte("zeroboot-activation-v1\x00"))
 	m.Write(akName)
 	m.Write([]byte{0})
 	m.Write(ekPublic)
-	return m.Sum(nil)[:16]
+	return m.Sum(nil)[:16], nil
+}
+
+// activationKey is the records' secret "activation", the same for every
+// replica; it is read once and kept.
+func (s *Server) activationKey() ([]byte, error) {
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	if s.actKey != nil {
+		return s.actKey, nil
+	}
+	k, err := s.DB.Secret("activation")
+	if err != nil {
+		return nil, fmt.Errorf("credential activation key: %w", err)
+	}
+	s.actKey = k
+	return k, nil
 }
 
 // bindEK records the activated EK and checks its certificate against the
@@ -221,9 +248,12 @@ func (s *Server) verifyFinal(n records.Node, rep *registry.StatusReport) *record
 		att.State, att.Detail = records.AttestFailed, fmt.Sprintf(format, args...)
 		return att
 	}
-	want, ok := s.nonces.useFinal(ev.Nonce, n.ID, s.now())
+	want, ok, err := s.useFinal(ev.Nonce, n.ID)
+	if err != nil {
+		return bad("final quote: %v", err)
+	}
 	if !ok {
-		return bad("final quote: nonce unknown, used or expired (the registry may have restarted since the boot answer)")
+		return bad("final quote: nonce unknown, used or expired (a registry on bbolt keeps nonces in memory: it may have restarted since the boot answer)")
 	}
 	ak, err := attest.ParseAK(n.Identity.AKPublic)
 	if err != nil {

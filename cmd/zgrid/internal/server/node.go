@@ -141,7 +141,9 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 		resp.Fallback = &registry.Fallback{DeadlineSeconds: farm.ReadyDeadline, TUF: fb}
 	}
 	if adm.ident.Kind == registry.KindTPM {
-		resp.QuoteNonce = s.nonces.issueFinal(req.NodeID, expected(rel), s.now())
+		if resp.QuoteNonce, err = s.issueFinal(req.NodeID, expected(rel)); err != nil {
+			return nil, err
+		}
 	}
 	return resp, nil
 }

@@ -3,10 +3,13 @@ package server
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/pkg/measure"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
@@ -16,92 +19,81 @@ import (
 const ChallengeTTL = 2 * time.Minute
 
 // maxNonces bounds the outstanding nonces: /v1/challenge takes no
-// credential, so a flood must not grow memory without bound. Beyond it the
-// oldest expire first (the rate limiter keeps one client from getting
-// there alone).
+// credential, so a flood must not grow the records without bound. Beyond
+// it the closest to expiring go first (the rate limiter keeps one client
+// from getting there alone).
 const maxNonces = 100000
 
-// nonces are the challenges issued and not yet used. Each is good once, for
-// the node it was issued to, until it expires; a quote over any other value
+// nonceKind is the kind of the nonces' tickets in the records: any
+// replica redeems a nonce another issued. Each is good once, for the
+// node it was issued to, until it expires; a quote over any other value
 // is a replay or a forgery.
-type nonces struct {
-	mu sync.Mutex
-	m  map[string]nonce
-}
+const nonceKind = "nonce"
 
+// nonce is what a nonce's ticket holds.
 type nonce struct {
-	node    string
-	expires time.Time
-	// final marks the nonce of the quote before hand-off, and expect is
+	Node string `json:"node"`
+	// Final marks the nonce of the quote before hand-off, and Expect is
 	// what that quote's log must hold beyond the node's baseline.
-	final  bool
-	expect []measure.Event
+	Final  bool            `json:"final,omitempty"`
+	Expect []measure.Event `json:"expect,omitempty"`
 }
 
-func (n *nonces) issue(node string, now time.Time) string {
-	return n.add(nonce{node: node, expires: now.Add(ChallengeTTL)}, now)
+// issueNonce is a /v1/challenge nonce for node.
+func (s *Server) issueNonce(node string) (string, error) {
+	return s.addNonce(nonce{Node: node}, ChallengeTTL)
 }
 
 // issueFinal is the nonce of a boot answer, for the quote the node sends
 // before hand-off.
-func (n *nonces) issueFinal(node string, expect []measure.Event, now time.Time) string {
-	return n.add(nonce{node: node, expires: now.Add(finalNonceTTL), final: true, expect: expect}, now)
+func (s *Server) issueFinal(node string, expect []measure.Event) (string, error) {
+	return s.addNonce(nonce{Node: node, Final: true, Expect: expect}, finalNonceTTL)
 }
 
-func (n *nonces) add(e nonce, now time.Time) string {
+func (s *Server) addNonce(e nonce, ttl time.Duration) (string, error) {
 	b := make([]byte, registry.NonceSize)
-	rand.Read(b)
+	rand.Read(b) // never fails (crypto/rand since Go 1.24)
 	v := hex.EncodeToString(b)
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.m == nil {
-		n.m = map[string]nonce{}
+	val, err := json.Marshal(e)
+	if err != nil {
+		return "", fmt.Errorf("nonce for node %s: %w", e.Node, err)
 	}
-	if len(n.m) >= maxNonces {
-		n.sweep(now)
+	now := s.now()
+	if err := s.DB.PutTicket(db.Ticket{Kind: nonceKind, ID: v, Value: val, Expires: now.Add(ttl)}, maxNonces, now); err != nil {
+		return "", fmt.Errorf("nonce for node %s: %w", e.Node, err)
 	}
-	n.m[v] = e
-	return v
+	return v, nil
 }
 
-// sweep drops expired nonces, and if that is not enough the ones closest
-// to expiring.
-func (n *nonces) sweep(now time.Time) {
-	for k, v := range n.m {
-		if now.After(v.expires) {
-			delete(n.m, k)
-		}
-	}
-	for cut := now.Add(ChallengeTTL / 2); len(n.m) >= maxNonces; cut = cut.Add(ChallengeTTL / 4) {
-		for k, v := range n.m {
-			if v.expires.Before(cut) {
-				delete(n.m, k)
-			}
-		}
-	}
-}
-
-// use consumes a challenge nonce v for node: it reports whether v was
-// issued to node and is still good. A nonce is gone after its first use,
-// whatever the outcome.
-func (n *nonces) use(v, node string, now time.Time) bool {
-	e, ok := n.take(v, node, now)
-	return ok && !e.final
+// useNonce consumes a challenge nonce v for node: it reports whether v
+// was issued to node and is still good. A nonce is gone after its first
+// use, whatever the outcome.
+func (s *Server) useNonce(v, node string) (bool, error) {
+	e, ok, err := s.takeNonce(v, node)
+	return ok && !e.Final, err
 }
 
 // useFinal consumes a boot answer's nonce and returns what its quote must
 // show.
-func (n *nonces) useFinal(v, node string, now time.Time) ([]measure.Event, bool) {
-	e, ok := n.take(v, node, now)
-	return e.expect, ok && e.final
+func (s *Server) useFinal(v, node string) ([]measure.Event, bool, error) {
+	e, ok, err := s.takeNonce(v, node)
+	return e.Expect, ok && e.Final, err
 }
 
-func (n *nonces) take(v, node string, now time.Time) (nonce, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	e, ok := n.m[v]
-	delete(n.m, v)
-	return e, ok && e.node == node && !now.After(e.expires)
+// takeNonce takes v's ticket: not found is no error, only not ok.
+func (s *Server) takeNonce(v, node string) (nonce, bool, error) {
+	var e nonce
+	val, err := s.DB.TakeTicket(nonceKind, v, s.now())
+	if errors.Is(err, db.ErrNotFound) {
+		return e, false, nil
+	}
+	if err != nil {
+		return e, false, fmt.Errorf("node %s: quote nonce: %w", node, err)
+	}
+	if err := json.Unmarshal(val, &e); err != nil {
+		return e, false, fmt.Errorf("node %s: quote nonce: %w", node, err)
+	}
+	return e, e.Node == node, nil
 }
 
 func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
@@ -118,5 +110,10 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
 		s.replyError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, registry.ChallengeResponse{Protocol: registry.Protocol, Nonce: s.nonces.issue(req.NodeID, s.now())})
+	v, err := s.issueNonce(req.NodeID)
+	if err != nil {
+		s.replyError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, registry.ChallengeResponse{Protocol: registry.Protocol, Nonce: v})
 }

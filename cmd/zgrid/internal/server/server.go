@@ -4,7 +4,6 @@
 package server
 
 import (
-	"crypto/rand"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
@@ -73,10 +72,9 @@ type Server struct {
 	// PXE, when set, serves network boot under /boot/ (pxe.go).
 	PXE *PXE
 
-	nonces        nonces
-	activationKey [32]byte // set by Handler; see activate
+	keyMu  sync.Mutex
+	actKey []byte // the records' activation secret, once read; see activate
 
-	ui      uiSessions // explorer logins (ui.go)
 	metrics metrics
 	limOnce sync.Once
 	lim     *limiter
@@ -119,7 +117,6 @@ func (s *Server) now() time.Time {
 // Handler returns the API's routes wrapped in panic recovery, metrics and
 // JSON errors for unknown routes.
 func (s *Server) Handler() http.Handler {
-	rand.Read(s.activationKey[:])
 	mux := http.NewServeMux()
 	// Admin endpoints need the token; these two need nothing, so they
 	// are the ones a stranger can hammer.

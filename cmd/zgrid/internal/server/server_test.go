@@ -56,6 +56,13 @@ func newEnv(t testing.TB, opts ...func(*Server)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
+	return newEnvOn(t, d, opts...)
+}
+
+// newEnvOn is newEnv on the records d.
+func newEnvOn(t testing.TB, d db.Records, opts ...func(*Server)) *env {
+	t.Helper()
+	dir := t.TempDir()
 	key, tuf := testTUF(t)
 	st := &store.Dir{Root: filepath.Join(dir, "store")}
 	s := &Server{

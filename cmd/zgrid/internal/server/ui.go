@@ -4,18 +4,20 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
-	"sync"
 	"time"
 
+	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/timeline"
@@ -48,54 +50,61 @@ const (
 	timelineRow    = 20.0
 )
 
-// uiSessions are the explorer's logins, in memory: a restart logs
-// everyone out, which is acceptable for an admin page and keeps secrets
-// off the disk.
-type uiSessions struct {
-	mu sync.Mutex
-	m  map[string]uiSession
-}
+// sessionKind is the kind of the explorer's sessions in the records, so
+// that a login at one replica holds at the others. Their ID is the SHA-256
+// of the session ID the cookie holds: a dump of the records logs nobody
+// in. Logins take a token, so they are few; maxSessions only bounds them.
+const (
+	sessionKind = "session"
+	maxSessions = 10000
+)
 
+// uiSession is an explorer login, as its ticket holds it.
 type uiSession struct {
-	role    string
-	csrf    string
-	expires time.Time
+	Role string `json:"role"`
+	CSRF string `json:"csrf"`
 }
 
-func (u *uiSessions) create(role string, now time.Time) (id string, sess uiSession) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.m == nil {
-		u.m = map[string]uiSession{}
-	}
-	// Expired sessions go here, so that the map is bounded by the logins
-	// of the last sessionTTL.
-	for k, v := range u.m {
-		if !now.Before(v.expires) {
-			delete(u.m, k)
-		}
-	}
-	id = randomHex()
-	sess = uiSession{role: role, csrf: randomHex(), expires: now.Add(sessionTTL)}
-	u.m[id] = sess
-	return id, sess
+func sessionTicket(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(h[:])
 }
 
-func (u *uiSessions) get(id string, now time.Time) (uiSession, bool) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	sess, ok := u.m[id]
-	if !ok || !now.Before(sess.expires) {
-		delete(u.m, id)
-		return uiSession{}, false
+// newSession logs role in: it returns the cookie's session ID.
+func (s *Server) newSession(role string) (string, error) {
+	id := randomHex()
+	val, err := json.Marshal(uiSession{Role: role, CSRF: randomHex()})
+	if err != nil {
+		return "", fmt.Errorf("explorer session: %w", err)
 	}
-	return sess, true
+	now := s.now()
+	t := db.Ticket{Kind: sessionKind, ID: sessionTicket(id), Value: val, Expires: now.Add(sessionTTL)}
+	if err := s.DB.PutTicket(t, maxSessions, now); err != nil {
+		return "", fmt.Errorf("explorer session: %w", err)
+	}
+	return id, nil
 }
 
-func (u *uiSessions) remove(id string) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	delete(u.m, id)
+// session is the live session of a cookie's ID; ok is false for none.
+func (s *Server) session(id string) (sess uiSession, ok bool, err error) {
+	val, err := s.DB.ReadTicket(sessionKind, sessionTicket(id), s.now())
+	if errors.Is(err, db.ErrNotFound) {
+		return sess, false, nil
+	}
+	if err != nil {
+		return sess, false, fmt.Errorf("explorer session: %w", err)
+	}
+	if err := json.Unmarshal(val, &sess); err != nil {
+		return sess, false, fmt.Errorf("explorer session: %w", err)
+	}
+	return sess, true, nil
+}
+
+func (s *Server) endSession(id string) error {
+	if err := s.DB.DeleteTicket(sessionKind, sessionTicket(id)); err != nil {
+		return fmt.Errorf("explorer logout: %w", err)
+	}
+	return nil
 }
 
 // randomHex is 32 random bytes: a session ID or CSRF token nobody can
@@ -136,22 +145,24 @@ func (s *Server) uiHeaders(h http.Handler) http.Handler {
 // need ("" takes any).
 func (s *Server) uiSession(need string, h uiHandler) http.Handler {
 	return s.uiHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := r.Cookie(sessionCookie)
 		var sess uiSession
-		ok := err == nil
-		if ok {
-			sess, ok = s.ui.get(c.Value, s.now())
+		ok := false
+		if c, err := r.Cookie(sessionCookie); err == nil {
+			if sess, ok, err = s.session(c.Value); err != nil {
+				s.uiFail(w, r, err)
+				return
+			}
 		}
 		if !ok {
 			http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 			return
 		}
-		if r.Method == http.MethodPost && !s.uiCSRF(w, r, sess.csrf) {
+		if r.Method == http.MethodPost && !s.uiCSRF(w, r, sess.CSRF) {
 			s.uiError(w, http.StatusForbidden, "CSRF token missing or wrong: reload the page and try again")
 			return
 		}
-		if need != "" && sess.role != need {
-			s.uiError(w, http.StatusForbidden, "this needs the "+need+" role; you are logged in as "+sess.role)
+		if need != "" && sess.Role != need {
+			s.uiError(w, http.StatusForbidden, "this needs the "+need+" role; you are logged in as "+sess.Role)
 			return
 		}
 		h(w, r, sess)
@@ -205,7 +216,11 @@ func (s *Server) uiLogin(w http.ResponseWriter, r *http.Request) {
 		s.uiLoginPage(w, http.StatusUnauthorized, "token wrong")
 		return
 	}
-	id, _ := s.ui.create(role, s.now())
+	id, err := s.newSession(role)
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
 	http.SetCookie(w, uiCookie(loginCSRF, "", -1))
 	http.SetCookie(w, uiCookie(sessionCookie, id, sessionTTL))
 	s.log().Info("explorer login", "client", r.RemoteAddr, "role", role)
@@ -228,7 +243,10 @@ func (s *Server) uiRole(tok string) string {
 
 func (s *Server) uiLogout(w http.ResponseWriter, r *http.Request, _ uiSession) {
 	if c, err := r.Cookie(sessionCookie); err == nil {
-		s.ui.remove(c.Value)
+		if err := s.endSession(c.Value); err != nil {
+			s.uiFail(w, r, err)
+			return
+		}
 	}
 	http.SetCookie(w, uiCookie(sessionCookie, "", -1))
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
@@ -257,7 +275,7 @@ func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request, sess uiSessi
 }
 
 func (s *Server) overview(sess uiSession) (uiOverview, error) {
-	page := uiOverview{Role: sess.role, CSRF: sess.csrf}
+	page := uiOverview{Role: sess.Role, CSRF: sess.CSRF}
 	var err error
 	if page.Farms, err = s.DB.Farms(); err != nil {
 		return page, fmt.Errorf("explorer: listing farms: %w", err)
@@ -330,7 +348,7 @@ func (s *Server) uiNode(w http.ResponseWriter, r *http.Request, sess uiSession) 
 		s.uiFail(w, r, err)
 		return
 	}
-	s.uiRender(w, http.StatusOK, "node", uiNodePage{Role: sess.role, CSRF: sess.csrf, Node: n, Timeline: drawTimeline(n.Timeline)})
+	s.uiRender(w, http.StatusOK, "node", uiNodePage{Role: sess.Role, CSRF: sess.CSRF, Node: n, Timeline: drawTimeline(n.Timeline)})
 }
 
 func (s *Server) uiLookup(id string) (records.Node, error) {

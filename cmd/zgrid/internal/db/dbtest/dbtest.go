@@ -45,6 +45,10 @@ func Run(t *testing.T, open Open) {
 		{"DeleteNodeAndFarm", deleteNodeAndFarm},
 		{"ApproveAndAllow", approveAndAllow},
 		{"Fallback", fallback},
+		{"Tickets", tickets},
+		{"ConcurrentTake", concurrentTake},
+		{"TicketLimit", ticketLimit},
+		{"Secret", secret},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a, b := open(t)
