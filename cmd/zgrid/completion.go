@@ -96,7 +96,7 @@ func cmdCompletion(args []string) error {
 		`Print a shell completion script: subcommands, their flags, flag values
 with a fixed set of choices, and, asked of the registry when a line is
 completed, farm names (--farm, farm set|delete), node IDs (node
-show|approve|delete) and contexts (--context, context use|remove). The script calls the hidden "zgrid __complete WORD..."
+show|approve|deny|delete) and contexts (--context, context use|remove). The script calls the hidden "zgrid __complete WORD..."
 command, which reads zgrid's own command table, so completion matches the
 binary it runs.`,
 		`  source <(zgrid completion bash)                        # this shell
@@ -145,7 +145,7 @@ var dynamicValues = dynamic{
 	flags: map[string]valueSource{"farm": farmNames, "context": contextNames},
 	args: map[string]valueSource{
 		"farm set": farmNames, "farm delete": farmNames,
-		"node show": nodeNames, "node approve": nodeNames, "node delete": nodeNames,
+		"node show": nodeNames, "node approve": nodeNames, "node deny": nodeNames, "node delete": nodeNames,
 		"context use": contextNames, "context remove": contextNames,
 	},
 }

@@ -216,6 +216,7 @@ func TestCompleteNodeIDs(t *testing.T) {
 		{"node show --data " + data + " ", "n1aa n1ab n2zz"},
 		{"node approve --data " + data + " n1", "n1aa n1ab"},
 		{"node delete --data " + data + " n2", "n2zz"},
+		{"node deny --data " + data + " n1a", "n1aa n1ab"},
 		{"node show --data " + filepath.Join(dir, "none") + " ", ""},
 	} {
 		got := complete(tree, strings.Split(tc.words, " "), dynamicValues)

@@ -32,7 +32,7 @@ func init() {
 		"flist":      {"pack, extract, list, inspect and diff flists (flist build|extract|ls|inspect|diff)", cmdFlist},
 		"release":    {"create, sign, show, publish, withdraw and list signed releases", cmdRelease},
 		"farm":       {"create, change and list farms and their enrollment policy", cmdFarm},
-		"node":       {"list nodes, show one node's boot report and identity, approve and allow nodes", cmdNode},
+		"node":       {"list nodes, show one node's boot report and identity, approve, deny and allow nodes", cmdNode},
 		"backup":     {"write a consistent copy of the database, while serve runs or not", cmdBackup},
 		"context":    {"remember registries and switch between them (context add|use|list|remove)", cmdContext},
 		"tls":        {"show the CA and server certificate, reissue it for more names, rotate the CA (tls show|reissue|rotate)", cmdTLS},

@@ -310,12 +310,35 @@ func TestCLI(t *testing.T) {
 		t.Errorf("node list --data with a server elsewhere: %s", errs)
 	}
 
+	// Denied: listed as such, its boot refused naming approve, which
+	// lifts it.
+	if out, _ := c.run(0, append([]string{"node", "deny", "n0123"}, remote...)...); !strings.Contains(out, "node n0123 denied (farm demo, dmi, denied identity); zgrid node approve n0123 lifts it") {
+		t.Errorf("node deny: %s", out)
+	}
+	if out, _ := c.run(0, append([]string{"node", "list", "--state", "denied"}, remote...)...); !regexp.MustCompile(`(?m)^n0123\s+demo\s+dmi, denied\s+3\s+denied: by the operator`).MatchString(out) {
+		t.Errorf("node list --state denied:\n%s", out)
+	}
+	if _, errs := c.run(2, append([]string{"node", "list", "--state", "deny"}, remote...)...); !strings.Contains(errs, `--state "deny": not a node state (booting, ready, failed, pending, denied)`) {
+		t.Errorf("node list --state deny: %s", errs)
+	}
+	resp, err = httpsClient(t, filepath.Join(data, "tls", "ca.pem")).Post(url+"/v1/boot", "application/json", strings.NewReader(body))
+	if err != nil || resp.StatusCode != 403 {
+		t.Fatalf("boot of a denied node: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	if out, _ := c.run(0, append([]string{"node", "approve", "n0123"}, remote...)...); !strings.Contains(out, "node n0123 approved") {
+		t.Errorf("node approve of a denied node: %s", out)
+	}
+	if _, errs := c.run(1, append([]string{"node", "deny", "nobody"}, remote...)...); !strings.Contains(errs, "not found") {
+		t.Errorf("node deny of an unknown node: %s", errs)
+	}
+
 	// Deleting: a farm with nodes only when forced; a node, and its count.
 	c.run(0, append([]string{"farm", "create", "spare", "--channel", "stable"}, remote...)...)
 	if _, errs := c.run(1, append([]string{"farm", "delete", "demo"}, remote...)...); !strings.Contains(errs, "farm demo has 1 nodes") || !strings.Contains(errs, "--force") {
 		t.Errorf("farm delete with a node: %s", errs)
 	}
-	if out, _ := c.run(0, append([]string{"node", "delete", "n0123"}, remote...)...); !strings.Contains(out, "node n0123 deleted (farm demo, was booting)") {
+	if out, _ := c.run(0, append([]string{"node", "delete", "n0123"}, remote...)...); !strings.Contains(out, "node n0123 deleted (farm demo, was pending)") {
 		t.Errorf("node delete: %s", out)
 	}
 	if out, _ := c.run(0, append([]string{"node", "list", "-o", "json"}, remote...)...); strings.TrimSpace(out) != "[]" {

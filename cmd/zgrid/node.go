@@ -1,11 +1,14 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,7 +22,7 @@ import (
 )
 
 func cmdNode(args []string) error {
-	return subcommand("node", map[string]func([]string) error{"list": cmdNodeList, "show": cmdNodeShow, "approve": cmdNodeApprove, "allow": cmdNodeAllow, "delete": cmdNodeDelete}, args)
+	return subcommand("node", map[string]func([]string) error{"list": cmdNodeList, "show": cmdNodeShow, "approve": cmdNodeApprove, "deny": cmdNodeDeny, "allow": cmdNodeAllow, "delete": cmdNodeDelete}, args)
 }
 
 func cmdNodeList(args []string) error {
@@ -29,7 +32,7 @@ func cmdNodeList(args []string) error {
 	var c conn
 	c.register(fs)
 	farm := fs.String("farm", "", "only nodes of this farm")
-	state := fs.String("state", "", "only nodes in this state (booting, ready, failed, pending)")
+	state := fs.String("state", "", "only nodes in this state ("+strings.Join(registry.NodeStates, ", ")+")")
 	within := fs.Duration("seen-within", 0, "only nodes the registry heard from within this long (e.g. 10m)")
 	out := registerOutput(fs)
 	if err := noArgs(fs, args, &c); err != nil {
@@ -40,6 +43,9 @@ func cmdNodeList(args []string) error {
 	}
 	if *within < 0 {
 		return usageErr(fs, "--seen-within must not be negative")
+	}
+	if *state != "" && !slices.Contains(registry.NodeStates, *state) {
+		return usageErr(fs, "--state %q: not a node state (%s)", *state, strings.Join(registry.NodeStates, ", "))
 	}
 	nodes, err := query(&c, "/v1/admin/nodes", func(d *db.DB) ([]records.Node, error) { return d.Nodes() })
 	if err != nil {
@@ -183,7 +189,10 @@ func identityText(id records.Identity) string {
 		}
 		k += " (" + a.State + ")"
 	}
-	if !id.Approved {
+	switch {
+	case id.Denied:
+		k += ", denied"
+	case !id.Approved:
 		k += ", unapproved"
 	}
 	return k
@@ -191,7 +200,10 @@ func identityText(id records.Identity) string {
 
 func printIdentity(id records.Identity) {
 	approved := "not approved"
-	if id.Approved {
+	switch {
+	case id.Denied:
+		approved = "denied (zgrid node approve lets it boot)"
+	case id.Approved:
 		approved = "approved"
 	}
 	fmt.Printf("identity    %s from %s, %s\n", identityText(id), orDash(console.Sanitize(id.Source, 64)), approved)
@@ -223,22 +235,40 @@ func printIdentity(id records.Identity) {
 
 func cmdNodeApprove(args []string) error {
 	fs := newFlags("node approve", "zgrid node approve ID [--data DIR | --server URL ...]",
-		"Let a node that an approval farm holds boot: it does on its next attempt,\nwithin seconds, without a reboot. Also resets the node's measurement\nbaseline: its next boot's trust root and command line become the expected ones.\n\n"+connHelp,
+		"Let a node that an approval farm holds, or that zgrid node deny refused,\nboot: it does on its next attempt (within seconds when held, after its\nretry backoff when denied), without a reboot. Also resets the node's\nmeasurement baseline: its next boot's trust root and command line become\nthe expected ones.\n\n"+connHelp,
 		"  zgrid node approve n0123456789abcdef0123456789abcdef --data ./grid")
-	var c conn
-	c.register(fs)
-	arg, err := oneArg(fs, args, "node ID")
-	if err != nil {
-		return err
-	}
-	n, err := apply(&c, "POST", "/v1/admin/nodes/"+url.PathEscape(arg)+"/approve", struct{}{}, func(s *server.Server) (records.Node, error) {
-		return s.Approve(arg)
-	})
+	n, err := nodeAction(fs, args, "approve", (*server.Server).Approve)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("node %s approved (farm %s, %s identity)\n", n.ID, n.Farm, identityText(n.Identity))
 	return nil
+}
+
+func cmdNodeDeny(args []string) error {
+	fs := newFlags("node deny", "zgrid node deny ID [--data DIR | --server URL ...]",
+		"Refuse a node: its boot requests get 403 naming the denial, and so do the\nstatus reports of the boot it is in (a running Core-0 is not stopped;\nits node retries its boot with backoff). The record stays, listed as\ndenied, so that the node is not enrolled anew as a deleted one would\nbe. zgrid node approve lifts the denial.\n\n"+connHelp,
+		"  zgrid node deny n0123456789abcdef0123456789abcdef --data ./grid\n  zgrid node list --state denied")
+	n, err := nodeAction(fs, args, "deny", (*server.Server).Deny)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("node %s denied (farm %s, %s identity); zgrid node approve %s lifts it\n", n.ID, n.Farm, identityText(n.Identity), n.ID)
+	return nil
+}
+
+// nodeAction runs an operator's change of one node (approve, deny), here
+// or at a server.
+func nodeAction(fs *flag.FlagSet, args []string, verb string, change func(*server.Server, string) (records.Node, error)) (records.Node, error) {
+	var c conn
+	c.register(fs)
+	arg, err := oneArg(fs, args, "node ID")
+	if err != nil {
+		return records.Node{}, err
+	}
+	return apply(&c, "POST", "/v1/admin/nodes/"+url.PathEscape(arg)+"/"+verb, struct{}{}, func(s *server.Server) (records.Node, error) {
+		return change(s, arg)
+	})
 }
 
 func cmdNodeDelete(args []string) error {

@@ -42,7 +42,13 @@ const (
 	// StatePending is set by the registry alone: the node waits for
 	// zgrid node approve.
 	StatePending = "pending"
+	// StateDenied is set by the registry alone: zgrid node deny refuses
+	// the node's boot requests and reports until zgrid node approve.
+	StateDenied = "denied"
 )
+
+// NodeStates is every state a node record can hold.
+var NodeStates = []string{StateBooting, StateReady, StateFailed, StatePending, StateDenied}
 
 // Protocol is the version of the node/registry boot exchange. Version 6
 // adds the last known good release: a farm with a ready deadline sends a

@@ -49,6 +49,7 @@ var (
 	ErrFull     = errors.New("node limit reached")
 	ErrInUse    = errors.New("in use")
 	ErrFallback = errors.New("fallback from a release the node was not given")
+	ErrDenied   = errors.New("denied by the operator")
 )
 
 // DB is safe for concurrent use. The writes of a boot storm (a boot record
@@ -261,7 +262,9 @@ func (d *DB) RecordBoot(b Boot, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		ApplyBoot(&n, b, now)
+		if err := ApplyBoot(&n, b, now); err != nil {
+			return err
+		}
 		if err := put(tx.Bucket(bNodes), []byte(n.ID), n); err != nil {
 			return err
 		}
@@ -277,7 +280,9 @@ func (d *DB) RecordPending(req registry.BootRequest, ident records.Identity, max
 		if err != nil {
 			return err
 		}
-		ApplyPending(&n, ident)
+		if err := ApplyPending(&n, ident); err != nil {
+			return err
+		}
 		return put(tx.Bucket(bNodes), []byte(n.ID), n)
 	})
 }
@@ -301,17 +306,32 @@ func nodeFor(tx *bolt.Tx, req registry.BootRequest, maxNodes int, state string, 
 	return n, nil
 }
 
-// Approve lets a held node boot, and makes what it measures next its new
-// baseline (after a deliberate change of boot media or command line).
+// Approve lets a held or denied node boot, and makes what it measures
+// next its new baseline (after a deliberate change of boot media or
+// command line).
 func (d *DB) Approve(id string) (records.Node, error) {
+	return d.changeNode(id, ApplyApprove)
+}
+
+// Deny refuses a node's boot requests and reports until Approve.
+func (d *DB) Deny(id string) (records.Node, error) {
+	return d.changeNode(id, ApplyDeny)
+}
+
+// changeNode applies an operator's change to a known node, keeping the
+// state counts.
+func (d *DB) changeNode(id string, change func(*records.Node)) (records.Node, error) {
 	var n records.Node
 	err := d.b.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bNodes)
 		if err := get(b, []byte(id), &n, "node "+id); err != nil {
 			return err
 		}
-		n.Identity.Approved = true
-		n.Identity.Baseline = nil
+		from := n.State
+		change(&n)
+		if err := moveState(tx, from, n.State, true); err != nil {
+			return err
+		}
 		return put(b, []byte(id), n)
 	})
 	return n, err

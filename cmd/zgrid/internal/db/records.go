@@ -35,6 +35,7 @@ type Records interface {
 	RecordPending(req registry.BootRequest, ident records.Identity, maxNodes int, now time.Time) error
 	RecordStatus(rep registry.StatusReport, att *records.Attestation, now time.Time) error
 	Approve(id string) (records.Node, error)
+	Deny(id string) (records.Node, error)
 	DeleteNode(id string) (records.Node, error)
 	Node(id string) (records.Node, error)
 	Nodes() ([]records.Node, error)
@@ -68,8 +69,13 @@ var (
 
 // ApplyBoot changes n as a boot answered with b does: state booting, the
 // served release, and the identity verified this boot. Both backends call
-// it, so a node record means the same whichever holds it.
-func ApplyBoot(n *records.Node, b Boot, now time.Time) {
+// it, so a node record means the same whichever holds it. A denied node is
+// refused here too, in the write: a boot admitted just before the denial
+// must not write it away.
+func ApplyBoot(n *records.Node, b Boot, now time.Time) error {
+	if err := notDenied(n); err != nil {
+		return err
+	}
 	n.ReleaseServed = b.Served
 	n.State, n.Source, n.Reason, n.Timeline, n.Services = registry.StateBooting, "", "", nil, nil
 	att := n.Identity.Attestation
@@ -83,12 +89,43 @@ func ApplyBoot(n *records.Node, b Boot, now time.Time) {
 		}
 		n.Identity.Attestation = pend
 	}
+	return nil
 }
 
 // ApplyPending changes n as an approval farm holding it does.
-func ApplyPending(n *records.Node, ident records.Identity) {
+func ApplyPending(n *records.Node, ident records.Identity) error {
+	if err := notDenied(n); err != nil {
+		return err
+	}
 	n.State, n.Source, n.Reason = registry.StatePending, "", "awaits zgrid node approve"
 	n.Identity = ident
+	return nil
+}
+
+// ApplyApprove lets n boot, lifts a denial, and clears its baseline so
+// that its next attested boot sets a new one. A held or denied node shows
+// as pending until it asks again.
+func ApplyApprove(n *records.Node) {
+	n.Identity.Approved, n.Identity.Denied, n.Identity.Baseline = true, false, nil
+	if n.State == registry.StatePending || n.State == registry.StateDenied {
+		n.State, n.Source, n.Reason = registry.StatePending, "", "approved: boots at its next request"
+	}
+}
+
+// ApplyDeny refuses n's boot requests and reports from now on. Its
+// record and tokens stay, so that the operator still sees it, and a
+// report from its current boot is told why rather than that its token is
+// wrong.
+func ApplyDeny(n *records.Node) {
+	n.Identity.Approved, n.Identity.Denied = false, true
+	n.State, n.Source, n.Reason = registry.StateDenied, "", "by the operator; zgrid node approve lifts it"
+}
+
+func notDenied(n *records.Node) error {
+	if n.Identity.Denied {
+		return fmt.Errorf("node %s: %w (zgrid node approve %s lifts it)", n.ID, ErrDenied, n.ID)
+	}
+	return nil
 }
 
 // Seen refreshes what every boot request says about its node.
@@ -98,6 +135,9 @@ func Seen(n *records.Node, req registry.BootRequest, now time.Time) {
 
 // ApplyStatus changes n as its report says. The token was checked before.
 func ApplyStatus(n *records.Node, rep registry.StatusReport, att *records.Attestation, now time.Time) error {
+	if err := notDenied(n); err != nil {
+		return err
+	}
 	n.LastSeen = now
 	n.State, n.Source, n.Reason = rep.State, rep.Source, rep.Reason
 	if rep.ReleaseVersion != 0 {

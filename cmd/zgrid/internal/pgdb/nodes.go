@@ -151,7 +151,9 @@ func seen(l *lockedNode, req registry.BootRequest, now time.Time) {
 func (d *DB) RecordBoot(b db.Boot, now time.Time) error {
 	return d.nodeTx(b.Request.NodeID, func(l *lockedNode) (int, error) {
 		seen(l, b.Request, now)
-		db.ApplyBoot(&l.n, b, now)
+		if err := db.ApplyBoot(&l.n, b, now); err != nil {
+			return 0, err
+		}
 		var err error
 		l.tokens, err = db.PushToken(l.tokens, b.Request.NodeID, b.Token)
 		return b.MaxNodes, err
@@ -162,8 +164,7 @@ func (d *DB) RecordBoot(b db.Boot, now time.Time) error {
 func (d *DB) RecordPending(req registry.BootRequest, ident records.Identity, maxNodes int, now time.Time) error {
 	return d.nodeTx(req.NodeID, func(l *lockedNode) (int, error) {
 		seen(l, req, now)
-		db.ApplyPending(&l.n, ident)
-		return maxNodes, nil
+		return maxNodes, db.ApplyPending(&l.n, ident)
 	})
 }
 
@@ -181,15 +182,24 @@ func (d *DB) RecordStatus(rep registry.StatusReport, att *records.Attestation, n
 	})
 }
 
-// Approve lets a held node boot and clears its baseline.
+// Approve lets a held or denied node boot and clears its baseline.
 func (d *DB) Approve(id string) (records.Node, error) {
+	return d.changeNode(id, db.ApplyApprove)
+}
+
+// Deny refuses a node's boot requests and reports until Approve.
+func (d *DB) Deny(id string) (records.Node, error) {
+	return d.changeNode(id, db.ApplyDeny)
+}
+
+// changeNode applies an operator's change to a known node.
+func (d *DB) changeNode(id string, change func(*records.Node)) (records.Node, error) {
 	var n records.Node
 	err := d.nodeTx(id, func(l *lockedNode) (int, error) {
 		if !l.known {
 			return 0, errNotKnown(id)
 		}
-		l.n.Identity.Approved = true
-		l.n.Identity.Baseline = nil
+		change(&l.n)
 		n = l.n
 		return 0, nil
 	})

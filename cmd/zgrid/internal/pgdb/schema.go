@@ -12,7 +12,7 @@ import (
 // writes. A database at a higher one was made or upgraded by a newer
 // zgrid, and this one refuses it rather than write records the newer
 // replicas misread.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // ErrSchemaNewer is opening a database whose schema is newer than this
 // zgrid's.
@@ -72,6 +72,12 @@ CREATE INDEX zgrid_tickets_expires ON zgrid_tickets (kind, expires);
 -- Secrets every replica must hold alike (the credential activation key),
 -- made by the first to need one.
 CREATE TABLE zgrid_secrets (name text COLLATE "C" PRIMARY KEY, value bytea NOT NULL);
+`,
+	2: `
+-- No table changes: a node record may now be denied (state "denied",
+-- identity.denied). A zgrid of schema 2 reads past that and would boot
+-- the node, so the version moves on to make it refuse this database.
+SELECT 1;
 `,
 }
 

@@ -143,7 +143,10 @@ type Identity struct {
 	Kind   string `json:"kind"`             // KindTPM, KindDMI, KindEphemeral
 	Source string `json:"source,omitempty"` // what the ID derives from
 	// Approved is false while an approval farm holds the node.
-	Approved bool   `json:"approved"`
+	Approved bool `json:"approved"`
+	// Denied is set by zgrid node deny and cleared by zgrid node approve:
+	// the registry refuses the node's boot requests and reports.
+	Denied   bool   `json:"denied,omitempty"`
 	TPMError string `json:"tpm_error,omitempty"`
 	// AKPublic is the enrolled identity key (TPMT_PUBLIC); Bound is set
 	// once credential activation showed it lives in the TPM of EK.

@@ -182,27 +182,39 @@ func (s *Server) putFarm(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, f)
 }
 
-// Approve lets a node held by an approval farm boot, and resets its
-// measurement baseline.
+// Approve lets a node held by an approval farm, or denied, boot, and
+// resets its measurement baseline.
 func (s *Server) Approve(id string) (records.Node, error) {
+	return s.changeNode(id, "approved", s.DB.Approve)
+}
+
+// Deny refuses a node's boot requests and status reports until Approve.
+func (s *Server) Deny(id string) (records.Node, error) {
+	return s.changeNode(id, "denied", s.DB.Deny)
+}
+
+func (s *Server) changeNode(id, done string, change func(string) (records.Node, error)) (records.Node, error) {
 	if err := checkNodeID(id); err != nil {
 		return records.Node{}, err
 	}
-	n, err := s.DB.Approve(id)
+	n, err := change(id)
 	if err != nil {
 		return n, fail(dbStatus(err), "%v", err)
 	}
-	s.log().Info("node approved", "node", id)
+	s.log().Info("node "+done, "node", id, "farm", n.Farm)
 	return n, nil
 }
 
-func (s *Server) approveNode(w http.ResponseWriter, r *http.Request) {
-	n, err := s.Approve(r.PathValue("id"))
-	if err != nil {
-		s.replyError(w, r, err)
-		return
+// nodeAction answers an admin request that changes one node.
+func (s *Server) nodeAction(change func(string) (records.Node, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		n, err := change(r.PathValue("id"))
+		if err != nil {
+			s.replyError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, n)
 	}
-	writeJSON(w, http.StatusOK, n)
 }
 
 // DeleteNode forgets a node (its record, tokens and counts).

@@ -36,6 +36,9 @@ func (s *Server) admit(req *registry.BootRequest, farm records.Farm, known *reco
 	}
 	a := admission{ident: records.Identity{Kind: kind, Source: req.IdentitySource, TPMError: req.TPMError}}
 	if known != nil {
+		if known.Identity.Denied {
+			return a, fail(http.StatusForbidden, "node %s is denied by the operator: its boot requests are refused until zgrid node approve %s", req.NodeID, req.NodeID)
+		}
 		if known.Identity.Kind == registry.KindTPM && kind != registry.KindTPM {
 			// Node IDs are printed everywhere: without this, anyone could
 			// boot as an enrolled TPM node and erase its enrollment.

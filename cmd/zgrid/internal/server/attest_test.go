@@ -315,6 +315,19 @@ func TestFarmPolicies(t *testing.T) {
 	if held.wire.count("/v1/boot") != 1 {
 		t.Fatalf("approved TPM node enrolled again: %d boot requests", held.wire.count("/v1/boot"))
 	}
+
+	// Denied, its quotes no longer get it in; approved, it boots without
+	// enrolling again.
+	if _, err := e.srv.Deny(held.id); err != nil {
+		t.Fatal(err)
+	}
+	held.refused(held.request("held"), 403, "node "+held.id+" is denied by the operator")
+	if _, err := e.srv.Approve(held.id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := held.boot(held.request("held")); err != nil {
+		t.Fatalf("TPM node approved after a denial: %v", err)
+	}
 }
 
 // TestProtocol2Node: a node of protocol 2 sends no identity fields, boots,

@@ -272,3 +272,38 @@ func TestStatusServices(t *testing.T) {
 		t.Fatalf("services survived a new boot: %+v", node.Services)
 	}
 }
+
+// TestDenyNode: through the admin API, a denied node's boot requests and
+// its current boot's reports are refused naming the way back, the record
+// stays, and approve lets it boot again.
+func TestDenyNode(t *testing.T) {
+	e := newEnv(t)
+	e.publish()
+	tok := e.bootNode("n1")
+	e.must(e.do("POST", "/v1/admin/nodes/n1/deny", nil, nil), 401)
+	var n records.Node
+	json.Unmarshal([]byte(e.must(e.do("POST", "/v1/admin/nodes/n1/deny", asAdmin, nil), 200).body), &n)
+	if n.State != registry.StateDenied || !n.Identity.Denied {
+		t.Fatalf("deny answered %+v", n)
+	}
+	e.must(e.do("POST", "/v1/admin/nodes/nope/deny", asAdmin, nil), 404)
+	e.must(e.do("POST", "/v1/admin/nodes/"+strings.Repeat("x", 300)+"/deny", asAdmin, nil), 400)
+
+	boot := e.do("POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"n1","farm":"demo"}`))
+	if boot.code != 403 || !strings.Contains(errorOf(boot), "node n1 is denied by the operator") || !strings.Contains(errorOf(boot), "zgrid node approve n1") {
+		t.Errorf("boot of a denied node: HTTP %d %s", boot.code, boot.body)
+	}
+	if a := e.status("n1", tok); a.code != 403 || !strings.Contains(errorOf(a), "status for node n1: denied by the operator") {
+		t.Errorf("report of a denied node: HTTP %d %s", a.code, a.body)
+	}
+	if n := e.nodeRecord("n1"); n.State != registry.StateDenied || n.LastSeen.IsZero() {
+		t.Errorf("refused requests changed the denied node: %+v", n)
+	}
+
+	n = records.Node{} // denied is omitted once false
+	json.Unmarshal([]byte(e.must(e.do("POST", "/v1/admin/nodes/n1/approve", asAdmin, nil), 200).body), &n)
+	if n.State != registry.StatePending || n.Identity.Denied || !n.Identity.Approved {
+		t.Fatalf("approve of a denied node answered %+v", n)
+	}
+	e.must(e.status("n1", e.bootNode("n1")), 204)
+}

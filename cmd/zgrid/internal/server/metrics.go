@@ -77,11 +77,6 @@ func (s *Server) serveVersion(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, Build())
 }
 
-// nodeStates are every state a node record can hold: zgrid_nodes has a
-// sample for each, 0 when no node is in it, so that a query or an alert
-// on a state never sees "no data" where it means none.
-var nodeStates = []string{registry.StateBooting, registry.StateFailed, registry.StatePending, registry.StateReady}
-
 // durationBuckets reach the server's 5 minute write timeout: a node
 // fetching a large chunk over a slow link takes far longer than an API
 // call, and the default buckets stop at 10 s.
@@ -224,7 +219,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 
 var (
 	nodesDesc = prometheus.NewDesc("zgrid_nodes",
-		"Known nodes by last reported state (pending: held until zgrid node approve).", []string{"state"}, nil)
+		"Known nodes by last reported state (pending: held until zgrid node approve; denied: refused after zgrid node deny).", []string{"state"}, nil)
 	expiryDesc = prometheus.NewDesc("zgrid_release_expiry_timestamp_seconds",
 		"When the current release of each channel expires (Unix time); nodes refuse it after.", []string{"channel"}, nil)
 	clientsDesc = prometheus.NewDesc("zgrid_rate_limit_clients",
@@ -255,7 +250,9 @@ func (c stateCollector) collectNodes(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(nodesDesc, fmt.Errorf("count nodes by state: %w", err))
 		return
 	}
-	states := slices.Clone(nodeStates)
+	// A sample for every state, 0 when no node is in it, so that a query
+	// or an alert on a state never sees "no data" where it means none.
+	states := slices.Clone(registry.NodeStates)
 	for st := range counts {
 		if !slices.Contains(states, st) {
 			states = append(states, st) // left by another version: still counted

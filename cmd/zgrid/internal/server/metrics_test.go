@@ -253,26 +253,34 @@ func TestMetricsNodeStates(t *testing.T) {
 		b, _ := json.Marshal(registry.StatusReport{NodeID: id, Source: "pid1", State: state, Reason: "r", Token: token})
 		e.must(e.do("POST", "/v1/status", asJSON, b), 204)
 	}
-	counts := func(booting, failed, pending, ready float64) map[string]float64 {
-		return map[string]float64{"booting": booting, "failed": failed, "pending": pending, "ready": ready}
+	change := func(f func(string) (records.Node, error), id string) {
+		t.Helper()
+		if _, err := f(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := func(booting, failed, pending, ready, denied float64) map[string]float64 {
+		return map[string]float64{"booting": booting, "failed": failed, "pending": pending, "ready": ready, "denied": denied}
 	}
 	steps := []struct {
 		name string
 		do   func()
 		want map[string]float64
 	}{
-		{"nothing", func() {}, counts(0, 0, 0, 0)},
-		{"two boots", func() { e.bootNode("n1"); e.bootNode("n2") }, counts(2, 0, 0, 0)},
-		{"n1 ready", func() { report("n1", "ready", e.bootNode("n1")) }, counts(1, 0, 0, 1)},
-		{"n2 failed", func() { report("n2", "failed", e.bootNode("n2")) }, counts(0, 1, 0, 1)},
-		{"n1 reboots", func() { e.bootNode("n1") }, counts(1, 1, 0, 0)},
+		{"nothing", func() {}, counts(0, 0, 0, 0, 0)},
+		{"two boots", func() { e.bootNode("n1"); e.bootNode("n2") }, counts(2, 0, 0, 0, 0)},
+		{"n1 ready", func() { report("n1", "ready", e.bootNode("n1")) }, counts(1, 0, 0, 1, 0)},
+		{"n2 failed", func() { report("n2", "failed", e.bootNode("n2")) }, counts(0, 1, 0, 1, 0)},
+		{"n1 reboots", func() { e.bootNode("n1") }, counts(1, 1, 0, 0, 0)},
 		{"refused report", func() {
 			b, _ := json.Marshal(registry.StatusReport{NodeID: "n2", Source: "pid1", State: "ready", Token: fakeToken})
 			e.must(e.do("POST", "/v1/status", asJSON, b), 403)
-		}, counts(1, 1, 0, 0)},
+		}, counts(1, 1, 0, 0, 0)},
 		{"n3 held for approval", func() {
 			e.must(e.do("POST", "/v1/boot", asJSON, []byte(`{"protocol":2,"node_id":"n3","farm":"held"}`)), 409)
-		}, counts(1, 1, 1, 0)},
+		}, counts(1, 1, 1, 0, 0)},
+		{"n2 denied", func() { change(e.srv.Deny, "n2") }, counts(1, 0, 1, 0, 1)},
+		{"n2 approved", func() { change(e.srv.Approve, "n2") }, counts(1, 0, 2, 0, 0)},
 	}
 	for _, st := range steps {
 		st.do()

@@ -118,7 +118,7 @@ func (s *Server) bootAnswer(w http.ResponseWriter, r *http.Request) (*registry.B
 		s.log().Warn("boot refused: node limit", "node", req.NodeID, "max_nodes", s.maxNodes())
 		return nil, fail(http.StatusServiceUnavailable, "%v (--max-nodes %d); nodes already known still boot", err, s.maxNodes())
 	} else if err != nil {
-		return nil, err
+		return nil, deniedOr(err)
 	}
 	s.metrics.boot()
 	s.log().Info("boot", "node", req.NodeID, "farm", req.Farm, "channel", channel, "version", rel.Version, "agent", req.Agent, "identity", adm.ident.Kind)
@@ -169,6 +169,15 @@ func (s *Server) knownNode(id string) (*records.Node, error) {
 	return &n, nil
 }
 
+// deniedOr answers a node denied between admission and its record 403,
+// as admission would have; other errors stay what they are.
+func deniedOr(err error) error {
+	if errors.Is(err, db.ErrDenied) {
+		return fail(http.StatusForbidden, "%v", err)
+	}
+	return err
+}
+
 // hold records a node that waits for approval and tells it so: 409, which
 // a node answers by asking again every few seconds.
 func (s *Server) hold(req *registry.BootRequest, ident records.Identity) error {
@@ -176,7 +185,7 @@ func (s *Server) hold(req *registry.BootRequest, ident records.Identity) error {
 		if errors.Is(err, db.ErrFull) {
 			return fail(http.StatusServiceUnavailable, "%v (--max-nodes %d)", err, s.maxNodes())
 		}
-		return err
+		return deniedOr(err)
 	}
 	s.log().Info("boot held for approval", "node", req.NodeID, "farm", req.Farm, "identity", ident.Kind)
 	return fail(http.StatusConflict, "node %s (%s identity) awaits approval in farm %s: zgrid node approve %s", req.NodeID, ident.Kind, req.Farm, req.NodeID)
@@ -250,6 +259,9 @@ func (s *Server) recordStatus(w http.ResponseWriter, r *http.Request) error {
 		return fail(http.StatusForbidden, "status for node %s: boot token does not match", rep.NodeID)
 	case errors.Is(err, db.ErrFallback):
 		return fail(http.StatusConflict, "%v", err)
+	case errors.Is(err, db.ErrDenied):
+		s.log().Warn("status refused: node denied", "node", rep.NodeID, "client", r.RemoteAddr)
+		return fail(http.StatusForbidden, "status for %v", err)
 	}
 	if err != nil {
 		return err

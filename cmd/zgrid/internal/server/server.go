@@ -141,7 +141,8 @@ func (s *Server) Handler() http.Handler {
 		"GET /v1/admin/nodes":               s.listNodes,
 		"GET /v1/admin/nodes/{id}":          s.getNode,
 		"PUT /v1/admin/farms/{name}":        s.putFarm,
-		"POST /v1/admin/nodes/{id}/approve": s.approveNode,
+		"POST /v1/admin/nodes/{id}/approve": s.nodeAction(s.Approve),
+		"POST /v1/admin/nodes/{id}/deny":    s.nodeAction(s.Deny),
 		"DELETE /v1/admin/nodes/{id}":       s.deleteNode,
 		"DELETE /v1/admin/farms/{name}":     s.deleteFarm,
 		"POST /v1/admin/allowed":            s.allow,
@@ -274,6 +275,8 @@ func dbStatus(err error) int {
 	switch {
 	case errors.Is(err, db.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, db.ErrDenied):
+		return http.StatusForbidden
 	case errors.Is(err, db.ErrExists), errors.Is(err, db.ErrVersion), errors.Is(err, db.ErrInUse):
 		return http.StatusConflict
 	}

@@ -124,7 +124,8 @@ func (s *Server) uiRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /ui/logout", s.uiSession("", s.uiLogout))
 	mux.Handle("GET /ui/{$}", s.uiSession("", s.uiOverview))
 	mux.Handle("GET /ui/nodes/{id}", s.uiSession("", s.uiNode))
-	mux.Handle("POST /ui/nodes/{id}/approve", s.uiSession(roleAdmin, s.uiApprove))
+	mux.Handle("POST /ui/nodes/{id}/approve", s.uiSession(roleAdmin, s.uiNodeAction(s.Approve)))
+	mux.Handle("POST /ui/nodes/{id}/deny", s.uiSession(roleAdmin, s.uiNodeAction(s.Deny)))
 }
 
 // uiHeaders sets what every explorer answer carries: no scripts, frames
@@ -295,7 +296,7 @@ func (s *Server) overview(sess uiSession) (uiOverview, error) {
 }
 
 // stateRank puts the nodes that need someone first: failed, then held
-// for approval, then booting, then ready.
+// for approval, then booting, then ready, then the denied ones.
 func stateRank(state string) int {
 	switch state {
 	case registry.StateFailed:
@@ -306,8 +307,10 @@ func stateRank(state string) int {
 		return 2
 	case registry.StateReady:
 		return 3
+	case registry.StateDenied:
+		return 4
 	}
-	return 4
+	return 5
 }
 
 // releaseStates orders each channel's releases newest first: the newest
@@ -362,13 +365,17 @@ func (s *Server) uiLookup(id string) (records.Node, error) {
 	return n, nil
 }
 
-func (s *Server) uiApprove(w http.ResponseWriter, r *http.Request, _ uiSession) {
-	id := r.PathValue("id")
-	if _, err := s.Approve(id); err != nil {
-		s.uiFail(w, r, err)
-		return
+// uiNodeAction is a node page's form (approve, deny): the change, then
+// the node's page again.
+func (s *Server) uiNodeAction(change func(string) (records.Node, error)) uiHandler {
+	return func(w http.ResponseWriter, r *http.Request, _ uiSession) {
+		id := r.PathValue("id")
+		if _, err := change(id); err != nil {
+			s.uiFail(w, r, err)
+			return
+		}
+		http.Redirect(w, r, "/ui/nodes/"+url.PathEscape(id), http.StatusSeeOther)
 	}
-	http.Redirect(w, r, "/ui/nodes/"+url.PathEscape(id), http.StatusSeeOther)
 }
 
 // uiTimeline is a boot timeline laid out for the SVG: numbers only, the

@@ -208,37 +208,79 @@ func TestUINodeTimeline(t *testing.T) {
 	e.must(b.do("GET", "/ui/nodes/..%2fx", nil), 400)
 }
 
-func TestUIApprove(t *testing.T) {
-	e := newEnv(t, withViewer)
-	fleet(t, e)
-	admin, viewer := newBrowser(e), newBrowser(e)
-	e.must(admin.login(t, token), 303)
-	e.must(viewer.login(t, viewerToken), 303)
-	adminCSRF := csrfOf(t, e.must(admin.do("GET", "/ui/nodes/p1", nil), 200).body)
-	viewerPage := e.must(viewer.do("GET", "/ui/nodes/p1", nil), 200).body
-	if strings.Contains(viewerPage, "/approve") {
-		t.Errorf("a viewer is offered the approve form:\n%s", viewerPage)
-	}
-	for _, tt := range []struct {
-		name string
-		b    *browser
-		csrf string
-		code int
+// TestUINodeActions: a node page's forms (approve a held node, deny a
+// ready one) work for an admin with the session's CSRF token, and for
+// nobody else.
+func TestUINodeActions(t *testing.T) {
+	for _, act := range []struct {
+		node, action string
+		done         func(records.Node) bool
 	}{
-		{"admin without CSRF", admin, "", 403},
-		{"admin with another session's CSRF", admin, csrfOf(t, viewerPage), 403},
-		{"viewer with its CSRF", viewer, csrfOf(t, viewerPage), 403},
+		{"p1", "approve", func(n records.Node) bool { return n.Identity.Approved }},
+		{"a1", "deny", func(n records.Node) bool { return n.Identity.Denied }},
 	} {
-		if a := tt.b.do("POST", "/ui/nodes/p1/approve", url.Values{"csrf": {tt.csrf}}); a.code != tt.code {
-			t.Errorf("%s: HTTP %d, want %d", tt.name, a.code, tt.code)
-		}
-		if e.nodeRecord("p1").Identity.Approved {
-			t.Fatalf("%s: node approved", tt.name)
+		t.Run(act.action, func(t *testing.T) {
+			e := newEnv(t, withViewer)
+			fleet(t, e)
+			admin, viewer := newBrowser(e), newBrowser(e)
+			e.must(admin.login(t, token), 303)
+			e.must(viewer.login(t, viewerToken), 303)
+			path := "/ui/nodes/" + act.node
+			adminPage := e.must(admin.do("GET", path, nil), 200).body
+			if !strings.Contains(adminPage, `action="`+path+"/"+act.action+`"`) {
+				t.Errorf("the admin is not offered the %s form:\n%s", act.action, adminPage)
+			}
+			viewerPage := e.must(viewer.do("GET", path, nil), 200).body
+			if strings.Contains(viewerPage, `action="`+path+"/") {
+				t.Errorf("a viewer is offered a node form:\n%s", viewerPage)
+			}
+			for _, tt := range []struct {
+				name string
+				b    *browser
+				csrf string
+				code int
+			}{
+				{"admin without CSRF", admin, "", 403},
+				{"admin with another session's CSRF", admin, csrfOf(t, viewerPage), 403},
+				{"viewer with its CSRF", viewer, csrfOf(t, viewerPage), 403},
+			} {
+				if a := tt.b.do("POST", path+"/"+act.action, url.Values{"csrf": {tt.csrf}}); a.code != tt.code {
+					t.Errorf("%s: HTTP %d, want %d", tt.name, a.code, tt.code)
+				}
+				if act.done(e.nodeRecord(act.node)) {
+					t.Fatalf("%s: node %s done", tt.name, act.action)
+				}
+			}
+			a := e.must(admin.do("POST", path+"/"+act.action, url.Values{"csrf": {csrfOf(t, adminPage)}}), 303)
+			if loc := a.hdr.Get("Location"); loc != path || !act.done(e.nodeRecord(act.node)) {
+				t.Errorf("%s: redirected to %q, done %v", act.action, loc, act.done(e.nodeRecord(act.node)))
+			}
+		})
+	}
+}
+
+// TestUIDenied: a denied node is listed last, shown as denied, and its
+// page offers approve rather than deny.
+func TestUIDenied(t *testing.T) {
+	e := newEnv(t)
+	fleet(t, e)
+	if _, err := e.srv.Deny("z9"); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(e)
+	e.must(b.login(t, token), 303)
+	page := e.must(b.do("GET", "/ui/", nil), 200).body
+	if ready, denied := strings.Index(page, `href="/ui/nodes/a1"`), strings.Index(page, `href="/ui/nodes/z9"`); ready < 0 || denied < ready {
+		t.Errorf("node order: ready at %d, denied at %d; want denied last", ready, denied)
+	}
+	node := e.must(b.do("GET", "/ui/nodes/z9", nil), 200).body
+	for _, want := range []string{`class="denied">denied`, ", denied", `action="/ui/nodes/z9/approve"`} {
+		if !strings.Contains(node, want) {
+			t.Errorf("denied node page lacks %q:\n%s", want, node)
 		}
 	}
-	a := e.must(admin.do("POST", "/ui/nodes/p1/approve", url.Values{"csrf": {adminCSRF}}), 303)
-	if loc := a.hdr.Get("Location"); loc != "/ui/nodes/p1" || !e.nodeRecord("p1").Identity.Approved {
-		t.Errorf("approve: redirected to %q, approved %v", loc, e.nodeRecord("p1").Identity.Approved)
+	if strings.Contains(node, "/deny") {
+		t.Errorf("a denied node's page offers deny:\n%s", node)
 	}
 }
 

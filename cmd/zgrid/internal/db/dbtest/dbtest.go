@@ -44,6 +44,7 @@ func Run(t *testing.T, open Open) {
 		{"NodeStates", nodeStates},
 		{"DeleteNodeAndFarm", deleteNodeAndFarm},
 		{"ApproveAndAllow", approveAndAllow},
+		{"Deny", deny},
 		{"Fallback", fallback},
 		{"Tickets", tickets},
 		{"ConcurrentTake", concurrentTake},
@@ -524,6 +525,60 @@ func approveAndAllow(t *testing.T, d, _ db.Records) {
 		if got, err := d.Listed(tc.id, tc.ek); got != tc.want || err != nil {
 			t.Errorf("Listed(%q, %q) = %v, %v; want %v", tc.id, tc.ek, got, err, tc.want)
 		}
+	}
+}
+
+// A denied node's boots, holds and reports are refused until Approve,
+// which leaves it pending; the state counts follow.
+func deny(t *testing.T, d, other db.Records) {
+	boot := func(d db.Records, tok string) error {
+		return d.RecordBoot(db.Boot{Request: registry.BootRequest{NodeID: "n1", Farm: "f"}, Served: 1, Token: tok, Identity: records.Identity{Kind: registry.KindDMI, Approved: true}}, t0)
+	}
+	if err := boot(d, Tok(1)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := d.Deny("n1")
+	if err != nil || n.State != registry.StateDenied || !n.Identity.Denied || n.Identity.Approved {
+		t.Fatalf("Deny = %+v, %v; want denied, not approved", n, err)
+	}
+	states := func(want map[string]int) {
+		t.Helper()
+		got, err := other.NodeStates()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("NodeStates = %v, want %v", got, want)
+				return
+			}
+		}
+	}
+	states(map[string]int{registry.StateDenied: 1, registry.StateBooting: 0})
+	// The other pool sees the denial: replicas refuse it alike.
+	if err := boot(other, Tok(2)); !errors.Is(err, db.ErrDenied) {
+		t.Errorf("boot of a denied node: %v, want ErrDenied", err)
+	}
+	if err := other.RecordPending(registry.BootRequest{NodeID: "n1", Farm: "f"}, records.Identity{Kind: registry.KindDMI}, 0, t0); !errors.Is(err, db.ErrDenied) {
+		t.Errorf("hold of a denied node: %v, want ErrDenied", err)
+	}
+	rep := registry.StatusReport{NodeID: "n1", Source: "pid1", State: "ready", Token: Tok(1)}
+	if err := other.RecordStatus(rep, nil, t0); !errors.Is(err, db.ErrDenied) {
+		t.Errorf("report of a denied node with its token: %v, want ErrDenied", err)
+	}
+	if n, _ := d.Node("n1"); n.State != registry.StateDenied || !n.Identity.Denied {
+		t.Fatalf("a refused request changed the denied node: %+v", n)
+	}
+	if n, err = other.Approve("n1"); err != nil || n.State != registry.StatePending || n.Identity.Denied || !n.Identity.Approved {
+		t.Fatalf("Approve of a denied node = %+v, %v; want pending, approved", n, err)
+	}
+	states(map[string]int{registry.StateDenied: 0, registry.StatePending: 1})
+	if err := boot(d, Tok(2)); err != nil {
+		t.Fatalf("boot after Approve: %v", err)
+	}
+	states(map[string]int{registry.StatePending: 0, registry.StateBooting: 1})
+	if _, err := d.Deny("nope"); !errors.Is(err, db.ErrNotFound) {
+		t.Errorf("Deny(nope): %v, want ErrNotFound", err)
 	}
 }
 
