@@ -170,6 +170,11 @@ func TestBackupRestore(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^demo\s`).MatchString(farms) || !regexp.MustCompile(`(?m)^lab\s+stable\s+enroll approval`).MatchString(farms) || strings.Contains(farms, "later") {
 		t.Errorf("farms after restore:\n%s", farms)
 	}
+	// farm show reads the restored records here, with no server.
+	if show, _ := c.run(0, "farm", "show", "lab", "--data", g.data); !regexp.MustCompile(`(?m)^policy\s+enroll approval$`).MatchString(show) ||
+		!regexp.MustCompile(`(?m)^serves\s+version 3 to 100% of nodes \(expires \d{4}-`).MatchString(show) {
+		t.Errorf("farm show after restore:\n%s", show)
+	}
 	if !regexp.MustCompile(`(?m)^stable\s+3\s+current`).MatchString(rels) || regexp.MustCompile(`(?m)^stable\s+4`).MatchString(rels) {
 		t.Errorf("releases after restore:\n%s", rels)
 	}

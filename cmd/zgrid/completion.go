@@ -144,7 +144,7 @@ type dynamic struct {
 var dynamicValues = dynamic{
 	flags: map[string]valueSource{"farm": farmNames, "context": contextNames},
 	args: map[string]valueSource{
-		"farm set": farmNames, "farm delete": farmNames,
+		"farm set": farmNames, "farm show": farmNames, "farm delete": farmNames,
 		"node show": nodeNames, "node approve": nodeNames, "node deny": nodeNames, "node delete": nodeNames,
 		"context use": contextNames, "context remove": contextNames,
 	},

@@ -74,7 +74,7 @@ func TestComplete(t *testing.T) {
 	}{
 		{words: "", want: []string{"farm", "node", "completion", "tls"}, wantNot: []string{"__complete"}},
 		{words: "fa", want: []string{"farm"}, exactWant: true},
-		{words: "farm ", want: []string{"create", "delete", "list", "set"}, exactWant: true},
+		{words: "farm ", want: []string{"create", "delete", "list", "set", "show"}, exactWant: true},
 		{words: "tls r", want: []string{"reissue"}},
 		{words: "node list --", want: []string{"--farm", "--state", "--data", "--server", "--context"}},
 		{words: "node list -", want: []string{"-o"}},
@@ -146,7 +146,8 @@ printf '%s\n' "${COMPREPLY[@]}"`
 		want  string
 	}{
 		{[]string{"fa"}, "farm"},
-		{[]string{"farm", ""}, "create delete list set"},
+		{[]string{"farm", ""}, "create delete list set show"},
+		{[]string{"farm", "show", "e"}, "edge"},
 		{[]string{"context", "use", ""}, "lab local"},
 		{[]string{"context", "use", "la"}, "lab"},
 		{[]string{"node", "list", "--farm", ""}, "demo edge"},

@@ -13,11 +13,12 @@ import (
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/db"
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/server"
+	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 )
 
 func cmdFarm(args []string) error {
-	return subcommand("farm", map[string]func([]string) error{"create": cmdFarmCreate, "set": cmdFarmSet, "list": cmdFarmList, "delete": cmdFarmDelete}, args)
+	return subcommand("farm", map[string]func([]string) error{"create": cmdFarmCreate, "set": cmdFarmSet, "list": cmdFarmList, "show": cmdFarmShow, "delete": cmdFarmDelete}, args)
 }
 
 const policyHelp = `Enrollment (how a node never seen joins the farm):
@@ -149,6 +150,62 @@ func cmdFarmSet(args []string) error {
 	}
 	fmt.Printf("farm %s: channel %s, %s\n", f.Name, f.Channel, policyText(f))
 	return nil
+}
+
+func cmdFarmShow(args []string) error {
+	fs := newFlags("farm show", "zgrid farm show NAME [-o table|json|yaml] [--data DIR | --server URL ...]",
+		"Show one farm: its channel and policy, how many of its nodes are in each\nstate, and which release its nodes get now (two under a rollout, with\ntheir shares), or why they get none.\n\n"+connHelp,
+		"  zgrid farm show lab --data ./grid\n  zgrid farm show lab -o json --server https://192.0.2.2:8443 --token-file admin.token --ca ca.pem")
+	var c conn
+	c.register(fs)
+	out := registerOutput(fs)
+	name, err := oneArg(fs, args, "farm name")
+	if err != nil {
+		return err
+	}
+	if err := out.check(fs); err != nil {
+		return err
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	v, err := query(&c, "/v1/admin/farms/"+url.PathEscape(name), func(d *db.DB) (server.FarmView, error) {
+		return (&server.Server{DB: d}).ShowFarm(name)
+	})
+	if err != nil {
+		return err
+	}
+	if !out.table() {
+		return out.print(v)
+	}
+	printFarm(v)
+	return nil
+}
+
+func printFarm(v server.FarmView) {
+	fmt.Printf("farm        %s\nchannel     %s\ncreated     %s\npolicy      %s\n", v.Name, v.Channel, v.Created.UTC().Format(time.RFC3339), policyText(v.Farm))
+	for _, s := range v.Serves {
+		what := ""
+		if s.Withdrawn {
+			what = ", a withdrawal"
+		}
+		fmt.Printf("serves      version %d to %d%% of nodes (expires %s%s)\n", s.Version, s.Percent, s.Expires.UTC().Format(time.RFC3339), what)
+	}
+	if v.Problem != "" {
+		fmt.Printf("serves      nothing: %s\n", console.Sanitize(v.Problem, 512))
+	}
+	total, parts := 0, []string{}
+	for _, st := range registry.NodeStates {
+		if k := v.Nodes[st]; k > 0 {
+			total += k
+			parts = append(parts, fmt.Sprintf("%d %s", k, st))
+		}
+	}
+	if total == 0 {
+		fmt.Println("nodes       none")
+		return
+	}
+	fmt.Printf("nodes       %d: %s\n", total, strings.Join(parts, ", "))
 }
 
 func cmdFarmDelete(args []string) error {

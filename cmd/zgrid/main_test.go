@@ -310,6 +310,18 @@ func TestCLI(t *testing.T) {
 		t.Errorf("node list --data with a server elsewhere: %s", errs)
 	}
 
+	show, _ := c.run(0, append([]string{"farm", "show", "demo"}, remote...)...)
+	if !regexp.MustCompile(`(?m)^channel\s+stable$`).MatchString(show) || !regexp.MustCompile(`(?m)^serves\s+version 3 to 100% of nodes`).MatchString(show) ||
+		!regexp.MustCompile(`(?m)^nodes\s+1: 1 booting$`).MatchString(show) {
+		t.Errorf("farm show:\n%s", show)
+	}
+	if show, _ := c.run(0, append([]string{"farm", "show", "demo", "-o", "json"}, remote...)...); !strings.Contains(show, `"serves": [`) || !strings.Contains(show, `"denied": 0`) {
+		t.Errorf("farm show -o json:\n%s", show)
+	}
+	if _, errs := c.run(1, append([]string{"farm", "show", "nobody"}, remote...)...); !strings.Contains(errs, "farm nobody") || !strings.Contains(errs, "not found") {
+		t.Errorf("farm show of an unknown farm: %s", errs)
+	}
+
 	// Denied: listed as such, its boot refused naming approve, which
 	// lifts it.
 	if out, _ := c.run(0, append([]string{"node", "deny", "n0123"}, remote...)...); !strings.Contains(out, "node n0123 denied (farm demo, dmi, denied identity); zgrid node approve n0123 lifts it") {

@@ -138,6 +138,7 @@ func (s *Server) Handler() http.Handler {
 		"GET /v1/admin/releases":            s.listReleases,
 		"POST /v1/admin/farms":              s.postFarm,
 		"GET /v1/admin/farms":               s.listFarms,
+		"GET /v1/admin/farms/{name}":        s.getFarm,
 		"GET /v1/admin/nodes":               s.listNodes,
 		"GET /v1/admin/nodes/{id}":          s.getNode,
 		"PUT /v1/admin/farms/{name}":        s.putFarm,

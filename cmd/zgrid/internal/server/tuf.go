@@ -139,34 +139,54 @@ func (s *Server) bundle(req *registry.BootRequest, rel records.ReleaseInfo) (*tr
 // accept). A node that asked for another channel gets that channel's
 // newest.
 func (s *Server) releaseFor(farm records.Farm, channel, nodeID string) (records.ReleaseInfo, error) {
-	if channel != farm.Channel || (farm.Pin == 0 && farm.Rollout == 0) {
-		rel, err := s.DB.LatestRelease(channel)
-		if errors.Is(err, db.ErrNotFound) {
-			return rel, fail(http.StatusNotFound, "no release on channel %s", channel)
-		}
-		return rel, err
+	if channel != farm.Channel {
+		return s.latest(channel)
 	}
-	rs, err := s.DB.Releases(channel)
+	in, rest, err := s.farmReleases(farm)
+	if err != nil || records.InRollout(farm.Name, nodeID, farm.Rollout) {
+		return in, err
+	}
+	return rest, nil
+}
+
+func (s *Server) latest(channel string) (records.ReleaseInfo, error) {
+	rel, err := s.DB.LatestRelease(channel)
+	if errors.Is(err, db.ErrNotFound) {
+		return rel, fail(http.StatusNotFound, "no release on channel %s", channel)
+	}
+	return rel, err
+}
+
+// farmReleases is what farm's nodes get from its own channel: in to
+// those in its rollout, rest to the others. Without a rollout both are
+// the same release.
+func (s *Server) farmReleases(farm records.Farm) (in, rest records.ReleaseInfo, err error) {
+	if farm.Pin == 0 && farm.Rollout == 0 {
+		in, err = s.latest(farm.Channel)
+		return in, in, err
+	}
+	rs, err := s.DB.Releases(farm.Channel)
 	if err != nil {
-		return records.ReleaseInfo{}, err
+		return in, rest, err
 	}
 	if len(rs) == 0 {
-		return records.ReleaseInfo{}, fail(http.StatusNotFound, "no release on channel %s", channel)
+		return in, rest, fail(http.StatusNotFound, "no release on channel %s", farm.Channel)
 	}
 	if farm.Pin != 0 {
-		return pinned(farm, rs)
+		in, err = pinned(farm, rs)
+		return in, in, err
 	}
 	newest := rs[len(rs)-1]
-	if newest.Withdrawn || records.InRollout(farm.Name, nodeID, farm.Rollout) {
-		return newest, nil
+	if newest.Withdrawn {
+		return newest, newest, nil
 	}
 	now := s.now()
 	for i := len(rs) - 2; i >= 0; i-- {
 		if r := rs[i]; !r.Withdrawn && now.Before(r.Expires) {
-			return r, nil
+			return newest, r, nil
 		}
 	}
-	return newest, nil // nothing older is still good: everyone gets the newest
+	return newest, newest, nil // nothing older is still good: everyone gets the newest
 }
 
 // lastKnownGood applies the farm's ready deadline to rel, the release

@@ -335,10 +335,33 @@ func TestFarmPinAndRollout(t *testing.T) {
 		}
 		break
 	}
+	show := func(name string) FarmView {
+		t.Helper()
+		var v FarmView
+		json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/farms/"+name, asAdmin, nil), 200).body), &v)
+		return v
+	}
+	serves := func(v FarmView) string { return fmt.Sprintf("%+v", v.Serves) }
+	v := show("demo")
+	if len(v.Serves) != 2 || v.Serves[0].Version != 3 || v.Serves[0].Percent != 25 || v.Serves[1].Version != 2 || v.Serves[1].Percent != 75 || v.Problem != "" {
+		t.Errorf("farm show under rollout: serves %s, problem %q; want 3 to 25%%, 2 to 75%%", serves(v), v.Problem)
+	}
+	if v.Rollout != 25 || v.Nodes[registry.StateBooting] != 200 || v.Nodes[registry.StateDenied] != 0 || len(v.Nodes) != len(registry.NodeStates) {
+		t.Errorf("farm show: rollout %d, nodes %v; want 25, 200 booting, every state", v.Rollout, v.Nodes)
+	}
 	setFarm(`{"name":"demo","channel":"stable","pin":1}`, 200)
 	if v := served("n0000000000000000000000000000ff"); v != 1 {
 		t.Errorf("pinned to 1: served %d", v)
 	}
+	if v := show("demo"); len(v.Serves) != 1 || v.Serves[0].Version != 1 || v.Serves[0].Percent != 100 {
+		t.Errorf("farm show pinned to 1: serves %s", serves(v))
+	}
+	e.must(e.do("POST", "/v1/admin/farms", asAdmin, []byte(`{"name":"bare","channel":"beta"}`)), 201)
+	if v := show("bare"); len(v.Serves) != 0 || v.Problem != "no release on channel beta" || v.Nodes[registry.StateReady] != 0 {
+		t.Errorf("farm show of a channel without releases: serves %s, problem %q, nodes %v", serves(v), v.Problem, v.Nodes)
+	}
+	e.must(e.do("GET", "/v1/admin/farms/nobody", asAdmin, nil), 404)
+	e.must(e.do("GET", "/v1/admin/farms/no%20body", asAdmin, nil), 400)
 	for _, tc := range []struct{ body, want string }{
 		{`{"name":"demo","channel":"stable","pin":9}`, "pinned to stable version 9, which is not published"},
 		{`{"name":"demo","channel":"stable","rollout":120}`, "rollout 120%: want 1 to 99"},
