@@ -47,7 +47,10 @@ func cmdNodeList(args []string) error {
 	if *state != "" && !slices.Contains(registry.NodeStates, *state) {
 		return usageErr(fs, "--state %q: not a node state (%s)", *state, strings.Join(registry.NodeStates, ", "))
 	}
-	nodes, err := query(&c, "/v1/admin/nodes", func(d *db.DB) ([]records.Node, error) { return d.Nodes() })
+	nodes, err := query(&c, "/v1/admin/nodes", func(d *db.DB) ([]records.Node, error) {
+		ns, err := d.Nodes()
+		return records.WithoutBoots(ns), err
+	})
 	if err != nil {
 		return err
 	}
@@ -58,10 +61,7 @@ func cmdNodeList(args []string) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tFARM\tIDENTITY\tRELEASE\tSTATE\tLAST SEEN")
 	for _, n := range nodes {
-		rel := fmt.Sprint(n.ReleaseServed)
-		if n.ReleaseReported != 0 && n.ReleaseReported != n.ReleaseServed {
-			rel += fmt.Sprintf(" (runs %d)", n.ReleaseReported)
-		}
+		rel := releaseText(n.ReleaseServed, n.ReleaseReported)
 		state := n.State
 		if n.Reason != "" {
 			state += ": " + console.Sanitize(n.Reason, 60)
@@ -91,13 +91,14 @@ func filterNodes(nodes []records.Node, farm, state string, within time.Duration,
 }
 
 func cmdNodeShow(args []string) error {
-	fs := newFlags("node show", "zgrid node show ID [-o table|json|yaml] [--data DIR | --server URL ...]",
-		"Show one node's record and boot timeline.\n\n"+connHelp,
-		"  zgrid node show 4c4c4544-0042 --data ./grid\n  zgrid node show 4c4c4544-0042 --data ./grid -o json")
+	fs := newFlags("node show", "zgrid node show ID [--boots N] [-o table|json|yaml] [--data DIR | --server URL ...]",
+		fmt.Sprintf("Show one node's record and boot timeline, then its boot history: the\nearlier boots the registry keeps (up to %d), one line each, and the\ntimelines of the newest --boots of them.\n\n", records.KeepBoots)+connHelp,
+		"  zgrid node show 4c4c4544-0042 --data ./grid\n  zgrid node show 4c4c4544-0042 --boots 8 --data ./grid\n  zgrid node show 4c4c4544-0042 --data ./grid -o json")
 	var c conn
 	c.register(fs)
 	out := registerOutput(fs)
 	asJSON := fs.Bool("json", false, "the same as -o json")
+	boots := fs.Int("boots", 2, fmt.Sprintf("earlier boots to show with their timelines (0 to %d)", records.KeepBoots))
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -110,6 +111,9 @@ func cmdNodeShow(args []string) error {
 	}
 	if len(pos) != 1 {
 		return usageErr(fs, "need one node ID")
+	}
+	if *boots < 0 || *boots > records.KeepBoots {
+		return usageErr(fs, "--boots %d: want 0 to %d", *boots, records.KeepBoots)
 	}
 	if err := c.check(); err != nil {
 		return err
@@ -124,6 +128,7 @@ func cmdNodeShow(args []string) error {
 	fmt.Printf("node        %s\nfarm        %s\nagent       %s\nfirst seen  %s\nlast seen   %s\nrelease     served %d, reported %d\nstate       %s (from %s)\n",
 		n.ID, n.Farm, console.Sanitize(n.Agent, 80), n.FirstSeen.UTC().Format(time.RFC3339), n.LastSeen.UTC().Format(time.RFC3339),
 		n.ReleaseServed, n.ReleaseReported, n.State, orDash(n.Source))
+	fmt.Printf("booted      %s\n", bootTime(n.BootAt))
 	if n.Reason != "" {
 		fmt.Printf("reason      %s\n", console.Sanitize(n.Reason, registry.MaxReasonLen))
 	}
@@ -142,9 +147,62 @@ func cmdNodeShow(args []string) error {
 	printIdentity(n.Identity)
 	printServices(os.Stdout, n.Services)
 	if len(n.Timeline) > 0 {
-		fmt.Printf("\n%s", timeline.Table(n.Timeline))
+		fmt.Printf("\n%s", timeline.Table(safeSteps(n.Timeline)))
 	}
+	printBoots(os.Stdout, n.Boots, *boots)
 	return nil
+}
+
+// printBoots lists a node's earlier boots, newest first, and the
+// timelines of the first withTimelines of them.
+func printBoots(w io.Writer, boots []records.Boot, withTimelines int) {
+	if len(boots) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nEARLIER BOOTS         RELEASE  STATE     PID 1 ms  REASON\n")
+	for _, b := range boots {
+		fmt.Fprintf(w, "%-21s %7s  %-8s %9s  %s\n", bootTime(b.At), releaseText(b.Release, b.Reported), console.Sanitize(b.State, 8),
+			reachedText(b), orDash(console.Sanitize(b.Reason, 120)))
+	}
+	for _, b := range boots[:min(withTimelines, len(boots))] {
+		if len(b.Timeline) > 0 {
+			fmt.Fprintf(w, "\nboot of %s, release %d:\n%s", bootTime(b.At), b.Release, timeline.Table(safeSteps(b.Timeline)))
+		}
+	}
+}
+
+func bootTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// releaseText is a release column: the version served, and the one the
+// node said it ran when that differs.
+func releaseText(served, reported uint64) string {
+	s := fmt.Sprint(served)
+	if reported != 0 && reported != served {
+		s += fmt.Sprintf(" (runs %d)", reported)
+	}
+	return s
+}
+
+func reachedText(b records.Boot) string {
+	if ms := b.Reached(); ms > 0 {
+		return fmt.Sprintf("%.0f", ms)
+	}
+	return "-"
+}
+
+// safeSteps is steps with the node's text made safe for a terminal.
+func safeSteps(steps []timeline.Step) []timeline.Step {
+	out := make([]timeline.Step, len(steps))
+	for i, s := range steps {
+		s.Name, s.Error = console.Sanitize(s.Name, records.MaxKeptStepName), console.Sanitize(s.Error, records.MaxKeptStepError)
+		out[i] = s
+	}
+	return out
 }
 
 // printServices shows each service Core-0 reported, and the last output

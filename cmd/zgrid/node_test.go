@@ -8,6 +8,7 @@ import (
 
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
+	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
 
 func TestFilterNodes(t *testing.T) {
@@ -59,5 +60,40 @@ func TestPrintServices(t *testing.T) {
 	}
 	if strings.Contains(got, "listening") || strings.Contains(got, "\x1b") {
 		t.Errorf("shows a ready service's output or a raw escape:\n%s", got)
+	}
+}
+
+// TestPrintBoots: one line per earlier boot, then the timelines asked
+// for, the node's text made safe for a terminal.
+func TestPrintBoots(t *testing.T) {
+	at := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	boots := []records.Boot{
+		{At: at, Release: 7, Reported: 6, State: "failed", Reason: "mount: \x1b[2Jgone", Timeline: []timeline.Step{{Name: "fetch\x1b]0;x\a", StartMS: 5, EndMS: 1500, Error: "hash \x1b[31mmismatch"}}},
+		{Release: 6, State: "ready"},
+	}
+	for _, tc := range []struct {
+		timelines int
+		want      []string
+		wantNot   []string
+	}{
+		{0, []string{
+			"2026-12-04T09:00:00Z  7 (runs 6)  failed        1500  mount: ?[2Jgone\n",
+			"-                           6  ready            -  -\n",
+		}, []string{"STEP"}},
+		{2, []string{"boot of 2026-12-04T09:00:00Z, release 7:\n", "fetch?]0;x?", "failed: hash ?[31mmismatch"}, []string{"release 6:"}},
+	} {
+		var b strings.Builder
+		printBoots(&b, boots, tc.timelines)
+		got := b.String()
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("timelines %d: output lacks %q:\n%s", tc.timelines, w, got)
+			}
+		}
+		for _, w := range append(tc.wantNot, "\x1b", "\a") {
+			if strings.Contains(got, w) {
+				t.Errorf("timelines %d: output has %q:\n%s", tc.timelines, w, got)
+			}
+		}
 	}
 }

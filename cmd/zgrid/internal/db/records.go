@@ -76,7 +76,8 @@ func ApplyBoot(n *records.Node, b Boot, now time.Time) error {
 	if err := notDenied(n); err != nil {
 		return err
 	}
-	n.ReleaseServed = b.Served
+	n.PushBoot()
+	n.ReleaseServed, n.ReleaseReported, n.BootAt = b.Served, 0, now
 	n.State, n.Source, n.Reason, n.Timeline, n.Services = registry.StateBooting, "", "", nil, nil
 	att := n.Identity.Attestation
 	n.Identity = b.Identity

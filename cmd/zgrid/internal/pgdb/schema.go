@@ -75,8 +75,9 @@ CREATE TABLE zgrid_secrets (name text COLLATE "C" PRIMARY KEY, value bytea NOT N
 `,
 	2: `
 -- No table changes: a node record may now be denied (state "denied",
--- identity.denied). A zgrid of schema 2 reads past that and would boot
--- the node, so the version moves on to make it refuse this database.
+-- identity.denied) and keeps its earlier boots (boots). A zgrid of schema
+-- 2 reads past both: it would boot a denied node and drop histories, so
+-- the version moves on to make it refuse this database.
 SELECT 1;
 `,
 }

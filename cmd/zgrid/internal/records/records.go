@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/digest"
@@ -113,19 +114,25 @@ func CheckEnroll(p string) error {
 
 // Node is the registry's record of a node, as returned by the admin API.
 type Node struct {
-	ID              string                  `json:"id"`
-	Farm            string                  `json:"farm"`
-	Agent           string                  `json:"agent,omitempty"`
-	Profile         identity.Profile        `json:"profile,omitzero"`
-	FirstSeen       time.Time               `json:"first_seen"`
-	LastSeen        time.Time               `json:"last_seen"`
-	ReleaseServed   uint64                  `json:"release_served,omitempty"`   // version in the last boot answer
-	ReleaseReported uint64                  `json:"release_reported,omitempty"` // version the node says it runs
-	State           string                  `json:"state"`
-	Source          string                  `json:"source,omitempty"` // who reported State
-	Reason          string                  `json:"reason,omitempty"`
-	Timeline        []timeline.Step         `json:"timeline,omitempty"`
-	Network         *registry.NetworkChoice `json:"network,omitempty"`
+	ID              string           `json:"id"`
+	Farm            string           `json:"farm"`
+	Agent           string           `json:"agent,omitempty"`
+	Profile         identity.Profile `json:"profile,omitzero"`
+	FirstSeen       time.Time        `json:"first_seen"`
+	LastSeen        time.Time        `json:"last_seen"`
+	ReleaseServed   uint64           `json:"release_served,omitempty"`   // version in the last boot answer
+	ReleaseReported uint64           `json:"release_reported,omitempty"` // version the node says it runs
+	State           string           `json:"state"`
+	Source          string           `json:"source,omitempty"` // who reported State
+	Reason          string           `json:"reason,omitempty"`
+	Timeline        []timeline.Step  `json:"timeline,omitempty"`
+	// BootAt is when the registry answered the boot in progress.
+	BootAt  time.Time               `json:"boot_at,omitzero"`
+	Network *registry.NetworkChoice `json:"network,omitempty"`
+	// Boots are the node's earlier boots, newest first, at most
+	// KeepBoots: an operator looking at a failing node wants to see
+	// whether, and how, it failed before. Lists leave them out.
+	Boots []Boot `json:"boots,omitempty"`
 	// HighestRelease is the highest release version the node ever
 	// reported running; see docs/release.md on rollback floors.
 	HighestRelease uint64   `json:"highest_release,omitempty"`
@@ -135,6 +142,76 @@ type Node struct {
 	// Fallback is the node's last fallback from a release that did not
 	// reach ready, kept across boots.
 	Fallback *FallbackRecord `json:"fallback,omitempty"`
+}
+
+// KeepBoots is how many earlier boots a node record keeps. With every
+// report's limits (MaxTimelineSteps, MaxReasonLen) it bounds a record.
+const KeepBoots = 8
+
+// Boot is one earlier boot of a node: what it was served, how far it got
+// (its last state and reason) and its timeline.
+type Boot struct {
+	At       time.Time       `json:"at,omitzero"` // zero for a boot before zgrid kept BootAt
+	Release  uint64          `json:"release"`
+	Reported uint64          `json:"reported,omitempty"`
+	State    string          `json:"state"`
+	Source   string          `json:"source,omitempty"`
+	Reason   string          `json:"reason,omitempty"`
+	Timeline []timeline.Step `json:"timeline,omitempty"`
+}
+
+// Reached is how far into PID 1 the boot's timeline reaches, in ms; 0
+// without one.
+func (b Boot) Reached() float64 {
+	end := 0.0
+	for _, s := range b.Timeline {
+		end = max(end, s.EndMS, s.StartMS)
+	}
+	return end
+}
+
+// Bounds on what a kept boot's timeline holds of each step: a report's
+// steps are bounded only by its body size, a history by these.
+const (
+	MaxKeptStepName  = 64
+	MaxKeptStepError = 512
+)
+
+// PushBoot moves n's current boot into its history, the oldest beyond
+// KeepBoots dropped. A node that was never answered a boot has none.
+func (n *Node) PushBoot() {
+	if n.ReleaseServed == 0 {
+		return
+	}
+	steps := make([]timeline.Step, len(n.Timeline))
+	for i, s := range n.Timeline {
+		s.Name, s.Error = clip(s.Name, MaxKeptStepName), clip(s.Error, MaxKeptStepError)
+		steps[i] = s
+	}
+	b := Boot{At: n.BootAt, Release: n.ReleaseServed, Reported: n.ReleaseReported, State: n.State, Source: n.Source, Reason: n.Reason, Timeline: steps}
+	keep := min(len(n.Boots), KeepBoots-1)
+	n.Boots = append([]Boot{b}, n.Boots[:keep]...)
+}
+
+// clip cuts s to at most limit bytes, never inside a UTF-8 sequence.
+func clip(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
+
+// WithoutBoots is ns as lists show them: without their histories, which
+// would make a fleet's list many times its size.
+func WithoutBoots(ns []Node) []Node {
+	for i := range ns {
+		ns[i].Boots = nil
+	}
+	return ns
 }
 
 // Identity is what the registry knows of a node's identity and how far it

@@ -78,7 +78,7 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
 		s.replyError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNil(ns))
+	writeJSON(w, http.StatusOK, nonNil(records.WithoutBoots(ns)))
 }
 
 func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 	"github.com/zeroboot/zeroboot/cmd/zgrid/internal/records"
 	"github.com/zeroboot/zeroboot/pkg/registry"
 	"github.com/zeroboot/zeroboot/pkg/release"
+	"github.com/zeroboot/zeroboot/pkg/timeline"
 )
 
 // fakeToken has a boot token's shape but was never issued.
@@ -306,4 +307,32 @@ func TestDenyNode(t *testing.T) {
 		t.Fatalf("approve of a denied node answered %+v", n)
 	}
 	e.must(e.status("n1", e.bootNode("n1")), 204)
+}
+
+// TestBootHistory: a node's record keeps its earlier boots, which GET of
+// the node shows and the list leaves out, and the explorer lists with
+// the node's text escaped.
+func TestBootHistory(t *testing.T) {
+	e := newEnv(t)
+	e.publish()
+	b, _ := json.Marshal(registry.StatusReport{NodeID: "n1", Source: "pid1", State: "failed", Reason: "mount: <b>full</b>", Token: e.bootNode("n1"),
+		Timeline: []timeline.Step{{Name: "net", StartMS: 10, EndMS: 420}}})
+	e.must(e.do("POST", "/v1/status", asJSON, b), 204)
+	e.bootNode("n1")
+	var n records.Node
+	json.Unmarshal([]byte(e.must(e.do("GET", "/v1/admin/nodes/n1", asAdmin, nil), 200).body), &n)
+	if len(n.Boots) != 1 || n.Boots[0].State != registry.StateFailed || n.Boots[0].Reason != "mount: <b>full</b>" || n.Boots[0].Reached() != 420 || n.State != registry.StateBooting {
+		t.Fatalf("node after two boots: state %s, boots %+v", n.State, n.Boots)
+	}
+	if list := e.must(e.do("GET", "/v1/admin/nodes", asAdmin, nil), 200).body; strings.Contains(list, `"boots"`) || !strings.Contains(list, `"boot_at"`) {
+		t.Errorf("node list: %s; want no boots, with boot_at", list)
+	}
+	br := newBrowser(e)
+	e.must(br.login(t, token), 303)
+	page := e.must(br.do("GET", "/ui/nodes/n1", nil), 200).body
+	for _, want := range []string{"<h2>Earlier boots</h2>", `<td class="failed">failed (from pid1)</td><td>420 ms</td><td>mount: &lt;b&gt;full&lt;/b&gt;</td>`, "<th>Booted</th>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("node page lacks %q:\n%s", want, page)
+		}
+	}
 }

@@ -217,8 +217,15 @@ func nodes(t *testing.T, d, _ db.Records) {
 		t.Fatal(err)
 	}
 	n, _ = d.Node("n1")
-	if !n.FirstSeen.Equal(t0) || n.State != registry.StateBooting || n.ReleaseServed != 4 || n.Timeline != nil {
+	if !n.FirstSeen.Equal(t0) || n.State != registry.StateBooting || n.ReleaseServed != 4 || n.ReleaseReported != 0 || n.Timeline != nil || !n.BootAt.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("after reboot: %+v", n)
+	}
+	// ... and keeps the boot before in its history.
+	if len(n.Boots) != 1 {
+		t.Fatalf("after reboot: boots %+v, want the first", n.Boots)
+	}
+	if b := n.Boots[0]; !b.At.Equal(t0) || b.Release != 3 || b.Reported != 3 || b.State != registry.StateReady || b.Source != "pid1" || len(b.Timeline) != 1 || b.Timeline[0].Name != "net" {
+		t.Fatalf("the first boot kept as %+v", b)
 	}
 	// The highest release a node reported running stays when it later
 	// runs an older one.
@@ -237,6 +244,9 @@ func nodes(t *testing.T, d, _ db.Records) {
 	ns, _ := d.Nodes()
 	if len(ns) != 2 || ns[0].ID != "n0" || ns[1].ID != "n1" {
 		t.Fatalf("Nodes() = %+v", ns)
+	}
+	if b := ns[1].Boots; len(b) != 2 || b[0].Release != 4 || b[0].Reported != 2 || b[1].Release != 3 {
+		t.Fatalf("n1's boots after three: %+v, want releases 4 (ran 2) and 3", b)
 	}
 	if c, err := d.NodeStates(); c[registry.StateBooting] != 2 || len(c) != 1 || err != nil {
 		t.Fatalf("NodeStates() = %v, %v", c, err)
