@@ -26,12 +26,16 @@ func Sanitize(s string, limit int) string {
 		}
 		return r
 	}, strings.ToValidUTF8(s, "?"))
-	if len(s) <= limit {
-		return s
+	if c := cut(s, max(limit, 0)); len(c) < len(s) {
+		return c + "..."
 	}
-	cut := max(limit, 0)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
+	return s
+}
+
+// Clip cuts s to at most limit bytes of valid UTF-8, on a character
+// boundary. Invalid bytes become U+FFFD first, as JSON encoding would
+// make them (growing the string), so what is clipped is what is stored
+// or sent.
+func Clip(s string, limit int) string {
+	return cut(strings.ToValidUTF8(s, string(utf8.RuneError)), max(limit, 0))
 }

@@ -48,3 +48,23 @@ func TestSanitizeBoundsLargeInput(t *testing.T) {
 		t.Fatalf("Sanitize of 192 KiB: %d bytes, %q...", len(got), got[:20])
 	}
 }
+
+func TestClip(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		limit int
+		want  string
+	}{
+		{"short", 10, "short"},
+		{"abcdef", 3, "abc"},
+		{"aéé", 4, "aé"},           // the second é would be cut in half
+		{"a\xffb", 10, "a\uFFFDb"}, // as JSON would store it
+		{"a\xffb", 3, "a"},         // U+FFFD is 3 bytes
+		{"abc", -1, ""},
+		{"\x1b[2J", 10, "\x1b[2J"}, // clipping is not sanitising
+	} {
+		if got := Clip(tc.in, tc.limit); got != tc.want {
+			t.Errorf("Clip(%q, %d) = %q, want %q", tc.in, tc.limit, got, tc.want)
+		}
+	}
+}

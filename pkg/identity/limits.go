@@ -2,8 +2,8 @@ package identity
 
 import (
 	"fmt"
-	"strings"
-	"unicode/utf8"
+
+	"github.com/zeroboot/zeroboot/pkg/console"
 )
 
 // Profile limits. A profile travels in an unauthenticated boot request and
@@ -100,37 +100,22 @@ func (d *DMI) fields() []dmiField {
 // node ID is chosen, which may use any NIC and the whole DMI strings.
 func (p *Profile) clip() {
 	p.CPUs = min(max(p.CPUs, 0), MaxCPUs)
-	p.CPUModel = clipString(p.CPUModel, MaxCPUModelLen)
+	p.CPUModel = console.Clip(p.CPUModel, MaxCPUModelLen)
 	if len(p.NICs) > MaxNICs {
 		p.NICs = p.NICs[:MaxNICs]
 	}
 	for i := range p.NICs {
 		n := &p.NICs[i]
-		n.Name, n.MAC, n.Driver = clipString(n.Name, MaxNICNameLen), clipString(n.MAC, MaxMACLen), clipString(n.Driver, MaxDriverLen)
+		n.Name, n.MAC, n.Driver = console.Clip(n.Name, MaxNICNameLen), console.Clip(n.MAC, MaxMACLen), console.Clip(n.Driver, MaxDriverLen)
 	}
 	if len(p.Disks) > MaxDisks {
 		p.Disks = p.Disks[:MaxDisks]
 	}
 	for i := range p.Disks {
 		d := &p.Disks[i]
-		d.Name, d.Model = clipString(d.Name, MaxDiskNameLen), clipString(d.Model, MaxDiskModelLen)
+		d.Name, d.Model = console.Clip(d.Name, MaxDiskNameLen), console.Clip(d.Model, MaxDiskModelLen)
 	}
 	for _, f := range p.DMI.fields() {
-		*f.v = clipString(*f.v, MaxDMILen)
+		*f.v = console.Clip(*f.v, MaxDMILen)
 	}
-}
-
-// clipString cuts s to at most max bytes of valid UTF-8. Invalid bytes
-// are replaced first, as JSON encoding would replace them (growing the
-// string), so the clipped string is what the registry measures.
-func clipString(s string, max int) string {
-	s = strings.ToValidUTF8(s, string(utf8.RuneError))
-	if len(s) <= max {
-		return s
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut]
 }

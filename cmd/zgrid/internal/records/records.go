@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/zeroboot/zeroboot/pkg/console"
 	"github.com/zeroboot/zeroboot/pkg/digest"
@@ -185,24 +184,12 @@ func (n *Node) PushBoot() {
 	}
 	steps := make([]timeline.Step, len(n.Timeline))
 	for i, s := range n.Timeline {
-		s.Name, s.Error = clip(s.Name, MaxKeptStepName), clip(s.Error, MaxKeptStepError)
+		s.Name, s.Error = console.Clip(s.Name, MaxKeptStepName), console.Clip(s.Error, MaxKeptStepError)
 		steps[i] = s
 	}
 	b := Boot{At: n.BootAt, Release: n.ReleaseServed, Reported: n.ReleaseReported, State: n.State, Source: n.Source, Reason: n.Reason, Timeline: steps}
 	keep := min(len(n.Boots), KeepBoots-1)
 	n.Boots = append([]Boot{b}, n.Boots[:keep]...)
-}
-
-// clip cuts s to at most limit bytes, never inside a UTF-8 sequence.
-func clip(s string, limit int) string {
-	if len(s) <= limit {
-		return s
-	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut]
 }
 
 // WithoutBoots is ns as lists show them: without their histories, which
