@@ -346,6 +346,20 @@ func readUpload(path string) (*records.ReleaseUpload, *metadata.Metadata[metadat
 	return up, m, nil
 }
 
+// matchesTargets checks a release document against the target its
+// targets name for it. A file whose targets name none (made by hand, or
+// damaged) is an error here, not a nil dereference in go-tuf.
+func matchesTargets(m *metadata.Metadata[metadata.TargetsType], doc []byte) error {
+	tf := m.Signed.Targets[release.TargetName]
+	if tf == nil {
+		return fmt.Errorf("the targets name no %s", release.TargetName)
+	}
+	if err := tf.VerifyLengthHashes(doc); err != nil {
+		return fmt.Errorf("the release document does not match the targets: %w", err)
+	}
+	return nil
+}
+
 // summary is what a signer reads before signing: every field that nodes
 // act on, as nodes will read it (the same strict decoders), made safe for
 // a terminal.
@@ -358,8 +372,8 @@ func summary(w io.Writer, up *records.ReleaseUpload, m *metadata.Metadata[metada
 		if err != nil {
 			return err
 		}
-		if err := m.Signed.Targets[release.TargetName].VerifyLengthHashes(up.Release); err != nil {
-			return fmt.Errorf("the release document does not match the targets: %w", err)
+		if err := matchesTargets(m, up.Release); err != nil {
+			return err
 		}
 		for _, c := range r.Components {
 			var allow []string
@@ -473,8 +487,8 @@ flists.`,
 		if len(up.Release) == 0 {
 			return fmt.Errorf("%s: a withdrawal, not a release", p)
 		}
-		if err := m.Signed.Targets[release.TargetName].VerifyLengthHashes(up.Release); err != nil {
-			return fmt.Errorf("%s: the release document does not match the targets: %w", p, err)
+		if err := matchesTargets(m, up.Release); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
 		}
 		if rs[i], err = release.Decode(up.Release); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
