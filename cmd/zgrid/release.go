@@ -400,16 +400,61 @@ func summary(w io.Writer, up *records.ReleaseUpload, m *metadata.Metadata[metada
 }
 
 func cmdReleaseShow(args []string) error {
-	fs := newFlags("release show", "zgrid release show FILE", "Show what a release upload file says, exactly as nodes will read it.", "  zgrid release show v7.json")
+	fs := newFlags("release show", "zgrid release show FILE [-o table|json|yaml]",
+		"Show what a release upload file says, exactly as nodes will read it.\n-o json gives the release document as nodes decode it, with the\ntargets' channel, version, expiry and signing key IDs.",
+		"  zgrid release show v7.json\n  zgrid release show v7.json -o json")
+	out := registerOutput(fs)
 	arg, err := oneArg(fs, args, "release file")
 	if err != nil {
+		return err
+	}
+	if err := out.check(fs); err != nil {
 		return err
 	}
 	up, m, err := readUpload(arg)
 	if err != nil {
 		return err
 	}
-	return summary(os.Stdout, up, m)
+	if out.table() {
+		return summary(os.Stdout, up, m)
+	}
+	v, err := releaseViewOf(up, m)
+	if err != nil {
+		return fmt.Errorf("%s: %w", arg, err)
+	}
+	return out.print(v)
+}
+
+// releaseView is release show -o json: what summary prints, with the
+// release document whole (null for a withdrawal).
+type releaseView struct {
+	Channel   string           `json:"channel"`
+	Version   int64            `json:"version"`
+	Expires   time.Time        `json:"expires"`
+	Withdrawn bool             `json:"withdrawn"`
+	Release   *release.Release `json:"release"`
+	KeyIDs    []string         `json:"key_ids"`
+}
+
+// releaseViewOf reads the release document as summary does, with the
+// strict decoder and checked against the targets, so a script is shown
+// only what nodes would act on.
+func releaseViewOf(up *records.ReleaseUpload, m *metadata.Metadata[metadata.TargetsType]) (releaseView, error) {
+	v := releaseView{Channel: up.Channel, Version: m.Signed.Version, Expires: m.Signed.Expires.UTC(), Withdrawn: len(up.Release) == 0, KeyIDs: []string{}}
+	if !v.Withdrawn {
+		r, err := release.Decode(up.Release)
+		if err != nil {
+			return v, err
+		}
+		if err := matchesTargets(m, up.Release); err != nil {
+			return v, err
+		}
+		v.Release = r
+	}
+	for _, s := range m.Signatures {
+		v.KeyIDs = append(v.KeyIDs, s.KeyID)
+	}
+	return v, nil
 }
 
 func cmdReleaseVerify(args []string) error {
