@@ -208,8 +208,14 @@ func changeContext(fs *flag.FlagSet, args []string, change func(*clientConfig, s
 }
 
 func cmdContextList(args []string) error {
-	fs := newFlags("context list", "zgrid context list", "List the remembered registries; * marks the current one.", "  zgrid context list")
+	fs := newFlags("context list", "zgrid context list [-o table|json|yaml]",
+		"List the remembered registries; * marks the current one. -o json gives\nan array of contexts, each with its name and whether it is current.",
+		"  zgrid context list\n  zgrid context list -o json")
+	out := registerOutput(fs)
 	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := out.check(fs); err != nil {
 		return err
 	}
 	cfg, _, err := loadConfig()
@@ -221,6 +227,9 @@ func cmdContextList(args []string) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	if !out.table() {
+		return out.print(contextViews(cfg, names))
+	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "CURRENT\tNAME\tREGISTRY")
 	for _, n := range names {
@@ -235,4 +244,20 @@ func cmdContextList(args []string) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\n", mark, n, where)
 	}
 	return w.Flush()
+}
+
+// contextView is one context of context list -o json: its config entry
+// under its name. The config holds the token's file, never the token.
+type contextView struct {
+	Name    string `json:"name"`
+	Current bool   `json:"current"`
+	clientContext
+}
+
+func contextViews(cfg *clientConfig, names []string) []contextView {
+	vs := make([]contextView, 0, len(names))
+	for _, n := range names {
+		vs = append(vs, contextView{Name: n, Current: n == cfg.Current, clientContext: cfg.Contexts[n]})
+	}
+	return vs
 }

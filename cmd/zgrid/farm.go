@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net/url"
@@ -352,15 +351,6 @@ func noArgs(fs *flag.FlagSet, args []string, c *conn) error {
 		return usageErr(fs, "unexpected arguments %q", pos)
 	}
 	return c.check()
-}
-
-func printJSON(v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Printf("%s\n", b)
-	return err
 }
 
 func orDash(s string) string {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -204,16 +203,47 @@ func extractProgress(w *os.File, start time.Time) func(done, total int64) {
 }
 
 func cmdFlistLs(args []string) error {
-	fs := newFlags("flist ls", "zgrid flist ls (--store URL... [--ca FILE] | --data DIR) sha256:HEX",
+	fs := newFlags("flist ls", "zgrid flist ls (--store URL... [--ca FILE] | --data DIR) [-o table|json|yaml] sha256:HEX",
 		`List an flist's entries, one per line: type, mode, owner, size, mtime,
-path (and a symlink's target). The flist is verified against its digest.`,
+path (and a symlink's target). The flist is verified against its digest.
+-o json gives an array of entries with the same fields.`,
 		`  zgrid flist ls --data ./grid sha256:1f2e...
-  zgrid flist ls --store http://mirror-a/zb sha256:1f2e... | grep ' usr/bin/'`)
-	return withFlist(fs, args, func(w io.Writer, f *flist.Flist) {
-		for i := range f.Entries {
-			fmt.Fprintln(w, lsLine(&f.Entries[i]))
-		}
-	})
+  zgrid flist ls --store http://mirror-a/zb sha256:1f2e... | grep ' usr/bin/'
+  zgrid flist ls --data ./grid -o json sha256:1f2e...`)
+	out := registerOutput(fs)
+	f, err := readFlist(fs, args, out)
+	if err != nil {
+		return err
+	}
+	if !out.table() {
+		return out.print(lsEntries(f))
+	}
+	for i := range f.Entries {
+		fmt.Println(lsLine(&f.Entries[i]))
+	}
+	return nil
+}
+
+// lsEntry is one entry of flist ls -o json: the columns of its line, the
+// path and target exact (print escapes what a terminal would act on).
+type lsEntry struct {
+	Type   string    `json:"type"`
+	Mode   string    `json:"mode"` // octal, as ls shows it
+	UID    uint32    `json:"uid"`
+	GID    uint32    `json:"gid"`
+	Size   uint64    `json:"size"`
+	MTime  time.Time `json:"mtime"`
+	Path   string    `json:"path"`
+	Target string    `json:"target,omitempty"` // symlinks and hard links
+}
+
+func lsEntries(f *flist.Flist) []lsEntry {
+	out := make([]lsEntry, 0, len(f.Entries))
+	for _, e := range f.Entries {
+		out = append(out, lsEntry{Type: e.Type.String(), Mode: fmt.Sprintf("%04o", e.Mode), UID: e.UID, GID: e.GID,
+			Size: e.Size, MTime: time.Unix(e.MTime, 0).UTC(), Path: e.Path, Target: e.Target})
+	}
+	return out
 }
 
 func lsLine(e *flist.Entry) string {
@@ -239,50 +269,83 @@ func quoted(s string) string {
 }
 
 func cmdFlistInspect(args []string) error {
-	fs := newFlags("flist inspect", "zgrid flist inspect (--store URL... [--ca FILE] | --data DIR) sha256:HEX",
+	fs := newFlags("flist inspect", "zgrid flist inspect (--store URL... [--ca FILE] | --data DIR) [-o table|json|yaml] sha256:HEX",
 		`Summarise an flist: entries by type, content bytes, chunk references,
 distinct chunks and the compressed bytes a fresh extraction fetches at most,
 and how many entries carry setuid or setgid bits (a release must allow them).`,
-		`  zgrid flist inspect --data ./grid sha256:1f2e...`)
-	return withFlist(fs, args, func(w io.Writer, f *flist.Flist) {
-		s := flist.Summarize(f)
-		fmt.Fprintf(w, "format:         version %d, chunks named by %s\n", s.Version, s.Hash)
-		fmt.Fprintf(w, "entries:        %d\n", s.Entries)
-		types := make([]flist.Type, 0, len(s.ByType))
-		for t := range s.ByType {
-			types = append(types, t)
-		}
-		sort.Slice(types, func(i, j int) bool { return types[i] < types[j] })
-		for _, t := range types {
-			fmt.Fprintf(w, "  %-12s  %d\n", t.String()+":", s.ByType[t])
-		}
-		fmt.Fprintf(w, "content:        %d bytes\n", s.Bytes)
-		fmt.Fprintf(w, "chunk refs:     %d (largest %d bytes)\n", s.Chunks, s.MaxChunk)
-		fmt.Fprintf(w, "packed files:   %d (sharing chunks with other small files)\n", s.Packed)
-		fmt.Fprintf(w, "distinct:       %d chunks, %d bytes compressed at most\n", s.Unique, s.Wire)
-		fmt.Fprintf(w, "requests:       %d chunk fetches for a fresh extraction\n", s.Fetches)
-		fmt.Fprintf(w, "setuid/setgid:  %d\n", s.Setuid)
-	})
+		`  zgrid flist inspect --data ./grid sha256:1f2e...
+  zgrid flist inspect --data ./grid -o json sha256:1f2e...`)
+	out := registerOutput(fs)
+	f, err := readFlist(fs, args, out)
+	if err != nil {
+		return err
+	}
+	s := flist.Summarize(f)
+	if !out.table() {
+		return out.print(inspectViewOf(s))
+	}
+	fmt.Printf("format:         version %d, chunks named by %s\n", s.Version, s.Hash)
+	fmt.Printf("entries:        %d\n", s.Entries)
+	types := make([]flist.Type, 0, len(s.ByType))
+	for t := range s.ByType {
+		types = append(types, t)
+	}
+	sort.Slice(types, func(i, j int) bool { return types[i] < types[j] })
+	for _, t := range types {
+		fmt.Printf("  %-12s  %d\n", t.String()+":", s.ByType[t])
+	}
+	fmt.Printf("content:        %d bytes\n", s.Bytes)
+	fmt.Printf("chunk refs:     %d (largest %d bytes)\n", s.Chunks, s.MaxChunk)
+	fmt.Printf("packed files:   %d (sharing chunks with other small files)\n", s.Packed)
+	fmt.Printf("distinct:       %d chunks, %d bytes compressed at most\n", s.Unique, s.Wire)
+	fmt.Printf("requests:       %d chunk fetches for a fresh extraction\n", s.Fetches)
+	fmt.Printf("setuid/setgid:  %d\n", s.Setuid)
+	return nil
 }
 
-// withFlist parses fs, fetches the one flist named and hands it to show.
-func withFlist(fs *flag.FlagSet, args []string, show func(io.Writer, *flist.Flist)) error {
+// inspectView is flist inspect -o json: flist.Summary, which has no JSON
+// names of its own, with the entry types by name.
+type inspectView struct {
+	Version        uint16         `json:"version"`
+	Hash           string         `json:"hash"`
+	Entries        int            `json:"entries"`
+	ByType         map[string]int `json:"by_type"`
+	Bytes          uint64         `json:"bytes"`
+	ChunkRefs      int            `json:"chunk_refs"`
+	LargestChunk   uint32         `json:"largest_chunk"`
+	Packed         int            `json:"packed"`
+	DistinctChunks int            `json:"distinct_chunks"`
+	WireBytes      uint64         `json:"wire_bytes"`
+	Fetches        int            `json:"fetches"`
+	Setuid         int            `json:"setuid"`
+}
+
+func inspectViewOf(s flist.Summary) inspectView {
+	v := inspectView{Version: s.Version, Hash: s.Hash.String(), Entries: s.Entries, ByType: map[string]int{}, Bytes: s.Bytes,
+		ChunkRefs: s.Chunks, LargestChunk: s.MaxChunk, Packed: s.Packed, DistinctChunks: s.Unique, WireBytes: s.Wire,
+		Fetches: s.Fetches, Setuid: s.Setuid}
+	for t, n := range s.ByType {
+		v.ByType[t.String()] = n
+	}
+	return v
+}
+
+// readFlist parses fs, checks -o and fetches the one flist named.
+func readFlist(fs *flag.FlagSet, args []string, out outputFlag) (*flist.Flist, error) {
 	var s flistSource
 	s.register(fs)
 	arg, err := oneArg(fs, args, "sha256:HEX")
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if err := out.check(fs); err != nil {
+		return nil, err
 	}
 	r, err := s.open()
 	if err != nil {
-		return usageErr(fs, "%v", err)
+		return nil, usageErr(fs, "%v", err)
 	}
-	f, err := s.flist(context.Background(), r, arg)
-	if err != nil {
-		return err
-	}
-	show(os.Stdout, f)
-	return nil
+	return s.flist(context.Background(), r, arg)
 }
 
 func cmdFlistDiff(args []string) error {

@@ -346,6 +346,20 @@ func readUpload(path string) (*records.ReleaseUpload, *metadata.Metadata[metadat
 	return up, m, nil
 }
 
+// matchesTargets checks a release document against the target its
+// targets name for it. A file whose targets name none (made by hand, or
+// damaged) is an error here, not a nil dereference in go-tuf.
+func matchesTargets(m *metadata.Metadata[metadata.TargetsType], doc []byte) error {
+	tf := m.Signed.Targets[release.TargetName]
+	if tf == nil {
+		return fmt.Errorf("the targets name no %s", release.TargetName)
+	}
+	if err := tf.VerifyLengthHashes(doc); err != nil {
+		return fmt.Errorf("the release document does not match the targets: %w", err)
+	}
+	return nil
+}
+
 // summary is what a signer reads before signing: every field that nodes
 // act on, as nodes will read it (the same strict decoders), made safe for
 // a terminal.
@@ -358,8 +372,8 @@ func summary(w io.Writer, up *records.ReleaseUpload, m *metadata.Metadata[metada
 		if err != nil {
 			return err
 		}
-		if err := m.Signed.Targets[release.TargetName].VerifyLengthHashes(up.Release); err != nil {
-			return fmt.Errorf("the release document does not match the targets: %w", err)
+		if err := matchesTargets(m, up.Release); err != nil {
+			return err
 		}
 		for _, c := range r.Components {
 			var allow []string
@@ -386,16 +400,61 @@ func summary(w io.Writer, up *records.ReleaseUpload, m *metadata.Metadata[metada
 }
 
 func cmdReleaseShow(args []string) error {
-	fs := newFlags("release show", "zgrid release show FILE", "Show what a release upload file says, exactly as nodes will read it.", "  zgrid release show v7.json")
+	fs := newFlags("release show", "zgrid release show FILE [-o table|json|yaml]",
+		"Show what a release upload file says, exactly as nodes will read it.\n-o json gives the release document as nodes decode it, with the\ntargets' channel, version, expiry and signing key IDs.",
+		"  zgrid release show v7.json\n  zgrid release show v7.json -o json")
+	out := registerOutput(fs)
 	arg, err := oneArg(fs, args, "release file")
 	if err != nil {
+		return err
+	}
+	if err := out.check(fs); err != nil {
 		return err
 	}
 	up, m, err := readUpload(arg)
 	if err != nil {
 		return err
 	}
-	return summary(os.Stdout, up, m)
+	if out.table() {
+		return summary(os.Stdout, up, m)
+	}
+	v, err := releaseViewOf(up, m)
+	if err != nil {
+		return fmt.Errorf("%s: %w", arg, err)
+	}
+	return out.print(v)
+}
+
+// releaseView is release show -o json: what summary prints, with the
+// release document whole (null for a withdrawal).
+type releaseView struct {
+	Channel   string           `json:"channel"`
+	Version   int64            `json:"version"`
+	Expires   time.Time        `json:"expires"`
+	Withdrawn bool             `json:"withdrawn"`
+	Release   *release.Release `json:"release"`
+	KeyIDs    []string         `json:"key_ids"`
+}
+
+// releaseViewOf reads the release document as summary does, with the
+// strict decoder and checked against the targets, so a script is shown
+// only what nodes would act on.
+func releaseViewOf(up *records.ReleaseUpload, m *metadata.Metadata[metadata.TargetsType]) (releaseView, error) {
+	v := releaseView{Channel: up.Channel, Version: m.Signed.Version, Expires: m.Signed.Expires.UTC(), Withdrawn: len(up.Release) == 0, KeyIDs: []string{}}
+	if !v.Withdrawn {
+		r, err := release.Decode(up.Release)
+		if err != nil {
+			return v, err
+		}
+		if err := matchesTargets(m, up.Release); err != nil {
+			return v, err
+		}
+		v.Release = r
+	}
+	for _, s := range m.Signatures {
+		v.KeyIDs = append(v.KeyIDs, s.KeyID)
+	}
+	return v, nil
 }
 
 func cmdReleaseVerify(args []string) error {
@@ -473,8 +532,8 @@ flists.`,
 		if len(up.Release) == 0 {
 			return fmt.Errorf("%s: a withdrawal, not a release", p)
 		}
-		if err := m.Signed.Targets[release.TargetName].VerifyLengthHashes(up.Release); err != nil {
-			return fmt.Errorf("%s: the release document does not match the targets: %w", p, err)
+		if err := matchesTargets(m, up.Release); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
 		}
 		if rs[i], err = release.Decode(up.Release); err != nil {
 			return fmt.Errorf("%s: %w", p, err)

@@ -223,16 +223,29 @@ func writeRoot(data string, chain [][]byte, r repo.Roles, v int64, expires time.
 }
 
 func cmdRootShow(args []string) error {
-	fs := newFlags("root show", "zgrid root show --data DIR", "Show the root chain: versions, expiry, keys of each role.", "  zgrid root show --data ./grid")
+	fs := newFlags("root show", "zgrid root show --data DIR [-o table|json|yaml]",
+		"Show the root chain: versions, expiry, keys of each role. -o json gives\nan array of roots with whole key IDs.",
+		"  zgrid root show --data ./grid\n  zgrid root show --data ./grid -o json")
 	data := fs.String("data", "", "registry data directory (required)")
+	out := registerOutput(fs)
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if *data == "" || len(pos) > 0 {
 		return usageErr(fs, "need --data")
 	}
+	if err := out.check(fs); err != nil {
+		return err
+	}
 	roots, err := readRoots(*data)
 	if err != nil {
 		return err
+	}
+	if !out.table() {
+		vs, err := rootViews(roots)
+		if err != nil {
+			return err
+		}
+		return out.print(vs)
 	}
 	for _, b := range roots {
 		m, err := metadata.Root().FromBytes(b)
@@ -250,6 +263,41 @@ func cmdRootShow(args []string) error {
 		}
 	}
 	return nil
+}
+
+// rootView is one root of the chain in root show -o json.
+type rootView struct {
+	Version  int64               `json:"version"`
+	Expires  time.Time           `json:"expires"`
+	SignedBy []string            `json:"signed_by"` // key IDs of its signatures
+	Roles    map[string]roleView `json:"roles"`     // root, targets, snapshot, timestamp
+}
+
+type roleView struct {
+	Threshold int      `json:"threshold"`
+	KeyIDs    []string `json:"key_ids"`
+}
+
+func rootViews(roots [][]byte) ([]rootView, error) {
+	vs := []rootView{}
+	for i, b := range roots {
+		m, err := metadata.Root().FromBytes(b)
+		if err != nil {
+			return nil, fmt.Errorf("root version %d: %w", i+1, err)
+		}
+		v := rootView{Version: m.Signed.Version, Expires: m.Signed.Expires.UTC(), SignedBy: []string{}, Roles: map[string]roleView{}}
+		for _, s := range m.Signatures {
+			v.SignedBy = append(v.SignedBy, s.KeyID)
+		}
+		for name, ro := range m.Signed.Roles {
+			if ro == nil {
+				continue
+			}
+			v.Roles[name] = roleView{Threshold: ro.Threshold, KeyIDs: append([]string{}, ro.KeyIDs...)}
+		}
+		vs = append(vs, v)
+	}
+	return vs, nil
 }
 
 // readRoots reads DATA/tuf/root/1.root.json, 2.root.json, ... in order.

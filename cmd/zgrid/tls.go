@@ -17,27 +17,34 @@ func cmdTLS(args []string) error {
 }
 
 func cmdTLSShow(args []string) error {
-	fs := newFlags("tls show", "zgrid tls show --data DIR",
+	fs := newFlags("tls show", "zgrid tls show --data DIR [-o table|json|yaml]",
 		"Show the registry CA (every certificate of ca.pem: two while the CA is\nrotated), the server certificate and its issuer, and the rotation's state.",
-		"  zgrid tls show --data ./grid")
+		"  zgrid tls show --data ./grid\n  zgrid tls show --data ./grid -o json")
 	data := fs.String("data", "", "data directory (required)")
+	out := registerOutput(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if *data == "" {
 		return usageErr(fs, "need --data")
 	}
+	if err := out.check(fs); err != nil {
+		return err
+	}
 	dir := filepath.Join(*data, tlsDir)
 	st, err := tlsgen.RotationState(dir)
 	if err != nil {
 		return err
 	}
-	for _, c := range st.Bundle {
-		printCert(tlsgen.CACert, c)
-	}
 	srv, err := tlsgen.LoadCert(filepath.Join(dir, tlsgen.ServerCert))
 	if err != nil {
 		return err
+	}
+	if !out.table() {
+		return out.print(tlsViewOf(st, srv))
+	}
+	for _, c := range st.Bundle {
+		printCert(tlsgen.CACert, c)
 	}
 	printCert(tlsgen.ServerCert, srv)
 	fmt.Printf("%-11s issued by %s\n", "", console.Sanitize(srv.Issuer.CommonName, 200))
@@ -48,6 +55,41 @@ func cmdTLSShow(args []string) error {
 	fmt.Printf("rotation    under way: ca.pem holds the old CA and %s; the server's certificate is from the old one until zgrid tls rotate finish\n",
 		console.Sanitize(st.Next.Subject.CommonName, 200))
 	return nil
+}
+
+// tlsView is tls show -o json.
+type tlsView struct {
+	CA       []certView `json:"ca"` // ca.pem, in order
+	Server   certView   `json:"server"`
+	Rotating bool       `json:"rotating"`
+	NextCA   *certView  `json:"next_ca"` // the CA a rotation moves to; null when none is under way
+}
+
+// certView is what tls show prints of a certificate: common names, not
+// whole subjects, as the table does.
+type certView struct {
+	Subject   string    `json:"subject"`
+	Issuer    string    `json:"issuer"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	Names     []string  `json:"names"` // DNS names and IP addresses
+}
+
+func certViewOf(c *x509.Certificate) certView {
+	return certView{Subject: c.Subject.CommonName, Issuer: c.Issuer.CommonName, NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
+		Names: tlsgen.SANs(c)}
+}
+
+func tlsViewOf(st tlsgen.Rotation, srv *x509.Certificate) tlsView {
+	v := tlsView{CA: []certView{}, Server: certViewOf(srv), Rotating: st.Next != nil}
+	for _, c := range st.Bundle {
+		v.CA = append(v.CA, certViewOf(c))
+	}
+	if st.Next != nil {
+		next := certViewOf(st.Next)
+		v.NextCA = &next
+	}
+	return v
 }
 
 func printCert(file string, c *x509.Certificate) {
