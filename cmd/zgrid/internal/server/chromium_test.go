@@ -73,7 +73,8 @@ func screenshots(t *testing.T) string {
 
 // The explorer in a real browser: log in with the token, the pages load,
 // a node's SVG timeline renders with a bar per step, a form posted
-// without its CSRF token is refused, a viewer cannot approve.
+// without its CSRF token is refused, the deny form denies, a viewer can
+// neither approve nor deny.
 func TestUIChromium(t *testing.T) {
 	bin := chromium(t)
 	e := newEnv(t, withViewer)
@@ -210,6 +211,21 @@ func TestUIChromium(t *testing.T) {
 		t.Fatal("approved without a CSRF token")
 	}
 
+	// Deny, with the form as served: the node's page comes back with it
+	// denied, and offers approve instead.
+	run("deny",
+		chromedp.Navigate(e.ts.URL+"/ui/nodes/a1"),
+		chromedp.WaitVisible(chromedp.CSS(`form[action$="/deny"] button`)),
+		chromedp.Click(chromedp.CSS(`form[action$="/deny"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`form[action$="/approve"] button`)),
+		shot("node-a1-denied"))
+	if page := text("denied node page"); !strings.Contains(page, "denied: by the operator") || strings.Contains(page, "Deny a1") {
+		t.Errorf("denied node page:\n%s", page)
+	}
+	if !e.nodeRecord("a1").Identity.Denied {
+		t.Fatal("the deny form did not deny a1")
+	}
+
 	// Log out, log in as a viewer: no approve form, and one forged with
 	// the viewer's own CSRF token is refused.
 	run("log out",
@@ -222,9 +238,9 @@ func TestUIChromium(t *testing.T) {
 		chromedp.Navigate(e.ts.URL+"/ui/nodes/p1"),
 		chromedp.WaitVisible(chromedp.CSS(`h1`)),
 		shot("viewer-node-p1"))
-	eval("approve forms", `[document.querySelectorAll('form[action$="/approve"]').length]`, &forms)
+	eval("node forms", `[document.querySelectorAll('form[action$="/approve"], form[action$="/deny"]').length]`, &forms)
 	if len(forms) != 1 || forms[0] != 0 {
-		t.Errorf("the viewer is offered approve forms: %v", forms)
+		t.Errorf("the viewer is offered approve or deny forms: %v", forms)
 	}
 	run("viewer approves",
 		js(`(() => {
