@@ -31,7 +31,7 @@ func init() {
 		"root":       {"the TUF root nodes carry: init, rotate keys, show", cmdRoot},
 		"flist":      {"pack, extract, list, inspect and diff flists (flist build|extract|ls|inspect|diff)", cmdFlist},
 		"release":    {"create, sign, show, publish, withdraw and list signed releases", cmdRelease},
-		"farm":       {"create, change and list farms and their enrollment policy", cmdFarm},
+		"farm":       {"create, change, show, list and delete farms and their enrollment policy", cmdFarm},
 		"node":       {"list nodes, show one node's boot report and identity, approve, deny and allow nodes", cmdNode},
 		"backup":     {"write a consistent copy of the database, while serve runs or not", cmdBackup},
 		"context":    {"remember registries and switch between them (context add|use|list|remove)", cmdContext},
